@@ -1,0 +1,4 @@
+"""Export Center: signed, verifiable, byte-reproducible vulnerability-evidence bundles."""
+
+__version__ = "0.1.0"
+TOOL_NAME = "stella-export-center"

@@ -1,0 +1,137 @@
+"""One error hierarchy for every surface (CLI, HTTP API, Console).
+
+Each error carries a stable ``ERR_EXPORT_*`` code, a human sentence and structured
+details. Surfaces catch :class:`StellaError` in exactly one place and map the code to
+an exit status (CLI) or an HTTP status (API), so the same failure reads the same way
+everywhere. Library code raises; it never prints and never exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "EXIT_CODES",
+    "BundleIntegrityError",
+    "ConflictError",
+    "EgressDeniedError",
+    "ErrorSpec",
+    "InputError",
+    "NotFoundError",
+    "ProfileUnavailableError",
+    "SignatureError",
+    "StellaError",
+    "TrustError",
+    "UsageError",
+]
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """What a code means on each surface: CLI exit status and HTTP status."""
+
+    code: str
+    exit_code: int
+    http_status: int
+    summary: str
+
+
+# The documented table (docs/errors.md is checked against it by a test). Exit codes
+# are grouped so that scripts can tell "your input is wrong" from "the bundle is bad"
+# from "the signature or trust policy failed" without parsing messages.
+_SPECS: tuple[ErrorSpec, ...] = (
+    ErrorSpec("ERR_EXPORT_INTERNAL", 1, 500, "unexpected internal failure (a bug: please report it)"),
+    ErrorSpec("ERR_EXPORT_USAGE", 2, 400, "invalid arguments, selector, profile option or request body"),
+    ErrorSpec("ERR_EXPORT_CHECKSUM", 3, 422, "bundle content does not match its manifest (digest, size, count, extra or missing file)"),
+    ErrorSpec("ERR_EXPORT_SIGNATURE", 4, 422, "a signature is missing, malformed or does not verify"),
+    ErrorSpec("ERR_EXPORT_TRUST", 5, 422, "signature valid but the key or policy is not trusted (wrong key, replay, expired)"),
+    ErrorSpec("ERR_EXPORT_NOT_FOUND", 6, 404, "ledger, tenant, bundle, run or key not found"),
+    ErrorSpec("ERR_EXPORT_INPUT", 7, 422, "input documents could not be read or none were usable"),
+    ErrorSpec("ERR_EXPORT_EGRESS", 8, 403, "a network destination is not allowed by the egress allowlist"),
+    ErrorSpec("ERR_EXPORT_CONFLICT", 9, 409, "the destination already exists with different content"),
+    ErrorSpec("ERR_EXPORT_PROFILE_UNAVAILABLE", 10, 501, "the profile is known but not available in this build"),
+    ErrorSpec("ERR_EXPORT_FORBIDDEN", 11, 403, "the caller lacks the scope or tenant for this action"),
+    ErrorSpec("ERR_EXPORT_PIPELINE", 12, 500, "the pipeline runner failed; no bundle was published"),
+    ErrorSpec("ERR_EXPORT_REMOTE", 13, 502, "a remote service (registry, object store) refused or failed"),
+)
+
+EXIT_CODES: Mapping[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
+
+
+class StellaError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    code = "ERR_EXPORT_INTERNAL"
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+
+    @property
+    def spec(self) -> ErrorSpec:
+        return EXIT_CODES[self.code]
+
+    @property
+    def exit_code(self) -> int:
+        return self.spec.exit_code
+
+    def to_payload(self, *, trace_id: str, timestamp: str) -> dict[str, Any]:
+        """The wire shape shared by the API, the Console and ``--json`` CLI output."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "details": self.details,
+            "traceId": trace_id,
+            "timestamp": timestamp,
+        }
+
+
+class UsageError(StellaError):
+    code = "ERR_EXPORT_USAGE"
+
+
+class BundleIntegrityError(StellaError):
+    code = "ERR_EXPORT_CHECKSUM"
+
+
+class SignatureError(StellaError):
+    code = "ERR_EXPORT_SIGNATURE"
+
+
+class TrustError(StellaError):
+    code = "ERR_EXPORT_TRUST"
+
+
+class NotFoundError(StellaError):
+    code = "ERR_EXPORT_NOT_FOUND"
+
+
+class InputError(StellaError):
+    code = "ERR_EXPORT_INPUT"
+
+
+class EgressDeniedError(StellaError):
+    code = "ERR_EXPORT_EGRESS"
+
+
+class ConflictError(StellaError):
+    code = "ERR_EXPORT_CONFLICT"
+
+
+class ProfileUnavailableError(StellaError):
+    code = "ERR_EXPORT_PROFILE_UNAVAILABLE"
+
+
+class ForbiddenError(StellaError):
+    code = "ERR_EXPORT_FORBIDDEN"
+
+
+class PipelineError(StellaError):
+    code = "ERR_EXPORT_PIPELINE"
+
+
+class RemoteError(StellaError):
+    code = "ERR_EXPORT_REMOTE"
