@@ -44,14 +44,26 @@ class ErrorSpec:
 _SPECS: tuple[ErrorSpec, ...] = (
     ErrorSpec("ERR_EXPORT_INTERNAL", 1, 500, "unexpected internal failure (a bug: please report it)"),
     ErrorSpec("ERR_EXPORT_USAGE", 2, 400, "invalid arguments, selector, profile option or request body"),
-    ErrorSpec("ERR_EXPORT_CHECKSUM", 3, 422, "bundle content does not match its manifest (digest, size, count, extra or missing file)"),
+    ErrorSpec(
+        "ERR_EXPORT_CHECKSUM",
+        3,
+        422,
+        "bundle content does not match its manifest (digest, size, count, extra or missing file)",
+    ),
     ErrorSpec("ERR_EXPORT_SIGNATURE", 4, 422, "a signature is missing, malformed or does not verify"),
-    ErrorSpec("ERR_EXPORT_TRUST", 5, 422, "signature valid but the key or policy is not trusted (wrong key, replay, expired)"),
+    ErrorSpec(
+        "ERR_EXPORT_TRUST",
+        5,
+        422,
+        "signature valid but the key or policy is not trusted (wrong key, replay, expired)",
+    ),
     ErrorSpec("ERR_EXPORT_NOT_FOUND", 6, 404, "ledger, tenant, bundle, run or key not found"),
     ErrorSpec("ERR_EXPORT_INPUT", 7, 422, "input documents could not be read or none were usable"),
     ErrorSpec("ERR_EXPORT_EGRESS", 8, 403, "a network destination is not allowed by the egress allowlist"),
     ErrorSpec("ERR_EXPORT_CONFLICT", 9, 409, "the destination already exists with different content"),
-    ErrorSpec("ERR_EXPORT_PROFILE_UNAVAILABLE", 10, 501, "the profile is known but not available in this build"),
+    ErrorSpec(
+        "ERR_EXPORT_PROFILE_UNAVAILABLE", 10, 501, "the profile is known but not available in this build"
+    ),
     ErrorSpec("ERR_EXPORT_FORBIDDEN", 11, 403, "the caller lacks the scope or tenant for this action"),
     ErrorSpec("ERR_EXPORT_PIPELINE", 12, 500, "the pipeline runner failed; no bundle was published"),
     ErrorSpec("ERR_EXPORT_REMOTE", 13, 502, "a remote service (registry, object store) refused or failed"),

@@ -35,7 +35,7 @@ def validate_tenant(tenant: str) -> str:
     return tenant
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """What a ledger record is evidence of. Values are the manifest spellings."""
 
     ADVISORY = "advisory"
@@ -48,7 +48,7 @@ class Kind(str, enum.Enum):
         return {"advisory": "advisories", "sbom": "sboms", "vex": "vex", "finding": "findings"}[self.value]
 
 
-class DocFormat(str, enum.Enum):
+class DocFormat(enum.StrEnum):
     """Upstream document formats recognised from content."""
 
     OSV = "osv"

@@ -1,0 +1,46 @@
+"""json:raw compiled to a Beam pipeline.
+
+ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -> WriteSortedShards -> AssembleBundle
+                             \\-> SummarizeRecords ------------------------/ (side input)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apache_beam as beam
+
+from stella.adapters.jsonraw import jsonraw_items, shard_path
+from stella.bundle.request import ExportRequest
+from stella.bundle.shards import write_jsonl_shard
+from transforms.bundle import AssembleBundle
+from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
+from transforms.shards import AdaptRecords, WriteSortedShards
+
+__all__ = ["build_json_raw"]
+
+
+def _write(root: str, path: str, pairs: object) -> object:
+    return write_jsonl_shard(root, path, (value for _key, value in pairs))  # type: ignore[attr-defined]
+
+
+def build_json_raw(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+    selected = (
+        pipeline
+        | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+        | "SelectRecords" >> SelectRecords(request.selectors)
+    )
+    summary = selected | "SummarizeRecords" >> SummarizeRecords()
+    return (
+        selected
+        | "AdaptRecords" >> AdaptRecords(jsonraw_items)
+        | "WriteSortedShards"
+        >> WriteSortedShards(
+            temp_dir=str(staging / ".runs"),
+            out_root=str(staging),
+            path_for=shard_path,
+            writer=_write,  # type: ignore[arg-type]
+            records_per_shard=request.records_per_shard,
+        )
+        | "AssembleBundle" >> AssembleBundle(str(staging), request, summary)
+    )

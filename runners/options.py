@@ -1,0 +1,55 @@
+"""Choosing the Beam runner: offline by default, anything else on request.
+
+Beam 2.77's ``DirectRunner`` first tries to *download* the Prism runner binary from
+GitHub, then falls back. That is unsanctioned egress for an air-gapped product and
+makes behaviour depend on the network, so the default here is the embedded
+``FnApiRunner`` (what DirectRunner falls back to anyway), and an explicit
+``--runner=DirectRunner`` is mapped to it unless a local ``--prism_location`` is given.
+Every other runner and option (Dask, Flink, Dataflow, ``--direct_running_mode``,
+``--direct_num_workers``...) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+__all__ = ["DASK_RUNNER", "OFFLINE_RUNNER", "pipeline_options", "runner_args"]
+
+OFFLINE_RUNNER = "FnApiRunner"
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+_ALIASES = {"dask": DASK_RUNNER, "daskrunner": DASK_RUNNER}
+_LOG = logging.getLogger(__name__)
+
+
+def runner_args(beam_args: Sequence[str]) -> list[str]:
+    """Normalise user Beam flags: default runner, DirectRunner without Prism download."""
+    args = list(beam_args)
+    runner_index = next((i for i, a in enumerate(args) if a == "--runner" or a.startswith("--runner=")), None)
+    if runner_index is None:
+        return [f"--runner={OFFLINE_RUNNER}", *args]
+    if args[runner_index] == "--runner":
+        if runner_index + 1 >= len(args):
+            from stella.errors import UsageError
+
+            raise UsageError("--runner needs a value (e.g. FnApiRunner, Dask, FlinkRunner, DataflowRunner)")
+        name = args.pop(runner_index + 1)
+        args[runner_index] = f"--runner={name}"
+    name = args[runner_index].split("=", 1)[1]
+    lowered = name.lower()
+    if lowered in _ALIASES:
+        args[runner_index] = f"--runner={_ALIASES[lowered]}"
+    elif lowered in ("directrunner", "direct", "switchingdirectrunner") and not any(
+        a.startswith("--prism_location") for a in args
+    ):
+        _LOG.info(
+            "DirectRunner would try to download Prism from the internet; using its offline FnApiRunner path"
+        )
+        args[runner_index] = f"--runner={OFFLINE_RUNNER}"
+    return args
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    return PipelineOptions(runner_args(beam_args))

@@ -1,0 +1,77 @@
+"""Atomic publication: a bundle appears complete or not at all.
+
+A run writes into a fresh staging folder beside the destination (same filesystem, so
+the final ``rename`` is atomic); payload first, ``provenance.json`` then ``export.json``
+(signatures, once signing runs, after that). A crash at any point leaves only a
+``.stella-staging-*`` folder that no reader mistakes for a bundle; ``stella export
+verify`` refuses anything without a manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from stella.errors import ConflictError, UsageError
+
+__all__ = ["STAGING_PREFIX", "PublishOutcome", "discard_staging", "new_staging", "publish"]
+
+STAGING_PREFIX = ".stella-staging-"
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    path: Path
+    replaced: bool
+    unchanged: bool
+
+
+def new_staging(out_dir: str) -> Path:
+    if "://" in out_dir:
+        raise UsageError(
+            f"--out {out_dir}: bundles are published to a local folder; push them to a registry or "
+            "object store with the distribution commands"
+        )
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    staging.mkdir()
+    return staging
+
+
+def discard_staging(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, export_id: str, *, overwrite: bool = False) -> PublishOutcome:
+    """Rename ``staging`` to ``<out>/<export_id>``.
+
+    Export ids are derived from the content, so an existing bundle with the same id and
+    the same manifest bytes is the same bundle: the run reports it unchanged.
+
+    Raises:
+        ConflictError: the destination exists with a different manifest and
+            ``overwrite`` is false.
+    """
+    final = staging.parent / export_id
+    if not final.exists():
+        os.rename(staging, final)
+        return PublishOutcome(final, replaced=False, unchanged=False)
+    old_manifest = final / "export.json"
+    if old_manifest.exists() and old_manifest.read_bytes() == (staging / "export.json").read_bytes():
+        discard_staging(staging)
+        return PublishOutcome(final, replaced=False, unchanged=True)
+    if not overwrite:
+        discard_staging(staging)
+        raise ConflictError(
+            f"{final} already exists with different content; remove it or pass --overwrite",
+            details={"path": str(final)},
+        )
+    trash = staging.parent / f"{STAGING_PREFIX}old-{uuid.uuid4().hex}"
+    os.rename(final, trash)
+    os.rename(staging, final)
+    shutil.rmtree(trash, ignore_errors=True)
+    return PublishOutcome(final, replaced=True, unchanged=False)

@@ -1,0 +1,36 @@
+"""What one export run is asked to do, fixed before the pipeline is built.
+
+The request is frozen and picklable: Beam ships it to every worker, and every byte the
+bundle gets is a function of it plus the selected ledger records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stella.ledger.store import SegmentInfo
+from stella.profiles import Profile
+from stella.selectors import Selectors
+
+__all__ = ["DEFAULT_RECORDS_PER_SHARD", "ExportRequest"]
+
+DEFAULT_RECORDS_PER_SHARD = 250_000
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    tenant: str
+    profile: Profile
+    selectors: Selectors
+    ledger_root: str
+    segments: tuple[SegmentInfo, ...]
+    out_dir: str
+    as_of: str | None = None
+    records_per_shard: int = DEFAULT_RECORDS_PER_SHARD
+    policy_snapshot_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def manifest_options(self) -> dict[str, Any]:
+        """Options that change bundle bytes, recorded so a rerun can be checked."""
+        return {"recordsPerShard": self.records_per_shard, **self.options}

@@ -1,0 +1,67 @@
+"""Writing one sorted shard: JSON lines through zstd, hashed as written.
+
+Compression parameters are fixed (level 3, single-threaded, checksummed frames) because
+zstd output is only reproducible for identical parameters: multi-threaded mode even
+changes bytes with the thread setting. The digest is taken over the compressed bytes,
+which is what ``sha256sum`` on the shard file shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import IO
+
+import zstandard
+
+from stella import storage
+from stella.bundle.manifest import ContentEntry
+
+__all__ = ["JSONL_CONTENT_TYPE", "ZSTD_LEVEL", "write_jsonl_shard", "zstd_compressor"]
+
+ZSTD_LEVEL = 3
+JSONL_CONTENT_TYPE = "application/x-ndjson+zstd"
+
+
+def zstd_compressor() -> zstandard.ZstdCompressor:
+    """The one compressor configuration every bundle file uses."""
+    return zstandard.ZstdCompressor(
+        level=ZSTD_LEVEL, threads=0, write_checksum=True, write_content_size=False
+    )
+
+
+class _Sink:
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self.handle.write(data)
+        return len(data)
+
+
+def write_jsonl_shard(root: str, relative_path: str, lines: Iterable[bytes]) -> ContentEntry:
+    """Write ``lines`` (already canonical JSON, no newline) to ``root/relative_path``."""
+    count = 0
+    with storage.open_write(storage.join(root, relative_path)) as handle:
+        sink = _Sink(handle)
+        with zstd_compressor().stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
+            buffer: list[bytes] = []
+            for line in lines:
+                buffer.append(line)
+                count += 1
+                if len(buffer) >= 256:
+                    writer.write(b"\n".join(buffer) + b"\n")
+                    buffer.clear()
+            if buffer:
+                writer.write(b"\n".join(buffer) + b"\n")
+    return ContentEntry(
+        path=relative_path,
+        digest="sha256:" + sink.hash.hexdigest(),
+        bytes=sink.size,
+        records=count,
+        content_type=JSONL_CONTENT_TYPE,
+    )

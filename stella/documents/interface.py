@@ -1,0 +1,148 @@
+"""The document-format port: untrusted JSON in, a typed :class:`ParsedDocument` out.
+
+Each upstream format gets one module that knows how to recognise itself from content
+(never from a file name) and how to pull out the identity and linkset fields that
+selectors need. Parsers read defensively: a missing or mistyped field becomes an
+:class:`~stella.errors.InputError` naming the field, never a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from stella.errors import InputError
+from stella.model import DocFormat, Kind, Linkset
+
+__all__ = [
+    "DocumentFormat",
+    "ParsedDocument",
+    "ecosystem_of_purl",
+    "format_time",
+    "normalize_time",
+    "opt_str",
+    "req_str",
+    "sorted_unique",
+    "walk_dicts",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDocument:
+    """What ingestion learns about a document besides the document itself."""
+
+    kind: Kind
+    format: DocFormat
+    upstream_id: str
+    modified: str | None
+    revision: str | None
+    linkset: Linkset
+
+
+class DocumentFormat(Protocol):
+    """One upstream format. ``matches`` must be cheap and must not raise."""
+
+    format: DocFormat
+
+    def matches(self, value: Any) -> bool: ...
+
+    def parse(self, value: Mapping[str, Any], *, digest: str) -> ParsedDocument: ...
+
+
+def req_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: required field {key!r} is missing or not a non-empty string")
+    return value
+
+
+def opt_str(obj: Any, key: str) -> str | None:
+    if not isinstance(obj, Mapping):
+        return None
+    value = obj.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+# RFC 3339 with any number of fractional digits; Python keeps microseconds only.
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def normalize_time(text: str | None, *, field: str, required: bool = False) -> str | None:
+    """UTC RFC 3339 with second or microsecond precision, so timestamps compare as text.
+
+    Upstream timestamps come with offsets, 'Z', nanoseconds or just a date; selectors
+    and ``generatedAt`` need one spelling.
+    """
+    if text is None:
+        if required:
+            raise InputError(f"required timestamp {field!r} is missing")
+        return None
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text.strip()))
+    except ValueError as exc:
+        raise InputError(f"field {field!r}: {text!r} is not an RFC 3339 timestamp") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return format_time(parsed)
+
+
+def format_time(moment: datetime) -> str:
+    """The single timestamp spelling used in ledgers and manifests."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# purl type -> OSV ecosystem name, so one `ecosystem=` selector spans advisories, SBOM
+# components and VEX products alike.
+_PURL_ECOSYSTEMS = {
+    "pypi": "PyPI",
+    "npm": "npm",
+    "maven": "Maven",
+    "golang": "Go",
+    "cargo": "crates.io",
+    "gem": "RubyGems",
+    "nuget": "NuGet",
+    "composer": "Packagist",
+    "pub": "Pub",
+    "hex": "Hex",
+    "swift": "SwiftURL",
+    "deb": "Debian",
+    "apk": "Alpine",
+    "rpm": "RPM",
+    "bitnami": "Bitnami",
+    "conan": "ConanCenter",
+    "cran": "CRAN",
+    "hackage": "Hackage",
+    "github": "GitHub Actions",
+    "oci": "OCI",
+}
+_PURL_TYPE = re.compile(r"^pkg:/*([A-Za-z][A-Za-z0-9.+-]*)/")
+
+
+def ecosystem_of_purl(purl: str) -> str | None:
+    match = _PURL_TYPE.match(purl)
+    if not match:
+        return None
+    kind = match.group(1).lower()
+    return _PURL_ECOSYSTEMS.get(kind, kind)
+
+
+def sorted_unique(values: Iterable[str | None]) -> tuple[str, ...]:
+    return tuple(sorted({v for v in values if v}))
+
+
+def walk_dicts(value: Any, key: str) -> Iterator[Mapping[str, Any]]:
+    """Depth-first over nested lists under ``key`` (CycloneDX components, CSAF branches)."""
+    stack = list(value) if isinstance(value, list) else []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            yield item
+            children = item.get(key)
+            if isinstance(children, list):
+                stack.extend(children)

@@ -1,0 +1,299 @@
+"""The evidence ledger: append-only Avro segments per tenant.
+
+Layout under the ledger root (a local folder or a ``gs://`` prefix)::
+
+    tenants/<tenant>/segments/<seq>-<hash>.avro         records, sorted by record key
+    tenants/<tenant>/segments/<seq>-<hash>.meta.json    digest, size, record count
+    tenants/<tenant>/segments/<seq>-<hash>.digests.zst  received-bytes digests (dedupe index)
+    tenants/<tenant>/quarantine/<hex>.bin / .json       rejected bytes and the reason
+
+Segments are never rewritten. Each is written under a temporary name and renamed into
+place, sidecars first and the ``.avro`` last, so a reader that lists ``*.avro`` never
+sees half a segment. Segment bytes are deterministic (sorted rows, a sync marker derived
+from the content, fixed codec), so the same records always make the same segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+import fastavro
+import zstandard
+
+from stella import storage
+from stella.errors import InputError, NotFoundError
+from stella.model import DocFormat, Kind, LedgerRecord, Linkset, validate_tenant
+
+__all__ = [
+    "SEGMENT_MAX_BYTES",
+    "SEGMENT_MAX_RECORDS",
+    "LedgerStore",
+    "SegmentInfo",
+    "default_ledger_root",
+    "read_segment",
+    "record_from_row",
+    "record_to_row",
+]
+
+# Segments are the unit of parallel reading; these bounds keep one segment's sort and
+# write comfortably in memory while giving a large ledger enough segments to spread.
+SEGMENT_MAX_RECORDS = 50_000
+SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+_CODEC = "zstandard"
+
+
+@cache
+def _schema() -> Any:
+    text = resources.files("schemas").joinpath("ledger-record.avsc").read_text("utf-8")
+    return fastavro.parse_schema(json.loads(text))
+
+
+def default_ledger_root(environ: dict[str, str] | os._Environ[str] | None = None) -> str:
+    """``$STELLA_HOME/ledger``, or ``~/.stella/ledger`` when STELLA_HOME is unset."""
+    env = os.environ if environ is None else environ
+    home = env.get("STELLA_HOME") or str(Path("~/.stella").expanduser())
+    return storage.join(home, "ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """A segment as provenance names it: where it is and what its bytes hash to."""
+
+    path: str
+    name: str
+    digest: str
+    bytes: int
+    records: int
+
+
+def record_to_row(record: LedgerRecord) -> dict[str, Any]:
+    link = record.linkset
+    return {
+        "tenant": record.tenant,
+        "kind": record.kind.value,
+        "format": record.format.value,
+        "upstream_id": record.upstream_id,
+        "modified": record.modified,
+        "revision": record.revision,
+        "source": record.source,
+        "ingested_at": record.ingested_at,
+        "digest": record.digest,
+        "document": record.document,
+        "ecosystems": list(link.ecosystems),
+        "packages": list(link.packages),
+        "purls": list(link.purls),
+        "aliases": list(link.aliases),
+        "vex_products": list(link.vex_products),
+        "sbom_subject": link.sbom_subject,
+        "withdrawn": link.withdrawn,
+    }
+
+
+def record_from_row(row: dict[str, Any]) -> LedgerRecord:
+    return LedgerRecord(
+        tenant=row["tenant"],
+        kind=Kind(row["kind"]),
+        format=DocFormat(row["format"]),
+        upstream_id=row["upstream_id"],
+        modified=row["modified"],
+        revision=row["revision"],
+        source=row["source"],
+        ingested_at=row["ingested_at"],
+        digest=row["digest"],
+        document=row["document"],
+        linkset=Linkset(
+            ecosystems=tuple(row["ecosystems"]),
+            packages=tuple(row["packages"]),
+            purls=tuple(row["purls"]),
+            aliases=tuple(row["aliases"]),
+            vex_products=tuple(row["vex_products"]),
+            sbom_subject=row["sbom_subject"],
+            withdrawn=row["withdrawn"],
+        ),
+    )
+
+
+def read_segment(path: str) -> Iterator[LedgerRecord]:
+    """Stream the records of one segment (local or remote), in stored order."""
+    with storage.open_read(path) as handle:
+        try:
+            for row in fastavro.reader(handle):
+                yield record_from_row(row)  # type: ignore[arg-type]
+        except (ValueError, EOFError, OSError) as exc:
+            raise InputError(
+                f"ledger segment {path} is unreadable: {exc}", details={"segment": path}
+            ) from exc
+
+
+class _HashingWriter:
+    """Hashes and counts bytes on their way to storage, so a segment is read only once."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self._sink = sink
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self._sink.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def seekable(self) -> bool:
+        return False
+
+
+class LedgerStore:
+    """One ledger root. Cheap to construct; every method goes to storage."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def _tenant_dir(self, tenant: str, *parts: str) -> str:
+        return storage.join(self.root, "tenants", validate_tenant(tenant), *parts)
+
+    def tenants(self) -> list[str]:
+        metas = storage.list_files(storage.join(self.root, "tenants"), ".meta.json")
+        return sorted({Path(m.replace("://", "/")).parts[-3] for m in metas})
+
+    def segments(self, tenant: str) -> list[SegmentInfo]:
+        """Every complete segment of a tenant, in name order."""
+        directory = self._tenant_dir(tenant, "segments")
+        found: list[SegmentInfo] = []
+        for avro in storage.list_files(directory, ".avro"):
+            meta_path = avro[: -len(".avro")] + ".meta.json"
+            with storage.open_read(meta_path) as handle:
+                meta = json.loads(handle.read())
+            found.append(
+                SegmentInfo(
+                    path=avro,
+                    name=avro.rsplit("/", 1)[-1],
+                    digest=meta["digest"],
+                    bytes=meta["bytes"],
+                    records=meta["records"],
+                )
+            )
+        return found
+
+    def require_segments(self, tenant: str) -> list[SegmentInfo]:
+        segments = self.segments(tenant)
+        if not segments:
+            raise NotFoundError(
+                f"tenant {tenant!r} has no records in ledger {self.root}; ingest some first "
+                f"(stella ledger ingest --tenant {tenant} PATH...) or generate a demo ledger",
+                details={"tenant": tenant, "ledger": self.root},
+            )
+        return segments
+
+    def known_digests(self, tenant: str) -> set[str]:
+        known: set[str] = set()
+        for info in self.segments(tenant):
+            index = info.path[: -len(".avro")] + ".digests.zst"
+            with storage.open_read(index) as handle:
+                known.update(zstandard.ZstdDecompressor().decompress(handle.read()).decode().split())
+        return known
+
+    def write_segment(
+        self, tenant: str, records: Sequence[LedgerRecord], *, sequence: int | None = None
+    ) -> SegmentInfo | None:
+        """Append one immutable segment holding ``records`` (all of ``tenant``).
+
+        Returns None, writing nothing, when a segment with exactly these documents is
+        already in the ledger (its name carries a digest of the document digests).
+        ``sequence`` lets parallel writers number their segments without racing.
+        """
+        if not records:
+            raise ValueError("a segment needs at least one record")
+        if any(r.tenant != tenant for r in records):
+            raise ValueError("every record of a segment must belong to its tenant")
+        ordered = sorted(records, key=lambda r: r.sort_key)
+        digests = sorted(r.digest for r in ordered)
+        content_id = hashlib.sha256("\n".join(digests).encode()).digest()
+        existing = self.segments(tenant)
+        if any(s.name.endswith(f"-{content_id.hex()[:16]}.avro") for s in existing):
+            return None
+        if sequence is None:
+            sequence = self.next_sequence(tenant, existing)
+        name = f"{sequence:06d}-{content_id.hex()[:16]}"
+        directory = self._tenant_dir(tenant, "segments")
+        temp = f".tmp-{uuid.uuid4().hex}"
+        final_avro = storage.join(directory, name + ".avro")
+        try:
+            with storage.open_write(final_avro + temp) as sink:
+                writer = _HashingWriter(sink)
+                fastavro.writer(
+                    writer,
+                    _schema(),
+                    (record_to_row(r) for r in ordered),
+                    codec=_CODEC,
+                    sync_marker=content_id[:16],
+                )
+        except BaseException:
+            storage.remove(final_avro + temp)
+            raise
+        meta = {"digest": "sha256:" + writer.hash.hexdigest(), "bytes": writer.size, "records": len(ordered)}
+        sidecars = {
+            ".digests.zst": zstandard.ZstdCompressor(level=3).compress("\n".join(digests).encode()),
+            ".meta.json": json.dumps(meta, sort_keys=True).encode(),
+        }
+        for suffix, payload in sidecars.items():
+            path = storage.join(directory, name + suffix)
+            with storage.open_write(path + temp) as handle:
+                handle.write(payload)
+            storage.rename(path + temp, path)
+        storage.rename(final_avro + temp, final_avro)
+        return SegmentInfo(final_avro, name + ".avro", str(meta["digest"]), writer.size, len(ordered))
+
+    def next_sequence(self, tenant: str, existing: Sequence[SegmentInfo] | None = None) -> int:
+        segments = self.segments(tenant) if existing is None else existing
+        return 1 + max((int(s.name.split("-", 1)[0]) for s in segments), default=0)
+
+    def read(self, tenant: str) -> Iterator[LedgerRecord]:
+        for info in self.segments(tenant):
+            yield from read_segment(info.path)
+
+    def quarantine(self, tenant: str, raw: bytes, *, reason: dict[str, Any]) -> str:
+        """Keep rejected bytes with the reason, so nothing handed to us is lost."""
+        hex_digest = hashlib.sha256(raw).hexdigest()
+        base = self._tenant_dir(tenant, "quarantine", hex_digest)
+        if not storage.exists(base + ".json"):
+            with storage.open_write(base + ".bin") as handle:
+                handle.write(raw)
+            with storage.open_write(base + ".json") as handle:
+                handle.write(json.dumps(reason, sort_keys=True, indent=2).encode())
+        return base + ".bin"
+
+    def quarantined(self, tenant: str) -> list[dict[str, Any]]:
+        entries = []
+        for path in storage.list_files(self._tenant_dir(tenant, "quarantine"), ".json"):
+            with storage.open_read(path) as handle:
+                entries.append(json.loads(handle.read()))
+        return entries
+
+
+def batched(
+    records: Iterable[LedgerRecord], *, max_records: int, max_bytes: int
+) -> Iterator[list[LedgerRecord]]:
+    """Cut a record stream into segment-sized lists."""
+    batch: list[LedgerRecord] = []
+    size = 0
+    for record in records:
+        batch.append(record)
+        size += len(record.document)
+        if len(batch) >= max_records or size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

@@ -1,0 +1,97 @@
+"""File access for ledgers and bundles, local or ``gs://``, through Beam's FileSystems.
+
+Beam's ``FileSystems`` is the one storage abstraction that every runner already ships
+(local disk, GCS, S3, HDFS), so the ledger code reads ``gs://bucket/ledger`` exactly as
+it reads ``~/.stella/ledger``. This module is the only place that talks to it, which
+keeps the quirks (local parents must exist; GCS has no directories) in one spot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import IO, Any
+
+__all__ = [
+    "exists",
+    "is_remote",
+    "join",
+    "list_files",
+    "open_read",
+    "open_write",
+    "remove",
+    "rename",
+]
+
+# Beam's import logs an 'apitools not found' warning through the root logger; with no
+# root handler Python would print it on every CLI run. A NullHandler keeps stderr clean
+# without touching the configuration of anyone who embeds us and has handlers already.
+if not logging.getLogger().handlers:
+    logging.getLogger().addHandler(logging.NullHandler())
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _local(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def join(base: str, *parts: str) -> str:
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return os.path.join(_local(base), *parts)
+
+
+def open_read(path: str) -> IO[bytes]:
+    if not is_remote(path):
+        return open(_local(path), "rb")
+    handle: Any = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return handle  # type: ignore[no-any-return]
+
+
+def open_write(path: str) -> IO[bytes]:
+    if not is_remote(path):
+        local = _local(path)
+        os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+        return open(local, "wb")
+    handle: Any = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return handle  # type: ignore[no-any-return]
+
+
+def exists(path: str) -> bool:
+    if not is_remote(path):
+        return os.path.exists(_local(path))
+    return bool(FileSystems.exists(path))
+
+
+def rename(source: str, destination: str) -> None:
+    if not is_remote(source):
+        os.replace(_local(source), _local(destination))
+        return
+    FileSystems.rename([source], [destination])
+
+
+def remove(path: str) -> None:
+    if not is_remote(path):
+        if os.path.exists(_local(path)):
+            os.remove(_local(path))
+        return
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
+def list_files(prefix: str, suffix: str) -> list[str]:
+    """Files directly or indirectly under ``prefix`` whose names end with ``suffix``, sorted."""
+    if not is_remote(prefix):
+        root = _local(prefix)
+        found: list[str] = []
+        for directory, _dirs, files in os.walk(root):
+            found.extend(os.path.join(directory, f) for f in files if f.endswith(suffix))
+        return sorted(found)
+    results = FileSystems.match([join(prefix, "**")])
+    return sorted(m.path for m in results[0].metadata_list if m.path.endswith(suffix))

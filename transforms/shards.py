@@ -1,0 +1,143 @@
+"""``AdaptRecords`` and ``WriteSortedShards``: from records to sorted, hashed payload files.
+
+``WriteSortedShards`` is an external sort spread over Beam: ``WriteRunsFn`` sorts what
+each worker has into run files and emits only small descriptors; descriptors are keyed
+by shard (a pure function of the record key and the group's size) and grouped; each
+``MergeShardFn`` streams its runs back in key order into one output file. No document
+ever passes through the shuffle, which keeps memory flat on the in-process runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from stella.adapters.interface import RecordAdapter
+from stella.bundle.manifest import ContentEntry
+from stella.model import LedgerRecord
+from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
+
+__all__ = ["AdaptRecords", "ShardWriter", "WriteSortedShards"]
+
+ShardWriter = Callable[[str, str, Iterator[tuple[bytes, bytes]]], ContentEntry]
+"""(output root, relative path, sorted (key, value) pairs) -> the written file's entry."""
+PathFor = Callable[[str, int, int], str]
+"""(group, shard index, shard total) -> relative output path."""
+
+
+class AdaptRecords(beam.PTransform):  # type: ignore[misc]
+    """Batches of records -> batches of (group, key, value) items, via a pure adapter."""
+
+    def __init__(self, adapter: RecordAdapter) -> None:
+        super().__init__()
+        self._adapter = adapter
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        adapter = self._adapter
+
+        def adapt(batch: list[LedgerRecord]) -> list[SortItem]:
+            return [item for record in batch for item in adapter(record)]
+
+        return batches | "ApplyAdapter" >> beam.Map(adapt).with_output_types(list[SortItem])
+
+
+class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
+    """Buffers items up to ``max_run_bytes`` and writes each buffer as one sorted run."""
+
+    def __init__(self, temp_dir: str, max_run_bytes: int) -> None:
+        self._temp_dir = temp_dir
+        self._max = max_run_bytes
+        self._buffer: list[SortItem] = []
+        self._size = 0
+
+    def start_bundle(self) -> None:
+        self._buffer, self._size = [], 0
+
+    def _flush(self) -> list[RunSlice]:
+        slices = write_run(self._temp_dir, self._buffer)
+        self._buffer, self._size = [], 0
+        return slices
+
+    def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
+        self._buffer.extend(items)
+        self._size += sum(len(k) + len(v) for _, k, v in items)
+        if self._size >= self._max:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for piece in self._flush():
+            yield GlobalWindows.windowed_value(piece)
+
+
+class MergeShardFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, out_root: str, path_for: PathFor, writer: ShardWriter) -> None:
+        self._root = out_root
+        self._path_for = path_for
+        self._writer = writer
+
+    def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
+        (group, index, total), slices = element
+        path = self._path_for(group, index, total)
+        yield self._writer(self._root, path, merge_slices(list(slices)))
+
+
+class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
+    """Batches of (group, key, value) -> one ContentEntry per written shard.
+
+    Args:
+        temp_dir: where run files go (must be visible to every worker).
+        out_root: the bundle staging root the shard paths are relative to.
+        path_for: names shard files; must be a pure function.
+        writer: writes one shard from its sorted pairs.
+        records_per_shard: a group with n items gets ceil(n / records_per_shard) shards,
+            at most ``sorting.BUCKETS``.
+        max_run_bytes: buffer size per run file (memory per worker, roughly x2).
+    """
+
+    def __init__(
+        self,
+        *,
+        temp_dir: str,
+        out_root: str,
+        path_for: PathFor,
+        writer: ShardWriter,
+        records_per_shard: int,
+        max_run_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        super().__init__()
+        if records_per_shard < 1:
+            raise ValueError(f"records_per_shard must be positive, got {records_per_shard}")
+        self._temp_dir = temp_dir
+        self._out_root = out_root
+        self._path_for = path_for
+        self._writer = writer
+        self._per_shard = records_per_shard
+        self._max_run_bytes = max_run_bytes
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        per_shard = self._per_shard
+        slices = batches | "WriteRuns" >> beam.ParDo(
+            WriteRunsFn(self._temp_dir, self._max_run_bytes)
+        ).with_output_types(RunSlice)
+        sizes = (
+            slices
+            | "GroupSizes" >> beam.Map(lambda s: (s.group, s.count))
+            | "SumGroupSizes" >> beam.CombinePerKey(sum)
+        )
+
+        def assign(piece: RunSlice, sizes: dict[str, int]) -> tuple[tuple[str, int, int], RunSlice]:
+            total = shard_count(sizes[piece.group], records_per_shard=per_shard)
+            return (piece.group, shard_of_bucket(piece.bucket, total), total), piece
+
+        return (
+            slices
+            | "AssignShards" >> beam.Map(assign, sizes=beam.pvalue.AsDict(sizes))
+            | "GroupRunsByShard" >> beam.GroupByKey()
+            | "MergeShards"
+            >> beam.ParDo(MergeShardFn(self._out_root, self._path_for, self._writer)).with_output_types(
+                ContentEntry
+            )
+        )
