@@ -105,11 +105,20 @@ class _Probe:
         self.unsafe = True
         return float(text)
 
-    def parse_int(self, text: str) -> int:
+    def parse_int(self, text: str) -> int | float:
         number = int(text)
-        if not -_MAX_SAFE_INT <= number <= _MAX_SAFE_INT:
-            self.unsafe = True
-        return number
+        if -_MAX_SAFE_INT <= number <= _MAX_SAFE_INT:
+            return number
+        self.unsafe = True
+        # JCS numbers are IEEE doubles: a large integer that a double holds exactly is
+        # fine (and is what canonical output itself contains); anything else is lossy
+        # and left as an int for the reference implementation to reject.
+        as_float = float(number)
+        try:
+            lossless = bytes(rfc8785.dumps(as_float)) == text.lstrip("+").encode()
+        except (rfc8785.CanonicalizationError, OverflowError):
+            lossless = False
+        return as_float if lossless else number
 
 
 def canonical_document(raw: bytes | str) -> tuple[JSONValue, bytes]:

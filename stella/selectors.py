@@ -50,6 +50,9 @@ SELECTOR_KEYS: Mapping[str, tuple[str, str]] = {
     "ingested-since": ("ingested_since", "records ingested at or after this time"),
     "ingested-until": ("ingested_until", "records ingested before this time"),
 }
+# Plural spellings people naturally type; they mean the same key.
+_ALIASES = {"kinds": "kind", "ecosystems": "ecosystem", "packages": "package", "purls": "purl",
+            "subjects": "subject", "ids": "id", "exclude-ids": "exclude-id"}
 _SINGLE = {"modified-since", "modified-until", "ingested-since", "ingested-until"}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -187,6 +190,7 @@ def parse_selectors(arguments: Sequence[str]) -> Selectors:
     for argument in arguments:
         key, sep, raw = argument.partition("=")
         key = key.strip().lower()
+        key = _ALIASES.get(key, key)
         if not sep:
             raise UsageError(
                 f"selector {argument!r} is not key=value; valid keys: {_valid_keys()}",

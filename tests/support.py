@@ -8,6 +8,7 @@ proves nothing.
 from __future__ import annotations
 
 import os
+import subprocess
 import shutil
 from pathlib import Path
 
@@ -40,3 +41,35 @@ def require_tool(name: str) -> str:
     require(found is not None, f"executable {name!r}")
     assert found is not None
     return found
+
+
+def offline_test_pipeline(*extra_args: str) -> object:
+    """A TestPipeline on the offline runner (the default DirectRunner would try to download Prism)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from runners.options import runner_args
+
+    return TestPipeline(options=PipelineOptions(runner_args(list(extra_args))), blocking=True)
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under root (for byte-identity checks)."""
+    import hashlib
+
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def stella_cli(*args: str, env: dict[str, str] | None = None, check: bool = False) -> "subprocess.CompletedProcess[str]":
+    """Run the installed ``stella`` console script as a user would."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run([str(VENV_BIN / "stella"), *args], capture_output=True, text=True, env=full_env, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"stella {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result

@@ -69,6 +69,8 @@ DEFAULT_MAX_TOTAL_BYTES: Final = 256 << 30
 DEFAULT_MAX_MEMBERS: Final = 1_000_000
 # A long-name or PAX header is read into memory whole by tarfile; cap it before that happens.
 _MAX_EXTENDED_HEADER_BYTES: Final = 64 * 1024
+# Tar pads to its record size (10 KiB for GNU tar and Python); allow generous blocking factors.
+_MAX_TRAILER_BYTES: Final = 1 << 20
 _EXTENDED_TYPES: Final = (
     tarfile.GNUTYPE_LONGNAME,
     tarfile.GNUTYPE_LONGLINK,
@@ -235,6 +237,8 @@ def write_tar_zst(src_dir: Path, out_path: Path, *, mtime: int, threads: int | N
     if workers < 1:
         raise UsageError("threads must be >= 1: single-threaded zstd produces different bytes")
     src_dir, out_path = Path(src_dir), Path(out_path)
+    if out_path.resolve().is_relative_to(src_dir.resolve()):
+        raise UsageError(f"the archive {out_path} must not be written inside the folder it archives")
     infos_and_paths = [(_tarinfo(e.name, e.size, mtime), e.path) for e in _scan(src_dir)]
     tar_size = _tar_size([info for info, _ in infos_and_paths])
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
@@ -369,8 +373,26 @@ def iter_tar_zst(
                     inner = tar.extractfile(member)
                     assert inner is not None  # regular files always have a reader
                     yield member.name, member.size, io.BufferedReader(_MemberReader(inner, member.name))
+            current = "(end of archive)"
+            _check_trailer(zin)
         except (tarfile.TarError, zstandard.ZstdError, UnicodeError, EOFError, OSError) as exc:
             raise _corrupt(current, exc) from exc
+
+
+def _check_trailer(stream: IO[bytes]) -> None:
+    """Read to the end: only tar's zero padding may follow, and EOF checks the zstd checksum.
+
+    tarfile stops at the end-of-archive marker, so without this a corrupted frame
+    checksum or data appended after the archive would pass unnoticed.
+    """
+    seen = 0
+    while block := stream.read(tarfile.RECORDSIZE):
+        seen += len(block)
+        if block.count(0) != len(block) or seen > _MAX_TRAILER_BYTES:
+            raise BundleIntegrityError(
+                "archive has data after its end-of-archive marker",
+                details={"member": "(end of archive)", "reason": "trailing data"},
+            )
 
 
 def _kind(member: tarfile.TarInfo) -> str:

@@ -137,10 +137,10 @@ def _print_verify(report: VerifyReport) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     report, _manifest, _control = verify_directory(Path(args.bundle))
-    if args.json:
-        emit_json(report.to_json())
-    else:
+    if not args.json:
         _print_verify(report)
+    elif report.ok:
+        emit_json(report.to_json())
     if not report.ok:
         first = report.mismatches[0]
         raise BundleIntegrityError(

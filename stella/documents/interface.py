@@ -92,9 +92,10 @@ def normalize_time(text: str | None, *, field: str, required: bool = False) -> s
 def format_time(moment: datetime) -> str:
     """The single timestamp spelling used in ledgers and manifests."""
     moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: glibc's %Y does not zero-pad years before 1000 (real
+    # advisories carry "0001-01-01T00:00:00Z" placeholders).
+    text = moment.replace(tzinfo=None).isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text + "Z"
 
 
 # purl type -> OSV ecosystem name, so one `ecosystem=` selector spans advisories, SBOM

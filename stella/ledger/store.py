@@ -234,7 +234,7 @@ class LedgerStore:
             with storage.open_write(final_avro + temp) as sink:
                 writer = _HashingWriter(sink)
                 fastavro.writer(
-                    writer,
+                    writer,  # type: ignore[arg-type]  # duck-typed: write, flush, seekable
                     _schema(),
                     (record_to_row(r) for r in ordered),
                     codec=_CODEC,

@@ -1,0 +1,274 @@
+"""Where an OSV package lands in a Trivy DB: bucket, data source, package key, version scheme.
+
+Trivy finds language advisories by walking every top-level bucket named
+``<ecosystem>::…`` and opening the sub-bucket named after the *normalized* package name
+(research/trivy-formats.md B.5, B.7, E.2); OS advisories live in one bucket per release,
+spelled the way Trivy spells the detected OS (B.6). A key that is spelled differently
+from Trivy's lookup is never found, and nothing warns, so the spellings are kept here in
+one table rather than scattered through the adapter.
+
+Data sources: Trivy shows ``data-source[<bucket>]`` as the finding's DataSource and uses
+its ``ID`` to pick the vendor severity (E.4). The feed is recognised from the OSV id prefix
+(``GHSA-``, ``PYSEC-``, ``GO-``, ``RUSTSEC-``, ``BIT-``) and named as the upstream Trivy
+DB names it, so findings read the same as with the public DB; any other feed gets one
+generic OSV source per ecosystem.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stella.adapters.trivy.versions import Scheme
+
+__all__ = [
+    "DataSource",
+    "Ecosystem",
+    "Placement",
+    "Unplaceable",
+    "language_ecosystems",
+    "normalize_name",
+    "place",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DataSource:
+    """The ``data-source`` bucket value (B.2)."""
+
+    id: str
+    name: str
+    url: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"ID": self.id, "Name": self.name, "URL": self.url}
+
+
+def _lower(name: str) -> str:
+    return name.lower()
+
+
+def _pip(name: str) -> str:
+    # Trivy folds case and "_" only; "." stays (B.7), so this is deliberately not PEP 503.
+    return name.lower().replace("_", "-")
+
+
+def _keep(name: str) -> str:
+    return name
+
+
+def _swift(name: str) -> str:
+    name = name.removeprefix("https://")
+    return name.removesuffix(".git")
+
+
+@dataclass(frozen=True, slots=True)
+class Ecosystem:
+    """A language ecosystem Trivy matches and OSV provides."""
+
+    osv: str  # OSV spelling, compared case-insensitively as Trivy does
+    trivy: str  # bucket prefix before "::"
+    ghsa: str  # GitHub's ecosystem label, used in GHSA data-source names
+    scheme: Scheme
+    normalize: Callable[[str], str]
+
+
+_LANGUAGES: tuple[Ecosystem, ...] = (
+    Ecosystem("PyPI", "pip", "pip", Scheme.PEP440, _pip),
+    Ecosystem("npm", "npm", "npm", Scheme.NPM, _lower),
+    Ecosystem("Maven", "maven", "Maven", Scheme.MAVEN, _lower),
+    Ecosystem("Go", "go", "Go", Scheme.GENERIC, _keep),
+    Ecosystem("crates.io", "cargo", "Rust", Scheme.GENERIC, _lower),
+    Ecosystem("RubyGems", "rubygems", "RubyGems", Scheme.RUBYGEMS, _lower),
+    Ecosystem("NuGet", "nuget", "NuGet", Scheme.GENERIC, _lower),
+    Ecosystem("Packagist", "composer", "Composer", Scheme.GENERIC, _lower),
+    Ecosystem("Pub", "pub", "Pub", Scheme.GENERIC, _lower),
+    Ecosystem("Hex", "erlang", "Erlang", Scheme.GENERIC, _lower),
+    Ecosystem("SwiftURL", "swift", "Swift", Scheme.GENERIC, _swift),
+    Ecosystem("purl-type:swift", "swift", "Swift", Scheme.GENERIC, _swift),
+    Ecosystem("ConanCenter", "conan", "Conan", Scheme.GENERIC, _lower),
+    Ecosystem("Julia", "julia", "Julia", Scheme.GENERIC, _keep),
+    Ecosystem("Kubernetes", "k8s", "Kubernetes", Scheme.GENERIC, _lower),
+    Ecosystem("Bitnami", "bitnami", "Bitnami", Scheme.GENERIC, _lower),
+)
+_BY_OSV = {eco.osv.lower(): eco for eco in _LANGUAGES}
+
+
+def language_ecosystems() -> tuple[Ecosystem, ...]:
+    return _LANGUAGES
+
+
+def normalize_name(osv_ecosystem: str, name: str) -> str | None:
+    """The package key Trivy looks up for a language package, or None if unsupported."""
+    eco = _BY_OSV.get(osv_ecosystem.lower())
+    return None if eco is None else eco.normalize(name)
+
+
+# --- data sources ------------------------------------------------------------------------
+
+_GHSA_URL = "https://github.com/advisories?query=type%3Areviewed+ecosystem%3A{}"
+# Feeds recognised by id prefix: (prefix, ecosystems it covers or None for all, source).
+_FEEDS: tuple[tuple[str, frozenset[str] | None, DataSource], ...] = (
+    (
+        "PYSEC-",
+        frozenset({"pip"}),
+        DataSource("osv", "Python Packaging Advisory Database", "https://github.com/pypa/advisory-database"),
+    ),
+    (
+        "GO-",
+        frozenset({"go"}),
+        DataSource("govulndb", "The Go Vulnerability Database", "https://pkg.go.dev/vuln/"),
+    ),
+    (
+        "RUSTSEC-",
+        frozenset({"cargo"}),
+        DataSource("osv", "RustSec Advisory Database", "https://github.com/RustSec/advisory-db"),
+    ),
+    (
+        "BIT-",
+        frozenset({"bitnami"}),
+        DataSource("bitnami", "Bitnami Vulnerability Database", "https://github.com/bitnami/vulndb"),
+    ),
+)
+_GENERIC_SOURCE = DataSource("osv", "Open Source Vulnerabilities", "https://osv.dev")
+
+
+def _language_source(eco: Ecosystem, record_id: str) -> DataSource:
+    if record_id.startswith("GHSA-") and eco.trivy not in ("bitnami", "julia", "k8s", "conan"):
+        return DataSource("ghsa", f"GitHub Security Advisory {eco.ghsa}", _GHSA_URL.format(eco.ghsa.lower()))
+    for prefix, covers, source in _FEEDS:
+        if record_id.startswith(prefix) and (covers is None or eco.trivy in covers):
+            return source
+    return _GENERIC_SOURCE
+
+
+# --- OS releases -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Distro:
+    osv: str  # OSV ecosystem name before ":"
+    bucket: Callable[[str], str | None]  # release → bucket name, None when unusable
+    source: DataSource
+    needs_release: bool = True
+
+
+def _debian(release: str) -> str | None:
+    match = re.fullmatch(r"(\d+)(?:\.\d+)*", release)
+    return None if match is None else f"debian {match.group(1)}"
+
+
+def _alpine(release: str) -> str | None:
+    match = re.fullmatch(r"v?(\d+\.\d+)(?:\.\d+)*", release)
+    return None if match is None else f"alpine {match.group(1)}"
+
+
+def _ubuntu(release: str) -> str | None:
+    # "22.04", "22.04:LTS", "Pro:18.04:LTS" (Ubuntu Pro = Trivy's "-ESM" buckets, inferred).
+    parts = release.split(":")
+    esm = parts[0] == "Pro"
+    if esm:
+        parts = parts[1:]
+    if not parts or re.fullmatch(r"\d+\.\d+", parts[0]) is None or any(p != "LTS" for p in parts[1:]):
+        return None
+    return f"ubuntu {parts[0]}" + ("-ESM" if esm else "")
+
+
+def _major(prefix: str) -> Callable[[str], str | None]:
+    def bucket(release: str) -> str | None:
+        match = re.fullmatch(r"(\d+)(?:\.\d+)*", release)
+        return None if match is None else f"{prefix} {match.group(1)}"
+
+    return bucket
+
+
+def _fixed(name: str) -> Callable[[str], str | None]:
+    return lambda _release: name
+
+
+_DISTROS: tuple[_Distro, ...] = (
+    _Distro(
+        "Debian",
+        _debian,
+        DataSource(
+            "debian",
+            "Debian Security Tracker",
+            "https://salsa.debian.org/security-tracker-team/security-tracker",
+        ),
+    ),
+    _Distro("Alpine", _alpine, DataSource("alpine", "Alpine Secdb", "https://secdb.alpinelinux.org/")),
+    _Distro(
+        "Ubuntu",
+        _ubuntu,
+        DataSource("ubuntu", "Ubuntu CVE Tracker", "https://git.launchpad.net/ubuntu-cve-tracker"),
+    ),
+    _Distro(
+        "Rocky Linux",
+        _major("rocky"),
+        DataSource("rocky", "Rocky Linux updateinfo", "https://download.rockylinux.org/pub/rocky/"),
+    ),
+    _Distro(
+        "AlmaLinux",
+        _major("alma"),
+        DataSource("alma", "AlmaLinux Product Errata", "https://errata.almalinux.org/"),
+    ),
+    _Distro(
+        "Wolfi",
+        _fixed("wolfi"),
+        DataSource("wolfi", "Wolfi Secdb", "https://packages.wolfi.dev/os/security.json"),
+        False,
+    ),
+    _Distro(
+        "Chainguard",
+        _fixed("chainguard"),
+        DataSource("chainguard", "Chainguard Secdb", "https://packages.cgr.dev/chainguard/security.json"),
+        False,
+    ),
+)
+_DISTRO_BY_OSV = {d.osv.lower(): d for d in _DISTROS}
+
+
+# --- placement -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one OSV ``affected[].package`` goes."""
+
+    bucket: str
+    package: str  # key of the package sub-bucket
+    source: DataSource
+    scheme: Scheme
+    is_os: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaceable:
+    reason: str  # "unsupported-ecosystem" | "os-release-missing" | "malformed"
+    detail: str
+
+
+def place(osv_ecosystem: str, name: str, *, record_id: str) -> Placement | Unplaceable:
+    """Bucket and package key for an OSV package, as Trivy 0.76 looks them up."""
+    if not name:
+        return Unplaceable("malformed", f"empty package name in ecosystem {osv_ecosystem!r}")
+    eco = _BY_OSV.get(osv_ecosystem.lower())
+    if eco is not None:
+        source = _language_source(eco, record_id)
+        return Placement(f"{eco.trivy}::{source.name}", eco.normalize(name), source, eco.scheme, False)
+    base, sep, release = osv_ecosystem.partition(":")
+    distro = _DISTRO_BY_OSV.get(base.lower())
+    if distro is None:
+        return Unplaceable("unsupported-ecosystem", f"ecosystem {osv_ecosystem!r} (package {name!r})")
+    if distro.needs_release and not (sep and release):
+        return Unplaceable(
+            "os-release-missing", f"ecosystem {osv_ecosystem!r} names no release (package {name!r})"
+        )
+    bucket = distro.bucket(release)
+    if bucket is None:
+        return Unplaceable(
+            "unsupported-ecosystem",
+            f"ecosystem {osv_ecosystem!r}: no Trivy bucket for that release (package {name!r})",
+        )
+    return Placement(bucket, name, distro.source, Scheme.OS, True)

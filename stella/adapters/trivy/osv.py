@@ -1,0 +1,369 @@
+"""OSV (and GHSA-in-OSV) advisories reshaped into Trivy schema-2 DB entries.
+
+A pure function per record: no clock, no I/O, no cross-record state, so it runs the same
+inside a Beam DoFn on any worker and its output depends only on the record. Everything
+written is taken from the advisory itself (the Aggregation-Only Contract forbids
+deriving severities), and everything the DB cannot express is returned as an
+:class:`Untranslated` with a stable reason slug, never dropped silently: an export's
+provenance can then count what a Trivy consumer will not see.
+
+Entry identities (what the lead merges when two records emit the same one):
+
+* ``(("data-source",), <bucket name>)`` -- identical for every record of one feed;
+* ``(("vulnerability",), <vuln id>)`` -- details of one vulnerability; several records
+  (a PYSEC and a GHSA record aliasing the same CVE) may emit it;
+* ``((<bucket>, <package key>), <vuln id>)`` -- one Advisory; two records of one feed
+  aliasing one CVE may emit it. :func:`merge_value` merges either kind deterministically.
+
+Vulnerability ids follow Trivy's own OSV importer: the CVE ids among the record id and
+its aliases key the advisory (one advisory per CVE), and the other ids (GHSA, PYSEC, GO,
+…) become ``VendorIDs``; a record without a CVE alias is keyed by its own id. That is
+why a PYSEC record is reported by Trivy under its CVE.
+
+A ``withdrawn`` record is excluded whatever its timestamp: judging "withdrawn in the
+future" would need a clock, and no feed we read post-dates withdrawals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from stella.adapters.trivy.ecosystems import DataSource, Placement, Unplaceable, place
+from stella.adapters.trivy.versions import (
+    Interval,
+    IntervalSet,
+    Scheme,
+    VersionProblem,
+    exact_constraint,
+    render_interval,
+    render_version,
+    translate_ranges,
+)
+from stella.canonical import JSONValue, dumps
+
+__all__ = [
+    "AdapterOutput",
+    "TrivyEntry",
+    "Untranslated",
+    "merge_value",
+    "translate_osv",
+]
+
+# bbolt rejects keys above 32 KiB (research A.13); an untrusted name that long is hostile.
+MAX_KEY_BYTES = 32_768
+# Trivy's Status enum (B.4): 2 = affected.
+_STATUS_AFFECTED = 2
+# Severity words the feeds use (GHSA: LOW/MODERATE/HIGH/CRITICAL; Bitnami: Low..Critical).
+_SEVERITY = {"LOW": 1, "MODERATE": 2, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+_CVSS_FIELD = {"CVSS_V2": "V2Vector", "CVSS_V3": "V3Vector", "CVSS_V4": "V40Vector"}
+# Go's time.Time accepts RFC 3339 only; anything else makes Trivy drop the whole record.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class TrivyEntry:
+    """One key/value of the DB: ``bucket`` is the nested bucket path, ``key`` the key in it."""
+
+    bucket: tuple[str, ...]
+    key: str
+    value: JSONValue
+
+
+@dataclass(frozen=True, slots=True)
+class Untranslated:
+    """Part of a record the DB cannot carry: ``reason`` is a stable slug for counting."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterOutput:
+    entries: tuple[TrivyEntry, ...]
+    untranslated: tuple[Untranslated, ...]
+
+
+@dataclass(slots=True)
+class _Package:
+    """Everything the affected entries of one record say about one (bucket, package)."""
+
+    placement: Placement
+    intervals: list[Interval] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+
+
+def _uniq(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _string_list(value: Any) -> list[str] | None:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return list(value)
+
+
+def _vuln_ids(record_id: str, aliases: list[str]) -> tuple[list[str], list[str]]:
+    everything = _uniq([record_id, *aliases])
+    cves = [i for i in everything if i.startswith("CVE-")]
+    if not cves:
+        return [record_id], [a for a in _uniq(aliases) if a != record_id]
+    return cves, [i for i in everything if not i.startswith("CVE-")]
+
+
+def translate_osv(document: Mapping[str, Any], *, upstream_id: str) -> AdapterOutput:
+    """Trivy entries for one OSV record, plus what could not be translated and why.
+
+    Every input yields at least one entry or at least one :class:`Untranslated`.
+    """
+    problems: list[Untranslated] = []
+
+    def bad(detail: str, reason: str = "malformed") -> AdapterOutput:
+        return AdapterOutput((), (*problems, Untranslated(reason, f"{upstream_id}: {detail}")))
+
+    if not isinstance(cast(object, document), Mapping):  # untrusted: the type hint is a hope
+        return bad("document is not a JSON object")
+    record_id = document.get("id")
+    if not isinstance(record_id, str) or not record_id or len(record_id.encode()) > MAX_KEY_BYTES:
+        return bad(f"id {record_id!r} is not a usable string")
+    if document.get("withdrawn") is not None:
+        return bad(f"withdrawn at {document.get('withdrawn')!r}", "withdrawn")
+    aliases = _string_list(document.get("aliases"))
+    if aliases is None:
+        return bad("aliases is not a list of strings")
+    affected = document.get("affected")
+    if affected is None or affected == []:
+        return bad("no affected packages", "no-affected-package")
+    if not isinstance(affected, list):
+        return bad("affected is not a list")
+
+    packages: dict[tuple[str, str], _Package] = {}
+    for index, item in enumerate(affected):
+        found = _read_affected(item, index, record_id, packages)
+        problems.extend(Untranslated(p.reason, f"{upstream_id}: {p.detail}") for p in found)
+
+    vuln_ids, vendor_ids = _vuln_ids(record_id, aliases)
+    if any(len(v.encode()) > MAX_KEY_BYTES for v in vuln_ids):
+        return bad(f"an alias is longer than {MAX_KEY_BYTES} bytes")
+    entries: list[TrivyEntry] = []
+    sources: dict[str, DataSource] = {}
+    for (bucket, package), pkg in sorted(packages.items()):
+        value = _os_advisory(pkg) if pkg.placement.is_os else _language_advisory(pkg)
+        if isinstance(value, VersionProblem):
+            problems.append(Untranslated(value.reason, f"{upstream_id}: {value.detail}"))
+            continue
+        if vendor_ids:
+            value["VendorIDs"] = vendor_ids
+        # One value object per entry: callers may merge values in place.
+        entries.extend(TrivyEntry((bucket, package), v, _copy(value)) for v in vuln_ids)
+        sources[bucket] = pkg.placement.source
+    if entries:
+        detail, detail_problems = _vulnerability(
+            document, record_id, sorted({s.id for s in sources.values()})
+        )
+        problems.extend(Untranslated(r, f"{upstream_id}: {d}") for r, d in detail_problems)
+        entries.extend(TrivyEntry(("vulnerability",), v, _copy(detail)) for v in vuln_ids)
+        entries.extend(TrivyEntry(("data-source",), b, s.to_json()) for b, s in sorted(sources.items()))
+    if not entries and not problems:  # cannot happen by construction; keep the contract anyway
+        problems.append(Untranslated("no-affected-versions", f"{upstream_id}: nothing to translate"))
+    return AdapterOutput(tuple(entries), tuple(problems))
+
+
+def _copy(value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v for k, v in value.items()
+    }
+
+
+def _read_affected(
+    item: Any, index: int, record_id: str, packages: dict[tuple[str, str], _Package]
+) -> list[VersionProblem]:
+    where = f"affected[{index}]"
+    if not isinstance(item, Mapping):
+        return [VersionProblem("malformed", f"{where} is not an object")]
+    ranges = item.get("ranges", [])
+    versions = _string_list(item.get("versions"))
+    if not isinstance(ranges, list) or versions is None:
+        return [VersionProblem("malformed", f"{where}: ranges/versions are not lists")]
+    package = item.get("package")
+    if package is None:
+        only_git = bool(ranges) and all(isinstance(r, Mapping) and r.get("type") == "GIT" for r in ranges)
+        if only_git and not versions:
+            return [VersionProblem("git-only-range", f"{where}: no package, only GIT ranges")]
+        return [VersionProblem("no-affected-package", f"{where} names no package")]
+    if not isinstance(package, Mapping):
+        return [VersionProblem("malformed", f"{where}: package is not an object")]
+    ecosystem, name = package.get("ecosystem"), package.get("name")
+    if not isinstance(ecosystem, str) or not isinstance(name, str):
+        return [VersionProblem("malformed", f"{where}: package ecosystem/name are not strings")]
+    placement = place(ecosystem, name, record_id=record_id)
+    if isinstance(placement, Unplaceable):
+        return [VersionProblem(placement.reason, f"{where}: {placement.detail}")]
+    if len(placement.package.encode()) > MAX_KEY_BYTES:
+        return [VersionProblem("malformed", f"{where}: package name longer than {MAX_KEY_BYTES} bytes")]
+    where = f"{where} {ecosystem}/{name}"
+
+    result = translate_ranges(placement.scheme, ranges, where)
+    problems = list(result.problems)
+    listed: list[str] = []
+    for raw in versions:
+        rendered = render_version(placement.scheme, raw)
+        if isinstance(rendered, VersionProblem):
+            problems.append(VersionProblem(rendered.reason, f"{where} versions: {rendered.detail}"))
+        else:
+            listed.append(rendered)
+    if not result.intervals and not listed:
+        if result.git_ranges and not problems:
+            problems.append(VersionProblem("git-only-range", f"{where}: only GIT ranges, no versions"))
+        elif not problems:
+            problems.append(VersionProblem("no-affected-versions", f"{where}: neither ranges nor versions"))
+        return problems
+    pkg = packages.setdefault((placement.bucket, placement.package), _Package(placement))
+    pkg.intervals.extend(result.intervals)
+    pkg.fixed.extend(result.fixed)
+    pkg.listed.extend(listed)
+    pkg.where.append(where)
+    return problems
+
+
+def _language_advisory(pkg: _Package) -> dict[str, Any] | VersionProblem:
+    scheme = pkg.placement.scheme
+    ranges = IntervalSet(scheme, pkg.intervals)
+    vulnerable = [render_interval(scheme, i) for i in pkg.intervals]
+    vulnerable += [exact_constraint(scheme, v) for v in _uniq(pkg.listed) if ranges.covers(v) is not True]
+    # A fixed version is written as "secure" only when no other range or listed
+    # version of the same package still covers it: Trivy lets PatchedVersions win.
+    bounds = {b for i in pkg.intervals for b in (i.lower, i.upper) if b is not None}
+    patched = [
+        f
+        for f in _uniq(pkg.fixed)
+        if f not in pkg.listed
+        and (ranges.covers(f) is False or (ranges.covers(f) is None and f not in bounds))
+    ]
+    value: dict[str, Any] = {"VulnerableVersions": _uniq(vulnerable)}
+    if patched:
+        value["PatchedVersions"] = patched
+    return value
+
+
+def _os_advisory(pkg: _Package) -> dict[str, Any] | VersionProblem:
+    # An OS advisory holds one FixedVersion compared as "installed < fixed" (B.6), so only
+    # "every version before X" (or "every version", unfixed) is expressible. Listed
+    # versions beside such a range are taken as its enumeration (distro versions can't
+    # be ordered here); listed versions alone are not expressible.
+    where = "; ".join(pkg.where)
+    intervals = _uniq_intervals(pkg.intervals)
+    if len(intervals) != 1:
+        return VersionProblem("os-range-unrepresentable", f"{where}: {len(intervals)} ranges")
+    (interval,) = intervals
+    if interval.lower is not None or interval.upper_inclusive or interval.limit is not None:
+        return VersionProblem("os-range-unrepresentable", f"{where}: {render_interval(Scheme.OS, interval)}")
+    if interval.upper is None:
+        return {"Status": _STATUS_AFFECTED}
+    return {"FixedVersion": interval.upper}
+
+
+def _uniq_intervals(intervals: list[Interval]) -> list[Interval]:
+    return list(dict.fromkeys(intervals))
+
+
+def _vulnerability(
+    document: Mapping[str, Any], record_id: str, source_ids: list[str]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    problems: list[tuple[str, str]] = []
+    out: dict[str, Any] = {}
+    summary, details = document.get("summary"), document.get("details")
+    if isinstance(summary, str) and summary:
+        out["Title"] = summary
+    if isinstance(details, str) and details:
+        out["Description"] = details
+    refs = document.get("references")
+    if isinstance(refs, list):
+        urls = sorted(
+            {r["url"] for r in refs if isinstance(r, Mapping) and isinstance(r.get("url"), str) and r["url"]}
+        )
+        if urls:
+            out["References"] = urls
+    db_specific = document.get("database_specific")
+    db_specific = db_specific if isinstance(db_specific, Mapping) else {}
+    cwes = _string_list(db_specific.get("cwe_ids"))
+    if cwes:
+        out["CweIDs"] = _uniq(cwes)
+    for field_name, key in (("published", "PublishedDate"), ("modified", "LastModifiedDate")):
+        stamp = document.get(field_name)
+        if isinstance(stamp, str) and _RFC3339.match(stamp):
+            out[key] = stamp
+        elif stamp is not None:
+            problems.append(("malformed", f"{field_name} {stamp!r} is not RFC 3339"))
+
+    vectors: dict[str, str] = {}
+    severities: list[Any] = (
+        list(document.get("severity") or []) if isinstance(document.get("severity"), list) else []
+    )
+    for item in document.get("affected") or []:
+        if isinstance(item, Mapping) and isinstance(item.get("severity"), list):
+            severities.extend(item["severity"])
+    for sev in severities:
+        if not isinstance(sev, Mapping) or not isinstance(sev.get("score"), str):
+            problems.append(("malformed", f"severity entry {sev!r}"))
+            continue
+        target = _CVSS_FIELD.get(str(sev.get("type")))
+        if target is None:
+            problems.append(("unsupported-severity", f"severity type {sev.get('type')!r}"))
+        else:
+            vectors.setdefault(target, sev["score"])  # record level first, then affected[] order
+    if vectors and source_ids:
+        out["CVSS"] = {source: dict(sorted(vectors.items())) for source in source_ids}
+
+    stated = db_specific.get("severity")
+    if stated is not None:
+        level = _SEVERITY.get(stated.upper()) if isinstance(stated, str) else None
+        if level is None:
+            problems.append(("unsupported-severity", f"database_specific.severity {stated!r}"))
+        elif source_ids:
+            out["VendorSeverity"] = dict.fromkeys(source_ids, level)
+    return out, problems
+
+
+def _canon(value: JSONValue) -> bytes:
+    return dumps(value)
+
+
+def merge_value(bucket: tuple[str, ...], a: JSONValue, b: JSONValue) -> JSONValue:
+    """Combine two values emitted for the same (bucket, key) by different records.
+
+    Commutative and associative, so merging in any order (any runner, any worker
+    count) gives the same bytes. Lists union (sorted); per-source maps union; for a
+    scalar both records set differently, the smaller canonical value wins -- arbitrary
+    but reproducible, and only reachable when two feeds disagree on a title or date.
+    """
+    if a == b:
+        return a
+    if bucket == ("data-source",) or not isinstance(a, dict) or not isinstance(b, dict):
+        return min(a, b, key=_canon)
+    out: dict[str, Any] = {}
+    for name in sorted(set(a) | set(b)):
+        if name not in a or name not in b:
+            out[name] = a.get(name, b.get(name))
+        elif isinstance(a[name], list) and isinstance(b[name], list):
+            out[name] = sorted(set(a[name]) | set(b[name]), key=_canon)
+        elif isinstance(a[name], dict) and isinstance(b[name], dict):
+            out[name] = {
+                k: (
+                    a[name][k]
+                    if k not in b[name]
+                    else b[name][k]
+                    if k not in a[name]
+                    else min(a[name][k], b[name][k], key=_canon)
+                )
+                for k in sorted(set(a[name]) | set(b[name]))
+            }
+        else:
+            out[name] = min(a[name], b[name], key=_canon)
+    return out

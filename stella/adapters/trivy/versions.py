@@ -1,0 +1,365 @@
+"""OSV version ranges rendered as the constraint strings Trivy's comparers parse.
+
+OSV describes affected versions as event lists (``introduced`` / ``fixed`` /
+``last_affected`` / ``limit``) and enumerated ``versions``; Trivy stores OR-ed lists of
+AND-constraints (``">=1.2.0, <1.2.5"``) that one comparer per ecosystem parses at scan
+time (research/trivy-formats.md B.8, E.2). Trivy gives up on a whole advisory when any
+single string fails to parse, so every bound is checked here against the grammar that
+ecosystem's Trivy comparer accepts, and a bound it would reject is reported instead of
+written: one bad version must not silently disable the rest of an advisory.
+
+OSV evaluates events after sorting them by version. Where this module can order
+versions exactly (PEP 440 through ``packaging``, SemVer 2.0 by its precedence rules)
+it sorts; for the other schemes it keeps the producer's order, which every feed we
+know writes ascending.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+__all__ = [
+    "Interval",
+    "RangeResult",
+    "Scheme",
+    "VersionProblem",
+    "IntervalSet",
+    "exact_constraint",
+    "intervals_from_events",
+    "render_interval",
+    "render_version",
+    "translate_ranges",
+]
+
+
+class Scheme(enum.Enum):
+    """The version grammar of the Trivy comparer that will read a constraint."""
+
+    PEP440 = "pep440"  # pip: aquasecurity/go-pep440-version
+    NPM = "npm"  # npm: aquasecurity/go-npm-version (strict SemVer versions)
+    GENERIC = "generic"  # go, cargo, composer, nuget, pub, hex, swift, ...: aquasecurity/go-version
+    MAVEN = "maven"  # maven: masahiro331/go-mvn-version
+    RUBYGEMS = "rubygems"  # rubygems: aquasecurity/go-gem-version
+    OS = "os"  # dpkg / apk / rpm strings, compared by the OS detector, never parsed here
+
+
+@dataclass(frozen=True, slots=True)
+class VersionProblem:
+    """Why part of a range could not be rendered; becomes an ``Untranslated``."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One affected interval: ``lower <= v`` and ``v < upper`` (or ``<=``), ``v < limit``.
+
+    ``None`` bounds are open. Versions are already rendered in the scheme's syntax.
+    """
+
+    lower: str | None
+    upper: str | None = None
+    upper_inclusive: bool = False
+    limit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    """What the ``SEMVER``/``ECOSYSTEM`` ranges of one affected entry became."""
+
+    intervals: tuple[Interval, ...]
+    fixed: tuple[str, ...]
+    problems: tuple[VersionProblem, ...]
+    git_ranges: int
+
+
+# --- grammars ------------------------------------------------------------------------
+
+# SemVer 2.0 (semver.org), optionally with the "v" that OSV Go/npm data never carries
+# but SBOMs do; go-npm-version accepts the prefix.
+_SEMVER = re.compile(
+    r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+# The version grammar of aquasecurity/go-version (numeric dotted release, optional
+# pre-release with or without a dash, optional build metadata).
+_GENERIC = re.compile(
+    r"^v?(\d+(?:\.\d+)*)"
+    r"(?:-[0-9]+[0-9A-Za-z\-~]*(?:\.[0-9A-Za-z\-~]+)*|-?[A-Za-z\-~]+[0-9A-Za-z\-~]*(?:\.[0-9A-Za-z\-~]+)*)?"
+    r"(?:\+[0-9A-Za-z\-~]+(?:\.[0-9A-Za-z\-~]+)*)?$"
+)
+# RubyGems' Gem::Version pattern.
+_RUBYGEMS = re.compile(r"^[0-9]+(?:\.[0-9A-Za-z]+)*(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
+# Maven versions are free-form; the operator-form constraint parser needs a token with
+# no separators, operators or brackets in it.
+_MAVEN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._\-]*$")
+_OS = re.compile(r"^\S+$")
+_UINT64_MAX = 2**64 - 1
+
+# Bounds meaning "from the very first version": OSV writes "0"; RustSec writes the
+# smallest SemVer "0.0.0-0".
+_OPEN_LOWER = frozenset({"0", "0.0.0-0"})
+
+
+def render_version(scheme: Scheme, raw: str) -> str | VersionProblem:
+    """The version as Trivy's comparer for ``scheme`` will accept it, or why not."""
+    if not isinstance(raw, str) or not raw:
+        return VersionProblem("malformed", f"version {raw!r} is not a non-empty string")
+    return _render(scheme, raw)
+
+
+# Feeds repeat the same versions across thousands of records (PyPA lists every release).
+@functools.lru_cache(maxsize=65536)
+def _render(scheme: Scheme, raw: str) -> str | VersionProblem:
+    if scheme is Scheme.PEP440:
+        try:
+            parsed = Version(raw)
+        except InvalidVersion:
+            return VersionProblem("unparsable-version", f"{raw!r} is not a PEP 440 version")
+        if parsed.local is not None:
+            return VersionProblem(
+                "unparsable-version", f"{raw!r}: Trivy's PEP 440 specifiers reject local version labels"
+            )
+        # Canonical form: Trivy rejects upper case and long pre-release spellings.
+        return str(parsed)
+    if scheme is Scheme.NPM:
+        ok = _SEMVER.match(raw) is not None
+    elif scheme is Scheme.GENERIC:
+        match = _GENERIC.match(raw)
+        ok = match is not None and all(int(part) <= _UINT64_MAX for part in match.group(1).split("."))
+    elif scheme is Scheme.RUBYGEMS:
+        ok = _RUBYGEMS.match(raw) is not None
+    elif scheme is Scheme.MAVEN:
+        ok = _MAVEN.match(raw) is not None
+    else:
+        ok = _OS.match(raw) is not None
+    if not ok:
+        return VersionProblem(
+            "unparsable-version", f"{raw!r} is not a {scheme.value} version Trivy can parse"
+        )
+    return raw
+
+
+# --- ordering --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=65536)
+def _semver_key(raw: str) -> tuple[Any, ...] | None:
+    """SemVer 2.0 precedence as a sort key (build metadata ignored), or None."""
+    match = _SEMVER.match(raw)
+    if match is None:
+        return None
+    major, minor, patch, pre, _build = match.groups()
+    if pre is None:
+        pre_key: tuple[Any, ...] = (1,)
+    else:
+        idents = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+        pre_key = (0, idents)
+    return (int(major), int(minor), int(patch), pre_key)
+
+
+@functools.lru_cache(maxsize=65536)
+def _pep440_key(raw: str) -> Version | None:
+    try:
+        return Version(raw)
+    except InvalidVersion:
+        return None
+
+
+def _sort_key(scheme: Scheme, range_type: str) -> Callable[[str], Any] | None:
+    if scheme is Scheme.PEP440:
+        return _pep440_key
+    if range_type == "SEMVER" or scheme is Scheme.NPM:
+        return _semver_key
+    return None
+
+
+# --- events → intervals ------------------------------------------------------------------
+
+_EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
+
+
+def _read_events(events: Any, where: str) -> list[tuple[str, str]] | VersionProblem:
+    if not isinstance(events, list):
+        return VersionProblem("malformed", f"{where}: events is not a list")
+    out: list[tuple[str, str]] = []
+    for event in events:
+        if not isinstance(event, Mapping):
+            return VersionProblem("malformed", f"{where}: event {event!r} is not an object")
+        kinds = [k for k in _EVENT_KINDS if k in event]
+        if len(kinds) != 1 or not isinstance(event[kinds[0]], str) or not event[kinds[0]]:
+            return VersionProblem("malformed", f"{where}: event {dict(event)!r} needs exactly one version")
+        out.append((kinds[0], event[kinds[0]]))
+    return out
+
+
+def intervals_from_events(
+    scheme: Scheme, range_type: str, events: Sequence[tuple[str, str]], where: str
+) -> tuple[tuple[Interval, ...], tuple[str, ...]] | VersionProblem:
+    """Sweep OSV events (sorted when the scheme allows) into rendered intervals.
+
+    Returns the intervals and the rendered ``fixed`` versions, or the first problem:
+    a range with one unrenderable bound is dropped whole, because its remaining
+    bounds alone would describe a different set of versions.
+    """
+    rendered: list[tuple[str, str | None]] = []
+    limits: list[str] = []
+    for kind, raw in events:
+        if kind == "introduced" and raw in _OPEN_LOWER:
+            rendered.append((kind, None))
+            continue
+        if kind == "limit" and raw == "*":
+            continue
+        version = render_version(scheme, raw)
+        if isinstance(version, VersionProblem):
+            return VersionProblem(version.reason, f"{where}: {version.detail}")
+        if kind == "limit":
+            limits.append(version)
+        else:
+            rendered.append((kind, version))
+
+    key = _sort_key(scheme, range_type)
+    if key is not None:
+        keyed = [(kind, v, None if v is None else key(v)) for kind, v in rendered]
+        if all(k is not None or v is None for _kind, v, k in keyed):
+            # Stable sort: "introduced 0" first, ties keep the producer's order.
+            keyed.sort(key=lambda item: (item[2] is not None, item[2] if item[2] is not None else 0))
+            rendered = [(kind, v) for kind, v, _k in keyed]
+
+    limit = limits[0] if len(limits) == 1 else None
+    if len(limits) > 1:
+        lkey = _sort_key(scheme, range_type)
+        if lkey is None:
+            return VersionProblem("unsupported-range", f"{where}: several limit events cannot be ordered")
+        limit = min(limits, key=lkey)
+
+    intervals: list[Interval] = []
+    fixed: list[str] = []
+    open_lower: str | None = None
+    is_open = False
+    for kind, bound in rendered:
+        if kind == "introduced":
+            if not is_open:
+                open_lower, is_open = bound, True
+        elif is_open and bound is not None:
+            if kind == "fixed":
+                intervals.append(Interval(open_lower, bound, False, limit))
+                fixed.append(bound)
+            else:  # last_affected
+                intervals.append(Interval(open_lower, bound, True, limit))
+            is_open = False
+        elif kind == "fixed" and bound is not None:
+            fixed.append(bound)  # a fix with nothing open still names a fixed release
+    if is_open:
+        intervals.append(Interval(open_lower, None, False, limit))
+    return tuple(intervals), tuple(fixed)
+
+
+def _op_eq(scheme: Scheme) -> str:
+    return "==" if scheme is Scheme.PEP440 else "="
+
+
+def render_interval(scheme: Scheme, interval: Interval) -> str:
+    """One AND-constraint string; the empty string means "every version" to Trivy (E.2)."""
+    lower, upper = interval.lower, interval.upper
+    if lower is not None and upper is not None and interval.upper_inclusive and lower == upper:
+        return f"{_op_eq(scheme)}{lower}"
+    parts: list[str] = []
+    if lower is not None:
+        parts.append(f">={lower}")
+    if upper is not None:
+        parts.append(f"<={upper}" if interval.upper_inclusive else f"<{upper}")
+    if interval.limit is not None and (upper is None or interval.limit != upper):
+        parts.append(f"<{interval.limit}")
+    return ", ".join(parts)
+
+
+def exact_constraint(scheme: Scheme, version: str) -> str:
+    """The constraint matching exactly one (already rendered) version."""
+    return f"{_op_eq(scheme)}{version}"
+
+
+def translate_ranges(scheme: Scheme, ranges: Iterable[Any], where: str) -> RangeResult:
+    """All ranges of one affected entry; GIT ranges are counted, not translated."""
+    intervals: list[Interval] = []
+    fixed: list[str] = []
+    problems: list[VersionProblem] = []
+    git = 0
+    for index, rng in enumerate(ranges):
+        here = f"{where} range {index}"
+        if not isinstance(rng, Mapping):
+            problems.append(VersionProblem("malformed", f"{here}: not an object"))
+            continue
+        range_type = rng.get("type")
+        if range_type == "GIT":
+            git += 1
+            continue
+        if range_type not in ("SEMVER", "ECOSYSTEM"):
+            problems.append(VersionProblem("unsupported-range", f"{here}: range type {range_type!r}"))
+            continue
+        events = _read_events(rng.get("events"), here)
+        if isinstance(events, VersionProblem):
+            problems.append(events)
+            continue
+        result = intervals_from_events(scheme, range_type, events, here)
+        if isinstance(result, VersionProblem):
+            problems.append(result)
+            continue
+        intervals.extend(result[0])
+        fixed.extend(result[1])
+    return RangeResult(tuple(intervals), tuple(fixed), tuple(problems), git)
+
+
+class IntervalSet:
+    """Intervals of one package, keyed once, to test listed and fixed versions against."""
+
+    __slots__ = ("_key", "_keyed")
+
+    def __init__(self, scheme: Scheme, intervals: Iterable[Interval]) -> None:
+        self._key: Callable[[str], Any] | None = (
+            None if scheme is Scheme.OS else _pep440_key if scheme is Scheme.PEP440 else _semver_key
+        )
+        keyed: list[tuple[Any, Any, bool, Any]] | None = []
+        for interval in intervals:
+            keys = [
+                None if b is None or self._key is None else self._key(b)
+                for b in (interval.lower, interval.upper, interval.limit)
+            ]
+            given = (interval.lower, interval.upper, interval.limit)
+            if self._key is None or any(
+                k is None and b is not None for k, b in zip(keys, given, strict=True)
+            ):
+                keyed = None
+                break
+            assert keyed is not None
+            keyed.append((keys[0], keys[1], interval.upper_inclusive, keys[2]))
+        self._keyed = keyed
+
+    def covers(self, version: str) -> bool | None:
+        """Whether ``version`` lies in any interval; None when this module can't order them.
+
+        Used only to avoid writing redundant or harmful constraints, so "don't know" is safe.
+        """
+        if self._keyed is None or self._key is None:
+            return None
+        target = self._key(version)
+        if target is None:
+            return None
+        for lower, upper, inclusive, limit in self._keyed:
+            if lower is not None and target < lower:
+                continue
+            if upper is not None and (target > upper or (target == upper and not inclusive)):
+                continue
+            if limit is not None and not target < limit:
+                continue
+            return True
+        return False

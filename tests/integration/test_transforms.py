@@ -1,0 +1,143 @@
+"""Each composite transform on its own, with TestPipeline and assert_that."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+import zstandard
+from apache_beam.testing.util import assert_that, equal_to
+
+from stella.adapters.jsonraw import jsonraw_items, shard_path
+from stella.bundle.request import ExportRequest
+from stella.bundle.shards import write_jsonl_shard
+from stella.ledger.ingest import ingest_paths
+from stella.ledger.store import LedgerStore
+from stella.profiles import get_profile
+from stella.selectors import parse_selectors
+from tests.support import offline_test_pipeline
+from transforms.bundle import AssembleBundle
+from transforms.ledger import ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
+from transforms.shards import AdaptRecords, WriteSortedShards
+
+T0 = "2026-11-27T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def ghsa_ledger(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> LedgerStore:
+    store = LedgerStore(str(tmp_path_factory.mktemp("ledger")))
+    ingest_paths(store, "acme", [str(shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst"),
+                                 str(shared_data / "vex" / "openvex")], ingested_at=T0)
+    return store
+
+
+def _ids(store: LedgerStore) -> list[str]:
+    return sorted(r.upstream_id for r in store.read("acme"))
+
+
+def test_read_ledger_emits_every_record_in_batches(ghsa_ledger: LedgerStore) -> None:
+    with offline_test_pipeline() as p:
+        batches = p | ReadLedger([s.path for s in ghsa_ledger.segments("acme")], batch_size=4)
+        sizes = batches | beam.Map(len)
+        ids = batches | beam.FlatMap(lambda b: [r.upstream_id for r in b])
+        assert_that(ids, equal_to(_ids(ghsa_ledger)), label="AllIds")
+        assert_that(sizes | beam.Filter(lambda n: n > 4), equal_to([]), label="BatchBound")
+
+
+def test_select_records_applies_selectors(ghsa_ledger: LedgerStore) -> None:
+    selectors = parse_selectors(["ecosystem=npm,PyPI"])
+    expected = sorted(r.upstream_id for r in ghsa_ledger.read("acme") if selectors.matches(r))
+    assert expected  # the sample has npm and PyPI advisories
+    with offline_test_pipeline() as p:
+        ids = (
+            p
+            | ReadLedger([s.path for s in ghsa_ledger.segments("acme")])
+            | SelectRecords(selectors)
+            | beam.FlatMap(lambda b: [r.upstream_id for r in b])
+        )
+        assert_that(ids, equal_to(expected))
+
+
+def test_summarize_records_counts_and_high_water(ghsa_ledger: LedgerStore) -> None:
+    records = list(ghsa_ledger.read("acme"))
+    newest = max(records, key=lambda r: r.high_water).high_water
+    with offline_test_pipeline() as p:
+        summary = p | ReadLedger([s.path for s in ghsa_ledger.segments("acme")]) | SummarizeRecords()
+        assert_that(summary, equal_to([RecordSummary({"advisory": 14, "vex": 7}, newest)]))
+
+
+def test_summarize_empty_selection_still_yields_one_summary(ghsa_ledger: LedgerStore) -> None:
+    with offline_test_pipeline() as p:
+        summary = (
+            p
+            | ReadLedger([s.path for s in ghsa_ledger.segments("acme")])
+            | SelectRecords(parse_selectors(["id=NOTHING-*"]))
+            | SummarizeRecords()
+        )
+        assert_that(summary, equal_to([RecordSummary({}, None)]))
+
+
+def test_adapt_records_runs_the_adapter_per_record(ghsa_ledger: LedgerStore) -> None:
+    with offline_test_pipeline() as p:
+        groups = (
+            p
+            | ReadLedger([s.path for s in ghsa_ledger.segments("acme")])
+            | AdaptRecords(jsonraw_items)
+            | beam.FlatMap(lambda items: [group for group, _k, _v in items])
+        )
+        assert_that(groups, equal_to(["advisory"] * 14 + ["vex"] * 7))
+
+
+def test_write_sorted_shards_sorts_and_splits(tmp_path: Path) -> None:
+    items = [("g", f"k{n:04d}".encode(), f"v{n}".encode()) for n in range(500)]
+    batches = [items[i::7] for i in range(7)]  # scattered: no batch is sorted or complete
+    with offline_test_pipeline() as p:
+        entries = (
+            p
+            | beam.Create(batches)
+            | WriteSortedShards(
+                temp_dir=str(tmp_path / "runs"),
+                out_root=str(tmp_path / "out"),
+                path_for=lambda group, index, total: f"{group}-{index}-of-{total}.jsonl.zst",
+                writer=lambda root, path, pairs: write_jsonl_shard(root, path, (v for _k, v in pairs)),
+                records_per_shard=200,
+                max_run_bytes=1000,
+            )
+        )
+        assert_that(entries | beam.Map(lambda e: (e.path, e.records is not None)),
+                    equal_to([(f"g-{i}-of-3.jsonl.zst", True) for i in range(3)]))
+    seen: list[bytes] = []
+    for shard in sorted((tmp_path / "out").glob("*.zst")):
+        lines = zstandard.ZstdDecompressor().decompress(shard.read_bytes(), max_output_size=1 << 20).splitlines()
+        assert lines == sorted(lines, key=lambda v: int(v[1:]))  # sorted within the shard by key
+        seen.extend(lines)
+    assert sorted(seen) == sorted(v for _g, _k, v in items)
+
+
+def test_assemble_bundle_writes_manifest_after_contents(tmp_path: Path, ghsa_ledger: LedgerStore) -> None:
+    request = ExportRequest(
+        tenant="acme", profile=get_profile("json:raw"), selectors=parse_selectors([]),
+        ledger_root=ghsa_ledger.root, segments=tuple(ghsa_ledger.segments("acme")), out_dir=str(tmp_path),
+    )
+    with offline_test_pipeline() as p:
+        batches = p | ReadLedger([s.path for s in request.segments])
+        summary = batches | SummarizeRecords()
+        export_id = (
+            batches
+            | AdaptRecords(jsonraw_items)
+            | WriteSortedShards(temp_dir=str(tmp_path / "runs"), out_root=str(tmp_path), path_for=shard_path,
+                                writer=lambda root, path, pairs: write_jsonl_shard(root, path, (v for _k, v in pairs)),
+                                records_per_shard=10)
+            | AssembleBundle(str(tmp_path), request, summary)
+        )
+        assert_that(export_id | beam.Map(lambda i: i.startswith("acme-json-raw-")), equal_to([True]))
+    manifest = json.loads((tmp_path / "export.json").read_bytes())
+    assert manifest["counts"] == {"advisory": 14, "vex": 7}
+    assert [c["path"] for c in manifest["contents"]] == [
+        "data/raw/advisories/part-00000-of-00002.jsonl.zst",
+        "data/raw/advisories/part-00001-of-00002.jsonl.zst",
+        "data/raw/vex/part-00000-of-00001.jsonl.zst",
+    ]
+    assert sum(c["records"] for c in manifest["contents"]) == 21

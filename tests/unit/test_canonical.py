@@ -1,0 +1,81 @@
+"""RFC 8785: our fast path must equal the reference implementation byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stella.canonical import canonical_document, dumps, sha256_digest
+from stella.errors import InputError
+
+_SAFE_INT = 2**53 - 1
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-_SAFE_INT, max_value=_SAFE_INT)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400)
+@given(json_values)
+def test_dumps_equals_reference(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(InputError):
+            dumps(value)
+        return
+    assert dumps(value) == expected
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_canonical_document_round_trip(value: object) -> None:
+    text = json.dumps(value, ensure_ascii=len(str(value)) % 2 == 0, indent=1)
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(InputError):
+            canonical_document(text.encode())
+        return
+    parsed, canonical = canonical_document(text.encode())
+    assert canonical == expected
+    assert canonical_document(canonical)[0] == parsed  # same JSON value (numbers as doubles)
+    # canonical form is a fixed point
+    assert canonical_document(canonical)[1] == canonical
+
+
+def test_non_bmp_keys_sort_by_utf16_code_units() -> None:
+    # U+1F600 (surrogates D83D DE00) sorts before U+FFFD in UTF-16 but after it by code point.
+    value = {"\ufffd": 1, "\U0001f600": 2}
+    assert dumps(value) == rfc8785.dumps(value)
+    assert dumps(value).index("\U0001f600".encode()) < dumps(value).index("\ufffd".encode())
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b'{"a": NaN}', "canonicalised"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b'{"a": 1', "invalid JSON"),
+        (b'{"a": 123456789012345678901234567890}', "canonicalised"),
+    ],
+)
+def test_uncanonicalisable_input_is_a_clear_error(raw: bytes, fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment):
+        canonical_document(raw)
+
+
+def test_digest_notation() -> None:
+    assert sha256_digest(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -1,0 +1,94 @@
+"""Ledger ingestion: all of ../shared/data, idempotence, quarantine, deterministic segments."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import zstandard
+
+from stella.ledger.ingest import ingest_paths
+from stella.ledger.store import LedgerStore, read_segment
+
+T0 = "2026-11-27T00:00:00Z"
+
+
+def _shared_paths(shared_data: Path) -> list[str]:
+    return [str(shared_data / "advisories"), str(shared_data / "sboms"), str(shared_data / "vex")]
+
+
+def test_ingest_all_shared_data_then_reingest_adds_nothing(tmp_path: Path, shared_data: Path) -> None:
+    store = LedgerStore(str(tmp_path / "ledger"))
+    report = ingest_paths(store, "acme", [str(shared_data)], ingested_at=T0)
+    summary = report.to_json()
+    # 9689 OSV records + 58 JSON documents; MANIFEST.json is JSON but not evidence.
+    assert summary["byKind"]["advisory"]["osv"]["added"] == 9689
+    assert summary["byKind"]["advisory"]["csaf"]["added"] == 1
+    assert summary["byKind"]["sbom"] == {"cyclonedx": {"added": 9, "duplicates": 0}, "spdx": {"added": 4, "duplicates": 0}}
+    assert summary["byKind"]["vex"] == {
+        "csaf": {"added": 21, "duplicates": 0},
+        "cyclonedx-vex": {"added": 13, "duplicates": 0},
+        "openvex": {"added": 7, "duplicates": 0},
+    }
+    assert summary["added"] == 9744
+    assert [r["source"] for r in summary["rejections"]] == ["data/MANIFEST.json"]
+    assert "unrecognised document format" in summary["rejections"][0]["reason"]
+    assert "data/README.md" in summary["skippedFiles"]
+    again = ingest_paths(store, "acme", [str(shared_data)], ingested_at="2026-12-01T00:00:00Z")
+    assert again.total_added == 0 and again.total_duplicates == 9744 and not again.segments
+    assert sum(s.records for s in store.segments("acme")) == 9744
+    # nothing of another tenant leaks in
+    assert store.segments("other") == []
+
+
+def test_raw_documents_round_trip_as_json_values(tmp_path: Path, shared_data: Path) -> None:
+    store = LedgerStore(str(tmp_path / "ledger"))
+    ingest_paths(store, "acme", [str(shared_data / "vex"), str(shared_data / "sboms")], ingested_at=T0)
+    stored = {r.source: r for r in store.read("acme")}
+    for source, record in stored.items():
+        folder, _, rest = source.partition("/")
+        original = json.loads((shared_data / folder / rest).read_bytes())
+        assert json.loads(record.document) == original, source
+
+
+def test_bad_input_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = {"id": "GOOD-1", "modified": "2024-01-01T00:00:00Z", "affected": [], "summary": "ok"}
+    (inputs / "good.json").write_text(json.dumps(good))
+    (inputs / "broken.json").write_text('{"id": "X", ')
+    (inputs / "unknown.json").write_text('{"hello": "world"}')
+    lines = [json.dumps({**good, "id": f"L-{i}"}) for i in range(3)]
+    lines.insert(1, "not json at all")
+    stream = zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode())
+    (inputs / "feed.jsonl.zst").write_bytes(stream)
+    store = LedgerStore(str(tmp_path / "ledger"))
+    report = ingest_paths(store, "acme", [str(inputs)], ingested_at=T0)
+    assert report.total_added == 4
+    reasons = {r.source: r.reason for r in report.rejections}
+    assert set(reasons) == {"in/broken.json", "in/unknown.json", "in/feed.jsonl.zst#2"}
+    assert "invalid JSON at line 1" in reasons["in/broken.json"]
+    quarantined = store.quarantined("acme")
+    assert {q["source"] for q in quarantined} == set(reasons)
+    for rejection in report.rejections:
+        assert Path(rejection.quarantined).read_bytes()  # the bytes are kept
+
+
+def test_same_files_in_any_order_make_identical_segments(tmp_path: Path, shared_data: Path) -> None:
+    paths = [str(shared_data / "vex"), str(shared_data / "sboms"), str(shared_data / "advisories" / "osv-psf.jsonl.zst")]
+    a = LedgerStore(str(tmp_path / "a"))
+    b = LedgerStore(str(tmp_path / "b"))
+    ingest_paths(a, "acme", paths, ingested_at=T0)
+    ingest_paths(b, "acme", list(reversed(paths)), ingested_at=T0)
+    seg_a, seg_b = a.segments("acme"), b.segments("acme")
+    assert [(s.name, s.digest) for s in seg_a] == [(s.name, s.digest) for s in seg_b]
+    assert Path(seg_a[0].path).read_bytes() == Path(seg_b[0].path).read_bytes()
+
+
+def test_segments_are_sorted_by_record_key(tmp_path: Path, shared_data: Path) -> None:
+    store = LedgerStore(str(tmp_path / "ledger"))
+    ingest_paths(store, "acme", [str(shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst")], ingested_at=T0)
+    records = list(read_segment(store.segments("acme")[0].path))
+    assert [r.sort_key for r in records] == sorted(r.sort_key for r in records)
+    assert Counter(r.kind.value for r in records) == {"advisory": 14}
