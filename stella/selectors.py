@@ -51,8 +51,15 @@ SELECTOR_KEYS: Mapping[str, tuple[str, str]] = {
     "ingested-until": ("ingested_until", "records ingested before this time"),
 }
 # Plural spellings people naturally type; they mean the same key.
-_ALIASES = {"kinds": "kind", "ecosystems": "ecosystem", "packages": "package", "purls": "purl",
-            "subjects": "subject", "ids": "id", "exclude-ids": "exclude-id"}
+_ALIASES = {
+    "kinds": "kind",
+    "ecosystems": "ecosystem",
+    "packages": "package",
+    "purls": "purl",
+    "subjects": "subject",
+    "ids": "id",
+    "exclude-ids": "exclude-id",
+}
 _SINGLE = {"modified-since", "modified-until", "ingested-since", "ingested-until"}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

@@ -8,8 +8,8 @@ proves nothing.
 from __future__ import annotations
 
 import os
-import subprocess
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -64,12 +64,18 @@ def tree_digests(root: Path) -> dict[str, str]:
     }
 
 
-def stella_cli(*args: str, env: dict[str, str] | None = None, check: bool = False) -> "subprocess.CompletedProcess[str]":
+def stella_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``stella`` console script as a user would."""
     import subprocess
 
     full_env = {**os.environ, **(env or {})}
-    result = subprocess.run([str(VENV_BIN / "stella"), *args], capture_output=True, text=True, env=full_env, timeout=900)
+    result = subprocess.run(
+        [str(VENV_BIN / "stella"), *args], capture_output=True, text=True, env=full_env, timeout=900
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"stella {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"stella {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result

@@ -69,10 +69,12 @@ class CycloneDxFormat:
             if not isinstance(vuln, Mapping):
                 raise InputError("CycloneDX document: every vulnerabilities[] entry must be an object")
             aliases.append(opt_str(vuln, "id"))
-            for ref in vuln.get("references", []) if isinstance(vuln.get("references"), list) else []:
-                aliases.append(opt_str(ref, "id"))
-            for affect in vuln.get("affects", []) if isinstance(vuln.get("affects"), list) else []:
-                products.append(opt_str(affect, "ref"))
+            references = vuln.get("references")
+            aliases.extend(opt_str(ref, "id") for ref in (references if isinstance(references, list) else []))
+            affects = vuln.get("affects")
+            products.extend(
+                opt_str(affect, "ref") for affect in (affects if isinstance(affects, list) else [])
+            )
         serial = opt_str(value, "serialNumber")
         upstream_id = serial or subject or f"cyclonedx:{digest}"
         version = value.get("version")

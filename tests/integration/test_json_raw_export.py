@@ -17,13 +17,36 @@ FOLDERS = ("advisories", "sboms", "vex")
 
 
 def _ingest(ledger: Path, shared_data: Path, order: tuple[str, ...] = FOLDERS) -> None:
-    stella_cli("ledger", "ingest", "--tenant", "acme", "--ledger", str(ledger), "--ingested-at", T0,
-               *(str(shared_data / f) for f in order), check=True)
+    stella_cli(
+        "ledger",
+        "ingest",
+        "--tenant",
+        "acme",
+        "--ledger",
+        str(ledger),
+        "--ingested-at",
+        T0,
+        *(str(shared_data / f) for f in order),
+        check=True,
+    )
 
 
 def _export(ledger: Path, out: Path, *extra: str) -> Path:
-    result = stella_cli("export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
-                        "--out", str(out), "--json", *extra, check=True)
+    result = stella_cli(
+        "export",
+        "run",
+        "--tenant",
+        "acme",
+        "--profile",
+        "json:raw",
+        "--ledger",
+        str(ledger),
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+        check=True,
+    )
     return Path(json.loads(result.stdout)["bundle"])
 
 
@@ -64,7 +87,9 @@ def _exported_lines(bundle: Path, zstd: str) -> list[dict[str, object]]:
     return records
 
 
-def test_full_export_verifies_and_holds_every_document_unchanged(full_bundle: Path, shared_data: Path) -> None:
+def test_full_export_verifies_and_holds_every_document_unchanged(
+    full_bundle: Path, shared_data: Path
+) -> None:
     zstd = require_tool("zstd")
     verify = stella_cli("export", "verify", str(full_bundle))
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -85,12 +110,16 @@ def test_shards_are_sorted_by_record_key_and_match_manifest(full_bundle: Path) -
     zstd = require_tool("zstd")
     manifest = json.loads((full_bundle / "export.json").read_bytes())
     for entry in manifest["contents"]:
-        text = subprocess.run([zstd, "-dc", str(full_bundle / entry["path"])], capture_output=True, check=True).stdout
+        text = subprocess.run(
+            [zstd, "-dc", str(full_bundle / entry["path"])], capture_output=True, check=True
+        ).stdout
         lines = [json.loads(line) for line in text.splitlines()]
         assert len(lines) == entry["records"]
         keys = [(r["kind"], r["id"], r["modified"] or "", r["digest"]) for r in lines]
         assert keys == sorted(keys)
-        digest = subprocess.run(["sha256sum", str(full_bundle / entry["path"])], capture_output=True, text=True, check=True)
+        digest = subprocess.run(
+            ["sha256sum", str(full_bundle / entry["path"])], capture_output=True, text=True, check=True
+        )
         assert "sha256:" + digest.stdout.split()[0] == entry["digest"]
 
 
@@ -98,8 +127,10 @@ def test_selected_export_holds_exactly_the_selection(ledger: Path, tmp_path: Pat
     zstd = require_tool("zstd")
     bundle = _export(ledger, tmp_path, "--selector", "kind=advisory", "--selector", "ecosystem=PyPI")
     expected = {
-        doc["id"] for doc in _source_documents(shared_data).values()
-        if isinstance(doc, dict) and "affected" in doc
+        doc["id"]
+        for doc in _source_documents(shared_data).values()
+        if isinstance(doc, dict)
+        and "affected" in doc
         and any(a.get("package", {}).get("ecosystem") == "PyPI" for a in doc["affected"])
     }
     exported = _exported_lines(bundle, zstd)
@@ -116,13 +147,17 @@ def test_two_runs_are_byte_identical(ledger: Path, full_bundle: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_multiprocessing_runner_gives_identical_bytes(ledger: Path, full_bundle: Path, tmp_path: Path) -> None:
+def test_multiprocessing_runner_gives_identical_bytes(
+    ledger: Path, full_bundle: Path, tmp_path: Path
+) -> None:
     bundle = _export(ledger, tmp_path, "--direct_running_mode=multi_processing", "--direct_num_workers=2")
     assert tree_digests(bundle) == tree_digests(full_bundle)
 
 
 @pytest.mark.slow
-def test_ingestion_order_does_not_change_the_bundle(full_bundle: Path, tmp_path: Path, shared_data: Path) -> None:
+def test_ingestion_order_does_not_change_the_bundle(
+    full_bundle: Path, tmp_path: Path, shared_data: Path
+) -> None:
     other = tmp_path / "ledger"
     _ingest(other, shared_data, order=tuple(reversed(FOLDERS)))
     bundle = _export(other, tmp_path / "out")
@@ -132,8 +167,22 @@ def test_ingestion_order_does_not_change_the_bundle(full_bundle: Path, tmp_path:
 
 def test_rerun_into_same_folder_reports_unchanged(ledger: Path, tmp_path: Path) -> None:
     first = _export(ledger, tmp_path, "--selector", "kind=vex")
-    result = stella_cli("export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
-                        "--out", str(tmp_path), "--selector", "kind=vex", "--json", check=True)
+    result = stella_cli(
+        "export",
+        "run",
+        "--tenant",
+        "acme",
+        "--profile",
+        "json:raw",
+        "--ledger",
+        str(ledger),
+        "--out",
+        str(tmp_path),
+        "--selector",
+        "kind=vex",
+        "--json",
+        check=True,
+    )
     assert json.loads(result.stdout)["unchanged"] is True
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no staging debris left behind
 
@@ -165,8 +214,18 @@ def test_cli_errors_map_to_documented_exit_codes(ledger: Path, tmp_path: Path) -
     assert stella_cli(*base, "--profile", "json:raw", "--selector", "colour=blue").returncode == 2
     assert stella_cli(*base, "--profile", "json:nope").returncode == 2
     assert stella_cli(*base, "--profile", "mirror:delta").returncode == 10
-    missing = stella_cli("export", "run", "--tenant", "ghost", "--ledger", str(ledger), "--out", str(tmp_path),
-                         "--profile", "json:raw")
+    missing = stella_cli(
+        "export",
+        "run",
+        "--tenant",
+        "ghost",
+        "--ledger",
+        str(ledger),
+        "--out",
+        str(tmp_path),
+        "--profile",
+        "json:raw",
+    )
     assert missing.returncode == 6 and "ghost" in missing.stderr
     assert stella_cli("export", "verify", str(tmp_path / "nothing")).returncode == 6
     assert not any(p.name.startswith(".stella-staging-") for p in tmp_path.iterdir())

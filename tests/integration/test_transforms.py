@@ -28,8 +28,12 @@ T0 = "2026-11-27T00:00:00Z"
 @pytest.fixture(scope="module")
 def ghsa_ledger(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> LedgerStore:
     store = LedgerStore(str(tmp_path_factory.mktemp("ledger")))
-    ingest_paths(store, "acme", [str(shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst"),
-                                 str(shared_data / "vex" / "openvex")], ingested_at=T0)
+    ingest_paths(
+        store,
+        "acme",
+        [str(shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst"), str(shared_data / "vex" / "openvex")],
+        ingested_at=T0,
+    )
     return store
 
 
@@ -106,11 +110,15 @@ def test_write_sorted_shards_sorts_and_splits(tmp_path: Path) -> None:
                 max_run_bytes=1000,
             )
         )
-        assert_that(entries | beam.Map(lambda e: (e.path, e.records is not None)),
-                    equal_to([(f"g-{i}-of-3.jsonl.zst", True) for i in range(3)]))
+        assert_that(
+            entries | beam.Map(lambda e: (e.path, e.records is not None)),
+            equal_to([(f"g-{i}-of-3.jsonl.zst", True) for i in range(3)]),
+        )
     seen: list[bytes] = []
     for shard in sorted((tmp_path / "out").glob("*.zst")):
-        lines = zstandard.ZstdDecompressor().decompress(shard.read_bytes(), max_output_size=1 << 20).splitlines()
+        lines = (
+            zstandard.ZstdDecompressor().decompress(shard.read_bytes(), max_output_size=1 << 20).splitlines()
+        )
         assert lines == sorted(lines, key=lambda v: int(v[1:]))  # sorted within the shard by key
         seen.extend(lines)
     assert sorted(seen) == sorted(v for _g, _k, v in items)
@@ -118,8 +126,12 @@ def test_write_sorted_shards_sorts_and_splits(tmp_path: Path) -> None:
 
 def test_assemble_bundle_writes_manifest_after_contents(tmp_path: Path, ghsa_ledger: LedgerStore) -> None:
     request = ExportRequest(
-        tenant="acme", profile=get_profile("json:raw"), selectors=parse_selectors([]),
-        ledger_root=ghsa_ledger.root, segments=tuple(ghsa_ledger.segments("acme")), out_dir=str(tmp_path),
+        tenant="acme",
+        profile=get_profile("json:raw"),
+        selectors=parse_selectors([]),
+        ledger_root=ghsa_ledger.root,
+        segments=tuple(ghsa_ledger.segments("acme")),
+        out_dir=str(tmp_path),
     )
     with offline_test_pipeline() as p:
         batches = p | ReadLedger([s.path for s in request.segments])
@@ -127,9 +139,13 @@ def test_assemble_bundle_writes_manifest_after_contents(tmp_path: Path, ghsa_led
         export_id = (
             batches
             | AdaptRecords(jsonraw_items)
-            | WriteSortedShards(temp_dir=str(tmp_path / "runs"), out_root=str(tmp_path), path_for=shard_path,
-                                writer=lambda root, path, pairs: write_jsonl_shard(root, path, (v for _k, v in pairs)),
-                                records_per_shard=10)
+            | WriteSortedShards(
+                temp_dir=str(tmp_path / "runs"),
+                out_root=str(tmp_path),
+                path_for=shard_path,
+                writer=lambda root, path, pairs: write_jsonl_shard(root, path, (v for _k, v in pairs)),
+                records_per_shard=10,
+            )
             | AssembleBundle(str(tmp_path), request, summary)
         )
         assert_that(export_id | beam.Map(lambda i: i.startswith("acme-json-raw-")), equal_to([True]))

@@ -72,7 +72,10 @@ def test_linksets_hold_what_selectors_need(shared_data: Path) -> None:
     [
         ({"id": "X-1", "modified": "yesterday", "affected": []}, "not an RFC 3339"),
         ({"id": "", "modified": "2020-01-01T00:00:00Z", "affected": []}, "'id' is missing"),
-        ({"id": "X-1", "modified": "2020-01-01T00:00:00Z", "affected": {"a": 1}}, "'affected' must be a list"),
+        (
+            {"id": "X-1", "modified": "2020-01-01T00:00:00Z", "affected": {"a": 1}},
+            "'affected' must be a list",
+        ),
         ({"bomFormat": "CycloneDX"}, "specVersion"),
         ({"spdxVersion": "SPDX-3.0", "documentNamespace": "x"}, "SPDX 2.x"),
         ({"@context": "https://openvex.dev/ns/v0.2.0", "@id": "x"}, "statements"),

@@ -25,7 +25,10 @@ def test_ingest_all_shared_data_then_reingest_adds_nothing(tmp_path: Path, share
     # 9689 OSV records + 58 JSON documents; MANIFEST.json is JSON but not evidence.
     assert summary["byKind"]["advisory"]["osv"]["added"] == 9689
     assert summary["byKind"]["advisory"]["csaf"]["added"] == 1
-    assert summary["byKind"]["sbom"] == {"cyclonedx": {"added": 9, "duplicates": 0}, "spdx": {"added": 4, "duplicates": 0}}
+    assert summary["byKind"]["sbom"] == {
+        "cyclonedx": {"added": 9, "duplicates": 0},
+        "spdx": {"added": 4, "duplicates": 0},
+    }
     assert summary["byKind"]["vex"] == {
         "csaf": {"added": 21, "duplicates": 0},
         "cyclonedx-vex": {"added": 13, "duplicates": 0},
@@ -76,7 +79,11 @@ def test_bad_input_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> None:
 
 
 def test_same_files_in_any_order_make_identical_segments(tmp_path: Path, shared_data: Path) -> None:
-    paths = [str(shared_data / "vex"), str(shared_data / "sboms"), str(shared_data / "advisories" / "osv-psf.jsonl.zst")]
+    paths = [
+        str(shared_data / "vex"),
+        str(shared_data / "sboms"),
+        str(shared_data / "advisories" / "osv-psf.jsonl.zst"),
+    ]
     a = LedgerStore(str(tmp_path / "a"))
     b = LedgerStore(str(tmp_path / "b"))
     ingest_paths(a, "acme", paths, ingested_at=T0)
@@ -88,7 +95,9 @@ def test_same_files_in_any_order_make_identical_segments(tmp_path: Path, shared_
 
 def test_segments_are_sorted_by_record_key(tmp_path: Path, shared_data: Path) -> None:
     store = LedgerStore(str(tmp_path / "ledger"))
-    ingest_paths(store, "acme", [str(shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst")], ingested_at=T0)
+    ingest_paths(
+        store, "acme", [str(shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst")], ingested_at=T0
+    )
     records = list(read_segment(store.segments("acme")[0].path))
     assert [r.sort_key for r in records] == sorted(r.sort_key for r in records)
     assert Counter(r.kind.value for r in records) == {"advisory": 14}

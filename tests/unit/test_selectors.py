@@ -25,7 +25,9 @@ def record(**overrides: object) -> LedgerRecord:
         ingested_at="2026-01-01T00:00:00Z",
         digest="sha256:" + "0" * 64,
         document=b"{}",
-        linkset=Linkset(ecosystems=("PyPI",), packages=("django",), purls=("pkg:pypi/django",), aliases=("CVE-2021-1",)),
+        linkset=Linkset(
+            ecosystems=("PyPI",), packages=("django",), purls=("pkg:pypi/django",), aliases=("CVE-2021-1",)
+        ),
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

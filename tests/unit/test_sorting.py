@@ -13,9 +13,16 @@ from stella.sorting import BUCKETS, bucket_of, merge_slices, shard_count, shard_
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.binary(min_size=1, max_size=12), st.binary(max_size=40)), max_size=300),
-       st.integers(min_value=1, max_value=5))
-def test_runs_merge_back_to_sorted_input(tmp_path_factory: object, items: list[tuple[str, bytes, bytes]], runs: int) -> None:
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.binary(min_size=1, max_size=12), st.binary(max_size=40)),
+        max_size=300,
+    ),
+    st.integers(min_value=1, max_value=5),
+)
+def test_runs_merge_back_to_sorted_input(
+    tmp_path_factory: object, items: list[tuple[str, bytes, bytes]], runs: int
+) -> None:
     directory = tmp_path_factory.mktemp("runs")  # type: ignore[attr-defined]
     shuffled = list(items)
     random.Random(len(items)).shuffle(shuffled)
