@@ -52,9 +52,19 @@ _CODEC = "zstandard"
 
 
 @cache
+def _schema_text() -> str:
+    return resources.files("schemas").joinpath("ledger-record.avsc").read_text("utf-8")
+
+
 def _schema() -> Any:
-    text = resources.files("schemas").joinpath("ledger-record.avsc").read_text("utf-8")
-    return fastavro.parse_schema(json.loads(text))
+    """The schema as written in schemas/, unparsed.
+
+    fastavro embeds ``json.dumps`` of the schema object it is given in every file
+    header. A schema fastavro has parsed has field properties in hash-seed-dependent
+    order, which made segment bytes differ between processes; the raw dict keeps the
+    file's own key order, so headers (and segment digests) are stable.
+    """
+    return json.loads(_schema_text())
 
 
 def default_ledger_root(environ: dict[str, str] | os._Environ[str] | None = None) -> str:

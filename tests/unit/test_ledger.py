@@ -101,3 +101,30 @@ def test_segments_are_sorted_by_record_key(tmp_path: Path, shared_data: Path) ->
     records = list(read_segment(store.segments("acme")[0].path))
     assert [r.sort_key for r in records] == sorted(r.sort_key for r in records)
     assert Counter(r.kind.value for r in records) == {"advisory": 14}
+
+
+def test_segment_bytes_do_not_depend_on_the_hash_seed(tmp_path: Path, shared_data: Path) -> None:
+    """Two processes with different PYTHONHASHSEED write the same segment (it once did not)."""
+    import os
+
+    from tests.support import stella_cli
+
+    digests = set()
+    for seed in ("1", "2", "3"):
+        root = tmp_path / seed
+        stella_cli(
+            "ledger",
+            "ingest",
+            "--tenant",
+            "acme",
+            "--ledger",
+            str(root),
+            "--ingested-at",
+            T0,
+            str(shared_data / "vex" / "openvex"),
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+        )
+        (segment,) = LedgerStore(str(root)).segments("acme")
+        digests.add((segment.name, segment.digest))
+    assert len(digests) == 1

@@ -1,0 +1,56 @@
+"""A real GCS emulator (PyPI gcp-storage-emulator) on 127.0.0.1 for ``gs://`` ledgers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.support import VENV_BIN, require
+
+__all__ = ["gcs_emulator"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gcs_emulator(data_dir: Path) -> Iterator[str]:
+    """Start the emulator; yield its base URL (for STORAGE_EMULATOR_HOST); stop it after."""
+    binary = VENV_BIN / "gcp-storage-emulator"
+    require(binary.exists(), "gcp-storage-emulator (pip install gcp-storage-emulator)")
+    port = _free_port()
+    log = (data_dir / "emulator.log").open("wb")
+    process = subprocess.Popen(
+        [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/storage/v1/b?project=test", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(
+                        f"GCS emulator did not start: {(data_dir / 'emulator.log').read_text()}"
+                    ) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
