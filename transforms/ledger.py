@@ -24,20 +24,27 @@ Batch = list[LedgerRecord]
 
 
 class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
-    """Streams one segment as batches, so no worker holds a whole segment of objects."""
+    """Streams one segment as batches bounded by record count and document bytes.
 
-    def __init__(self, batch_size: int) -> None:
+    Batches are the unit every later step works on (one sorted run per batch), so
+    they are large enough to keep runs few and small enough to bound worker memory.
+    """
+
+    def __init__(self, batch_size: int, batch_bytes: int) -> None:
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
         self._read = Metrics.counter("ledger", "records_read")
 
     def process(self, path: str) -> Iterator[Batch]:
         batch: Batch = []
+        size = 0
         for record in read_segment(path):
             batch.append(record)
-            if len(batch) >= self._batch_size:
+            size += len(record.document)
+            if len(batch) >= self._batch_size or size >= self._batch_bytes:
                 self._read.inc(len(batch))
                 yield batch
-                batch = []
+                batch, size = [], 0
         if batch:
             self._read.inc(len(batch))
             yield batch
@@ -46,21 +53,30 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
 class ReadLedger(beam.PTransform):  # type: ignore[misc]
     """PBegin -> batches of ledger records from the given segment paths."""
 
-    DEFAULT_BATCH_SIZE = 2000
+    DEFAULT_BATCH_SIZE = 20_000
+    DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 
-    def __init__(self, segment_paths: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        segment_paths: Sequence[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if batch_size < 1 or batch_bytes < 1:
+            raise ValueError(f"batch_size and batch_bytes must be positive, got {batch_size}, {batch_bytes}")
         self._paths = sorted(segment_paths)
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
             | "ListSegments" >> beam.Create(self._paths)
             | "SpreadSegments" >> beam.Reshuffle()
-            | "ReadSegments" >> beam.ParDo(ReadSegmentFn(self._batch_size)).with_output_types(Batch)
+            | "ReadSegments"
+            >> beam.ParDo(ReadSegmentFn(self._batch_size, self._batch_bytes)).with_output_types(Batch)
         )
 
 

@@ -10,10 +10,8 @@ ever passes through the shuffle, which keeps memory flat on the in-process runne
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 
 from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
@@ -45,31 +43,18 @@ class AdaptRecords(beam.PTransform):  # type: ignore[misc]
 
 
 class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
-    """Buffers items up to ``max_run_bytes`` and writes each buffer as one sorted run."""
+    """Writes each incoming batch as one sorted run and emits its slice descriptors.
 
-    def __init__(self, temp_dir: str, max_run_bytes: int) -> None:
+    Deliberately stateless (one run per element, nothing emitted from
+    ``finish_bundle``): the Dask runner drops finish_bundle output, and batches are
+    already large (see ``ReadLedger``), so runs stay few.
+    """
+
+    def __init__(self, temp_dir: str) -> None:
         self._temp_dir = temp_dir
-        self._max = max_run_bytes
-        self._buffer: list[SortItem] = []
-        self._size = 0
-
-    def start_bundle(self) -> None:
-        self._buffer, self._size = [], 0
-
-    def _flush(self) -> list[RunSlice]:
-        slices = write_run(self._temp_dir, self._buffer)
-        self._buffer, self._size = [], 0
-        return slices
 
     def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
-        self._buffer.extend(items)
-        self._size += sum(len(k) + len(v) for _, k, v in items)
-        if self._size >= self._max:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[Any]:
-        for piece in self._flush():
-            yield GlobalWindows.windowed_value(piece)
+        yield from write_run(self._temp_dir, items)
 
 
 class MergeShardFn(beam.DoFn):  # type: ignore[misc]
@@ -94,7 +79,6 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         writer: writes one shard from its sorted pairs.
         records_per_shard: a group with n items gets ceil(n / records_per_shard) shards,
             at most ``sorting.BUCKETS``.
-        max_run_bytes: buffer size per run file (memory per worker, roughly x2).
     """
 
     def __init__(
@@ -105,7 +89,6 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         path_for: PathFor,
         writer: ShardWriter,
         records_per_shard: int,
-        max_run_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         super().__init__()
         if records_per_shard < 1:
@@ -115,13 +98,10 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         self._path_for = path_for
         self._writer = writer
         self._per_shard = records_per_shard
-        self._max_run_bytes = max_run_bytes
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         per_shard = self._per_shard
-        slices = batches | "WriteRuns" >> beam.ParDo(
-            WriteRunsFn(self._temp_dir, self._max_run_bytes)
-        ).with_output_types(RunSlice)
+        slices = batches | "WriteRuns" >> beam.ParDo(WriteRunsFn(self._temp_dir)).with_output_types(RunSlice)
         sizes = (
             slices
             | "GroupSizes" >> beam.Map(lambda s: (s.group, s.count))

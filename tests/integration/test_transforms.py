@@ -107,7 +107,6 @@ def test_write_sorted_shards_sorts_and_splits(tmp_path: Path) -> None:
                 path_for=lambda group, index, total: f"{group}-{index}-of-{total}.jsonl.zst",
                 writer=lambda root, path, pairs: write_jsonl_shard(root, path, (v for _k, v in pairs)),
                 records_per_shard=200,
-                max_run_bytes=1000,
             )
         )
         assert_that(
