@@ -39,7 +39,9 @@ class Measurement:
         return self.megabytes / self.seconds if self.seconds else 0.0
 
 
-def measure(name: str, command: list[str], *, items: int, megabytes: float = 0.0, env: dict[str, str] | None = None) -> Measurement:
+def measure(
+    name: str, command: list[str], *, items: int, megabytes: float = 0.0, env: dict[str, str] | None = None
+) -> Measurement:
     """Run ``command`` in a fresh wrapper process and report its wall time and peak RSS."""
     wrapper = (
         "import resource, subprocess, sys, json, time\n"
@@ -49,8 +51,12 @@ def measure(name: str, command: list[str], *, items: int, megabytes: float = 0.0
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(json.dumps({'rc': p.returncode, 'seconds': dt, 'rss': rss, 'out': p.stdout[-4000:], 'err': p.stderr[-4000:]}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     data = json.loads(result.stdout)
     if data["rc"] != 0:
         raise SystemExit(f"{name} failed ({data['rc']}):\n{data['out']}\n{data['err']}")
@@ -63,13 +69,28 @@ def bench_ledger(records: int, *, seed: int = 7, advisories_only: bool = True) -
     marker = root / "COMPLETE"
     if marker.exists():
         return root
-    command = [str(BIN / "stella"), "ledger", "generate", "--tenant", "bench", "--records", str(records),
-               "--seed", str(seed), "--ledger", str(root), "--ingested-at", "2026-11-27T00:00:00Z"]
+    command = [
+        str(BIN / "stella"),
+        "ledger",
+        "generate",
+        "--tenant",
+        "bench",
+        "--records",
+        str(records),
+        "--seed",
+        str(seed),
+        "--ledger",
+        str(root),
+        "--ingested-at",
+        "2026-11-27T00:00:00Z",
+    ]
     if advisories_only:
         command.append("--advisories-only")
     started = time.perf_counter()
     subprocess.run(command, check=True)
-    print(f"  generated {records} documents in {time.perf_counter() - started:.1f} s -> {root}", file=sys.stderr)
+    print(
+        f"  generated {records} documents in {time.perf_counter() - started:.1f} s -> {root}", file=sys.stderr
+    )
     marker.write_text("ok\n")
     return root
 
@@ -78,4 +99,6 @@ def print_table(title: str, rows: list[Measurement], *, unit: str = "docs") -> N
     print(f"\n{title}")
     print(f"{'run':<34} {'seconds':>9} {unit + '/s':>12} {'MB/s':>8} {'peak RSS MB':>12}")
     for row in rows:
-        print(f"{row.name:<34} {row.seconds:>9.2f} {row.items_per_second:>12,.0f} {row.mb_per_second:>8.1f} {row.peak_rss_mb:>12.0f}")
+        print(
+            f"{row.name:<34} {row.seconds:>9.2f} {row.items_per_second:>12,.0f} {row.mb_per_second:>8.1f} {row.peak_rss_mb:>12.0f}"
+        )
