@@ -1,8 +1,8 @@
 """``stella ledger generate``: a synthetic ledger, in parallel, idempotently.
 
 Documents come from :mod:`stella.ledger.synthetic` in fixed-size slices; each slice
-becomes one segment, written by a worker process. Slices are deterministic, so a
-segment's content id is too: generating the same (count, seed) twice adds nothing,
+becomes one segment, written by a worker process. Documents already in the tenant
+(same digest) are skipped, so generating the same (count, seed) twice adds nothing,
 exactly like ingesting the same files twice.
 """
 
@@ -31,6 +31,14 @@ class GenerateReport:
     segments: tuple[SegmentInfo, ...]
 
 
+_KNOWN: set[str] = set()
+
+
+def _load_known(root: str, tenant: str) -> None:
+    """Pool initializer: each worker loads the tenant's digests once, to skip duplicates."""
+    _KNOWN.update(LedgerStore(root).known_digests(tenant))
+
+
 def _generate_slice(
     root: str,
     tenant: str,
@@ -43,15 +51,24 @@ def _generate_slice(
 ) -> tuple[int, SegmentInfo | None]:
     from stella.ledger.synthetic import synthetic_slice
 
-    records = [
-        to_record(
-            raw, tenant=tenant, source=f"synthetic/seed-{seed}#{start + offset + 1}", ingested_at=ingested_at
+    generated = 0
+    records = []
+    for offset, (_fmt, raw) in enumerate(
+        synthetic_slice(start, stop, seed=seed, advisories_only=advisories_only)
+    ):
+        generated += 1
+        record = to_record(
+            raw,
+            tenant=tenant,
+            source=f"synthetic/seed-{seed}#{start + offset + 1}",
+            ingested_at=ingested_at,
+            already_canonical=True,
         )
-        for offset, (_fmt, raw) in enumerate(
-            synthetic_slice(start, stop, seed=seed, advisories_only=advisories_only)
-        )
-    ]
-    return len(records), LedgerStore(root).write_segment(tenant, records, sequence=sequence)
+        if record.digest not in _KNOWN:
+            records.append(record)
+    if not records:
+        return generated, None
+    return generated, LedgerStore(root).write_segment(tenant, records, sequence=sequence)
 
 
 def generate_ledger(
@@ -76,7 +93,12 @@ def generate_ledger(
     written: list[SegmentInfo] = []
     added = done = 0
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=pool_size, mp_context=context) as pool:
+    with (
+        store.writer_lock(tenant),
+        ProcessPoolExecutor(
+            max_workers=pool_size, mp_context=context, initializer=_load_known, initargs=(store.root, tenant)
+        ) as pool,
+    ):
         futures = [
             pool.submit(
                 _generate_slice, store.root, tenant, start, stop, seed, base + i, ingested_at, advisories_only

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -136,10 +137,20 @@ def iter_units(path: Path, label: str) -> Iterator[tuple[str, bytes | InputError
         yield label, InputError(f"cannot read {path.name}: {exc}")
 
 
-def to_record(raw: bytes, *, tenant: str, source: str, ingested_at: str) -> LedgerRecord:
-    """Turn received bytes into a ledger record, or raise InputError saying why not."""
+def to_record(
+    raw: bytes, *, tenant: str, source: str, ingested_at: str, already_canonical: bool = False
+) -> LedgerRecord:
+    """Turn received bytes into a ledger record, or raise InputError saying why not.
+
+    ``already_canonical`` is for producers that emit RFC 8785 bytes themselves (the
+    synthetic generator, whose tests prove it): the bytes are parsed once for their
+    identity but not re-serialised.
+    """
     digest = sha256_digest(raw)
-    value, canonical = canonical_document(raw)
+    if already_canonical:
+        value, canonical = json.loads(raw), raw
+    else:
+        value, canonical = canonical_document(raw)
     parsed = recognise(value, digest=digest)
     return LedgerRecord(
         tenant=tenant,
@@ -171,6 +182,18 @@ def ingest_paths(
     same segment bytes.
     """
     validate_tenant(tenant)
+    with store.writer_lock(tenant):
+        return _ingest_locked(store, tenant, paths, ingested_at=ingested_at, progress=progress)
+
+
+def _ingest_locked(
+    store: LedgerStore,
+    tenant: str,
+    paths: Iterable[str],
+    *,
+    ingested_at: str,
+    progress: Callable[[int], None] | None,
+) -> IngestReport:
     report = IngestReport(tenant=tenant)
     known = store.known_digests(tenant)
     seen_rejected: set[str] = set()

@@ -15,11 +15,13 @@ from the content, fixed codec), so the same records always make the same segment
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -30,7 +32,7 @@ import fastavro
 import zstandard
 
 from stella import storage
-from stella.errors import InputError, NotFoundError
+from stella.errors import ConflictError, InputError, NotFoundError
 from stella.model import DocFormat, Kind, LedgerRecord, Linkset, validate_tenant
 
 __all__ = [
@@ -265,6 +267,32 @@ class LedgerStore:
             storage.rename(path + temp, path)
         storage.rename(final_avro + temp, final_avro)
         return SegmentInfo(final_avro, name + ".avro", str(meta["digest"]), writer.size, len(ordered))
+
+    @contextmanager
+    def writer_lock(self, tenant: str) -> Iterator[None]:
+        """One writer per tenant at a time (local ledgers), so dedupe checks can't race.
+
+        Object stores have no cheap lock; there the single-writer rule is the
+        operator's (and the scheduler's) to keep.
+        """
+        if storage.is_remote(self.root):
+            yield
+            return
+        directory = Path(self._tenant_dir(tenant))
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".writer.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise ConflictError(
+                    f"another ingest or generate is writing to tenant {tenant!r} of {self.root}; "
+                    "wait for it to finish",
+                    details={"tenant": tenant, "ledger": self.root},
+                ) from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def next_sequence(self, tenant: str, existing: Sequence[SegmentInfo] | None = None) -> int:
         segments = self.segments(tenant) if existing is None else existing

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import zstandard
 
 from stella.ledger.ingest import ingest_paths
@@ -128,3 +129,29 @@ def test_segment_bytes_do_not_depend_on_the_hash_seed(tmp_path: Path, shared_dat
         (segment,) = LedgerStore(str(root)).segments("acme")
         digests.add((segment.name, segment.digest))
     assert len(digests) == 1
+
+
+def test_generate_is_idempotent_whatever_the_slicing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stella.ledger import generate
+
+    store = LedgerStore(str(tmp_path / "ledger"))
+    monkeypatch.setattr(generate, "SLICE_SIZE", 64)
+    first = generate.generate_ledger(store, "gen", 300, seed=3, ingested_at=T0, workers=1)
+    assert first.added == 300
+    monkeypatch.setattr(generate, "SLICE_SIZE", 128)
+    again = generate.generate_ledger(store, "gen", 400, seed=3, ingested_at=T0, workers=1)
+    assert again.added == 100  # only documents 300..399 are new
+    assert sum(s.records for s in store.segments("gen")) == 400
+
+
+def test_one_writer_per_tenant(tmp_path: Path, shared_data: Path) -> None:
+    import pytest
+
+    from stella.errors import ConflictError
+
+    store = LedgerStore(str(tmp_path / "ledger"))
+    with store.writer_lock("acme"), pytest.raises(ConflictError, match="another ingest or generate"):
+        ingest_paths(store, "acme", [str(shared_data / "vex" / "openvex")], ingested_at=T0)
+    assert (
+        ingest_paths(store, "acme", [str(shared_data / "vex" / "openvex")], ingested_at=T0).total_added == 7
+    )
