@@ -8,7 +8,6 @@ a failed run never leaves something that looks like a bundle.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -20,17 +19,25 @@ import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.json_raw import build_json_raw
+from pipelines.trivy_db import build_trivy_db
+from pipelines.trivy_java_db import build_trivy_java_db
 from runners.options import pipeline_options
+from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish
 from stella.bundle.request import ExportRequest
 from stella.errors import PipelineError, StellaError
+from stella.signers.interface import Signer
 
 __all__ = ["BUILDERS", "ExportOutcome", "run_export"]
 
 _LOG = logging.getLogger(__name__)
 
 Builder = Callable[[beam.Pipeline, ExportRequest, Path], beam.PCollection]
-BUILDERS: dict[str, Builder] = {"json:raw": build_json_raw}
+BUILDERS: dict[str, Builder] = {
+    "json:raw": build_json_raw,
+    "trivy:db": build_trivy_db,
+    "trivy:java-db": build_trivy_java_db,
+}
 
 
 @dataclass(frozen=True)
@@ -40,12 +47,20 @@ class ExportOutcome:
     manifest: dict[str, object]
     unchanged: bool
     seconds: float
+    archive: Path | None = None
 
 
 def run_export(
-    request: ExportRequest, beam_args: Sequence[str] = (), *, overwrite: bool = False
+    request: ExportRequest,
+    beam_args: Sequence[str] = (),
+    *,
+    overwrite: bool = False,
+    signer: Signer | None = None,
+    archive: bool = False,
 ) -> ExportOutcome:
-    """Build, run and publish one export.
+    """Build, run, finish (encrypt, attest, sign: :func:`finish_bundle`) and publish one export.
+
+    ``archive`` also writes ``<out>/<exportId>.tar.zst`` from the published folder.
 
     Raises:
         StellaError: the request is unusable, the pipeline failed (``PipelineError``),
@@ -72,7 +87,7 @@ def run_export(
                 details={"runner_args": list(beam_args)},
             )
         shutil.rmtree(staging / ".runs", ignore_errors=True)
-        manifest = json.loads(manifest_path.read_bytes())
+        manifest = finish_bundle(staging, request, signer=signer)
         outcome: PublishOutcome = publish(staging, manifest["exportId"], overwrite=overwrite)
     except StellaError:
         discard_staging(staging)
@@ -89,4 +104,5 @@ def run_export(
         manifest=manifest,
         unchanged=outcome.unchanged,
         seconds=time.monotonic() - started,
+        archive=archive_bundle(outcome.path) if archive else None,
     )

@@ -1,54 +1,60 @@
 """``provenance.json``: an in-toto Statement v1 with a SLSA provenance v1 predicate.
 
-Subjects bind the manifest (and through its digests, every payload file); the
-predicate records what was asked (profile, selectors, tenant, policy snapshot) and
-what was read (ledger segments by relative path and digest). Nothing host- or
-clock-dependent goes in, so the statement is as reproducible as the bundle.
+Subjects bind the manifest, every payload file (plaintext digests, as the manifest
+states them) and, for an encrypted bundle, every ciphertext actually shipped; the
+predicate records what was asked (profile, selectors, tenant, policy snapshot) and what
+was read (ledger segments by name and digest). Nothing host- or clock-dependent goes in,
+so the statement is as reproducible as the bundle. The statement itself is built by
+:func:`stella.attest.intoto.provenance_statement`, the one place that knows the format.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from stella import TOOL_NAME, __version__
+from stella.attest.intoto import BUILD_TYPE, provenance_statement
 from stella.bundle.request import ExportRequest
 
-__all__ = ["BUILDER_ID", "BUILD_TYPE", "build_provenance"]
+__all__ = ["BUILDER_ID", "BUILD_TYPE", "build_provenance", "segment_uri"]
 
-BUILD_TYPE = "https://stella-ops.org/export-center/buildtypes/export/v1"
 BUILDER_ID = f"https://stella-ops.org/export-center/builder/{TOOL_NAME}@{__version__}"
 
 
+def segment_uri(tenant: str, name: str) -> str:
+    """A ledger segment as a resolved dependency: location-free, so any copy of the ledger matches."""
+    return f"stella-ledger:tenants/{tenant}/segments/{name}"
+
+
 def build_provenance(
-    request: ExportRequest, manifest: dict[str, Any], *, manifest_digest: str
+    request: ExportRequest,
+    manifest: Mapping[str, Any],
+    *,
+    manifest_digest: str,
+    encryption: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    subjects = [{"name": "export.json", "digest": {"sha256": manifest_digest.split(":", 1)[1]}}]
-    dependencies = [
-        {
-            "uri": f"stella-ledger:tenants/{request.tenant}/segments/{segment.name}",
-            "digest": {"sha256": segment.digest.split(":", 1)[1]},
-        }
-        for segment in sorted(request.segments, key=lambda s: s.name)
-    ]
-    return {
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": subjects,
-        "predicateType": "https://slsa.dev/provenance/v1",
-        "predicate": {
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": {
-                    "profile": manifest["profile"],
-                    "selectors": manifest["selectors"],
-                    "tenant": request.tenant,
-                    "policySnapshotId": request.policy_snapshot_id,
-                },
-                "internalParameters": {"tool": {"name": TOOL_NAME, "version": __version__}},
-                "resolvedDependencies": dependencies,
-            },
-            "runDetails": {
-                "builder": {"id": BUILDER_ID},
-                "metadata": {"invocationId": manifest["exportId"]},
-            },
-        },
-    }
+    """The statement for one bundle.
+
+    ``encryption`` is :meth:`stella.bundle.encrypt.EncryptionRecord.to_provenance` of an
+    encrypted run: it lands in ``internalParameters.encryption`` and its ciphertexts
+    become subjects, so the signature over provenance covers the bytes actually shipped.
+    """
+    subjects = {"export.json": manifest_digest}
+    subjects.update({str(entry["path"]): str(entry["digest"]) for entry in manifest["contents"]})
+    internal: dict[str, Any] = {}
+    if encryption is not None:
+        subjects.update({str(f["path"]): str(f["digest"]) for f in encryption["files"]})
+        internal["encryption"] = dict(encryption)
+    return provenance_statement(
+        subjects=subjects,
+        profile=manifest["profile"],
+        selectors=manifest["selectors"],
+        tenant=request.tenant,
+        policy_snapshot_id=request.policy_snapshot_id,
+        dependencies=[(segment_uri(request.tenant, s.name), s.digest) for s in request.segments],
+        builder_id=BUILDER_ID,
+        tool_version=__version__,
+        extra_internal=internal,
+        invocation_id=str(manifest["exportId"]),
+    )

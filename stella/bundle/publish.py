@@ -46,11 +46,32 @@ def discard_staging(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
+def _signature_identity(bundle: Path) -> tuple[list[str], bytes | None]:
+    folder = bundle / "signatures"
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    key = folder / "signer.pub"
+    return names, key.read_bytes() if key.is_file() else None
+
+
+def _equivalent(old: Path, new: Path) -> bool:
+    """Same manifest and same signer: the same bundle, even where bytes legitimately differ.
+
+    Encrypted payloads (fresh keys per run) and signatures from randomised-ECDSA tokens
+    differ on every run; a rerun that only differs there keeps the bundle already
+    published. A different signer (or signed versus unsigned) is a different bundle.
+    """
+    manifest = old / "export.json"
+    if not manifest.exists() or manifest.read_bytes() != (new / "export.json").read_bytes():
+        return False
+    return _signature_identity(old) == _signature_identity(new)
+
+
 def publish(staging: Path, export_id: str, *, overwrite: bool = False) -> PublishOutcome:
     """Rename ``staging`` to ``<out>/<export_id>``.
 
-    Export ids are derived from the content, so an existing bundle with the same id and
-    the same manifest bytes is the same bundle: the run reports it unchanged.
+    Export ids are derived from the content, so an existing bundle with the same id, the
+    same manifest bytes and the same signer is the same bundle: the run reports it
+    unchanged.
 
     Raises:
         ConflictError: the destination exists with a different manifest and
@@ -60,8 +81,7 @@ def publish(staging: Path, export_id: str, *, overwrite: bool = False) -> Publis
     if not final.exists():
         os.rename(staging, final)
         return PublishOutcome(final, replaced=False, unchanged=False)
-    old_manifest = final / "export.json"
-    if old_manifest.exists() and old_manifest.read_bytes() == (staging / "export.json").read_bytes():
+    if _equivalent(final, staging):
         discard_staging(staging)
         return PublishOutcome(final, replaced=False, unchanged=True)
     if not overwrite:

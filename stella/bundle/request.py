@@ -7,11 +7,14 @@ bundle gets is a function of it plus the selected ledger records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stella.ledger.store import SegmentInfo
 from stella.profiles import Profile
 from stella.selectors import Selectors
+
+if TYPE_CHECKING:
+    from stella.bundle.encrypt import EncryptionSpec
 
 __all__ = ["DEFAULT_RECORDS_PER_SHARD", "ExportRequest"]
 
@@ -30,7 +33,12 @@ class ExportRequest:
     records_per_shard: int = DEFAULT_RECORDS_PER_SHARD
     policy_snapshot_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Recorded in the manifest (so an encrypted export has its own id); applied by the driver.
+    encryption: EncryptionSpec | None = None
 
     def manifest_options(self) -> dict[str, Any]:
         """Options that change bundle bytes, recorded so a rerun can be checked."""
-        return {"recordsPerShard": self.records_per_shard, **self.options}
+        options = {"recordsPerShard": self.records_per_shard, **self.options}
+        if self.encryption is not None:
+            options["encryption"] = self.encryption.to_manifest()
+        return options

@@ -3,8 +3,17 @@
 Verification is one pass over the bundle's files, whatever the form: each file is
 hashed, sized and (for JSON-lines shards) its records counted as it streams by; small
 control files (``export.json``, ``provenance.json``, ``signatures/*``) are kept. Only
-then are the observations compared with the manifest. One pass is what lets the same
-code check a directory or a ``.tar.zst`` without extracting it.
+then are the observations compared, in layers, as TUF orders its checks (research §1):
+
+1. signatures (:mod:`stella.bundle.sign`): is ``export.json`` what a trusted key signed?
+2. policy (:mod:`stella.bundle.trust`): is that key trusted for this tenant and profile,
+   and is the bundle not older than what this side already accepted (rollback)?
+3. content: every digest, size and record count, nothing missing, nothing extra, and
+   ``provenance.json``'s subjects agree with the manifest.
+
+One pass is what lets the same code check a directory or a ``.tar.zst`` without
+extracting it. Each mismatch carries its error code; the first one decides the exit
+status, so a forged manifest reads as a signature failure, not as a digest mismatch.
 """
 
 from __future__ import annotations
@@ -15,26 +24,37 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 import zstandard
 
+from stella.bundle.encrypt import CiphertextFile, ciphertext_files
 from stella.bundle.manifest import ContentEntry, parse_manifest
-from stella.errors import BundleIntegrityError, NotFoundError
+from stella.bundle.sign import SIGNATURE_FILES, check_signatures
+from stella.errors import BundleIntegrityError, NotFoundError, SignatureError, StellaError, TrustError
+
+if TYPE_CHECKING:
+    from stella.bundle.trust import TrustPolicy
 
 __all__ = [
     "CONTROL_FILES",
+    "BundleVerification",
     "Mismatch",
     "Observation",
     "VerifyReport",
     "check_observations",
+    "failure",
+    "iter_members",
     "observe",
+    "observe_bundle",
+    "verify_bundle",
     "verify_directory",
 ]
 
 CONTROL_FILES = ("export.json", "provenance.json")
 _CONTROL_MAX = 64 * 1024 * 1024
 _CHUNK = 1 << 20
+_CHECKSUM = BundleIntegrityError.code
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +68,10 @@ class Observation:
 class Mismatch:
     path: str
     reason: str
+    code: str = _CHECKSUM
 
     def to_json(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
+        return {"path": self.path, "reason": self.reason, "code": self.code}
 
 
 @dataclass
@@ -59,7 +80,8 @@ class VerifyReport:
     export_id: str | None = None
     checked: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
-    signatures: list[dict[str, Any]] = field(default_factory=list)
+    signature: dict[str, Any] = field(default_factory=lambda: {"status": "unsigned"})
+    trust: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,12 +94,30 @@ class VerifyReport:
             "ok": self.ok,
             "filesChecked": self.checked,
             "mismatches": [m.to_json() for m in self.mismatches],
-            "signatures": self.signatures,
+            "signature": self.signature,
+            "trust": self.trust,
         }
 
 
+_ERRORS: dict[str, type[StellaError]] = {
+    error.code: error for error in (BundleIntegrityError, SignatureError, TrustError)
+}
+
+
+def failure(report: VerifyReport) -> StellaError:
+    """The error a failed report raises: the first mismatch decides its code, and is named."""
+    first = report.mismatches[0]
+    more = f" (and {len(report.mismatches) - 1} more problem(s))" if len(report.mismatches) > 1 else ""
+    return _ERRORS[first.code](
+        f"{report.bundle}: {first.path}: {first.reason}{more}",
+        details={**report.to_json(), "file": first.path, "reason": first.reason},
+    )
+
+
 def _is_control(path: str) -> bool:
-    return path in CONTROL_FILES or path.startswith("signatures/")
+    # Only the six known names are kept in memory (64 MiB cap each); any other file, even
+    # under signatures/, is just hashed and then reported as extra, so it cannot fill memory.
+    return path in CONTROL_FILES or path in SIGNATURE_FILES
 
 
 def observe(path: str, stream: IO[bytes]) -> tuple[Observation, bytes | None]:
@@ -126,10 +166,19 @@ class _LineCounter:
 
 
 def check_observations(
-    bundle: str, observed: Mapping[str, Observation], control: Mapping[str, bytes]
+    bundle: str,
+    observed: Mapping[str, Observation],
+    control: Mapping[str, bytes],
+    *,
+    report: VerifyReport | None = None,
 ) -> tuple[VerifyReport, dict[str, Any]]:
-    """Compare what was observed with what ``export.json`` and ``provenance.json`` claim."""
-    report = VerifyReport(bundle=bundle)
+    """Compare what was observed with what ``export.json`` and ``provenance.json`` claim.
+
+    Encrypted payload files may be present as their ciphertext (checked against the
+    digest and size ``provenance.json`` records) or, after ``stella export decrypt``, as
+    plaintext (checked against the manifest); never both, never neither.
+    """
+    report = report if report is not None else VerifyReport(bundle=bundle)
     if "export.json" not in control:
         raise BundleIntegrityError(
             f"{bundle}: no export.json: not a bundle, or an unfinished one", details={"file": "export.json"}
@@ -137,43 +186,130 @@ def check_observations(
     manifest, entries = parse_manifest(control["export.json"])
     report.export_id = manifest.get("exportId")
     listed: dict[str, ContentEntry] = {e.path: e for e in entries}
+    statement = _statement(control.get("provenance.json"), report)
+    ciphertexts = _ciphertexts(statement, listed, report)
+    by_plaintext = {c.plaintext: c for c in ciphertexts.values()}
+    encrypted_form = any(c.path in observed for c in ciphertexts.values())
     for path, entry in sorted(listed.items()):
-        seen = observed.get(path)
         report.checked += 1
-        if seen is None:
-            report.mismatches.append(Mismatch(path, "listed in export.json but missing"))
-            continue
-        if seen.bytes != entry.bytes:
-            report.mismatches.append(Mismatch(path, f"size {seen.bytes} != manifest {entry.bytes}"))
-        if seen.digest != entry.digest:
-            report.mismatches.append(Mismatch(path, f"digest {seen.digest} != manifest {entry.digest}"))
-        if entry.records is not None and seen.records is not None and seen.records != entry.records:
-            reason = (
-                "does not decompress"
-                if seen.records < 0
-                else f"records {seen.records} != manifest {entry.records}"
+        cipher = by_plaintext.get(path)
+        if cipher is not None and cipher.path in observed:
+            if path in observed:
+                report.mismatches.append(Mismatch(path, f"present both as plaintext and as {cipher.path}"))
+            _compare(
+                report,
+                cipher.path,
+                observed[cipher.path],
+                cipher.bytes,
+                cipher.digest,
+                None,
+                "provenance.json",
             )
-            report.mismatches.append(Mismatch(path, reason))
+            continue
+        seen = observed.get(path)
+        if seen is None:
+            if cipher is not None and encrypted_form:  # blame the file this form should hold
+                report.mismatches.append(
+                    Mismatch(cipher.path, f"recorded in provenance.json for {path} but missing")
+                )
+            else:
+                also = f" (nor its ciphertext {cipher.path})" if cipher is not None else ""
+                report.mismatches.append(Mismatch(path, f"listed in export.json but missing{also}"))
+            continue
+        _compare(report, path, seen, entry.bytes, entry.digest, entry.records, "export.json")
+    known = set(listed) | set(ciphertexts) | set(CONTROL_FILES) | set(SIGNATURE_FILES)
     for path in sorted(observed):
-        if path not in listed and not _is_control(path):
+        if path in known:
+            continue
+        if path.startswith("signatures/"):
+            report.mismatches.append(Mismatch(path, "present but not a signature file of the bundle format"))
+        else:
             report.mismatches.append(Mismatch(path, "present but not listed in export.json"))
-    provenance = control.get("provenance.json")
-    if provenance is not None:
-        _check_provenance_binding(provenance, observed["export.json"], report)
+    if "export.json" in observed and statement is not None:
+        _check_subjects(statement, observed["export.json"], listed, ciphertexts, report)
     return report, manifest
 
 
-def _check_provenance_binding(provenance: bytes, manifest_seen: Observation, report: VerifyReport) -> None:
+def _compare(
+    report: VerifyReport,
+    path: str,
+    seen: Observation,
+    size: int,
+    digest: str,
+    records: int | None,
+    source: str,
+) -> None:
+    if seen.bytes != size:
+        report.mismatches.append(Mismatch(path, f"size {seen.bytes} != {source} {size}"))
+    if seen.digest != digest:
+        report.mismatches.append(Mismatch(path, f"digest {seen.digest} != {source} {digest}"))
+    if records is not None and seen.records is not None and seen.records != records:
+        reason = (
+            "does not decompress" if seen.records < 0 else f"records {seen.records} != {source} {records}"
+        )
+        report.mismatches.append(Mismatch(path, reason))
+
+
+def _statement(provenance: bytes | None, report: VerifyReport) -> dict[str, Any] | None:
+    if provenance is None:
+        report.mismatches.append(Mismatch("provenance.json", "missing: every bundle carries its provenance"))
+        return None
     try:
         statement = json.loads(provenance)
-        subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+        if not isinstance(statement, dict) or not isinstance(statement["subject"], list):
+            raise TypeError("no subject list")
     except (ValueError, KeyError, TypeError):
         report.mismatches.append(Mismatch("provenance.json", "not an in-toto statement with subjects"))
+        return None
+    return statement
+
+
+def _ciphertexts(
+    statement: Mapping[str, Any] | None, listed: Mapping[str, ContentEntry], report: VerifyReport
+) -> dict[str, CiphertextFile]:
+    if statement is None:
+        return {}
+    try:
+        found = ciphertext_files(statement)
+    except BundleIntegrityError as exc:
+        report.mismatches.append(Mismatch("provenance.json", exc.message))
+        return {}
+    for cipher in found.values():
+        if cipher.plaintext not in listed or cipher.path in listed:
+            report.mismatches.append(
+                Mismatch(
+                    "provenance.json", f"ciphertext {cipher.path} does not stand for a file of export.json"
+                )
+            )
+            return {}
+    return found
+
+
+def _check_subjects(
+    statement: Mapping[str, Any],
+    manifest_seen: Observation,
+    listed: Mapping[str, ContentEntry],
+    ciphertexts: Mapping[str, CiphertextFile],
+    report: VerifyReport,
+) -> None:
+    """The statement must bind this export.json, and agree with it on every file it names."""
+    try:
+        subjects = {str(s["name"]): "sha256:" + str(s["digest"]["sha256"]) for s in statement["subject"]}
+    except (KeyError, TypeError):
+        report.mismatches.append(Mismatch("provenance.json", "subjects are malformed"))
         return
-    if subjects.get("export.json") != manifest_seen.digest.split(":", 1)[1]:
+    if subjects.get("export.json") != manifest_seen.digest:
         report.mismatches.append(
-            Mismatch("provenance.json", "subject export.json does not match export.json's digest")
+            Mismatch("export.json", "digest does not match the export.json subject of provenance.json")
         )
+    expected = {path: entry.digest for path, entry in listed.items()}
+    expected.update({path: cipher.digest for path, cipher in ciphertexts.items()})
+    for name, digest in sorted(subjects.items()):
+        if name != "export.json" and expected.get(name) != digest:
+            report.mismatches.append(
+                Mismatch("provenance.json", f"subject {name} does not match the bundle's manifest")
+            )
+            return
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
@@ -183,22 +319,94 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
             full = Path(directory) / name
             if full.is_symlink():
                 raise BundleIntegrityError(
-                    f"{full.relative_to(root)} is a symbolic link; bundles hold regular files only"
+                    f"{full.relative_to(root)} is a symbolic link; bundles hold regular files only",
+                    details={"file": full.relative_to(root).as_posix()},
                 )
             yield full.relative_to(root).as_posix(), full
 
 
-def verify_directory(root: Path) -> tuple[VerifyReport, dict[str, Any], dict[str, bytes]]:
-    """Verify a bundle folder; returns the report, the manifest and the control files."""
-    if not root.is_dir():
-        raise NotFoundError(f"bundle {root} does not exist or is not a folder", details={"bundle": str(root)})
+def iter_members(path: Path) -> Iterator[tuple[str, BinaryIO]]:
+    """``(relative path, open stream)`` of every file of a bundle folder or ``.tar.zst``.
+
+    Archives are streamed member by member through the safe reader, never extracted.
+
+    Raises:
+        NotFoundError: no such folder or archive.
+        BundleIntegrityError: a symlink, or an unsafe, corrupt or truncated archive member.
+    """
+    from stella.bundle.archive import iter_tar_zst
+
+    if path.is_dir():
+        for relative, full in _walk(path):
+            with full.open("rb") as stream:
+                yield relative, cast(BinaryIO, stream)
+    elif path.is_file() and path.name.endswith(".tar.zst"):
+        for relative, _size, member in iter_tar_zst(path):
+            yield relative, member
+    else:
+        raise NotFoundError(
+            f"bundle {path} is neither a bundle folder nor a .tar.zst archive", details={"bundle": str(path)}
+        )
+
+
+def observe_bundle(path: Path) -> tuple[dict[str, Observation], dict[str, bytes]]:
+    """Observe every file of a bundle (see :func:`iter_members`); keep the control files."""
     observed: dict[str, Observation] = {}
     control: dict[str, bytes] = {}
-    for relative, full in _walk(root):
-        with full.open("rb") as stream:
-            seen, kept = observe(relative, stream)
+    for relative, stream in iter_members(path):
+        seen, kept = observe(relative, stream)
         observed[relative] = seen
         if kept is not None:
             control[relative] = kept
-    report, manifest = check_observations(str(root), observed, control)
-    return report, manifest, control
+    return observed, control
+
+
+@dataclass
+class BundleVerification:
+    """The verdict, plus what a caller needs next (decrypt, archive, record-seen)."""
+
+    report: VerifyReport
+    manifest: dict[str, Any] | None
+    control: dict[str, bytes]
+
+
+def verify_bundle(path: Path, *, trust: TrustPolicy | None = None) -> BundleVerification:
+    """Verify a bundle folder or archive: signatures, then policy, then content.
+
+    With ``trust=None`` the check is integrity-only: signatures are checked only against
+    the bundle's own public key, and the report says they were not trusted.
+
+    Raises:
+        NotFoundError: no such bundle.
+        BundleIntegrityError: no ``export.json`` at all, or an unsafe archive.
+    """
+    observed, control = observe_bundle(path)
+    report = VerifyReport(bundle=str(path), trust=None if trust is None else trust.source)
+    if "export.json" not in control:
+        raise BundleIntegrityError(
+            f"{path}: no export.json: not a bundle, or an unfinished one", details={"file": "export.json"}
+        )
+    signatures = check_signatures(control, observed.keys(), trust=trust)
+    report.signature = signatures.to_json()
+    report.mismatches.extend(Mismatch(p.path, p.reason, p.code) for p in signatures.problems)
+    try:
+        _report, manifest = check_observations(str(path), observed, control, report=report)
+    except BundleIntegrityError:
+        if report.mismatches:  # export.json unreadable because it was tampered with: already named
+            return BundleVerification(report, None, control)
+        raise
+    if trust is not None and signatures.status == "trusted" and signatures.key_id is not None:
+        violations = trust.check(manifest, signatures.key_id)
+        position = len(signatures.problems)
+        report.mismatches[position:position] = [
+            Mismatch(v.file, v.reason, TrustError.code) for v in violations
+        ]
+    return BundleVerification(report, manifest, control)
+
+
+def verify_directory(root: Path) -> tuple[VerifyReport, dict[str, Any], dict[str, bytes]]:
+    """Integrity-only verification of a bundle folder; returns the report, manifest and control files."""
+    if not root.is_dir():
+        raise NotFoundError(f"bundle {root} does not exist or is not a folder", details={"bundle": str(root)})
+    result = verify_bundle(root)
+    return result.report, result.manifest or {}, result.control

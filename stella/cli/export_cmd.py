@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest
-from stella.bundle.verify import VerifyReport, verify_directory
+from stella.bundle.verify import verify_directory
+from stella.cli import bundle_cmd, push_cmd
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
 from stella.documents.interface import normalize_time
-from stella.errors import BundleIntegrityError, InputError, UsageError
+from stella.errors import InputError, UsageError
 from stella.ledger.store import LedgerStore
 from stella.model import validate_tenant
-from stella.profiles import PROFILES, get_profile
+from stella.profiles import PROFILES, get_profile, parse_profile_options
 from stella.selectors import parse_selectors, selector_help
 
 __all__ = ["register", "run_demo"]
@@ -41,18 +41,25 @@ def register(groups: Any) -> None:
     run.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger); a gs:// URL works too")
     run.add_argument("--as-of", help="generatedAt to record instead of the data's newest timestamp")
     run.add_argument("--records-per-shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
+    run.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="profile option (e.g. next-update=48h)",
+    )
+    bundle_cmd.add_run_arguments(run)
     run.add_argument("--overwrite", action="store_true", help="replace a different bundle with the same id")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(handler=_run, accepts_beam_args=True)
 
-    verify = commands.add_parser("verify", help="recompute every digest and count of a bundle")
-    verify.add_argument("bundle", metavar="BUNDLE")
-    verify.add_argument("--json", action="store_true")
-    verify.set_defaults(handler=_verify)
+    bundle_cmd.register(commands)  # verify, archive, decrypt
 
     profiles = commands.add_parser("profiles", help="list export profiles and their status")
     profiles.add_argument("--json", action="store_true")
     profiles.set_defaults(handler=_profiles)
+
+    push_cmd.register(commands)
 
 
 def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: list[str]) -> ExportRequest:
@@ -77,6 +84,8 @@ def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: lis
         out_dir=args.out,
         as_of=as_of,
         records_per_shard=args.records_per_shard,
+        options=parse_profile_options(getattr(args, "option", [])),
+        encryption=bundle_cmd.encryption_from_args(args),
     )
 
 
@@ -106,7 +115,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     print(f"records     {counts}")
     print(f"payload     {summary['files']} files, {human_bytes(summary['bytes'])}   ({summary['seconds']} s)")
-    print(f"verify with stella export verify {summary['bundle']}")
+    if summary.get("signedBy"):
+        print(f"signed by   {summary['signedBy']}")
+    if summary.get("encryption"):
+        print(f"encrypted   data/ ({summary['encryption']})")
+    if summary.get("archive"):
+        print(f"archive     {summary['archive']}")
+    print(
+        f"verify with stella export verify {summary['bundle']}"
+        + (" --key PUB" if summary.get("signedBy") else "")
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -114,39 +132,18 @@ def _run(args: argparse.Namespace) -> int:
 
     tenant = validate_tenant(args.tenant)
     request = _request(args, tenant=tenant, root=ledger_root(args.ledger), selectors=args.selector)
+    signer = bundle_cmd.signer_from_args(args)
     progress_line(
         f"exporting {tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
     )
-    outcome = run_export(request, args.beam_args, overwrite=args.overwrite)
-    summary = _summary(outcome)
+    outcome = run_export(
+        request, args.beam_args, overwrite=args.overwrite, signer=signer, archive=args.archive
+    )
+    summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
     if args.json:
         emit_json(summary)
     else:
         _print_summary(summary)
-    return 0
-
-
-def _print_verify(report: VerifyReport) -> None:
-    if report.ok:
-        print(f"OK  {report.bundle}: {report.checked} files match export.json ({report.export_id})")
-        return
-    print(f"FAILED  {report.bundle}: {len(report.mismatches)} problem(s)")
-    for mismatch in report.mismatches:
-        print(f"  {mismatch.path}: {mismatch.reason}")
-
-
-def _verify(args: argparse.Namespace) -> int:
-    report, _manifest, _control = verify_directory(Path(args.bundle))
-    if not args.json:
-        _print_verify(report)
-    elif report.ok:
-        emit_json(report.to_json())
-    if not report.ok:
-        first = report.mismatches[0]
-        raise BundleIntegrityError(
-            f"bundle does not match its manifest: first problem {first.path}: {first.reason}",
-            details=report.to_json(),
-        )
     return 0
 
 
@@ -187,5 +184,5 @@ def run_demo(args: argparse.Namespace) -> int:
         emit_json(summary)
     else:
         _print_summary(summary)
-        _print_verify(report)
+        bundle_cmd.print_verify(report)
     return 0 if report.ok else 3

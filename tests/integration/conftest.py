@@ -16,3 +16,7 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
     binary = require_tool("docker-registry")
     with run_registry(binary, tmp_path_factory.mktemp("registry")) as registry:
         yield registry
+
+
+# Signed / encrypted bundle fixtures (issue 4) live in their own module.
+from tests.integration.signed_fixtures import *  # noqa: E402, F403

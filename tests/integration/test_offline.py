@@ -66,24 +66,58 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "STELLA_EGRESS_LOG": str(tmp_path / "egress.log"),
     }
     (tmp_path / "home").mkdir(exist_ok=True)
-    return subprocess.run([str(VENV_BIN / "stella"), *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [str(VENV_BIN / "stella"), *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
-@pytest.mark.parametrize("runner_args", [[], ["--runner=DirectRunner"]], ids=["default", "explicit-DirectRunner"])
-def test_export_makes_no_outbound_connection(tmp_path: Path, shared_data: Path, runner_args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "runner_args", [[], ["--runner=DirectRunner"]], ids=["default", "explicit-DirectRunner"]
+)
+def test_export_makes_no_outbound_connection(
+    tmp_path: Path, shared_data: Path, runner_args: list[str]
+) -> None:
     ledger = tmp_path / "ledger"
-    ingest = _run(tmp_path, "ledger", "ingest", "--tenant", "acme", "--ledger", str(ledger), "--ingested-at", T0,
-                  str(shared_data / "advisories" / "osv-psf.jsonl.zst"))
+    ingest = _run(
+        tmp_path,
+        "ledger",
+        "ingest",
+        "--tenant",
+        "acme",
+        "--ledger",
+        str(ledger),
+        "--ingested-at",
+        T0,
+        str(shared_data / "advisories" / "osv-psf.jsonl.zst"),
+    )
     assert ingest.returncode == 0, ingest.stderr
     # the hook really is active in the child: prove it blocks a lookup
     probe = subprocess.run(
         [sys.executable, "-c", "import socket; socket.getaddrinfo('github.com', 443)"],
-        env={**os.environ, "PYTHONPATH": str(tmp_path / "hook"), "STELLA_EGRESS_LOG": str(tmp_path / "probe.log")},
-        capture_output=True, text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(tmp_path / "hook"),
+            "STELLA_EGRESS_LOG": str(tmp_path / "probe.log"),
+        },
+        capture_output=True,
+        text=True,
     )
     assert probe.returncode != 0 and "blocked by test" in probe.stderr
-    result = _run(tmp_path, "export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
-                  "--out", str(tmp_path / "out"), "--json", *runner_args)
+    result = _run(
+        tmp_path,
+        "export",
+        "run",
+        "--tenant",
+        "acme",
+        "--profile",
+        "json:raw",
+        "--ledger",
+        str(ledger),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        *runner_args,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["counts"] == {"advisory": 85}
     log = tmp_path / "egress.log"

@@ -1,0 +1,208 @@
+"""``stella export verify | archive | decrypt`` and the signing flags of ``stella export run``.
+
+The receiving side of a bundle: everything here works offline, on the folder and on the
+``.tar.zst`` form, and trusts only the key or trust root given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from stella.bundle.encrypt import AUTO_MODE, EncryptionSpec, parse_encryption
+from stella.bundle.trust import TrustPolicy, load_trust_root, record_seen, trust_key
+from stella.bundle.verify import VerifyReport, failure, verify_bundle
+from stella.cli.common import emit_json
+from stella.encryption.interface import MODES
+from stella.errors import NotFoundError, UsageError
+from stella.signers.interface import KEY_REF_SCHEMES, Signer, load_signer
+
+__all__ = [
+    "add_run_arguments",
+    "encryption_from_args",
+    "print_verify",
+    "register",
+    "signer_from_args",
+    "summary_fields",
+]
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """Signing, encryption and archive flags of ``stella export run``."""
+    run.add_argument(
+        "--sign-key",
+        metavar="REF",
+        help="sign the bundle with this key: " + ", ".join(KEY_REF_SCHEMES),
+    )
+    run.add_argument(
+        "--encrypt-to",
+        action="append",
+        default=[],
+        metavar="RECIPIENT",
+        help="encrypt the data/ payload for age1… or rsa:PUBLIC.pem (repeatable)",
+    )
+    run.add_argument(
+        "--encryption-mode",
+        choices=(AUTO_MODE, *MODES),
+        default=AUTO_MODE,
+        help="age (stock `age -d` decrypts) or aes-gcm (RSA recipients); auto: age when every "
+        "recipient is age1…, else aes-gcm",
+    )
+    run.add_argument("--archive", action="store_true", help="also write <out>/<exportId>.tar.zst")
+
+
+def signer_from_args(args: argparse.Namespace) -> Signer | None:
+    """Open the key before the pipeline runs, so a bad reference fails in a second, not after the run."""
+    ref = getattr(args, "sign_key", None)
+    return load_signer(ref, environ=os.environ) if ref else None
+
+
+def encryption_from_args(args: argparse.Namespace) -> EncryptionSpec | None:
+    return parse_encryption(getattr(args, "encrypt_to", []), getattr(args, "encryption_mode", AUTO_MODE))
+
+
+def summary_fields(outcome: Any, signer: Signer | None) -> dict[str, Any]:
+    options = outcome.manifest.get("options", {})
+    return {
+        "signedBy": signer.key_id if signer is not None else None,
+        "encryption": options.get("encryption", {}).get("mode"),
+        "archive": str(outcome.archive) if outcome.archive is not None else None,
+    }
+
+
+def register(commands: Any) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="check a bundle (folder or .tar.zst) offline: signatures, trust, every digest and count",
+        description="Exit codes: 0 ok, 3 content (digest, size, count, missing or extra file), "
+        "4 signature (missing, malformed, not verifying, modified after signing), "
+        "5 trust (unknown key, replayed signature, rollback, key not allowed for tenant/profile).",
+    )
+    verify.add_argument("bundle", metavar="BUNDLE")
+    trust = verify.add_mutually_exclusive_group()
+    trust.add_argument("--key", metavar="PUB", help="the one public key (PEM) to trust")
+    trust.add_argument("--trust-root", metavar="FILE", help="trust-root file (docs/trust-root.md)")
+    verify.add_argument(
+        "--record",
+        action="store_true",
+        help="after success, raise the trust root's lastSeen for this tenant/profile (rollback protection)",
+    )
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=_verify)
+
+    archive = commands.add_parser("archive", help="write a bundle folder as one deterministic .tar.zst")
+    archive.add_argument("bundle", metavar="BUNDLE")
+    archive.add_argument(
+        "--out", metavar="FILE", help="archive path (default: <exportId>.tar.zst beside BUNDLE)"
+    )
+    archive.add_argument("--json", action="store_true")
+    archive.set_defaults(handler=_archive)
+
+    decrypt = commands.add_parser(
+        "decrypt", help="verify an encrypted bundle and write its plaintext form to <out>/<exportId>"
+    )
+    decrypt.add_argument("bundle", metavar="BUNDLE")
+    decrypt.add_argument(
+        "--identity",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="age identity file (age-keygen) or RSA private key PEM (repeatable)",
+    )
+    decrypt.add_argument("--out", required=True, metavar="DIR", help="folder the plaintext bundle goes in")
+    group = decrypt.add_mutually_exclusive_group()
+    group.add_argument("--key", metavar="PUB", help="verify signatures with this public key first")
+    group.add_argument("--trust-root", metavar="FILE", help="verify against this trust root first")
+    decrypt.add_argument("--overwrite", action="store_true")
+    decrypt.add_argument("--json", action="store_true")
+    decrypt.set_defaults(handler=_decrypt)
+
+
+def _trust(args: argparse.Namespace) -> TrustPolicy | None:
+    if args.key:
+        return trust_key(Path(args.key))
+    if args.trust_root:
+        return load_trust_root(Path(args.trust_root))
+    return None
+
+
+def print_verify(report: VerifyReport) -> None:
+    signature = report.signature
+    if report.ok:
+        print(f"OK  {report.bundle}: {report.checked} files match export.json ({report.export_id})")
+    else:
+        print(f"FAILED  {report.bundle}: {len(report.mismatches)} problem(s)")
+        for mismatch in report.mismatches:
+            print(f"  {mismatch.path}: {mismatch.reason}")
+    status = signature.get("status")
+    if status == "trusted":
+        print(f"signed by {signature['keyId']} ({signature['algorithm']}), trusted via {report.trust}")
+    elif status == "untrusted":
+        print(
+            f"signatures NOT checked against a trusted key: consistent with the bundle's own key "
+            f"{signature['keyId']}, which proves nothing; pass --key or --trust-root"
+        )
+    elif status == "unsigned":
+        print("unsigned bundle: integrity only (nothing proves who made it)")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if args.record and not args.trust_root:
+        raise UsageError("--record updates a trust root: give --trust-root FILE")
+    result = verify_bundle(Path(args.bundle), trust=_trust(args))
+    report = result.report
+    if not args.json:
+        print_verify(report)
+    elif report.ok:
+        emit_json(report.to_json())
+    if not report.ok:
+        raise failure(report)
+    if args.record and result.manifest is not None:
+        record_seen(Path(args.trust_root), result.manifest)
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    from stella.bundle.finish import archive_bundle
+
+    bundle = Path(args.bundle)
+    if not bundle.is_dir():
+        raise NotFoundError(f"bundle folder {bundle} does not exist", details={"bundle": str(bundle)})
+    target = archive_bundle(bundle, Path(args.out) if args.out else None)
+    if args.json:
+        emit_json({"bundle": str(bundle), "archive": str(target)})
+    else:
+        print(f"archive     {target}")
+        print(f"verify with stella export verify {target}")
+    return 0
+
+
+def _decrypt(args: argparse.Namespace) -> int:
+    from stella.bundle.decrypt import decrypt_bundle
+    from stella.encryption.interface import Identity, parse_identities
+
+    identities: list[Identity] = []
+    for name in args.identity:
+        path = Path(name)
+        if not path.is_file():
+            raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})
+        identities.extend(parse_identities(path.read_bytes(), source=str(path)))
+    outcome = decrypt_bundle(
+        Path(args.bundle), identities, Path(args.out), trust=_trust(args), overwrite=args.overwrite
+    )
+    summary = {
+        "bundle": str(outcome.path),
+        "exportId": outcome.export_id,
+        "decryptedFiles": outcome.files,
+        "signature": outcome.signature,
+        "unchanged": outcome.unchanged,
+    }
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"bundle      {outcome.path}")
+        print(f"decrypted   {outcome.files} files; plaintext verified against export.json")
+        print(f"verify with stella export verify {outcome.path}")
+    return 0

@@ -1,0 +1,142 @@
+"""``stella keys generate | id | trust-root``: make signing keys and the files verifiers pin.
+
+Keys are made here rather than with openssl so that the two kinds the signer port
+accepts (ECDSA P-256, Ed25519) come out in the exact formats it reads, with the private
+file at mode 0600 and never overwriting an existing key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from stella.bundle.trust import build_trust_root
+from stella.cli.common import emit_json
+from stella.errors import ConflictError, NotFoundError, UsageError
+from stella.signers.interface import generate_key, load_signer, load_verifier
+
+__all__ = ["register"]
+
+_KINDS = ("ecdsa-p256", "ed25519")
+_FORMATS = ("pkcs8", "cosign")
+
+
+def register(groups: Any) -> None:
+    keys = groups.add_parser("keys", help="generate signing keys and trust roots")
+    commands = keys.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    generate = commands.add_parser(
+        "generate",
+        help="write PREFIX.key (private, 0600) and PREFIX.pub (public PEM); print the key id",
+        description="ecdsa-p256 also yields a cosign-style blob signature (openssl/cosign verify it); "
+        "ed25519 signs the DSSE envelopes only. Both sign deterministically.",
+    )
+    generate.add_argument("--type", required=True, choices=_KINDS, dest="kind")
+    generate.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
+    generate.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="encrypt the private key with the password in this environment variable",
+    )
+    generate.add_argument(
+        "--format",
+        choices=_FORMATS,
+        default="pkcs8",
+        help="pkcs8 PEM (default) or cosign's encrypted cosign.key (needs --password-env)",
+    )
+    generate.add_argument("--json", action="store_true")
+    generate.set_defaults(handler=_generate)
+
+    public = commands.add_parser(
+        "public",
+        help="write the public key of any key reference (PEM file, env://, cosign://, pkcs11:) as PEM",
+        description="For keys that never leave a token: export the public half to give to verifiers.",
+    )
+    public.add_argument("ref", metavar="REF")
+    public.add_argument("--out", required=True, metavar="FILE")
+    public.set_defaults(handler=_public)
+
+    key_id = commands.add_parser(
+        "id", help="print the key id (sha256 of the SubjectPublicKeyInfo) of a public key"
+    )
+    key_id.add_argument("public", metavar="PUB")
+    key_id.set_defaults(handler=_key_id)
+
+    root = commands.add_parser(
+        "trust-root", help="write a trust-root file pinning public keys (docs/trust-root.md)"
+    )
+    root.add_argument("public", nargs="+", metavar="PUB", help="public key PEM files to trust")
+    root.add_argument("--out", required=True, metavar="FILE")
+    root.add_argument("--tenant", action="append", default=[], help="only for these tenants (repeatable)")
+    root.add_argument("--profile", action="append", default=[], help="only for these profiles (repeatable)")
+    root.add_argument(
+        "--minimum-generated-at", metavar="TIME", help="refuse bundles older than this (RFC 3339)"
+    )
+    root.set_defaults(handler=_trust_root)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    password: bytes | None = None
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if value is None:
+            raise UsageError(f"--password-env {args.password_env}: the variable is not set")
+        password = value.encode("utf-8")
+    if args.format == "cosign" and password is None:
+        raise UsageError("--format cosign keys are always encrypted: give --password-env VAR")
+    private, public = Path(f"{args.out}.key"), Path(f"{args.out}.pub")
+    if private.parent and not private.parent.is_dir():
+        raise NotFoundError(f"folder {private.parent} does not exist", details={"path": str(private.parent)})
+    key_id = generate_key(args.kind, private, public, password=password, key_format=args.format)
+    ref = f"cosign://{private}" if args.format == "cosign" else str(private)
+    if args.password_env and args.format == "pkcs8":
+        ref = f"file://{private}?password-env={args.password_env}"
+    if args.json:
+        emit_json({"keyId": key_id, "private": str(private), "public": str(public), "signKeyRef": ref})
+    else:
+        print(f"key id      {key_id}")
+        print(f"private     {private}  (mode 0600; sign with --sign-key {ref})")
+        print(f"public      {public}  (give to verifiers: stella export verify BUNDLE --key {public})")
+    return 0
+
+
+def _public(args: argparse.Namespace) -> int:
+    signer = load_signer(args.ref, environ=os.environ)
+    out = Path(args.out)
+    if out.exists():
+        raise ConflictError(f"refusing to overwrite existing file {out}", details={"path": str(out)})
+    out.write_bytes(signer.public_key_pem())
+    print(f"key id      {signer.key_id}")
+    print(f"public      {out}")
+    return 0
+
+
+def _read_public(name: str) -> bytes:
+    path = Path(name)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"public key {path} does not exist", details={"path": str(path)}) from exc
+
+
+def _key_id(args: argparse.Namespace) -> int:
+    print(load_verifier(_read_public(args.public)).key_id)
+    return 0
+
+
+def _trust_root(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists():
+        raise ConflictError(f"refusing to overwrite existing trust root {out}", details={"path": str(out)})
+    data = build_trust_root(
+        [_read_public(name) for name in args.public],
+        tenants=args.tenant,
+        profiles=args.profile,
+        minimum_generated_at=args.minimum_generated_at,
+    )
+    out.write_bytes(data)
+    print(f"trust root  {out}  ({len(args.public)} key(s))")
+    return 0
