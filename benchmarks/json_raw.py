@@ -55,29 +55,55 @@ def run(records: int) -> dict[str, object]:
     try:
         floor = measure(
             "floor: plain loop, zstd-3 + sha256",
-            [sys.executable, "-m", "benchmarks.json_raw", "--floor", str(ledger), str(work / "floor.jsonl.zst")],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.json_raw",
+                "--floor",
+                str(ledger),
+                str(work / "floor.jsonl.zst"),
+            ],
             items=records,
         )
         payload_mb = json.loads(floor.output)["bytes"] / 1e6
         floor = Measurement(floor.name, floor.seconds, floor.peak_rss_mb, records, payload_mb, floor.output)
         beam = measure(
             "json:raw export (Beam, FnApiRunner)",
-            [str(BIN / "stella"), "export", "run", "--tenant", "bench", "--profile", "json:raw", "--ledger", str(ledger),
-             "--out", str(work / "out"), "--json"],
-            items=records, megabytes=payload_mb,
+            [
+                str(BIN / "stella"),
+                "export",
+                "run",
+                "--tenant",
+                "bench",
+                "--profile",
+                "json:raw",
+                "--ledger",
+                str(ledger),
+                "--out",
+                str(work / "out"),
+                "--json",
+            ],
+            items=records,
+            megabytes=payload_mb,
         )
         summary = json.loads(beam.output)
         assert sum(summary["counts"].values()) == records, summary
-        print_table(f"json:raw, {records:,} advisories ({payload_mb:,.0f} MB of canonical JSONL)", [floor, beam])
+        print_table(
+            f"json:raw, {records:,} advisories ({payload_mb:,.0f} MB of canonical JSONL)", [floor, beam]
+        )
         ratio = beam.items_per_second / floor.items_per_second
-        print(f"Beam / floor throughput: {ratio:.2f}x (target >= 0.5); Beam peak RSS {beam.peak_rss_mb:,.0f} MB (target < 1536)")
+        print(
+            f"Beam / floor throughput: {ratio:.2f}x (target >= 0.5); Beam peak RSS {beam.peak_rss_mb:,.0f} MB (target < 1536)"
+        )
         return {"records": records, "floor": floor.__dict__, "beam": beam.__dict__, "ratio": ratio}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--floor", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

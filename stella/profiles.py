@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from stella.errors import ProfileUnavailableError, UsageError
 
-__all__ = ["PROFILES", "Profile", "ProfileStatus", "get_profile"]
+__all__ = ["PROFILES", "Profile", "ProfileStatus", "get_profile", "parse_profile_options"]
 
 
 class ProfileStatus(enum.StrEnum):
@@ -57,7 +58,7 @@ PROFILES: Mapping[str, Profile] = {
             "trivy",
             "db",
             "r1",
-            ProfileStatus.PLANNED,
+            ProfileStatus.AVAILABLE,
             "Trivy vulnerability DB schema 2 (bbolt) as db.tar.gz and OCI layout",
             "Trivy 0.76",
         ),
@@ -66,7 +67,7 @@ PROFILES: Mapping[str, Profile] = {
             "trivy",
             "java-db",
             "r1",
-            ProfileStatus.PLANNED,
+            ProfileStatus.AVAILABLE,
             "Trivy Java DB schema 1 (SQLite: jar SHA-1 -> Maven GAV)",
             "Trivy 0.76",
         ),
@@ -111,3 +112,30 @@ def get_profile(name: str, *, require_available: bool = True) -> Profile:
             details={"profile": name, "status": profile.status.value},
         )
     return profile
+
+
+_OPTION_KEY = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+
+
+def parse_profile_options(pairs: Sequence[str]) -> dict[str, str]:
+    """``--option key=value`` pairs as the request's ``options`` (keys camelCased, as in the manifest).
+
+    Which keys a profile accepts is the profile pipeline's decision; here only the shape
+    is checked, and a key given twice is an error rather than a silent last-wins.
+
+    Raises:
+        UsageError: not ``key=value``, a malformed key, or a repeated key.
+    """
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not _OPTION_KEY.match(key):
+            raise UsageError(
+                f"--option {pair!r}: expected key=value with a lower-case key (e.g. next-update=48h)",
+                details={"option": pair},
+            )
+        name = re.sub(r"-([a-z0-9])", lambda m: m.group(1).upper(), key)
+        if name in options:
+            raise UsageError(f"--option {key} is given twice", details={"option": key})
+        options[name] = value
+    return options

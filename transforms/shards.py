@@ -15,8 +15,9 @@ import apache_beam as beam
 
 from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
+from stella.cascade import merge_bounded
 from stella.model import LedgerRecord
-from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
+from stella.sorting import RunSlice, SortItem, shard_count, shard_of_bucket, write_run
 
 __all__ = ["AdaptRecords", "ShardWriter", "WriteSortedShards"]
 
@@ -58,15 +59,20 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
 
 
 class MergeShardFn(beam.DoFn):  # type: ignore[misc]
-    def __init__(self, out_root: str, path_for: PathFor, writer: ShardWriter) -> None:
+    """Merges one shard's slices into its output file, never more than FAN_IN open at once."""
+
+    FAN_IN = 64
+
+    def __init__(self, out_root: str, path_for: PathFor, writer: ShardWriter, temp_dir: str) -> None:
         self._root = out_root
         self._path_for = path_for
         self._writer = writer
+        self._temp_dir = temp_dir
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
         path = self._path_for(group, index, total)
-        yield self._writer(self._root, path, merge_slices(list(slices)))
+        yield self._writer(self._root, path, merge_bounded(list(slices), self._temp_dir, fan_in=self.FAN_IN))
 
 
 class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
@@ -101,23 +107,28 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         per_shard = self._per_shard
-        slices = batches | "WriteRuns" >> beam.ParDo(WriteRunsFn(self._temp_dir)).with_output_types(RunSlice)
-        sizes = (
-            slices
-            | "GroupSizes" >> beam.Map(lambda s: (s.group, s.count))
-            | "SumGroupSizes" >> beam.CombinePerKey(sum)
-        )
 
-        def assign(piece: RunSlice, sizes: dict[str, int]) -> tuple[tuple[str, int, int], RunSlice]:
-            total = shard_count(sizes[piece.group], records_per_shard=per_shard)
-            return (piece.group, shard_of_bucket(piece.bucket, total), total), piece
+        def assign(
+            element: tuple[str, Iterable[RunSlice]],
+        ) -> Iterator[tuple[tuple[str, int, int], RunSlice]]:
+            group, pieces = element
+            listed = list(pieces)
+            total = shard_count(sum(p.count for p in listed), records_per_shard=per_shard)
+            for piece in listed:
+                yield (group, shard_of_bucket(piece.bucket, total), total), piece
 
+        # Group sizes come from a GroupByKey of descriptors, not a combiner feeding an
+        # AsDict side input: the Dask runner miscounts the latter (seen: 5x), and a
+        # wrong count would silently change the shard layout.
         return (
-            slices
-            | "AssignShards" >> beam.Map(assign, sizes=beam.pvalue.AsDict(sizes))
+            batches
+            | "WriteRuns" >> beam.ParDo(WriteRunsFn(self._temp_dir)).with_output_types(RunSlice)
+            | "KeyByGroup" >> beam.Map(lambda piece: (piece.group, piece))
+            | "GroupRunsByGroup" >> beam.GroupByKey()
+            | "AssignShards" >> beam.FlatMap(assign)
             | "GroupRunsByShard" >> beam.GroupByKey()
             | "MergeShards"
-            >> beam.ParDo(MergeShardFn(self._out_root, self._path_for, self._writer)).with_output_types(
-                ContentEntry
-            )
+            >> beam.ParDo(
+                MergeShardFn(self._out_root, self._path_for, self._writer, self._temp_dir)
+            ).with_output_types(ContentEntry)
         )

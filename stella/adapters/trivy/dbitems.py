@@ -1,0 +1,229 @@
+"""The ``trivy:db`` profile between adapter and bbolt writer: sortable items and the streaming merge.
+
+Each selected OSV record becomes items of three sorted streams (groups):
+
+* ``trivy.revisions`` -- one per record, keyed ``(upstream id, modified, digest)``. The
+  ledger is append-only, so it may hold several revisions of one advisory; sorted this
+  way they are adjacent and the last one is the latest (a tie on ``modified`` goes to
+  the larger digest). Every earlier revision is *superseded*: its entries and
+  untranslated parts are left out, because unioning two revisions would resurrect
+  ranges, packages or aliases the feed has since withdrawn or corrected, and a
+  withdrawn latest revision must take its older revisions with it.
+* ``trivy.db`` -- one per DB entry, keyed by ``bucket_path + (key,)`` (order-preserving
+  encoding, see :mod:`.sortkeys`) so the merge yields bbolt's depth-first order. The
+  value is the record's raw 32-byte digest, then the canonical JSON value: the digest
+  lets the merge drop superseded revisions without a join, and entries that different
+  advisories emit for one bucket/key (a PYSEC and a GHSA record of one CVE) arrive
+  together and are combined with :func:`~.osv.merge_value`, which is order-independent.
+* ``trivy.untranslated`` -- one per :class:`~.osv.Untranslated`, keyed by reason first,
+  so the report file is sorted and grouped by reason.
+
+Memory during the merge: the superseded digests plus the values of one bucket/key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Container, Iterable, Iterator
+from datetime import datetime
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from stella.adapters.trivy.bbolt import Entry, write_bolt
+from stella.adapters.trivy.osv import merge_value, translate_osv
+from stella.adapters.trivy.payload import REPORTS_DIR, TRIVY_DB_LAYOUT, file_entry
+from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
+from stella.bundle.manifest import ContentEntry
+from stella.bundle.shards import write_jsonl_shard
+from stella.model import DocFormat, Kind, LedgerRecord
+from stella.sorting import SortItem
+
+__all__ = [
+    "DB_GROUP",
+    "REVISIONS_GROUP",
+    "SUPERSEDED_REPORT",
+    "UNTRANSLATED_GROUP",
+    "UNTRANSLATED_REPORT",
+    "is_osv_advisory",
+    "merged_db_entries",
+    "superseded_lines",
+    "trivy_db_items",
+    "untranslated_lines",
+    "write_db_outputs",
+]
+
+log = logging.getLogger(__name__)
+
+REVISIONS_GROUP = "trivy.revisions"
+DB_GROUP = "trivy.db"
+UNTRANSLATED_GROUP = "trivy.untranslated"
+SUPERSEDED_REPORT = f"{REPORTS_DIR}/superseded.jsonl.zst"
+UNTRANSLATED_REPORT = f"{REPORTS_DIR}/untranslated.jsonl.zst"
+_DIGEST_BYTES = 32
+_TERMINATOR = encode_parts((b"",))  # what ends each part of an encoded key
+
+
+def is_osv_advisory(record: LedgerRecord) -> bool:
+    """The records ``trivy:db`` reads; SBOMs, VEX and other advisory formats carry no OSV ranges."""
+    return record.kind is Kind.ADVISORY and record.format is DocFormat.OSV
+
+
+def _sortable_time(moment: str | None) -> bytes:
+    """Fixed microsecond precision, so text order is time order (the ledger omits zero fractions)."""
+    if moment is None:
+        return b""
+    return datetime.fromisoformat(moment).isoformat(timespec="microseconds").encode()
+
+
+def _value_bytes(value: Any) -> bytes:
+    """JSON bytes of a DB value or report line: sorted keys, no spaces, UTF-8.
+
+    For what is written here (ASCII keys, strings, small integers, no floats) this is
+    byte-identical to :func:`stella.canonical.dumps`, without its per-key scan for the
+    characters where RFC 8785 and Python order keys differently: on a million advisories
+    that scan alone costs a third of the bbolt writer's time.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def _raw_digest(record: LedgerRecord) -> bytes:
+    return bytes.fromhex(record.digest.split(":", 1)[1])
+
+
+def trivy_db_items(record: LedgerRecord) -> list[SortItem]:
+    """The sortable items of one OSV record (see the module docstring); a pure function."""
+    raw = _raw_digest(record)
+    identity = {"digest": record.digest, "id": record.upstream_id, "modified": record.modified}
+    uid = record.upstream_id.encode()
+    # The hex digest, not the raw one: raw digests hold zero bytes, which the key encoding
+    # escapes, and escaped keys take the slow decoding path.
+    revision = encode_parts((uid, _sortable_time(record.modified), record.digest.encode()))
+    items: list[SortItem] = [(REVISIONS_GROUP, revision, _value_bytes({**identity, "source": record.source}))]
+    output = translate_osv(json.loads(record.document), upstream_id=record.upstream_id)
+    for entry in output.entries:
+        path = encode_parts([*(part.encode() for part in entry.bucket), entry.key.encode()])
+        items.append((DB_GROUP, path, raw + _value_bytes(entry.value)))
+    for index, problem in enumerate(output.untranslated):
+        # The index keeps two equal problems of one record apart; the same record stored
+        # twice (equal digests) gives equal pairs, which the report collapses.
+        key = encode_parts((problem.reason.encode(), revision, b"%06d" % index, problem.detail.encode()))
+        line = _value_bytes({**identity, "detail": problem.detail, "reason": problem.reason})
+        items.append((UNTRANSLATED_GROUP, key, raw + line))
+    return items
+
+
+def superseded_lines(revisions: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    """(raw digest, report line) of every revision a later revision of its advisory replaces.
+
+    ``revisions`` must be the ``trivy.revisions`` stream in key order. A record stored
+    twice (same digest, e.g. two ledgers merged) is one revision, never its own successor.
+    """
+    group: list[bytes] = []
+    current: bytes | None = None
+    for key, value in chain(revisions, [(b"", b"")]):  # the sentinel flushes the last group
+        uid = key.split(_TERMINATOR, 1)[0] if key else None  # the encoded id: equal iff the ids are
+        if uid != current and group:
+            yield from _losers(group)
+            group = []
+        current = uid
+        if key:
+            group.append(value)
+
+
+def _losers(group: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    latest = json.loads(group[-1])
+    winner = {"digest": latest["digest"], "modified": latest["modified"]}
+    seen = {latest["digest"]}
+    for line in group[:-1]:
+        older = json.loads(line)
+        if older["digest"] in seen:
+            continue
+        seen.add(older["digest"])
+        yield bytes.fromhex(older["digest"].split(":", 1)[1]), _value_bytes({**older, "supersededBy": winner})
+
+
+def _combine(path: tuple[bytes, ...], values: list[bytes]) -> bytes:
+    unique = list(dict.fromkeys(values))
+    if len(unique) == 1:
+        return unique[0]
+    bucket = tuple(part.decode() for part in path[:-1])
+    merged: Any = json.loads(unique[0])
+    for value in unique[1:]:
+        merged = merge_value(bucket, merged, json.loads(value))
+    return _value_bytes(merged)
+
+
+def merged_db_entries(
+    pairs: Iterable[tuple[bytes, bytes]], superseded: Container[bytes], counts: Counter[str] | None = None
+) -> Iterator[Entry]:
+    """bbolt entries in writer order from the sorted ``trivy.db`` stream.
+
+    Values of superseded revisions are dropped; values several advisories gave one
+    bucket/key are merged. ``counts`` (if given) receives ``merged`` and ``superseded``.
+    """
+    tally: Counter[str] = counts if counts is not None else Counter()
+    current: bytes | None = None
+    values: list[bytes] = []
+    for key, value in pairs:
+        if value[:_DIGEST_BYTES] in superseded:
+            tally["superseded"] += 1
+            continue
+        if key != current:
+            if current is not None:
+                yield _entry(current, values, tally)
+            current, values = key, []
+        values.append(value[_DIGEST_BYTES:])
+    if current is not None:
+        yield _entry(current, values, tally)
+
+
+def _entry(key: bytes, values: list[bytes], tally: Counter[str]) -> Entry:
+    path = decode_parts(key)
+    if len(values) > 1:
+        tally["merged"] += 1
+        return path[:-1], path[-1], _combine(path, values)
+    return path[:-1], path[-1], values[0]
+
+
+def untranslated_lines(pairs: Iterable[tuple[bytes, bytes]], superseded: Container[bytes]) -> Iterator[bytes]:
+    """Report lines (sorted by reason, then record) for the records that are exported."""
+    previous: tuple[bytes, bytes] | None = None
+    for pair in pairs:
+        if pair != previous and pair[1][:_DIGEST_BYTES] not in superseded:
+            yield pair[1][_DIGEST_BYTES:]
+        previous = pair
+
+
+def write_db_outputs(
+    root: str, sorted_pairs: Callable[[str], Iterator[tuple[bytes, bytes]]]
+) -> list[ContentEntry]:
+    """Write ``trivy.db`` and the two report files under ``root`` from the sorted groups.
+
+    Order matters: revisions first (which records are superseded), then the DB and the
+    untranslated report, both filtered by that answer.
+    """
+    superseded: set[bytes] = set()
+
+    def remember(found: Iterator[tuple[bytes, bytes]]) -> Iterator[bytes]:
+        for digest, line in found:
+            superseded.add(digest)
+            yield line
+
+    revisions = sorted_pairs(REVISIONS_GROUP)
+    report = write_jsonl_shard(root, SUPERSEDED_REPORT, remember(superseded_lines(revisions)))
+    db_file = Path(root) / TRIVY_DB_LAYOUT.db_path
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    stats = write_bolt(db_file, merged_db_entries(sorted_pairs(DB_GROUP), superseded, counts))
+    log.info("trivy.db: %d entries, %d merged across advisories", stats.entries, counts["merged"])
+    untranslated = untranslated_lines(sorted_pairs(UNTRANSLATED_GROUP), superseded)
+    return [
+        report,
+        file_entry(Path(root), TRIVY_DB_LAYOUT.db_path, TRIVY_DB_LAYOUT.db_content_type, stats.entries),
+        write_jsonl_shard(root, UNTRANSLATED_REPORT, untranslated),
+    ]
