@@ -44,30 +44,24 @@ def dask_cluster(log_dir: Path, workers: int = 2) -> Iterator[str]:
         )
     ]
     try:
-        for index in range(workers):
-            processes.append(
-                subprocess.Popen(
-                    [
-                        str(dask),
-                        "worker",
-                        address,
-                        "--host",
-                        "127.0.0.1",
-                        "--nworkers",
-                        "1",
-                        "--nthreads",
-                        "1",
-                        "--memory-limit",
-                        "2GiB",
-                        "--name",
-                        f"w{index}",
-                        "--dashboard-address",
-                        "127.0.0.1:0",
-                    ],
-                    stdout=(log_dir / f"worker{index}.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
+        worker_args = ["--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1", "--memory-limit", "2GiB"]
+        processes.extend(
+            subprocess.Popen(
+                [
+                    str(dask),
+                    "worker",
+                    address,
+                    *worker_args,
+                    "--name",
+                    f"w{index}",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                ],
+                stdout=(log_dir / f"worker{index}.log").open("wb"),
+                stderr=subprocess.STDOUT,
             )
+            for index in range(workers)
+        )
         from distributed import Client
 
         deadline = time.monotonic() + 60
