@@ -19,8 +19,7 @@ import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.json_raw import build_json_raw
-from pipelines.trivy_db import build_trivy_db
-from pipelines.trivy_java_db import build_trivy_java_db
+from pipelines.trivy import build_trivy_db, build_trivy_java_db
 from runners.options import pipeline_options
 from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish

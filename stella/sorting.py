@@ -29,6 +29,7 @@ from stella import storage
 
 __all__ = [
     "BUCKETS",
+    "DEFAULT_FAN_IN",
     "RunSlice",
     "SortItem",
     "bucket_of",
@@ -39,9 +40,14 @@ __all__ = [
 ]
 
 BUCKETS = 64
+# At most this many run slices are open (one file handle and one zstd decoder each) in a
+# merge; more are first merged into intermediate runs. Bounds memory and open files
+# whatever the data size (an unbounded fan-in once cost 1 GB at a million records).
+DEFAULT_FAN_IN = 64
 _LENGTHS = struct.Struct(">II")
 _RUN_LEVEL = 1  # runs are temporary: favour speed over size
 _READ_CHUNK = 1 << 16
+_WRITE_CHUNK = 1 << 20
 
 SortItem = tuple[str, bytes, bytes]
 """(group, key, value): group names an output (e.g. a record kind), key orders within it."""
@@ -143,10 +149,44 @@ def _read_slice(piece: RunSlice) -> Iterator[tuple[bytes, bytes]]:
             yield key, value
 
 
-def merge_slices(slices: Sequence[RunSlice]) -> Iterator[tuple[bytes, bytes]]:
-    """All pairs of ``slices`` in (key, value) order.
+def _spill(slices: Sequence[RunSlice], temp_dir: str) -> RunSlice:
+    """Merge ``slices`` into one new single-frame run; its slice (a merge-tree node)."""
+    path = storage.join(temp_dir, f"merge-{uuid.uuid4().hex}.bin")
+    count = 0
+    with storage.open_write(path) as handle:
+        sink = storage.HashingWriter(handle, hashing=False)
+        with zstandard.ZstdCompressor(level=_RUN_LEVEL).stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
+            buffer: list[bytes] = []
+            size = 0
+            for key, value in heapq.merge(*(_read_slice(s) for s in slices)):
+                buffer += (_LENGTHS.pack(len(key), len(value)), key, value)
+                size += len(key) + len(value) + _LENGTHS.size
+                count += 1
+                if size >= _WRITE_CHUNK:
+                    writer.write(b"".join(buffer))
+                    buffer, size = [], 0
+            writer.write(b"".join(buffer))
+    return RunSlice(path, slices[0].group, 0, 0, sink.size, count)
 
-    Ordering by value too makes equal keys come out the same way whatever the run
-    files were called or which worker wrote them.
+
+def merge_slices(
+    slices: Sequence[RunSlice], *, temp_dir: str | None = None, fan_in: int = DEFAULT_FAN_IN
+) -> Iterator[tuple[bytes, bytes]]:
+    """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once.
+
+    Ordering by value too makes equal keys come out the same way whatever the run files
+    were called or which worker wrote them. With more than ``fan_in`` slices, groups of
+    ``fan_in`` are first merged into intermediate runs under ``temp_dir`` (a merge tree:
+    one more sequential pass per level).
+
+    Raises:
+        ValueError: ``fan_in`` below 2, or more than ``fan_in`` slices and no ``temp_dir``.
     """
-    return heapq.merge(*(_read_slice(s) for s in slices))
+    if fan_in < 2:
+        raise ValueError(f"fan_in must be at least 2, got {fan_in}")
+    level = sorted(slices, key=lambda s: (s.path, s.offset))
+    while len(level) > fan_in:
+        if temp_dir is None:
+            raise ValueError(f"merging {len(level)} slices with fan_in {fan_in} needs a temp_dir")
+        level = [_spill(level[start : start + fan_in], temp_dir) for start in range(0, len(level), fan_in)]
+    return heapq.merge(*(_read_slice(s) for s in level))

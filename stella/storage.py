@@ -8,11 +8,18 @@ keeps the quirks (local parents must exist; GCS has no directories) in one spot.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from typing import IO, Any
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, BinaryIO
 
 __all__ = [
+    "HashingWriter",
+    "atomic_local",
     "exists",
     "is_remote",
     "join",
@@ -95,3 +102,56 @@ def list_files(prefix: str, suffix: str) -> list[str]:
         return sorted(found)
     results = FileSystems.match([join(prefix, "**")])
     return sorted(m.path for m in results[0].metadata_list if m.path.endswith(suffix))
+
+
+class HashingWriter:
+    """A write-only file that hashes and counts what passes through to ``sink``.
+
+    Digests and sizes are taken on the way to storage, so nothing written is ever read
+    back just to be hashed (segments, shards, archives, intermediate runs).
+    """
+
+    def __init__(self, sink: IO[bytes] | BinaryIO, *, hashing: bool = True) -> None:
+        self._sink = sink
+        self._hash = hashlib.sha256() if hashing else None
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if self._hash is not None:
+            self._hash.update(data)
+        self.size += len(data)
+        self._sink.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of everything written so far."""
+        if self._hash is None:
+            raise ValueError("this writer was created with hashing=False")
+        return "sha256:" + self._hash.hexdigest()
+
+
+@contextmanager
+def atomic_local(destination: Path) -> Iterator[BinaryIO]:
+    """A temp file beside ``destination``, fsynced and renamed over it only if the block succeeds.
+
+    Whatever is written this way is either complete under its final name or absent: a
+    crash, or an error found only at the end of a stream (a truncated ciphertext), never
+    leaves a partial file that looks finished.
+    """
+    fd, temp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, destination)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -15,9 +15,8 @@ import apache_beam as beam
 
 from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
-from stella.cascade import merge_bounded
 from stella.model import LedgerRecord
-from stella.sorting import RunSlice, SortItem, shard_count, shard_of_bucket, write_run
+from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 
 __all__ = ["AdaptRecords", "ShardWriter", "WriteSortedShards"]
 
@@ -59,9 +58,7 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
 
 
 class MergeShardFn(beam.DoFn):  # type: ignore[misc]
-    """Merges one shard's slices into its output file, never more than FAN_IN open at once."""
-
-    FAN_IN = 64
+    """Merges one shard's slices into its output file (bounded fan-in: see stella.sorting)."""
 
     def __init__(self, out_root: str, path_for: PathFor, writer: ShardWriter, temp_dir: str) -> None:
         self._root = out_root
@@ -72,7 +69,7 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
         path = self._path_for(group, index, total)
-        yield self._writer(self._root, path, merge_bounded(list(slices), self._temp_dir, fan_in=self.FAN_IN))
+        yield self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
 
 
 class WriteSortedShards(beam.PTransform):  # type: ignore[misc]

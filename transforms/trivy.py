@@ -22,9 +22,8 @@ from stella.adapters.trivy.payload import TrivyLayout, TrivyOptions, write_artif
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
-from stella.cascade import merge_bounded
 from stella.model import LedgerRecord
-from stella.sorting import RunSlice
+from stella.sorting import RunSlice, merge_slices
 from transforms.ledger import RecordSummary
 from transforms.shards import WriteRunsFn
 
@@ -73,7 +72,7 @@ def _merge(slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns) -
     by_group: dict[str, list[RunSlice]] = defaultdict(list)
     for piece in slices:
         by_group[piece.group].append(piece)
-    return merge(root, lambda group: merge_bounded(by_group.get(group, []), temp_dir))
+    return merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
 
 
 class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]

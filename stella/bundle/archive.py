@@ -26,12 +26,10 @@ devices, duplicates (also case-insensitive ones) and oversize members (research 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
 import tarfile
-import tempfile
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from typing import IO, Any, BinaryIO, Final, cast
 import zstandard
 
 from stella.errors import BundleIntegrityError, UsageError
+from stella.storage import HashingWriter, atomic_local
 
 __all__ = [
     "FILE_MODE",
@@ -194,20 +193,6 @@ def _tar_size(infos: list[tarfile.TarInfo]) -> int:
     return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
-class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.hash = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self._out.write(data)
-        self.hash.update(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._out.flush()
-
-
 def _compressor(threads: int) -> zstandard.ZstdCompressor:
     params = zstandard.ZstdCompressionParameters(
         compression_level=ZSTD_LEVEL,
@@ -241,27 +226,17 @@ def write_tar_zst(src_dir: Path, out_path: Path, *, mtime: int, threads: int | N
         raise UsageError(f"the archive {out_path} must not be written inside the folder it archives")
     infos_and_paths = [(_tarinfo(e.name, e.size, mtime), e.path) for e in _scan(src_dir)]
     tar_size = _tar_size([info for info, _ in infos_and_paths])
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            hashed = _HashingWriter(raw)
-            with (
-                _compressor(workers).stream_writer(
-                    cast(BinaryIO, hashed), size=tar_size, closefd=False
-                ) as zout,
-                tarfile.open(
-                    fileobj=zout, mode="w|", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="strict"
-                ) as tar,
-            ):
-                for info, path in infos_and_paths:
-                    _add(tar, info, path)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return "sha256:" + hashed.hash.hexdigest()
+    with atomic_local(out_path) as raw:
+        hashed = HashingWriter(raw)
+        with (
+            _compressor(workers).stream_writer(cast(BinaryIO, hashed), size=tar_size, closefd=False) as zout,
+            tarfile.open(
+                fileobj=zout, mode="w|", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="strict"
+            ) as tar,
+        ):
+            for info, path in infos_and_paths:
+                _add(tar, info, path)
+    return hashed.digest
 
 
 def _add(tar: tarfile.TarFile, info: tarfile.TarInfo, path: Path) -> None:

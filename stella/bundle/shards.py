@@ -8,14 +8,13 @@ which is what ``sha256sum`` on the shard file shows.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
-from typing import IO
 
 import zstandard
 
 from stella import storage
 from stella.bundle.manifest import ContentEntry
+from stella.storage import HashingWriter
 
 __all__ = ["JSONL_CONTENT_TYPE", "ZSTD_LEVEL", "write_jsonl_shard", "zstd_compressor"]
 
@@ -30,24 +29,11 @@ def zstd_compressor() -> zstandard.ZstdCompressor:
     )
 
 
-class _Sink:
-    def __init__(self, handle: IO[bytes]) -> None:
-        self.handle = handle
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        self.handle.write(data)
-        return len(data)
-
-
 def write_jsonl_shard(root: str, relative_path: str, lines: Iterable[bytes]) -> ContentEntry:
     """Write ``lines`` (already canonical JSON, no newline) to ``root/relative_path``."""
     count = 0
     with storage.open_write(storage.join(root, relative_path)) as handle:
-        sink = _Sink(handle)
+        sink = HashingWriter(handle)
         with zstd_compressor().stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
             buffer: list[bytes] = []
             for line in lines:
@@ -60,7 +46,7 @@ def write_jsonl_shard(root: str, relative_path: str, lines: Iterable[bytes]) -> 
                 writer.write(b"\n".join(buffer) + b"\n")
     return ContentEntry(
         path=relative_path,
-        digest="sha256:" + sink.hash.hexdigest(),
+        digest=sink.digest,
         bytes=sink.size,
         records=count,
         content_type=JSONL_CONTENT_TYPE,

@@ -28,8 +28,6 @@ validly signed, but stale -- is refused; an equal one (a rerun) is accepted.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +37,7 @@ from typing import Any, Final
 from stella.bundle.sign import MANIFEST_ENVELOPE
 from stella.errors import NotFoundError, UsageError
 from stella.signers.interface import PublicKeyVerifier, load_verifier
+from stella.storage import atomic_local
 
 __all__ = [
     "TRUST_ROOT_SCHEMA",
@@ -271,14 +270,6 @@ def record_seen(path: Path, manifest: Mapping[str, Any]) -> bool:
         return False
     root["lastSeen"] = sorted([*others, entry], key=lambda s: (s["tenant"], s["profile"]))
     data = json.dumps(root, indent=2, sort_keys=True).encode() + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_local(path) as out:
+        out.write(data)
     return True

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from stella.errors import ProfileUnavailableError
+from stella.storage import atomic_local
 
 __all__ = ["load_pyrage", "publish"]
 
 
-@contextmanager
-def publish(dst: Path) -> Iterator[BinaryIO]:
-    """A temp file beside ``dst``, fsynced and renamed over it only if the block succeeds.
+def publish(dst: Path) -> AbstractContextManager[BinaryIO]:
+    """Encrypted and decrypted files appear complete or not at all.
 
     Decryption learns that a stream was truncated only at its end, so plaintext must not
     become visible under its final name before then; encryption gets the same guarantee
     so a crash never leaves half a ciphertext that looks complete.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return atomic_local(dst)
 
 
 def load_pyrage() -> Any:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import fastavro
 import zstandard
@@ -146,27 +146,6 @@ def read_segment(path: str) -> Iterator[LedgerRecord]:
             ) from exc
 
 
-class _HashingWriter:
-    """Hashes and counts bytes on their way to storage, so a segment is read only once."""
-
-    def __init__(self, sink: IO[bytes]) -> None:
-        self._sink = sink
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        self._sink.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._sink.flush()
-
-    def seekable(self) -> bool:
-        return False
-
-
 class LedgerStore:
     """One ledger root. Cheap to construct; every method goes to storage."""
 
@@ -244,7 +223,7 @@ class LedgerStore:
         final_avro = storage.join(directory, name + ".avro")
         try:
             with storage.open_write(final_avro + temp) as sink:
-                writer = _HashingWriter(sink)
+                writer = storage.HashingWriter(sink)
                 fastavro.writer(
                     writer,  # type: ignore[arg-type]  # duck-typed: write, flush, seekable
                     _schema(),
@@ -255,7 +234,7 @@ class LedgerStore:
         except BaseException:
             storage.remove(final_avro + temp)
             raise
-        meta = {"digest": "sha256:" + writer.hash.hexdigest(), "bytes": writer.size, "records": len(ordered)}
+        meta = {"digest": writer.digest, "bytes": writer.size, "records": len(ordered)}
         sidecars = {
             ".digests.zst": zstandard.ZstdCompressor(level=3).compress("\n".join(digests).encode()),
             ".meta.json": json.dumps(meta, sort_keys=True).encode(),

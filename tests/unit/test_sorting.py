@@ -54,3 +54,17 @@ def test_buckets_are_stable_values() -> None:
 def test_empty_run_writes_nothing(tmp_path: Path) -> None:
     assert write_run(str(tmp_path), []) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_merge_fan_in_is_bounded(tmp_path: Path) -> None:
+    import pytest
+
+    items = [("g", f"{n:05d}".encode(), b"v") for n in range(200)]
+    slices = [
+        piece for start in range(0, 200, 10) for piece in write_run(str(tmp_path), items[start : start + 10])
+    ]
+    assert len(slices) > 4
+    with pytest.raises(ValueError, match="needs a temp_dir"):
+        merge_slices(slices, fan_in=4)
+    merged = list(merge_slices(slices, temp_dir=str(tmp_path / "tmp"), fan_in=4))
+    assert merged == sorted((k, v) for _g, k, v in items)

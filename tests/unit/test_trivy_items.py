@@ -29,12 +29,11 @@ from stella.adapters.trivy.javadb import JavaIndexRow
 from stella.adapters.trivy.javaitems import ROWS_GROUP, conflict_items, java_db_items, java_rows
 from stella.adapters.trivy.payload import TrivyOptions, parse_trivy_options
 from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
-from stella.cascade import merge_bounded
 from stella.errors import UsageError
 from stella.ledger.ingest import to_record
 from stella.model import LedgerRecord
 from stella.profiles import parse_profile_options
-from stella.sorting import SortItem, write_run
+from stella.sorting import SortItem, merge_slices, write_run
 
 T0 = "2026-01-01T00:00:00Z"
 
@@ -210,9 +209,9 @@ def test_bounded_merge_equals_a_plain_sort(tmp_path: Path) -> None:
         piece for start in range(0, 1000, 50) for piece in write_run(str(tmp_path), items[start : start + 50])
     ]
     assert len(slices) > 8
-    merged: Iterator[tuple[bytes, bytes]] = merge_bounded(slices, str(tmp_path), fan_in=3)
+    merged: Iterator[tuple[bytes, bytes]] = merge_slices(slices, temp_dir=str(tmp_path), fan_in=3)
     assert list(merged) == sorted((k, v) for _g, k, v in items)
-    assert list(merge_bounded([], str(tmp_path))) == []
+    assert list(merge_slices([], temp_dir=str(tmp_path))) == []
 
 
 def test_profile_options() -> None:
