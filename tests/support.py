@@ -7,10 +7,12 @@ proves nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +81,57 @@ def stella_cli(
             f"stella {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+T0 = "2026-11-27T00:00:00Z"
+"""The received-at time tests ingest with, so ledgers (and bundles) are reproducible."""
+
+
+def ingest(
+    ledger: Path | str, *paths: Path | str, tenant: str = "acme", env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``stella ledger ingest`` through the console script; returns its JSON report."""
+    result = stella_cli(
+        "ledger",
+        "ingest",
+        "--tenant",
+        tenant,
+        "--ledger",
+        str(ledger),
+        "--ingested-at",
+        T0,
+        "--json",
+        *map(str, paths),
+        env=env,
+        check=True,
+    )
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def export(
+    ledger: Path | str,
+    out: Path | str,
+    *extra: str,
+    tenant: str = "acme",
+    profile: str = "json:raw",
+    env: dict[str, str] | None = None,
+) -> Path:
+    """``stella export run`` through the console script; returns the published bundle's path."""
+    result = stella_cli(
+        "export",
+        "run",
+        "--tenant",
+        tenant,
+        "--profile",
+        profile,
+        "--ledger",
+        str(ledger),
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+        env=env,
+        check=True,
+    )
+    return Path(json.loads(result.stdout)["bundle"])

@@ -12,10 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
-from tests.support import REPO, stella_cli, tree_digests
+from tests.support import REPO, export, ingest, stella_cli, tree_digests
 
 GOLDEN = REPO / "tests" / "golden" / "json-raw-small"
-T0 = "2026-11-27T00:00:00Z"
 
 DOCUMENTS = {
     "osv.jsonl": "\n".join(
@@ -99,33 +98,8 @@ def test_small_ledger_exports_to_the_golden_bundle(tmp_path: Path) -> None:
     for name, text in DOCUMENTS.items():
         (inputs / name).write_text(text, encoding="utf-8")
     ledger = tmp_path / "ledger"
-    stella_cli(
-        "ledger",
-        "ingest",
-        "--tenant",
-        "golden",
-        "--ledger",
-        str(ledger),
-        "--ingested-at",
-        T0,
-        str(inputs),
-        check=True,
-    )
-    result = stella_cli(
-        "export",
-        "run",
-        "--tenant",
-        "golden",
-        "--profile",
-        "json:raw",
-        "--ledger",
-        str(ledger),
-        "--out",
-        str(tmp_path / "out"),
-        "--json",
-        check=True,
-    )
-    bundle = Path(json.loads(result.stdout)["bundle"])
+    ingest(ledger, inputs, tenant="golden")
+    bundle = export(ledger, tmp_path / "out", tenant="golden")
     if os.environ.get("STELLA_UPDATE_GOLDEN") == "1":
         shutil.rmtree(GOLDEN, ignore_errors=True)
         shutil.copytree(bundle, GOLDEN)

@@ -10,44 +10,17 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.support import require_tool, stella_cli, tree_digests
+from tests.support import export, ingest, require_tool, stella_cli, tree_digests
 
-T0 = "2026-11-27T00:00:00Z"
 FOLDERS = ("advisories", "sboms", "vex")
 
 
 def _ingest(ledger: Path, shared_data: Path, order: tuple[str, ...] = FOLDERS) -> None:
-    stella_cli(
-        "ledger",
-        "ingest",
-        "--tenant",
-        "acme",
-        "--ledger",
-        str(ledger),
-        "--ingested-at",
-        T0,
-        *(str(shared_data / f) for f in order),
-        check=True,
-    )
+    ingest(ledger, *(shared_data / f for f in order))
 
 
 def _export(ledger: Path, out: Path, *extra: str) -> Path:
-    result = stella_cli(
-        "export",
-        "run",
-        "--tenant",
-        "acme",
-        "--profile",
-        "json:raw",
-        "--ledger",
-        str(ledger),
-        "--out",
-        str(out),
-        "--json",
-        *extra,
-        check=True,
-    )
-    return Path(json.loads(result.stdout)["bundle"])
+    return export(ledger, out, *extra)
 
 
 @pytest.fixture(scope="module")
