@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.services import free_port
 from tests.support import VENV_BIN, require
 
 __all__ = ["dask_cluster"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -25,7 +19,7 @@ def dask_cluster(log_dir: Path, workers: int = 2) -> Iterator[str]:
     """Yield the scheduler address once ``workers`` workers have registered."""
     dask = VENV_BIN / "dask"
     require(dask.exists(), "dask (pip install 'apache-beam[dask]')")
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"
     processes = [
         subprocess.Popen(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -10,15 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.services import free_port, stop
 from tests.support import VENV_BIN, require
 
 __all__ = ["gcs_emulator"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -26,7 +20,7 @@ def gcs_emulator(data_dir: Path) -> Iterator[str]:
     """Start the emulator; yield its base URL (for STORAGE_EMULATOR_HOST); stop it after."""
     binary = VENV_BIN / "gcp-storage-emulator"
     require(binary.exists(), "gcp-storage-emulator (pip install gcp-storage-emulator)")
-    port = _free_port()
+    port = free_port()
     log = (data_dir / "emulator.log").open("wb")
     process = subprocess.Popen(
         [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
@@ -48,9 +42,5 @@ def gcs_emulator(data_dir: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()

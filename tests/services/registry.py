@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,7 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Registry", "free_port", "run_registry"]
+from tests.services import free_port, stop
+
+__all__ = ["Registry", "run_registry"]
 
 _STARTUP_TIMEOUT = 30.0
 
@@ -39,13 +40,6 @@ class Registry:
     @property
     def url(self) -> str:
         return f"http://{self.address}"
-
-
-def free_port() -> int:
-    """A port the kernel just handed out on 127.0.0.1 (racy in theory, fine for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(storage: Path, port: int, *, readonly: bool) -> str:
@@ -106,9 +100,4 @@ def run_registry(binary: str, workdir: Path, *, readonly: bool = False) -> Itera
             _wait_ready(registry.url, process, log)
             yield registry
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process)
