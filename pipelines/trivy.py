@@ -45,9 +45,9 @@ from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.model import LedgerRecord
 from transforms.bundle import AssembleBundle
-from transforms.ledger import ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
+from transforms.ledger import KeepRecords, ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
 from transforms.shards import AdaptRecords
-from transforms.trivy import KeepRecords, WriteTrivyArtifact, artifact_times
+from transforms.trivy import WriteTrivyArtifact, artifact_times
 
 __all__ = ["build_trivy_db", "build_trivy_java_db"]
 

@@ -24,6 +24,7 @@ __all__ = [
     "JSONValue",
     "canonical_document",
     "dumps",
+    "dumps_plain",
     "sha256_digest",
     "sha256_hex",
 ]
@@ -91,6 +92,17 @@ def dumps(value: JSONValue) -> bytes:
         return _fast(value)
     except (UnicodeEncodeError, ValueError) as exc:
         raise InputError(f"value cannot be canonicalised as RFC 8785 JSON: {exc}") from exc
+
+
+def dumps_plain(value: JSONValue) -> bytes:
+    """RFC 8785 bytes of a value built by this project from strings, lists and ASCII keys.
+
+    For such values (no numbers beyond small ints, no floats, keys that sort the same
+    in UTF-16 and code-point order) JCS *is* ``json.dumps(sort_keys=True)``, so the
+    safety walk of :func:`dumps` is skipped: it costs more than the encoding on the hot
+    path (every exported record's envelope). Never use it for untrusted documents.
+    """
+    return _fast(value)
 
 
 class _Probe:

@@ -7,7 +7,7 @@ element, and a batch of a few thousand records makes that cost vanish next to th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -17,10 +17,11 @@ from stella.ledger.store import read_segment
 from stella.model import LedgerRecord
 from stella.selectors import Selectors
 from stella.timefmt import later
+from transforms.coders import RecordBatch
 
-__all__ = ["ReadLedger", "RecordSummary", "SelectRecords", "SummarizeRecords"]
+__all__ = ["KeepRecords", "ReadLedger", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 
-Batch = list[LedgerRecord]
+Batch = RecordBatch
 
 
 class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
@@ -36,7 +37,7 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
         self._read = Metrics.counter("ledger", "records_read")
 
     def process(self, path: str) -> Iterator[Batch]:
-        batch: Batch = []
+        batch = RecordBatch()
         size = 0
         for record in read_segment(path):
             batch.append(record)
@@ -44,7 +45,7 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
             if len(batch) >= self._batch_size or size >= self._batch_bytes:
                 self._read.inc(len(batch))
                 yield batch
-                batch, size = [], 0
+                batch, size = RecordBatch(), 0
         if batch:
             self._read.inc(len(batch))
             yield batch
@@ -80,15 +81,15 @@ class ReadLedger(beam.PTransform):  # type: ignore[misc]
         )
 
 
-class _SelectFn(beam.DoFn):  # type: ignore[misc]
-    def __init__(self, selectors: Selectors) -> None:
-        self._selectors = selectors
-        self._selected = Metrics.counter("select", "selected")
-        self._dropped = Metrics.counter("select", "dropped")
+class _FilterFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, predicate: Callable[[LedgerRecord], bool], counter: str) -> None:
+        self._predicate = predicate
+        self._kept = Metrics.counter(counter, "kept")
+        self._dropped = Metrics.counter(counter, "dropped")
 
     def process(self, batch: Batch) -> Iterator[Batch]:
-        kept = [r for r in batch if self._selectors.matches(r)]
-        self._selected.inc(len(kept))
+        kept = RecordBatch(r for r in batch if self._predicate(r))
+        self._kept.inc(len(kept))
         self._dropped.inc(len(batch) - len(kept))
         if kept:
             yield kept
@@ -102,7 +103,25 @@ class SelectRecords(beam.PTransform):  # type: ignore[misc]
         self._selectors = selectors
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | "MatchSelectors" >> beam.ParDo(_SelectFn(self._selectors)).with_output_types(Batch)
+        fn = _FilterFn(self._selectors.matches, "select")
+        return batches | "MatchSelectors" >> beam.ParDo(fn).with_output_types(Batch)
+
+
+class KeepRecords(beam.PTransform):  # type: ignore[misc]
+    """Batches -> batches of only the records a profile reads (e.g. OSV advisories).
+
+    Unlike selectors this is the profile's own input filter, counted separately, so a
+    user can tell "not selected" from "not something this profile exports".
+    """
+
+    def __init__(self, keep: Callable[[LedgerRecord], bool]) -> None:
+        super().__init__()
+        self._keep = keep
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        return batches | "KeepProfileRecords" >> beam.ParDo(
+            _FilterFn(self._keep, "profile")
+        ).with_output_types(Batch)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
 from stella.model import LedgerRecord
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
+from transforms.coders import ItemBatch
 
 __all__ = ["AdaptRecords", "ShardWriter", "WriteSortedShards"]
 
@@ -36,10 +37,10 @@ class AdaptRecords(beam.PTransform):  # type: ignore[misc]
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         adapter = self._adapter
 
-        def adapt(batch: list[LedgerRecord]) -> list[SortItem]:
-            return [item for record in batch for item in adapter(record)]
+        def adapt(batch: list[LedgerRecord]) -> ItemBatch:
+            return ItemBatch(item for record in batch for item in adapter(record))
 
-        return batches | "ApplyAdapter" >> beam.Map(adapt).with_output_types(list[SortItem])
+        return batches | "ApplyAdapter" >> beam.Map(adapt).with_output_types(ItemBatch)
 
 
 class WriteRunsFn(beam.DoFn):  # type: ignore[misc]

@@ -1,4 +1,4 @@
-"""``KeepRecords`` and ``WriteTrivyArtifact``: from adapter items to a Trivy DB bundle payload.
+"""``WriteTrivyArtifact``: from adapter items to a Trivy DB bundle payload.
 
 A Trivy DB is one file, not a set of shards, and its groups depend on each other (the
 revision stream decides what the DB stream may contain), so instead of
@@ -16,48 +16,21 @@ from datetime import datetime
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from stella.adapters.trivy.payload import TrivyLayout, TrivyOptions, write_artifact_files
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
-from stella.model import LedgerRecord
 from stella.sorting import RunSlice, merge_slices
 from transforms.ledger import RecordSummary
 from transforms.shards import WriteRunsFn
 
-__all__ = ["KeepRecords", "MergeRuns", "SortedStreams", "WriteTrivyArtifact", "artifact_times"]
+__all__ = ["MergeRuns", "SortedStreams", "WriteTrivyArtifact", "artifact_times"]
 
 SortedStreams = Callable[[str], Iterator[tuple[bytes, bytes]]]
 """group -> its (key, value) pairs in order (empty for a group without items)."""
 MergeRuns = Callable[[str, SortedStreams], list[ContentEntry]]
 """(staging root, sorted streams) -> entries of the files written: one profile's merge."""
-
-Batch = list[LedgerRecord]
-
-
-class _KeepFn(beam.DoFn):  # type: ignore[misc]
-    def __init__(self, keep: Callable[[LedgerRecord], bool]) -> None:
-        self._keep = keep
-        self._ignored = Metrics.counter("select", "ignored_by_profile")
-
-    def process(self, batch: Batch) -> Iterator[Batch]:
-        kept = [record for record in batch if self._keep(record)]
-        self._ignored.inc(len(batch) - len(kept))
-        if kept:
-            yield kept
-
-
-class KeepRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches -> batches of only the records a profile reads (e.g. OSV advisories)."""
-
-    def __init__(self, keep: Callable[[LedgerRecord], bool]) -> None:
-        super().__init__()
-        self._keep = keep
-
-    def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | "KeepProfileRecords" >> beam.ParDo(_KeepFn(self._keep)).with_output_types(Batch)
 
 
 def artifact_times(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from stella.canonical import dumps
+from stella.canonical import dumps_plain
 from stella.model import LedgerRecord
 from stella.sorting import SortItem
 
@@ -39,7 +39,14 @@ def envelope_line(record: LedgerRecord) -> bytes:
         "tenant": record.tenant,
     }
     return b"".join(
-        (b'{"digest":', dumps(record.digest), b',"document":', record.document, b",", dumps(rest)[1:])
+        (
+            b'{"digest":',
+            dumps_plain(record.digest),
+            b',"document":',
+            record.document,
+            b",",
+            dumps_plain(rest)[1:],
+        )
     )
 
 

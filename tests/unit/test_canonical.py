@@ -81,3 +81,17 @@ def test_uncanonicalisable_input_is_a_clear_error(raw: bytes, fragment: str) -> 
 
 def test_digest_notation() -> None:
     assert sha256_digest(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.text(alphabet=st.characters(max_codepoint=127), max_size=10),
+        st.none() | st.booleans() | st.text() | st.lists(st.text(), max_size=4),
+        max_size=8,
+    )
+)
+def test_plain_fast_path_equals_reference_for_envelope_shaped_values(value: dict[str, object]) -> None:
+    from stella.canonical import dumps_plain
+
+    assert dumps_plain(value) == rfc8785.dumps(value)
