@@ -245,7 +245,7 @@ def run(mb: int, *, workdir: Path | None = None) -> dict[str, Any]:
     return {"payload_bytes": size, "round_trips_ok": round_trips_ok, "rows": rows}
 
 
-def _table(report: dict[str, Any]) -> str:
+def table(report: dict[str, Any]) -> str:
     lines = [
         f"payload: {report['payload_bytes'] / (1 << 20):.0f} MiB advisory JSONL; "
         f"decrypt round trips match: {report['round_trips_ok']}",
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         _child(*args.child)
         return 0
     report = run(args.mb, workdir=args.dir)
-    print(json.dumps(report, indent=2) if args.json else _table(report))
+    print(json.dumps(report, indent=2) if args.json else table(report))
     return 0 if report["round_trips_ok"] else 1
 
 

@@ -1,0 +1,36 @@
+"""``python -m benchmarks``: every benchmark, each beside its in-run baseline.
+
+    python -m benchmarks                    # the issue sizes: 1,000,000 documents, 1 GB payloads
+    python -m benchmarks --records 100000   # a quicker pass
+    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, sign_encrypt, encryption
+
+Ledgers are generated once and cached under .cache/bench (STELLA_BENCH_CACHE).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks import encryption_overhead, json_raw, sign_encrypt, trivy_db
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000, help="ledger size for the export benchmarks")
+    parser.add_argument("--mb", type=int, default=1024, help="payload size for the signing/encryption benchmarks")
+    parser.add_argument("--only", choices=["json_raw", "trivy_db", "sign_encrypt", "encryption"])
+    args = parser.parse_args()
+    runs = {
+        "json_raw": lambda: json_raw.run(args.records),
+        "trivy_db": lambda: trivy_db.run(args.records),
+        "sign_encrypt": lambda: sign_encrypt.run(args.mb),
+        "encryption": lambda: print(encryption_overhead.table(encryption_overhead.run(args.mb))),
+    }
+    for name, run in runs.items():
+        if args.only in (None, name):
+            print(f"\n=== {name} ===", flush=True)
+            run()
+
+
+if __name__ == "__main__":
+    main()
