@@ -15,9 +15,15 @@ from benchmarks import encryption_overhead, json_raw, sign_encrypt, trivy_db
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=1_000_000, help="ledger size for the export benchmarks")
-    parser.add_argument("--mb", type=int, default=1024, help="payload size for the signing/encryption benchmarks")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records", type=int, default=1_000_000, help="ledger size for the export benchmarks"
+    )
+    parser.add_argument(
+        "--mb", type=int, default=1024, help="payload size for the signing/encryption benchmarks"
+    )
     parser.add_argument("--only", choices=["json_raw", "trivy_db", "sign_encrypt", "encryption"])
     args = parser.parse_args()
     runs = {

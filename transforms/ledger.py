@@ -6,6 +6,7 @@ element, and a batch of a few thousand records makes that cost vanish next to th
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from transforms.coders import RecordBatch
 __all__ = ["KeepRecords", "ReadLedger", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 
 Batch = RecordBatch
+_LOG = logging.getLogger(__name__)
 
 
 class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
@@ -38,8 +40,9 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
 
     def process(self, path: str) -> Iterator[Batch]:
         batch = RecordBatch()
-        size = 0
+        size = total = 0
         for record in read_segment(path):
+            total += 1
             batch.append(record)
             size += len(record.document)
             if len(batch) >= self._batch_size or size >= self._batch_bytes:
@@ -49,6 +52,7 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
         if batch:
             self._read.inc(len(batch))
             yield batch
+        _LOG.info("read %s: %d records", path.rsplit("/", 1)[-1], total)
 
 
 class ReadLedger(beam.PTransform):  # type: ignore[misc]

@@ -9,6 +9,7 @@ ever passes through the shuffle, which keeps memory flat on the in-process runne
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 
 import apache_beam as beam
@@ -20,6 +21,8 @@ from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_
 from transforms.coders import ItemBatch
 
 __all__ = ["AdaptRecords", "ShardWriter", "WriteSortedShards"]
+
+_LOG = logging.getLogger(__name__)
 
 ShardWriter = Callable[[str, str, Iterator[tuple[bytes, bytes]]], ContentEntry]
 """(output root, relative path, sorted (key, value) pairs) -> the written file's entry."""
@@ -70,7 +73,9 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
         path = self._path_for(group, index, total)
-        yield self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
+        entry = self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
+        _LOG.info("wrote %s: %s records, %d bytes", path, entry.records, entry.bytes)
+        yield entry
 
 
 class WriteSortedShards(beam.PTransform):  # type: ignore[misc]

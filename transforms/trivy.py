@@ -10,6 +10,7 @@ streams the runs back in key order. No document passes through the shuffle.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -26,6 +27,8 @@ from transforms.ledger import RecordSummary
 from transforms.shards import WriteRunsFn
 
 __all__ = ["MergeRuns", "SortedStreams", "WriteTrivyArtifact", "artifact_times"]
+
+_LOG = logging.getLogger(__name__)
 
 SortedStreams = Callable[[str], Iterator[tuple[bytes, bytes]]]
 """group -> its (key, value) pairs in order (empty for a group without items)."""
@@ -45,7 +48,14 @@ def _merge(slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns) -
     by_group: dict[str, list[RunSlice]] = defaultdict(list)
     for piece in slices:
         by_group[piece.group].append(piece)
-    return merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
+    counts = {group: sum(p.count for p in pieces) for group, pieces in sorted(by_group.items())}
+    _LOG.info(
+        "merging sorted runs into the database: %s", ", ".join(f"{g} {n} items" for g, n in counts.items())
+    )
+    entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
+    for entry in entries:
+        _LOG.info("wrote %s: %d bytes", entry.path, entry.bytes)
+    return entries
 
 
 class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]

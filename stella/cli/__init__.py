@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import uuid
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stella {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
     groups.required = True
     ledger_cmd.register(groups)
@@ -52,9 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(*, verbose: bool, quiet: bool) -> None:
+    """Progress lines from our own packages on stderr (stdout stays for results)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    for name in ("stella", "transforms", "pipelines", "runners"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
+    _configure_logging(verbose=verbose, quiet="-q" in args_list or "--quiet" in args_list)
     trace_id = uuid.uuid4().hex
     try:
         parser = build_parser()

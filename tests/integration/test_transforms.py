@@ -156,3 +156,17 @@ def test_assemble_bundle_writes_manifest_after_contents(tmp_path: Path, ghsa_led
         "data/raw/vex/part-00000-of-00001.jsonl.zst",
     ]
     assert sum(c["records"] for c in manifest["contents"]) == 21
+
+
+def test_keep_records_applies_the_profile_input_filter(ghsa_ledger: LedgerStore) -> None:
+    from stella.model import Kind
+    from transforms.ledger import KeepRecords
+
+    with offline_test_pipeline() as p:
+        kinds = (
+            p
+            | ReadLedger([s.path for s in ghsa_ledger.segments("acme")])
+            | KeepRecords(lambda r: r.kind is Kind.VEX)
+            | beam.FlatMap(lambda b: [r.kind.value for r in b])
+        )
+        assert_that(kinds, equal_to(["vex"] * 7))
