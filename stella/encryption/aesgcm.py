@@ -238,11 +238,17 @@ def encrypt_stream(
             break
         current, ahead, filled = ahead, current, next_filled
         index += 1
+    return _result(plain_hash, total_plain, cipher_hash, total_cipher)
+
+
+def _result(
+    plain_hash: hashlib._Hash, plain_bytes: int, cipher_hash: hashlib._Hash, cipher_bytes: int
+) -> EncryptionResult:
     return EncryptionResult(
         plaintext_digest="sha256:" + plain_hash.hexdigest(),
-        plaintext_bytes=total_plain,
+        plaintext_bytes=plain_bytes,
         ciphertext_digest="sha256:" + cipher_hash.hexdigest(),
-        ciphertext_bytes=total_cipher,
+        ciphertext_bytes=cipher_bytes,
     )
 
 
@@ -305,12 +311,7 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, *, dek: bytes, run_id: str, pat
             break
         current, ahead, filled = ahead, current, next_filled
         index += 1
-    return EncryptionResult(
-        plaintext_digest="sha256:" + plain_hash.hexdigest(),
-        plaintext_bytes=total_plain,
-        ciphertext_digest="sha256:" + cipher_hash.hexdigest(),
-        ciphertext_bytes=total_cipher,
-    )
+    return _result(plain_hash, total_plain, cipher_hash, total_cipher)
 
 
 def _diagnose(
