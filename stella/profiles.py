@@ -26,6 +26,7 @@ class Profile:
     status: ProfileStatus
     contents: str
     consumer: str
+    options: tuple[str, ...] = ()  # the ``--option`` keys this profile accepts
 
     def to_json(self) -> dict[str, str]:
         """The manifest's ``profile`` object (StellaOps run-manifest field names)."""
@@ -61,6 +62,7 @@ PROFILES: Mapping[str, Profile] = {
             ProfileStatus.AVAILABLE,
             "Trivy vulnerability DB schema 2 (bbolt) as db.tar.gz and OCI layout",
             "Trivy 0.76",
+            ("next-update",),
         ),
         Profile(
             "trivy:java-db",
@@ -70,6 +72,7 @@ PROFILES: Mapping[str, Profile] = {
             ProfileStatus.AVAILABLE,
             "Trivy Java DB schema 1 (SQLite: jar SHA-1 -> Maven GAV)",
             "Trivy 0.76",
+            ("next-update",),
         ),
         Profile(
             "mirror:full",
@@ -117,14 +120,15 @@ def get_profile(name: str, *, require_available: bool = True) -> Profile:
 _OPTION_KEY = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 
-def parse_profile_options(pairs: Sequence[str]) -> dict[str, str]:
+def parse_profile_options(pairs: Sequence[str], profile: Profile) -> dict[str, str]:
     """``--option key=value`` pairs as the request's ``options`` (keys camelCased, as in the manifest).
 
-    Which keys a profile accepts is the profile pipeline's decision; here only the shape
-    is checked, and a key given twice is an error rather than a silent last-wins.
+    Every profile declares the keys it accepts, so a typo fails here, before the ledger
+    is read, whatever the profile; the profile's pipeline still validates the values.
 
     Raises:
-        UsageError: not ``key=value``, a malformed key, or a repeated key.
+        UsageError: not ``key=value``, a malformed or repeated key, or a key the profile
+            does not accept (the message lists the ones it does).
     """
     options: dict[str, str] = {}
     for pair in pairs:
@@ -133,6 +137,12 @@ def parse_profile_options(pairs: Sequence[str]) -> dict[str, str]:
             raise UsageError(
                 f"--option {pair!r}: expected key=value with a lower-case key (e.g. next-update=48h)",
                 details={"option": pair},
+            )
+        if key not in profile.options:
+            known = ", ".join(profile.options) or "none"
+            raise UsageError(
+                f"--option {key}: profile {profile.name} has no such option; its options: {known}",
+                details={"option": key, "profile": profile.name, "options": list(profile.options)},
             )
         name = re.sub(r"-([a-z0-9])", lambda m: m.group(1).upper(), key)
         if name in options:

@@ -65,8 +65,7 @@ def register(groups: Any) -> None:
 def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: list[str]) -> ExportRequest:
     profile = get_profile(args.profile)
     parsed = parse_selectors(selectors)
-    store = LedgerStore(root)
-    segments = tuple(store.require_segments(tenant))
+    options = parse_profile_options(getattr(args, "option", []), profile)
     as_of = None
     if getattr(args, "as_of", None):
         try:
@@ -75,6 +74,7 @@ def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: lis
             raise UsageError(f"--as-of {args.as_of!r} is not an RFC 3339 time") from exc
     if args.records_per_shard < 1:
         raise UsageError("--records-per-shard must be at least 1")
+    segments = tuple(LedgerStore(root).require_segments(tenant))  # usage errors first, then the ledger
     return ExportRequest(
         tenant=tenant,
         profile=profile,
@@ -84,7 +84,7 @@ def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: lis
         out_dir=args.out,
         as_of=as_of,
         records_per_shard=args.records_per_shard,
-        options=parse_profile_options(getattr(args, "option", [])),
+        options=options,
         encryption=bundle_cmd.encryption_from_args(args),
     )
 
@@ -151,14 +151,21 @@ def _profiles(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(
             [
-                {**p.to_json(), "status": p.status.value, "contents": p.contents, "consumer": p.consumer}
+                {
+                    **p.to_json(),
+                    "status": p.status.value,
+                    "contents": p.contents,
+                    "consumer": p.consumer,
+                    "options": list(p.options),
+                }
                 for p in PROFILES.values()
             ]
         )
         return 0
-    print(f"{'profile':<15} {'status':<10} contents")
+    print(f"{'profile':<15} {'status':<10} {'options':<12} contents")
     for profile in PROFILES.values():
-        print(f"{profile.name:<15} {profile.status.value:<10} {profile.contents}")
+        options = ", ".join(profile.options) or "-"
+        print(f"{profile.name:<15} {profile.status.value:<10} {options:<12} {profile.contents}")
     return 0
 
 

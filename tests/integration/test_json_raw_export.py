@@ -186,6 +186,9 @@ def test_cli_errors_map_to_documented_exit_codes(ledger: Path, tmp_path: Path) -
     base = ["export", "run", "--tenant", "acme", "--ledger", str(ledger), "--out", str(tmp_path)]
     assert stella_cli(*base, "--profile", "json:raw", "--selector", "colour=blue").returncode == 2
     assert stella_cli(*base, "--profile", "json:nope").returncode == 2
+    typo = stella_cli(*base, "--profile", "json:raw", "--option", "next-update=1d")
+    assert typo.returncode == 2 and "profile json:raw has no such option" in typo.stderr
+    assert stella_cli(*base, "--profile", "trivy:db", "--option", "nxt-update=1d").returncode == 2
     assert stella_cli(*base, "--profile", "mirror:delta").returncode == 10
     missing = stella_cli(
         "export",

@@ -32,7 +32,7 @@ from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
 from stella.errors import UsageError
 from stella.ledger.ingest import to_record
 from stella.model import LedgerRecord
-from stella.profiles import parse_profile_options
+from stella.profiles import get_profile, parse_profile_options
 from stella.sorting import SortItem, merge_slices, write_run
 
 T0 = "2026-01-01T00:00:00Z"
@@ -215,10 +215,14 @@ def test_bounded_merge_equals_a_plain_sort(tmp_path: Path) -> None:
 
 
 def test_profile_options() -> None:
-    assert parse_profile_options(["next-update=48h"]) == {"nextUpdate": "48h"}
-    for bad in (["next-update"], ["Next=1"], ["a=1", "a=2"]):
+    trivy_db, json_raw = get_profile("trivy:db"), get_profile("json:raw")
+    assert parse_profile_options(["next-update=48h"], trivy_db) == {"nextUpdate": "48h"}
+    assert parse_profile_options([], json_raw) == {}
+    for bad in (["next-update"], ["Next=1"], ["next-update=1d", "next-update=2d"], ["colour=red"]):
         with pytest.raises(UsageError):
-            parse_profile_options(bad)
+            parse_profile_options(bad, trivy_db)
+    with pytest.raises(UsageError, match="json:raw has no such option; its options: none"):
+        parse_profile_options(["next-update=48h"], json_raw)
     updated = datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_trivy_options({}).next_update_after(updated, timedelta(hours=24)) == updated + timedelta(
         hours=24
@@ -229,7 +233,7 @@ def test_profile_options() -> None:
     absolute = parse_trivy_options({"nextUpdate": "2026-02-01T00:00:00Z"})
     assert absolute.next_update_after(updated, timedelta()) == datetime(2026, 2, 1, tzinfo=UTC)
     assert TrivyOptions().next_update is None
-    for bad_options in ({"nextUpdate": "soon"}, {"nextUpdate": "99999d"}, {"color": "red"}):
+    for bad_options in ({"nextUpdate": "soon"}, {"nextUpdate": "99999d"}):
         with pytest.raises(UsageError):
             parse_trivy_options(bad_options)
 

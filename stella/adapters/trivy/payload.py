@@ -131,18 +131,15 @@ class TrivyOptions:
 
 
 def parse_trivy_options(options: Mapping[str, Any]) -> TrivyOptions:
-    """Validate the request's profile options (keys as the manifest records them).
+    """Validate the values of the request's profile options (keys as the manifest records them).
+
+    Which keys exist is checked once for every profile, by
+    :func:`stella.profiles.parse_profile_options`.
 
     Raises:
-        UsageError: an unknown option, or a ``nextUpdate`` that is neither a duration
-            nor an RFC 3339 time, or a duration of more than ten years.
+        UsageError: a ``nextUpdate`` that is neither a duration nor an RFC 3339 time,
+            or a duration of more than ten years.
     """
-    unknown = sorted(set(options) - {"nextUpdate", "recordsPerShard"})
-    if unknown:
-        raise UsageError(
-            f"unknown Trivy profile option(s) {', '.join(unknown)}; known: next-update",
-            details={"unknown": unknown},
-        )
     if options.get("nextUpdate") is None:
         return TrivyOptions()
     text = str(options["nextUpdate"])
