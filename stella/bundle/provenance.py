@@ -23,8 +23,15 @@ BUILDER_ID = f"https://stella-ops.org/export-center/builder/{TOOL_NAME}@{__versi
 
 
 def segment_uri(tenant: str, name: str) -> str:
-    """A ledger segment as a resolved dependency: location-free, so any copy of the ledger matches."""
-    return f"stella-ledger:tenants/{tenant}/segments/{name}"
+    """A ledger segment as a resolved dependency, named by content only.
+
+    Location-free, so any copy of the ledger matches; and without the segment's sequence
+    number (``<seq>-<content>.avro`` -> ``<content>.avro``), so ingesting the same
+    batches in another order -- which numbers the same segments differently -- resolves
+    to the same dependencies and the same provenance bytes.
+    """
+    content = name.split("-", 1)[-1]
+    return f"stella-ledger:tenants/{tenant}/segments/{content}"
 
 
 def build_provenance(
