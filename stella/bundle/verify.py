@@ -48,7 +48,6 @@ __all__ = [
     "observe",
     "observe_bundle",
     "verify_bundle",
-    "verify_directory",
 ]
 
 CONTROL_FILES = ("export.json", "provenance.json")
@@ -402,11 +401,3 @@ def verify_bundle(path: Path, *, trust: TrustPolicy | None = None) -> BundleVeri
             Mismatch(v.file, v.reason, TrustError.code) for v in violations
         ]
     return BundleVerification(report, manifest, control)
-
-
-def verify_directory(root: Path) -> tuple[VerifyReport, dict[str, Any], dict[str, bytes]]:
-    """Integrity-only verification of a bundle folder; returns the report, manifest and control files."""
-    if not root.is_dir():
-        raise NotFoundError(f"bundle {root} does not exist or is not a folder", details={"bundle": str(root)})
-    result = verify_bundle(root)
-    return result.report, result.manifest or {}, result.control

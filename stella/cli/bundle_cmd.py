@@ -21,11 +21,13 @@ from stella.signers.interface import KEY_REF_SCHEMES, Signer, load_signer
 
 __all__ = [
     "add_run_arguments",
+    "add_trust_arguments",
     "encryption_from_args",
     "print_verify",
     "register",
     "signer_from_args",
     "summary_fields",
+    "trust_from_args",
 ]
 
 
@@ -81,9 +83,7 @@ def register(commands: Any) -> None:
         "5 trust (unknown key, replayed signature, rollback, key not allowed for tenant/profile).",
     )
     verify.add_argument("bundle", metavar="BUNDLE")
-    trust = verify.add_mutually_exclusive_group()
-    trust.add_argument("--key", metavar="PUB", help="the one public key (PEM) to trust")
-    trust.add_argument("--trust-root", metavar="FILE", help="trust-root file (docs/trust-root.md)")
+    add_trust_arguments(verify, "the one public key (PEM) to trust")
     verify.add_argument(
         "--record",
         action="store_true",
@@ -112,15 +112,20 @@ def register(commands: Any) -> None:
         help="age identity file (age-keygen) or RSA private key PEM (repeatable)",
     )
     decrypt.add_argument("--out", required=True, metavar="DIR", help="folder the plaintext bundle goes in")
-    group = decrypt.add_mutually_exclusive_group()
-    group.add_argument("--key", metavar="PUB", help="verify signatures with this public key first")
-    group.add_argument("--trust-root", metavar="FILE", help="verify against this trust root first")
+    add_trust_arguments(decrypt, "verify signatures with this public key first")
     decrypt.add_argument("--overwrite", action="store_true")
     decrypt.add_argument("--json", action="store_true")
     decrypt.set_defaults(handler=_decrypt)
 
 
-def _trust(args: argparse.Namespace) -> TrustPolicy | None:
+def add_trust_arguments(parser: argparse.ArgumentParser, key_help: str) -> None:
+    """``--key PUB | --trust-root FILE``: every command that reads a bundle trusts the same way."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--key", metavar="PUB", help=key_help)
+    group.add_argument("--trust-root", metavar="FILE", help="trust-root file (docs/trust-root.md)")
+
+
+def trust_from_args(args: argparse.Namespace) -> TrustPolicy | None:
     if args.key:
         return trust_key(Path(args.key))
     if args.trust_root:
@@ -151,7 +156,7 @@ def print_verify(report: VerifyReport) -> None:
 def _verify(args: argparse.Namespace) -> int:
     if args.record and not args.trust_root:
         raise UsageError("--record updates a trust root: give --trust-root FILE")
-    result = verify_bundle(Path(args.bundle), trust=_trust(args))
+    result = verify_bundle(Path(args.bundle), trust=trust_from_args(args))
     report = result.report
     if not args.json:
         print_verify(report)
@@ -190,7 +195,7 @@ def _decrypt(args: argparse.Namespace) -> int:
             raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})
         identities.extend(parse_identities(path.read_bytes(), source=str(path)))
     outcome = decrypt_bundle(
-        Path(args.bundle), identities, Path(args.out), trust=_trust(args), overwrite=args.overwrite
+        Path(args.bundle), identities, Path(args.out), trust=trust_from_args(args), overwrite=args.overwrite
     )
     summary = {
         "bundle": str(outcome.path),

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest
-from stella.bundle.verify import verify_directory
+from stella.bundle.verify import verify_bundle
 from stella.cli import bundle_cmd, push_cmd
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
 from stella.documents.interface import normalize_time
@@ -185,7 +185,7 @@ def run_demo(args: argparse.Namespace) -> int:
     request = _request(args, tenant=DEMO_TENANT, root=root, selectors=[])
     outcome = run_export(request, [])
     summary = _summary(outcome)
-    report, _m, _c = verify_directory(outcome.path)
+    report = verify_bundle(outcome.path).report
     summary["verified"] = report.ok
     if args.json:
         emit_json(summary)

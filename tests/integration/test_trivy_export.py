@@ -18,6 +18,8 @@ import json
 import shutil
 import sqlite3
 import tarfile
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
@@ -290,6 +292,23 @@ def test_pushed_bundles_pull_into_trivy_with_the_same_results(
             stella_cli("export", "push", str(bundles[name]), "--to", ref, "--json", check=True).stdout
         )
         assert pushed["digest"] == _manifest(bundles[name])["trivy"]["oci"]["manifestDigest"]
+    # The receiving side of an air gap holds only the archive: it pushes the same artifact.
+    archive = tmp_path / "db.tar.zst"
+    stella_cli("export", "archive", str(bundles["db"]), "--out", str(archive), check=True)
+    from_archive = stella_cli("export", "push", str(archive), "--to", f"{oci_registry.address}/stella/e2e/from-archive:2", "--json", check=True)  # fmt: skip
+    assert (
+        json.loads(from_archive.stdout)["digest"]
+        == _manifest(bundles["db"])["trivy"]["oci"]["manifestDigest"]
+    )
+    # Asked to trust a key, push refuses an unsigned bundle before contacting the registry.
+    stella_cli("keys", "generate", "--type", "ed25519", "--out", str(tmp_path / "k"), check=True)
+    unsigned = stella_cli("export", "push", str(archive), "--to", f"{oci_registry.address}/stella/e2e/unsigned:2", "--key", str(tmp_path / "k.pub"))  # fmt: skip
+    assert unsigned.returncode == 4 and "ERR_EXPORT_SIGNATURE" in unsigned.stderr, unsigned.stderr
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(
+            f"http://{oci_registry.address}/v2/stella/e2e/unsigned/manifests/2", timeout=10
+        )
+    assert missing.value.code == 404
     pull = ("--db-repository", refs["db"], "--java-db-repository", refs["java"])
     offline = _rootfs(trivy, cache, scenario, tmp_path / "home")
     assert _rootfs(trivy, tmp_path / "pulled", scenario, tmp_path / "home2", *pull) == offline != []
