@@ -25,6 +25,7 @@ from tests.integration.signed_fixtures import (
     Keys,
     export_bundle,
 )
+from tests.services.registry import Registry
 from tests.support import require_tool, stella_cli, tree_digests
 
 MANIFEST_TYPE = "application/vnd.stellaops.export.manifest+json"
@@ -308,3 +309,29 @@ def test_rerun_keeps_an_equivalent_bundle_and_refuses_another_signer(
     stella_cli(*run, "--sign-key", str(signing_keys.ec_key), "--overwrite", check=True)
     assert (bundle / "signatures" / "export.sig").exists()
     assert stella_cli("export", "verify", str(bundle), "--key", str(signing_keys.ec_pub)).returncode == 0
+
+
+@pytest.mark.registry
+def test_push_verifies_signatures_against_the_given_key(
+    signed_bundles: dict[str, BundlePair], signing_keys: Keys, oci_registry: Registry, tmp_path: Path
+) -> None:
+    bundle = signed_bundles["trivy:db"].late
+    archive = tmp_path / "db.tar.zst"
+    stella_cli("export", "archive", str(bundle), "--out", str(archive), check=True)
+    target = f"{oci_registry.address}/stella/signed/trivy-db:2"
+    rogue = stella_cli("export", "push", str(archive), "--to", target, "--key", str(signing_keys.rogue_pub))
+    assert rogue.returncode == 5 and "ERR_EXPORT_TRUST" in rogue.stderr, rogue.stderr
+    pushed = stella_cli(
+        "export", "push", str(archive), "--to", target, "--key", str(signing_keys.ec_pub), "--json"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["signature"] == "trusted"
+    manifest = json.loads((bundle / "export.json").read_bytes())
+    assert json.loads(pushed.stdout)["digest"] == manifest["trivy"]["oci"]["manifestDigest"]
+
+
+def test_push_refuses_an_encrypted_bundle(encrypted_bundles: dict[str, BundlePair]) -> None:
+    refused = stella_cli(
+        "export", "push", str(encrypted_bundles["age"].late), "--to", "127.0.0.1:1/stella/x:2"
+    )
+    assert refused.returncode == 2 and "decrypt it first" in refused.stderr, refused.stderr
