@@ -42,6 +42,12 @@ def register(groups: Any) -> None:
     run.add_argument("--as-of", help="generatedAt to record instead of the data's newest timestamp")
     run.add_argument("--records-per-shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
     run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes for the embedded runner (default 1; the bundle is the same for any N)",
+    )
+    run.add_argument(
         "--option",
         action="append",
         default=[],
@@ -129,16 +135,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pipelines.export import run_export
+    from runners.options import worker_args
 
     tenant = validate_tenant(args.tenant)
+    beam_args = worker_args(args.workers, args.beam_args)  # a usage error before the ledger is read
     request = _request(args, tenant=tenant, root=ledger_root(args.ledger), selectors=args.selector)
     signer = bundle_cmd.signer_from_args(args)
     progress_line(
         f"exporting {tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
     )
-    outcome = run_export(
-        request, args.beam_args, overwrite=args.overwrite, signer=signer, archive=args.archive
-    )
+    outcome = run_export(request, beam_args, overwrite=args.overwrite, signer=signer, archive=args.archive)
     summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
     if args.json:
         emit_json(summary)

@@ -123,7 +123,7 @@ def test_two_runs_are_byte_identical(ledger: Path, full_bundle: Path, tmp_path: 
 def test_multiprocessing_runner_gives_identical_bytes(
     ledger: Path, full_bundle: Path, tmp_path: Path
 ) -> None:
-    bundle = _export(ledger, tmp_path, "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    bundle = _export(ledger, tmp_path, "--workers", "2")
     assert tree_digests(bundle) == tree_digests(full_bundle)
 
 
