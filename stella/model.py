@@ -11,6 +11,8 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from stella.timefmt import is_after
+
 __all__ = [
     "TENANT_PATTERN",
     "DocFormat",
@@ -125,5 +127,18 @@ class LedgerRecord:
 
     @property
     def high_water(self) -> str:
-        """The time this record contributes to a bundle's ``generatedAt``."""
-        return self.modified or self.ingested_at
+        """The time this record contributes to a bundle's ``generatedAt``.
+
+        Its ``modified`` time, but never later than when it was received: upstream feeds
+        carry typos such as a 2027 ``modified`` in 2026, and one such record would
+        otherwise date every bundle in the future and, through the trust root's rollback
+        floor, make every honest later bundle look like a rollback.
+        """
+        if self.modified is None or is_after(self.modified, self.ingested_at):
+            return self.ingested_at
+        return self.modified
+
+    @property
+    def modified_after_ingestion(self) -> bool:
+        """``modified`` claims a time after the document was received (an upstream error)."""
+        return self.modified is not None and is_after(self.modified, self.ingested_at)

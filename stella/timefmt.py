@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["later"]
+__all__ = ["is_after", "later"]
 
 
 def later(*moments: str | None) -> str | None:
@@ -22,3 +22,8 @@ def later(*moments: str | None) -> str | None:
         if best_at is None or at > best_at:
             best, best_at = moment, at
     return best
+
+
+def is_after(moment: str, reference: str) -> bool:
+    """Whether ``moment`` is strictly later than ``reference``."""
+    return datetime.fromisoformat(moment) > datetime.fromisoformat(reference)

@@ -75,6 +75,12 @@ def _ingest(args: argparse.Namespace) -> int:
             print(
                 f"skipped {len(report.skipped_files)} files that are not JSON documents (e.g. {report.skipped_files[0]})"
             )
+        if report.future_dated:
+            source, upstream_id, modified = report.future_dated[0]
+            print(
+                f"{len(report.future_dated)} document(s) claim a modified time after their ingestion "
+                f"(e.g. {upstream_id} in {source}: {modified}); kept as received, dated at ingestion in bundles"
+            )
         if report.rejections:
             print(f"rejected {len(report.rejections)} (quarantined with their bytes):")
             for rejection in report.rejections:

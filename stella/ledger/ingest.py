@@ -55,6 +55,9 @@ class IngestReport:
     rejections: list[Rejection] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
     segments: list[SegmentInfo] = field(default_factory=list)
+    # Added documents whose ``modified`` is later than their receipt: kept as received,
+    # dated at receipt in bundles (LedgerRecord.high_water); (source, id, modified).
+    future_dated: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def total_added(self) -> int:
@@ -78,6 +81,10 @@ class IngestReport:
             "byKind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
             "rejections": [r.to_json() for r in self.rejections],
             "skippedFiles": self.skipped_files,
+            "modifiedAfterIngestion": [
+                {"source": source, "id": upstream_id, "modified": modified}
+                for source, upstream_id, modified in self.future_dated
+            ],
             "segments": [{"name": s.name, "digest": s.digest, "records": s.records} for s in self.segments],
         }
 
@@ -233,6 +240,9 @@ def _ingest_locked(
                     continue
                 known.add(record.digest)
                 report.added[key] += 1
+                if record.modified_after_ingestion:
+                    assert record.modified is not None
+                    report.future_dated.append((source, record.upstream_id, record.modified))
                 yield record
 
     for batch in batched(accepted(), max_records=SEGMENT_MAX_RECORDS, max_bytes=SEGMENT_MAX_BYTES):

@@ -79,6 +79,23 @@ def test_bad_input_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> None:
         assert Path(rejection.quarantined).read_bytes()  # the bytes are kept
 
 
+def test_a_modified_time_after_receipt_is_reported_and_not_trusted(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    base = {"affected": [], "summary": "s"}
+    (inputs / "past.json").write_text(json.dumps({**base, "id": "P-1", "modified": "2026-11-26T23:59:59.5Z"}))
+    (inputs / "typo.json").write_text(json.dumps({**base, "id": "F-1", "modified": "2027-07-09T15:45:00Z"}))
+    store = LedgerStore(str(tmp_path / "ledger"))
+    report = ingest_paths(store, "acme", [str(inputs)], ingested_at=T0)
+    assert report.future_dated == [("in/typo.json", "F-1", "2027-07-09T15:45:00Z")]
+    assert report.to_json()["modifiedAfterIngestion"][0]["id"] == "F-1"
+    records = {r.upstream_id: r for s in store.segments("acme") for r in read_segment(s.path)}
+    assert records["F-1"].modified == "2027-07-09T15:45:00Z"  # kept as received
+    assert records["F-1"].high_water == T0  # but never dates a bundle after its receipt
+    assert records["P-1"].high_water == "2026-11-26T23:59:59.500000Z"  # normalized at ingest
+    assert not records["P-1"].modified_after_ingestion
+
+
 def test_same_files_in_any_order_make_identical_segments(tmp_path: Path, shared_data: Path) -> None:
     paths = [
         str(shared_data / "vex"),
