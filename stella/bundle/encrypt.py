@@ -89,12 +89,15 @@ class EncryptionSpec:
         return {"mode": self.mode, "recipients": [r.to_json() for r in self.recipients]}
 
 
-def parse_encryption(recipients: Sequence[str], mode: str = AUTO_MODE) -> EncryptionSpec | None:
+def parse_encryption(
+    recipients: Sequence[str], mode: str = AUTO_MODE, *, environ: Mapping[str, str] | None = None
+) -> EncryptionSpec | None:
     """``--encrypt-to`` values and ``--encryption-mode`` to a spec; None when no recipient is given.
 
     ``auto`` (the default) picks ``age`` when every recipient is an age key -- the far
     side then needs only the stock ``age`` CLI -- and ``aes-gcm`` otherwise, the one mode
-    that can wrap the data key for RSA recipients.
+    that can wrap the data key for RSA and PKCS#11 recipients. ``environ`` resolves a
+    PKCS#11 recipient's PIN source.
 
     Raises:
         UsageError: a malformed recipient, or a mode that cannot serve the recipients.
@@ -103,7 +106,7 @@ def parse_encryption(recipients: Sequence[str], mode: str = AUTO_MODE) -> Encryp
         if mode != AUTO_MODE:
             raise UsageError("--encryption-mode needs at least one --encrypt-to recipient")
         return None
-    parsed = tuple(parse_recipient(text) for text in recipients)
+    parsed = tuple(parse_recipient(text, environ=environ) for text in recipients)
     if mode == AUTO_MODE:
         mode = AGE_MODE if all(r.kind == AGE_KIND for r in parsed) else AES_GCM_MODE
     return EncryptionSpec(mode=mode, recipients=parsed)

@@ -43,7 +43,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="RECIPIENT",
-        help="encrypt the data/ payload for age1… or rsa:PUBLIC.pem (repeatable)",
+        help="encrypt the data/ payload for age1…, rsa:PUBLIC.pem or a pkcs11:… AES token key (repeatable)",
     )
     run.add_argument(
         "--encryption-mode",
@@ -62,7 +62,9 @@ def signer_from_args(args: argparse.Namespace) -> Signer | None:
 
 
 def encryption_from_args(args: argparse.Namespace) -> EncryptionSpec | None:
-    return parse_encryption(getattr(args, "encrypt_to", []), getattr(args, "encryption_mode", AUTO_MODE))
+    return parse_encryption(
+        getattr(args, "encrypt_to", []), getattr(args, "encryption_mode", AUTO_MODE), environ=os.environ
+    )
 
 
 def summary_fields(outcome: Any, signer: Signer | None) -> dict[str, Any]:
@@ -108,8 +110,9 @@ def register(commands: Any) -> None:
         "--identity",
         action="append",
         required=True,
-        metavar="FILE",
-        help="age identity file (age-keygen) or RSA private key PEM (repeatable)",
+        metavar="FILE|PKCS11-URI",
+        help="age identity file (age-keygen), RSA private key PEM, or the pkcs11:… AES key the "
+        "bundle was encrypted to (repeatable)",
     )
     decrypt.add_argument("--out", required=True, metavar="DIR", help="folder the plaintext bundle goes in")
     add_trust_arguments(decrypt, "verify signatures with this public key first")
@@ -187,9 +190,13 @@ def _archive(args: argparse.Namespace) -> int:
 def _decrypt(args: argparse.Namespace) -> int:
     from stella.bundle.decrypt import decrypt_bundle
     from stella.encryption.interface import Identity, parse_identities
+    from stella.encryption.pkcs11_wrap import pkcs11_identity
 
     identities: list[Identity] = []
     for name in args.identity:
+        if name.lower().startswith("pkcs11:"):
+            identities.append(pkcs11_identity(name, environ=os.environ))
+            continue
         path = Path(name)
         if not path.is_file():
             raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})

@@ -67,6 +67,8 @@ _MIN_RSA_BITS: Final = 2048
 _ACCEPTED_FORMS: Final = (
     "age1<58 bech32 characters>   an age X25519 public key (as printed by age-keygen)",
     "rsa:PATH                     a PEM file holding an RSA public key (>= 2048 bits), wrapped with RSA-OAEP-SHA256",
+    "pkcs11:token=T;object=K?module-path=LIB&pin-source=env:VAR"
+    "   an AES-256 key on a PKCS#11 token (KMS envelope, CKM_AES_GCM)",
 )
 
 _BECH32_CHARSET: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -265,14 +267,21 @@ def _rsa_recipient(text: str, path_text: str) -> Recipient:
     return Recipient(RSA_OAEP_KIND, rsa_key_id(der), der)
 
 
-def parse_recipient(text: str) -> Recipient:
+def parse_recipient(text: str, *, environ: Mapping[str, str] | None = None) -> Recipient:
     """Parse a recipient given on the command line or in a profile.
+
+    ``environ`` is where a ``pkcs11:`` reference's ``pin-source=env:VAR`` is looked up.
 
     Raises:
         UsageError: the text is none of the accepted forms (the message lists them), the
-            age key's checksum is wrong, or the RSA key is unreadable, not RSA, or too small.
+            age key's checksum is wrong, the RSA key is unreadable, not RSA, or too small,
+            or the PKCS#11 reference is malformed.
     """
     stripped = text.strip()
+    if stripped.lower().startswith("pkcs11:"):
+        from stella.encryption.pkcs11_wrap import pkcs11_recipient
+
+        return pkcs11_recipient(stripped, environ=environ or {})
     if stripped.startswith("age1"):
         if not _AGE_RECIPIENT.fullmatch(stripped):
             raise _usage(text, "an age recipient is 'age1' followed by 58 lowercase bech32 characters")

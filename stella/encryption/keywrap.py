@@ -7,6 +7,8 @@ Each wrap is a standard construction a far side can open without this project:
 * ``rsa-oaep`` -- RSA-OAEP with SHA-256 and MGF1-SHA-256, no label (PKCS #1 v1.5 is
   refused by design: Bleichenbacher padding oracles). ``openssl pkeyutl -decrypt -pkeyopt
   rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256`` opens it.
+* ``pkcs11-aes`` -- AES-256-GCM by a token-resident key (:mod:`stella.encryption.pkcs11_wrap`),
+  the KMS ``Encrypt``/``Decrypt`` pattern: whoever can use that token key can unwrap.
 
 Wraps are randomised (ephemeral X25519 share, OAEP seed), which is fine: the wrapped keys
 are recorded in provenance and covered by its signature. Moving a wrapped key to another
@@ -33,6 +35,7 @@ from stella.encryption.interface import (
     WrappedKey,
     rsa_key_id,
 )
+from stella.encryption.pkcs11_wrap import PKCS11_AES_KIND, Pkcs11AesKeyWrapper
 from stella.errors import NotFoundError, UsageError
 
 __all__ = [
@@ -141,6 +144,7 @@ class RsaOaepKeyWrapper:
 WRAPPERS: Final[Mapping[str, KeyWrapper]] = {
     AGE_KIND: AgeKeyWrapper(),
     RSA_OAEP_KIND: RsaOaepKeyWrapper(),
+    PKCS11_AES_KIND: Pkcs11AesKeyWrapper(),
 }
 
 

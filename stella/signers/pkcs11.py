@@ -41,7 +41,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from stella.errors import NotFoundError, RemoteError, UsageError
 from stella.signers.interface import ECDSA_P256_SHA256, ED25519, Algorithm, PublicKey, key_id_of
 
-__all__ = ["MODULE_ENV_VAR", "Pkcs11Ref", "Pkcs11Signer", "load_pkcs11_signer", "parse_pkcs11_uri"]
+__all__ = [
+    "MODULE_ENV_VAR",
+    "Pkcs11Ref",
+    "Pkcs11Signer",
+    "load_pkcs11_signer",
+    "open_session",
+    "parse_pkcs11_uri",
+    "resolve_pin",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -86,8 +94,9 @@ def _attrs(text: str, sep: str, allowed: frozenset[str], where: str, ref: str) -
     return attrs
 
 
-def parse_pkcs11_uri(ref: str, *, environ: Mapping[str, str]) -> Pkcs11Ref:
-    """Parse the RFC 7512 subset above.
+def parse_pkcs11_uri(ref: str, *, environ: Mapping[str, str], key_type: str = "private") -> Pkcs11Ref:
+    """Parse the RFC 7512 subset above; ``key_type`` is the one ``type=`` the caller can use
+    (``private`` for signing keys, ``secret-key`` for the AES keys that wrap data keys).
 
     Raises:
         UsageError: not ``pkcs11:``, unknown attributes, no key selector, no module or PIN source.
@@ -97,8 +106,8 @@ def parse_pkcs11_uri(ref: str, *, environ: Mapping[str, str]) -> Pkcs11Ref:
     path, _, query = ref[len("pkcs11:") :].partition("?")
     path_attrs = _attrs(path, ";", _PATH_ATTRS, "path", ref)
     query_attrs = _attrs(query, "&", _QUERY_ATTRS, "query", ref)
-    if path_attrs.get("type", "private") != "private":
-        raise UsageError("PKCS#11 URI type must be 'private' for a signing key")
+    if path_attrs.get("type", key_type) != key_type:
+        raise UsageError(f"PKCS#11 URI type must be {key_type!r} here, not {path_attrs['type']!r}")
     object_label = unquote(path_attrs["object"]) if "object" in path_attrs else None
     object_id = unquote_to_bytes(path_attrs["id"]) if "id" in path_attrs else None
     if object_label is None and object_id is None:
@@ -121,7 +130,8 @@ def parse_pkcs11_uri(ref: str, *, environ: Mapping[str, str]) -> Pkcs11Ref:
     )
 
 
-def _resolve_pin(pin_source: str, *, environ: Mapping[str, str]) -> str:
+def resolve_pin(pin_source: str, *, environ: Mapping[str, str]) -> str:
+    """The PIN named by ``pin-source`` (``env:VAR`` or ``file:PATH``); never from the URI itself."""
     kind, _, target = pin_source.partition(":")
     if kind == "env":
         value = environ.get(target)
@@ -184,7 +194,7 @@ class Pkcs11Signer:
         from pkcs11.exceptions import PKCS11Error
 
         try:
-            with _open_session(self.ref, self.pin) as session:
+            with open_session(self.ref, self.pin) as session:
                 key = session.get_key(
                     object_class=ObjectClass.PRIVATE_KEY, label=self.ref.object, id=self.ref.object_id
                 )
@@ -199,7 +209,8 @@ class Pkcs11Signer:
         return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
 
 
-def _open_session(ref: Pkcs11Ref, pin: str) -> Any:
+def open_session(ref: Pkcs11Ref, pin: str) -> Any:
+    """A logged-in session on the token ``ref`` names (a context manager), with clear errors."""
     import pkcs11
     from pkcs11.exceptions import (
         MultipleTokensReturned,
@@ -235,9 +246,9 @@ def load_pkcs11_signer(ref: str, *, environ: Mapping[str, str]) -> Pkcs11Signer:
     from pkcs11.exceptions import MultipleObjectsReturned, NoSuchKey, PKCS11Error
 
     parsed = parse_pkcs11_uri(ref, environ=environ)
-    pin = _resolve_pin(parsed.pin_source, environ=environ)
+    pin = resolve_pin(parsed.pin_source, environ=environ)
     try:
-        with _open_session(parsed, pin) as session:
+        with open_session(parsed, pin) as session:
             private = session.get_key(
                 object_class=ObjectClass.PRIVATE_KEY, label=parsed.object, id=parsed.object_id
             )

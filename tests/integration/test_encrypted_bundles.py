@@ -8,10 +8,11 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integration.signed_fixtures import BundlePair, Keys
+from tests.integration.signed_fixtures import LATE_AS_OF, BundlePair, Keys, export_bundle
 from tests.support import require_tool, stella_cli, tree_digests
 
 
@@ -132,3 +133,34 @@ def test_a_plaintext_file_beside_its_ciphertext_is_refused(
     result = stella_cli("export", "verify", str(copy), "--key", str(signing_keys.ed_pub), "--json")
     assert result.returncode == 3
     assert json.loads(result.stdout)["error"]["details"]["file"] == entry
+
+
+def test_pkcs11_token_key_wraps_and_unwraps_the_data_key(
+    softhsm_token: Any, ledgers: tuple[Path, Path], signed_bundles: dict[str, BundlePair],
+    signing_keys: Keys, tmp_path: Path,
+) -> None:  # fmt: skip
+    """KMS envelope: an AES key that never leaves the SoftHSM2 token wraps and unwraps the DEK."""
+    env = softhsm_token.pin_env
+    ref = softhsm_token.ref("wrap")
+    bundle = export_bundle(
+        ledgers[1], tmp_path / "enc", "json:raw", "--sign-key", str(signing_keys.ec_key),
+        "--encrypt-to", ref, "--as-of", LATE_AS_OF, env=env,
+    )  # fmt: skip
+    provenance = (bundle / "provenance.json").read_text()
+    encryption = json.loads(provenance)["predicate"]["buildDefinition"]["internalParameters"]["encryption"]
+    assert encryption["mode"] == "aes-gcm"
+    (recipient,) = encryption["recipients"]
+    assert (
+        recipient["kind"] == "pkcs11-aes" and recipient["recipient"] == "pkcs11:token=stella-test;object=wrap"
+    )
+    assert "module-path" not in provenance and softhsm_token.pin_env["HSM_PIN"] not in provenance
+    assert stella_cli("export", "verify", str(bundle), "--key", str(signing_keys.ec_pub)).returncode == 0
+
+    other = stella_cli("export", "decrypt", str(bundle), "--identity", softhsm_token.ref("other-wrap"),
+                       "--out", str(tmp_path / "no"), env=env)  # fmt: skip
+    assert other.returncode == 6 and "is a recipient of this bundle" in other.stderr, other.stderr
+    done = stella_cli("export", "decrypt", str(bundle), "--identity", ref, "--out", str(tmp_path / "plain"),
+                      "--key", str(signing_keys.ec_pub), "--json", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    decrypted = Path(json.loads(done.stdout)["bundle"])
+    assert _payload(decrypted) == _payload(signed_bundles["json:raw"].late)

@@ -65,7 +65,7 @@ class Token:
 
 @pytest.fixture(scope="session")
 def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
-    """A SoftHSM2 token in a temp folder holding an Ed25519 key ``ed`` and a P-256 key ``ec``.
+    """A SoftHSM2 token in a temp folder: Ed25519 ``ed``, P-256 ``ec``, AES-256 ``wrap`` and ``other-wrap``.
 
     SoftHSM2 reads ``SOFTHSM2_CONF`` from the process environment when the module is
     initialised, so the fixture sets it for the session and re-initialises the module.
@@ -114,4 +114,9 @@ def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
                 local=True,
             )
             ec_params.generate_keypair(store=True, label="ec", id=b"\x02", private_template=private_template)
+            # AES-256 keys that wrap data keys (the KMS envelope): usable, never extractable.
+            for label, key_id in (("wrap", b"\x03"), ("other-wrap", b"\x04")):
+                session.generate_key(
+                    KeyType.AES, 256, label=label, id=key_id, store=True, template=private_template
+                )
         yield Token(module=module, label=TOKEN_LABEL, pin_env={"HSM_PIN": USER_PIN})

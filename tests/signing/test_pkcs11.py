@@ -124,3 +124,38 @@ def test_ec_point_accepts_der_wrapped_and_bare_points() -> None:
     assert _unwrap_octet_string(b"\x04\x20" + bytes(32), 32) == bytes(32)
     with pytest.raises(UsageError, match="CKA_EC_POINT"):
         _unwrap_octet_string(bytes(10), 32)
+
+
+def test_token_aes_key_wraps_the_data_key(softhsm_token: Token) -> None:
+    """The KMS envelope: CKM_AES_GCM by a non-extractable token key, AAD bound to the recipient."""
+    from dataclasses import replace
+
+    from stella.encryption.interface import DecryptionError, WrappedKey, parse_recipient
+    from stella.encryption.keywrap import unwrap_with_identity, wrap_for_recipients
+    from stella.encryption.pkcs11_wrap import pkcs11_identity
+
+    env = softhsm_token.pin_env
+    recipient = parse_recipient(softhsm_token.ref("wrap"), environ=env)
+    assert recipient.to_json() == {"kind": "pkcs11-aes", "recipient": "pkcs11:token=stella-test;object=wrap"}
+    assert env["HSM_PIN"] not in repr(recipient)
+    dek = bytes(range(32))
+    (first,) = wrap_for_recipients(dek, [recipient])
+    (second,) = wrap_for_recipients(dek, [recipient])
+    assert first.wrapped != second.wrapped and len(first.wrapped) == 12 + 32 + 16  # fresh IV each time
+    identity = pkcs11_identity(softhsm_token.ref("wrap"), environ=env)
+    assert unwrap_with_identity([first], [identity]) == dek
+    flipped = bytearray(first.wrapped)
+    flipped[20] ^= 1
+    with pytest.raises(DecryptionError):
+        unwrap_with_identity([WrappedKey(first.recipient, first.algorithm, bytes(flipped))], [identity])
+    # A wrapped key relabelled for another token key fails its AAD, even if that key could decrypt.
+    other = parse_recipient(softhsm_token.ref("other-wrap"), environ=env)
+    moved = WrappedKey(replace(other), first.algorithm, first.wrapped)
+    with pytest.raises(DecryptionError):
+        unwrap_with_identity([moved], [pkcs11_identity(softhsm_token.ref("other-wrap"), environ=env)])
+    with pytest.raises(NotFoundError):
+        unwrap_with_identity([first], [pkcs11_identity(softhsm_token.ref("other-wrap"), environ=env)])
+    with pytest.raises(UsageError, match="PIN variable"):
+        parse_recipient(softhsm_token.ref("wrap"), environ={})
+    with pytest.raises(NotFoundError, match="no AES key"):
+        wrap_for_recipients(dek, [parse_recipient(softhsm_token.ref("ed"), environ=env)])
