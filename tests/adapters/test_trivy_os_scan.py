@@ -1,12 +1,15 @@
-"""OS buckets judged by the real Trivy 0.76: ``trivy rootfs`` of Debian, Ubuntu and Alpine trees.
+"""OS buckets judged by the real Trivy 0.76: ``trivy rootfs`` of Debian, Ubuntu, Alpine, Rocky and Alma trees.
 
 The shared data set has no distro advisories, so the test writes OSV records of its own
-(``Debian:12``, ``Ubuntu:22.04:LTS``, ``Alpine:v3.19``) around the versions of packages it
-installs into minimal root file systems (``etc/os-release`` plus a dpkg ``status`` file or
-an apk ``installed`` database). The expected findings come from the OSV semantics -- an
-``introduced: 0, fixed: F`` range affects every version below F, a range with no fix
-affects every version -- with dpkg's own ``--compare-versions`` as the Debian/Ubuntu
-comparer and apk's ordering of ``X.Y.Z-rN`` written out below, not from the adapter.
+(``Debian:12``, ``Ubuntu:22.04:LTS``, ``Alpine:v3.19``, ``Rocky Linux:9``, ``AlmaLinux:9``)
+around the versions of packages it installs into minimal root file systems
+(``etc/os-release`` plus a dpkg ``status`` file, an apk ``installed`` database, or an RPM
+database made by the real ``rpm`` from packages ``rpmbuild`` builds, with the distro's
+vendor, since Trivy skips third-party RPMs). The expected findings come from the OSV
+semantics -- an ``introduced: 0, fixed: F`` range affects every version below F, a range
+with no fix affects every version -- with dpkg's own ``--compare-versions`` and rpm's own
+``rpm.vercmp`` as comparers, and apk's ordering of ``X.Y.Z-rN`` written out below; never
+from the adapter.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ pytestmark = [pytest.mark.trivy, pytest.mark.slow]
 @dataclass(frozen=True)
 class Installed:
     name: str
-    version: str
+    version: str  # for RPMs: [epoch:]version-release
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,10 @@ class Case:
 class Distro:
     ecosystem: str  # OSV ecosystem
     os_release: str
-    family: str  # "dpkg" or "apk"
+    family: str  # "dpkg", "apk" or "rpm"
     installed: tuple[Installed, ...]
     cases: tuple[Case, ...]
+    vendor: str = ""  # RPM Vendor tag Trivy requires of distro packages
 
 
 _DISTROS = {
@@ -93,7 +97,71 @@ _DISTROS = {
             Case("CVE-2099-3005", "musl", None),  # no fix: affected
         ),
     ),
+    "wolfi": Distro(
+        "Wolfi",
+        'ID=wolfi\nNAME="Wolfi"\nPRETTY_NAME="Wolfi"\nVERSION_ID="20230201"\n',
+        "apk",
+        (Installed("glibc", "2.38-r5"),),
+        (
+            Case("CVE-2099-6001", "glibc", "2.38-r6"),  # affected
+            Case("CVE-2099-6002", "glibc", "2.38-r1"),  # fixed
+            Case("CVE-2099-6003", "glibc", None),  # no fix
+        ),
+    ),
+    "chainguard": Distro(
+        "Chainguard",
+        'ID=chainguard\nNAME="Chainguard"\nPRETTY_NAME="Chainguard"\nVERSION_ID="20230214"\n',
+        "apk",
+        (Installed("openssl", "3.2.0-r2"),),
+        (
+            Case("CVE-2099-7001", "openssl", "3.2.1-r0"),  # affected
+            Case("CVE-2099-7002", "openssl", None),  # no fix
+        ),
+    ),
+    "rocky": Distro(
+        "Rocky Linux:9",
+        'NAME="Rocky Linux"\nID="rocky"\nVERSION_ID="9.3"\nPLATFORM_ID="platform:el9"\n',
+        "rpm",
+        (Installed("openssl", "1:3.0.7-24.el9"), Installed("bash", "5.1.8-6.el9_1")),
+        (
+            Case("CVE-2099-4001", "openssl", "1:3.0.7-25.el9_3"),  # later release: affected
+            Case("CVE-2099-4002", "openssl", "1:3.0.7-20.el9"),  # earlier release: fixed
+            Case("CVE-2099-4003", "openssl", "3.0.8-1.el9"),  # epoch 0 < epoch 1: fixed
+            Case("CVE-2099-4004", "bash", "5.1.8-9.el9"),  # affected
+            Case("CVE-2099-4005", "bash", None),  # no fix: affected
+        ),
+        "Rocky Enterprise Software Foundation",
+    ),
+    "alma": Distro(
+        "AlmaLinux:9",
+        'NAME="AlmaLinux"\nID="almalinux"\nVERSION_ID="9.3"\nPLATFORM_ID="platform:el9"\n',
+        "rpm",
+        (Installed("curl", "7.76.1-26.el9_3.2"),),
+        (
+            Case("CVE-2099-5001", "curl", "7.76.1-26.el9_3.3"),  # affected
+            Case("CVE-2099-5002", "curl", "7.76.1-26.el9_3.10"),  # 10 > 2 numerically: affected
+            Case("CVE-2099-5003", "curl", "7.76.1-26.el9_3"),  # shorter release sorts first: fixed
+            Case("CVE-2099-5004", "curl", None),  # no fix
+        ),
+        "AlmaLinux",
+    ),
 }  # fmt: skip
+# Trivy's detectors for these compare FixedVersion only (updateinfo/secdb feeds list fixes,
+# never "affected, no fix"): an unfixed OSV range cannot become a finding there, so the
+# adapter must count it as untranslated instead of writing an entry that never matches.
+_UNFIXED_UNREPORTED = {"rocky", "alma", "wolfi", "chainguard"}
+_RPM_SPEC = """Name: %{n}
+Version: %{v}
+Release: %{r}
+Epoch: %{e}
+Summary: test package
+License: MIT
+Vendor: %{vendor}
+BuildArch: noarch
+%description
+test package
+%files
+"""
 
 
 def _osv(distro: Distro, case: Case) -> dict[str, Any]:
@@ -121,6 +189,12 @@ def _dpkg_lt(a: str, b: str) -> bool:
     return done.returncode == 0
 
 
+def _rpm_lt(a: str, b: str) -> bool:
+    lua = f'%{{lua: print(rpm.vercmp("{a}", "{b}"))}}'
+    done = subprocess.run([require_tool("rpm"), "--eval", lua], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip()) < 0
+
+
 def _apk_key(version: str) -> tuple[tuple[int, ...], str, int]:
     """apk order for the ``X.Y.Z[_suffix]-rN`` versions used here: numbers, then suffix, then revision."""
     match = re.fullmatch(r"([\d.]+)(_[a-z]+\d*)?-r(\d+)", version)
@@ -128,15 +202,17 @@ def _apk_key(version: str) -> tuple[tuple[int, ...], str, int]:
     return tuple(int(p) for p in match.group(1).split(".")), match.group(2) or "", int(match.group(3))
 
 
-def _expected(distro: Distro) -> set[tuple[str, str, str]]:
+def _expected(name: str, distro: Distro) -> set[tuple[str, str, str]]:
     versions = {i.name: i.version for i in distro.installed}
     out = set()
     for case in distro.cases:
         installed = versions[case.package]
         if case.fixed is None:
-            affected = True
+            affected = name not in _UNFIXED_UNREPORTED
         elif distro.family == "dpkg":
             affected = _dpkg_lt(installed, case.fixed)
+        elif distro.family == "rpm":
+            affected = _rpm_lt(installed, case.fixed)
         else:
             affected = _apk_key(installed) < _apk_key(case.fixed)
         if affected:
@@ -161,8 +237,11 @@ def _rootfs(root: Path, distro: Distro) -> Path:
                 for p in distro.installed
             )
         )
+    elif distro.family == "rpm":
+        _rpmdb(root, distro)
     else:
-        (root / "etc" / "alpine-release").write_text("3.19.1\n")
+        if distro.ecosystem.startswith("Alpine"):
+            (root / "etc" / "alpine-release").write_text("3.19.1\n")
         db = root / "lib" / "apk" / "db" / "installed"
         db.parent.mkdir(parents=True)
         db.write_text(
@@ -173,6 +252,30 @@ def _rootfs(root: Path, distro: Distro) -> Path:
             )
         )
     return root
+
+
+def _rpmdb(root: Path, distro: Distro) -> None:
+    """``var/lib/rpm/rpmdb.sqlite`` holding the installed packages, made by the real rpm."""
+    rpm, rpmbuild = require_tool("rpm"), require_tool("rpmbuild")
+    top = root.parent / "rpmbuild"
+    spec = root.parent / "pkg.spec"
+    spec.write_text(_RPM_SPEC)
+    for package in distro.installed:
+        epoch, _, rest = package.version.rpartition(":")
+        version, _, release = rest.rpartition("-")
+        defines = {"_topdir": str(top), "n": package.name, "v": version, "r": release,
+                   "e": epoch or "0", "vendor": distro.vendor}  # fmt: skip
+        args = [a for k, v in defines.items() for a in ("--define", f"{k} {v}")]
+        subprocess.run([rpmbuild, "-bb", *args, str(spec)], capture_output=True, check=True)
+    rpms = sorted(str(p) for p in top.rglob("*.rpm"))
+    db = ["--root", str(root), "--dbpath", "/var/lib/rpm"]
+    subprocess.run([rpm, *db, "--initdb"], capture_output=True, check=True)
+    subprocess.run(
+        [rpm, *db, "-i", "--justdb", "--nodeps", "--noscripts", *rpms], capture_output=True, check=True
+    )
+    for leftover in (root / "var" / "lib" / "rpm").glob("*"):  # WAL/SHM/lock: Trivy reads the main file
+        if leftover.name != "rpmdb.sqlite":
+            leftover.unlink()
 
 
 def _scan_rootfs(trivy: str, cache: Path, root: Path) -> tuple[set[tuple[str, str, str]], dict[str, Any]]:
@@ -202,6 +305,10 @@ def test_trivy_rootfs_reports_os_advisories(name: str, tmp_path: Path) -> None:
     entries: list[TrivyEntry] = []
     for case in distro.cases:
         output = translate_osv(_osv(distro, case), upstream_id=case.vuln)
+        if case.fixed is None and name in _UNFIXED_UNREPORTED:
+            assert [u.reason for u in output.untranslated] == ["os-unfixed-unmatched"], output
+            assert not output.entries
+            continue
         assert not output.untranslated, output.untranslated
         entries.extend(output.entries)
     write_trivy_db(tmp_path / "cache", entries)
@@ -211,7 +318,7 @@ def test_trivy_rootfs_reports_os_advisories(name: str, tmp_path: Path) -> None:
 
     detected = (report.get("Metadata") or {}).get("OS") or {}
     assert detected.get("Family") == name, f"Trivy detected {detected}"
-    expected = _expected(distro)
+    expected = _expected(name, distro)
     assert expected, "the cases must include affected packages"
     assert found == expected, (
         f"{name}: trivy-only {sorted(found - expected)}, oracle-only {sorted(expected - found)}"

@@ -152,6 +152,10 @@ class _Distro:
     bucket: Callable[[str], str | None]  # release → bucket name, None when unusable
     source: DataSource
     needs_release: bool = True
+    # Trivy's Debian, Ubuntu and Alpine detectors report an advisory with no FixedVersion
+    # (every version affected); its Red Hat-family and Wolfi/Chainguard detectors compare
+    # FixedVersion only, so an unfixed entry there would be written and never matched.
+    reports_unfixed: bool = False
 
 
 def _debian(release: str) -> str | None:
@@ -196,12 +200,19 @@ _DISTROS: tuple[_Distro, ...] = (
             "Debian Security Tracker",
             "https://salsa.debian.org/security-tracker-team/security-tracker",
         ),
+        reports_unfixed=True,
     ),
-    _Distro("Alpine", _alpine, DataSource("alpine", "Alpine Secdb", "https://secdb.alpinelinux.org/")),
+    _Distro(
+        "Alpine",
+        _alpine,
+        DataSource("alpine", "Alpine Secdb", "https://secdb.alpinelinux.org/"),
+        reports_unfixed=True,
+    ),
     _Distro(
         "Ubuntu",
         _ubuntu,
         DataSource("ubuntu", "Ubuntu CVE Tracker", "https://git.launchpad.net/ubuntu-cve-tracker"),
+        reports_unfixed=True,
     ),
     _Distro(
         "Rocky Linux",
@@ -241,6 +252,7 @@ class Placement:
     source: DataSource
     scheme: Scheme
     is_os: bool
+    reports_unfixed: bool = True  # see _Distro.reports_unfixed; language buckets always do
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,4 +283,4 @@ def place(osv_ecosystem: str, name: str, *, record_id: str) -> Placement | Unpla
             "unsupported-ecosystem",
             f"ecosystem {osv_ecosystem!r}: no Trivy bucket for that release (package {name!r})",
         )
-    return Placement(bucket, name, distro.source, Scheme.OS, True)
+    return Placement(bucket, name, distro.source, Scheme.OS, True, distro.reports_unfixed)

@@ -265,6 +265,12 @@ def _os_advisory(pkg: _Package) -> dict[str, Any] | VersionProblem:
     if interval.lower is not None or interval.upper_inclusive or interval.limit is not None:
         return VersionProblem("os-range-unrepresentable", f"{where}: {render_interval(Scheme.OS, interval)}")
     if interval.upper is None:
+        if not pkg.placement.reports_unfixed:
+            return VersionProblem(
+                "os-unfixed-unmatched",
+                f"{where}: no fixed version, and Trivy's {pkg.placement.source.id} detector matches "
+                "only advisories that name one",
+            )
         return {"Status": _STATUS_AFFECTED}
     return {"FixedVersion": interval.upper}
 
