@@ -17,7 +17,10 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 apt_install() {
   local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  for pkg in "$@"; do
+    # "install ok installed" only: a removed package keeps a dpkg record ("deinstall ok config-files").
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     say "not root: please install ${missing[*]} (tests needing them are skipped locally, fail in CI)"
