@@ -134,7 +134,7 @@ class LedgerRecord:
         otherwise date every bundle in the future and, through the trust root's rollback
         floor, make every honest later bundle look like a rollback.
         """
-        if self.modified is None or is_after(self.modified, self.ingested_at):
+        if self.modified is None or self.modified_after_ingestion:
             return self.ingested_at
         return self.modified
 

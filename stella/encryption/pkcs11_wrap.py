@@ -18,6 +18,7 @@ parsed, from the injected environment, and is never recorded.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ _SECRET_KEY: Final = "secret-key"
 _IV_BYTES: Final = 12
 _TAG_BITS: Final = 128
 _AAD_PREFIX: Final = b"stella-export/dek/v1\x00"
-_SEPARATOR: Final = b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +64,24 @@ def _parse(ref: str, environ: Mapping[str, str]) -> _TokenKey:
     return _TokenKey(parsed, resolve_pin(parsed.pin_source, environ=environ))
 
 
-def _pack(ref: str, key: _TokenKey) -> bytes:
-    # Recipient.material and Identity.secret are opaque bytes: the reference and its PIN.
-    return ref.encode() + _SEPARATOR + key.pin.encode()
+def _pack(key: _TokenKey) -> bytes:
+    """Recipient.material / Identity.secret: the reference as parsed (module path already
+    resolved from the environment) and its PIN, so nothing is parsed or looked up again."""
+    ref = key.ref
+    fields = {
+        "module": ref.module_path, "token": ref.token, "serial": ref.serial, "object": ref.object,
+        "id": None if ref.object_id is None else ref.object_id.hex(), "pinSource": ref.pin_source, "pin": key.pin,
+    }  # fmt: skip
+    return json.dumps(fields, sort_keys=True).encode()
 
 
 def _unpack(blob: bytes) -> _TokenKey:
-    ref, _, pin = blob.partition(_SEPARATOR)
-    return _TokenKey(parse_pkcs11_uri(ref.decode(), environ={}, key_type=_SECRET_KEY), pin.decode())
+    fields = json.loads(blob)
+    ref = Pkcs11Ref(
+        module_path=fields["module"], token=fields["token"], serial=fields["serial"], object=fields["object"],
+        object_id=None if fields["id"] is None else bytes.fromhex(fields["id"]), pin_source=fields["pinSource"],
+    )  # fmt: skip
+    return _TokenKey(ref, fields["pin"])
 
 
 def pkcs11_recipient(ref: str, *, environ: Mapping[str, str]) -> Recipient:
@@ -81,12 +91,12 @@ def pkcs11_recipient(ref: str, *, environ: Mapping[str, str]) -> Recipient:
         UsageError: a malformed reference or an unset PIN variable.
     """
     key = _parse(ref, environ)
-    return Recipient(PKCS11_AES_KIND, key.key_id, _pack(ref, key))
+    return Recipient(PKCS11_AES_KIND, key.key_id, _pack(key))
 
 
 def pkcs11_identity(ref: str, *, environ: Mapping[str, str]) -> Identity:
     """``--identity pkcs11:…``: the same token key, to unwrap on the receiving side."""
-    return Identity(PKCS11_AES_KIND, _pack(ref, _parse(ref, environ)))
+    return Identity(PKCS11_AES_KIND, _pack(_parse(ref, environ)))
 
 
 def _aad(key_id: str) -> bytes:

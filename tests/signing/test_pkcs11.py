@@ -157,5 +157,15 @@ def test_token_aes_key_wraps_the_data_key(softhsm_token: Token) -> None:
         unwrap_with_identity([first], [pkcs11_identity(softhsm_token.ref("other-wrap"), environ=env)])
     with pytest.raises(UsageError, match="PIN variable"):
         parse_recipient(softhsm_token.ref("wrap"), environ={})
+    # The module path may come from the environment; it is resolved once, at parse time.
+    bare = f"pkcs11:token={softhsm_token.label};object=wrap?pin-source=env:HSM_PIN"
+    from_env = parse_recipient(bare, environ={**env, MODULE_ENV_VAR: softhsm_token.module})
+    (wrapped,) = wrap_for_recipients(dek, [from_env])
+    assert (
+        unwrap_with_identity(
+            [wrapped], [pkcs11_identity(bare, environ={**env, MODULE_ENV_VAR: softhsm_token.module})]
+        )
+        == dek
+    )
     with pytest.raises(NotFoundError, match="no AES key"):
         wrap_for_recipients(dek, [parse_recipient(softhsm_token.ref("ed"), environ=env)])
