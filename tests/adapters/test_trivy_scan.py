@@ -12,7 +12,7 @@ divergences listed in ``trivy_oracle.DIVERGENCES``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,13 @@ from tests.adapters.trivy_oracle import (
     expected_findings,
     parse_version,
 )
-from tests.adapters.trivy_scan import compare_findings, sbom_components, scan_sbom, write_trivy_db
+from tests.adapters.trivy_scan import (
+    compare_findings,
+    findings_context,
+    sbom_components,
+    scan_sbom,
+    write_trivy_db,
+)
 from tests.support import DATA, require_tool
 
 pytestmark = [pytest.mark.trivy, pytest.mark.slow]
@@ -51,16 +57,6 @@ def _records(shared: Path) -> Iterator[dict[str, Any]]:
             data = zstandard.ZstdDecompressor().stream_reader(handle).read()
         for line in data.splitlines():
             yield json.loads(line)
-
-
-def _context(records: list[dict[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Vulnerability id → the records reported under it (for explaining divergences)."""
-    ctx: dict[str, list[Mapping[str, Any]]] = {}
-    for record in records:
-        ids = [record["id"], *(record.get("aliases") or [])]
-        for vid in sorted({i for i in ids if i.startswith("CVE-")}) or [record["id"]]:
-            ctx.setdefault(vid, []).append(record)
-    return ctx
 
 
 def _build(cache: Path, records: list[dict[str, Any]]) -> None:
@@ -89,7 +85,7 @@ def _check(trivy: str, cache: Path, sbom: Path, records: list[dict[str, Any]]) -
     components = sbom_components(json.loads(sbom.read_text()))
     expected = expected_findings(records, components)
     actual = scan_sbom(trivy, cache, sbom)
-    diff, accepted = compare_findings(actual, expected, _context(records))
+    diff, accepted = compare_findings(actual, expected, findings_context(records))
     print(
         f"\n{sbom.name}: trivy {len(actual)} findings, oracle {len(expected)}, accepted divergences {accepted}"
     )
@@ -226,7 +222,7 @@ def test_listed_divergences_are_trivy_behaviour(trivy: str, tmp_path: Path) -> N
     actual = scan_sbom(trivy, cache, sbom)
     expected = expected_findings(records, sbom_components(json.loads(sbom.read_text())))
     assert actual == {("requests", "2.19.0", "STELLA-PLAIN-1")}
-    diff, accepted = compare_findings(actual, expected, _context(records))
+    diff, accepted = compare_findings(actual, expected, findings_context(records))
     assert diff is None
     assert accepted == {"pip-name-dots": 1, "pep440-local-label": 1}
     assert {d.name for d in DIVERGENCES} == set(accepted)

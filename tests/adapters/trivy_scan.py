@@ -22,6 +22,7 @@ from tests.adapters.trivy_oracle import Component, Finding, explain
 __all__ = [
     "METADATA",
     "compare_findings",
+    "findings_context",
     "merge_entries",
     "sbom_components",
     "scan_sbom",
@@ -115,6 +116,16 @@ def scan_sbom(trivy: str, cache_dir: Path, sbom: Path, *, home: Path | None = No
         for vuln in result.get("Vulnerabilities") or []:
             found.add((vuln["PkgName"], vuln["InstalledVersion"], vuln["VulnerabilityID"]))
     return found
+
+
+def findings_context(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Vulnerability id → the records reported under it (for explaining divergences)."""
+    ctx: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        ids = [record["id"], *(record.get("aliases") or [])]
+        for vid in sorted({i for i in ids if i.startswith("CVE-")}) or [record["id"]]:
+            ctx.setdefault(vid, []).append(record)
+    return ctx
 
 
 def compare_findings(

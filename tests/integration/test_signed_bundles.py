@@ -111,19 +111,19 @@ def test_openssl_accepts_the_blob_signature(
     assert refused.returncode != 0
 
 
+def _check_envelopes(bundle: Path, public: Path) -> None:
+    """Both DSSE envelopes of a bundle, each over its own file and payload type."""
+    for name, payload_type in (("export", MANIFEST_TYPE), ("provenance", INTOTO_TYPE)):
+        signed = (bundle / f"{name}.json").read_bytes()
+        _check_envelope(bundle / "signatures" / f"{name}.dsse.json", payload_type, signed, public)
+
+
 @pytest.mark.parametrize("profile", PROFILE_NAMES)
 def test_dsse_envelopes_and_statement_check_out_from_the_spec(
     profile: str, signed_bundles: dict[str, BundlePair], signing_keys: Keys, ledgers: tuple[Path, Path]
 ) -> None:
     bundle = signed_bundles[profile].late
-    _check_envelope(
-        bundle / "signatures" / "export.dsse.json", MANIFEST_TYPE, (bundle / "export.json").read_bytes(),
-        signing_keys.ec_pub,
-    )  # fmt: skip
-    _check_envelope(
-        bundle / "signatures" / "provenance.dsse.json", INTOTO_TYPE, (bundle / "provenance.json").read_bytes(),
-        signing_keys.ec_pub,
-    )  # fmt: skip
+    _check_envelopes(bundle, signing_keys.ec_pub)
     _check_statement(bundle, ledgers[1])
     assert (bundle / "signatures" / "signer.pub").read_bytes() == signing_keys.ec_pub.read_bytes()
 
@@ -132,14 +132,7 @@ def test_ed25519_envelopes_check_out_and_carry_no_blob_signature(
     encrypted_bundles: dict[str, BundlePair], signing_keys: Keys
 ) -> None:
     bundle = encrypted_bundles["age"].late
-    _check_envelope(
-        bundle / "signatures" / "export.dsse.json", MANIFEST_TYPE, (bundle / "export.json").read_bytes(),
-        signing_keys.ed_pub,
-    )  # fmt: skip
-    _check_envelope(
-        bundle / "signatures" / "provenance.dsse.json", INTOTO_TYPE, (bundle / "provenance.json").read_bytes(),
-        signing_keys.ed_pub,
-    )  # fmt: skip
+    _check_envelopes(bundle, signing_keys.ed_pub)
     assert not (bundle / "signatures" / "export.sig").exists()
 
 

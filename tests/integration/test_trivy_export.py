@@ -35,7 +35,7 @@ from stella.adapters.trivy.javadb import java_index_rows
 from stella.adapters.trivy.osv import translate_osv
 from tests.adapters.conftest import boltchk  # noqa: F401  (the bbolt Tx.Check fixture)
 from tests.adapters.trivy_oracle import DIVERGENCES, expected_findings
-from tests.adapters.trivy_scan import compare_findings, sbom_components, scan_sbom
+from tests.adapters.trivy_scan import compare_findings, findings_context, sbom_components, scan_sbom
 from tests.services.registry import Registry
 from tests.services.trivy import JarScenario, build_trivy_dbs, findings, make_scenario, run_trivy
 from tests.support import require_tool, stella_cli, tree_digests
@@ -175,15 +175,6 @@ def _report(bundle: Path, name: str) -> list[dict[str, Any]]:
 # --- Trivy against the oracle -------------------------------------------------------------------
 
 
-def _context(records: list[dict[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    ctx: dict[str, list[Mapping[str, Any]]] = {}
-    for record in records:
-        ids = [record["id"], *(record.get("aliases") or [])]
-        for vid in sorted({i for i in ids if i.startswith("CVE-")}) or [record["id"]]:
-            ctx.setdefault(vid, []).append(record)
-    return ctx
-
-
 def _sbom_params() -> list[Any]:
     from tests.support import DATA
 
@@ -197,7 +188,7 @@ def test_trivy_on_the_exported_db_equals_the_oracle(
     components = sbom_components(json.loads(sbom.read_text()))
     expected = expected_findings(oracle_records, components)
     actual = scan_sbom(trivy, cache, sbom, home=tmp_path / "home")
-    diff, accepted = compare_findings(actual, expected, _context(oracle_records))
+    diff, accepted = compare_findings(actual, expected, findings_context(oracle_records))
     print(f"\n{sbom.name}: trivy {len(actual)}, oracle {len(expected)}, accepted divergences {accepted}")
     if diff:
         listing = "\n".join(f"  {d.name}: {d.reason}" for d in DIVERGENCES)
@@ -250,7 +241,7 @@ def test_synthetic_ranges_through_the_export_equal_the_oracle(
     components = sbom_components(json.loads(sbom.read_text()))
     expected = expected_findings(records, components)
     actual = scan_sbom(trivy, _cache_from({"db": bundle}, tmp_path / "cache"), sbom, home=tmp_path / "home")
-    diff, accepted = compare_findings(actual, expected, _context(records))
+    diff, accepted = compare_findings(actual, expected, findings_context(records))
     print(f"\n{sbom.name} (synthetic): trivy {len(actual)}, oracle {len(expected)}, accepted {accepted}")
     if diff:
         pytest.fail(f"{sbom.name}: Trivy (exported synthetic DB) and the OSV oracle disagree\n{diff}")
