@@ -25,7 +25,6 @@ from stella.bundle.encrypt import ciphertext_files
 from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
-from stella.cli.common import emit_json, progress_line
 from stella.errors import UsageError
 from stella.targets.interface import check_egress
 from stella.targets.oci import OciReference, push_layout
@@ -61,7 +60,6 @@ def register(commands: Any) -> None:
         help="allow plain HTTP to a non-loopback registry (loopback may always use it)",
     )
     push.add_argument("--username", help=f"registry user name; the password is read from ${PASSWORD_ENV}")
-    push.add_argument("--json", action="store_true", help="print the result as JSON")
     push.set_defaults(handler=_push)
 
 
@@ -147,7 +145,7 @@ def _credentials(username: str | None, environ: Mapping[str, str]) -> tuple[str,
 
 
 def _push(args: argparse.Namespace) -> int:
-    progress_line(f"pushing {args.bundle} to {args.to}...")
+    args.progress.note(f"pushing {args.bundle} to {args.to}...")
     result = push_bundle(
         Path(args.bundle),
         args.to,
@@ -156,8 +154,7 @@ def _push(args: argparse.Namespace) -> int:
         allow_plain_http=args.allow_plain_http,
         credentials=_credentials(args.username, os.environ),
     )
-    if args.json:
-        emit_json(result)
-    else:
+    args.output.result(result)
+    if not args.output.json:
         print(f"pushed {result['exportId']} to {result['reference']} as {result['digest']}")
     return 0
