@@ -31,7 +31,9 @@ def register(groups: Any) -> None:
     ingest.add_argument(
         "--ingested-at", help="record this receive time (default SOURCE_DATE_EPOCH, else now)"
     )
-    ingest.add_argument("--strict", action="store_true", help="exit 7 if any document was rejected")
+    ingest.add_argument(
+        "--strict", action="store_true", help="exit 7 if any document was rejected or any input file refused"
+    )
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.set_defaults(handler=_ingest)
@@ -81,11 +83,15 @@ def _ingest(args: argparse.Namespace) -> int:
                 f"{len(report.future_dated)} document(s) claim a modified time after their ingestion "
                 f"(e.g. {upstream_id} in {source}: {modified}); kept as received, dated at ingestion in bundles"
             )
+        for label, kind in report.refused:
+            print(f"refused {label}: a {kind}, not a regular file (not read)")
+        if report.cleaned:
+            print(f"removed {len(report.cleaned)} temp file(s) left by killed runs")
         if report.rejections:
             print(f"rejected {len(report.rejections)} (quarantined with their bytes):")
             for rejection in report.rejections:
                 print(f"  {rejection.source}: {rejection.reason}")
-    if args.strict and report.rejections:
+    if args.strict and (report.rejections or report.refused):
         return 7
     return 0
 
@@ -127,6 +133,8 @@ def _stats(args: argparse.Namespace) -> int:
     segments = store.require_segments(tenant)
     counts: Counter[tuple[str, str]] = Counter((r.kind.value, r.format.value) for r in store.read(tenant))
     quarantined = store.quarantined(tenant)
+    torn = [q["file"] for q in quarantined if q.get("torn")]
+    rejections = sum(len(q.get("sources", [None])) for q in quarantined if not q.get("torn"))
     if args.json:
         emit_json(
             {
@@ -139,13 +147,18 @@ def _stats(args: argparse.Namespace) -> int:
                     for s in segments
                 ],
                 "quarantined": len(quarantined),
+                "quarantineRejections": rejections,
+                "quarantineTorn": torn,
             }
         )
         return 0
     print(
         f"ledger {store.root}, tenant {tenant}: {sum(counts.values())} records in {len(segments)} segments "
-        f"({human_bytes(sum(s.bytes for s in segments))}), {len(quarantined)} quarantined"
+        f"({human_bytes(sum(s.bytes for s in segments))}), {len(quarantined)} quarantined "
+        f"({rejections} rejection(s))"
     )
+    if torn:
+        print(f"  {len(torn)} quarantine reason file(s) are torn (unreadable): {', '.join(torn)}")
     for (kind, fmt), n in sorted(counts.items()):
         print(f"  {kind:<10} {fmt:<14} {n:>9}")
     return 0

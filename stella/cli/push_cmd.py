@@ -12,7 +12,6 @@ environment variable, never from the command line, where other users could read 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,8 @@ from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
 from stella.cli.common import emit_json, progress_line
-from stella.errors import UsageError
+from stella.errors import BundleIntegrityError, UsageError
+from stella.guards import strictjson
 from stella.targets.interface import check_egress
 from stella.targets.oci import OciReference, push_layout
 
@@ -95,7 +95,11 @@ def push_bundle(
         raise failure(checked.report)
     manifest = checked.manifest or {}
     profile = manifest.get("profile", {}).get("name")
-    if ciphertext_files(json.loads(checked.control.get("provenance.json", b"{}"))):
+    if ciphertext_files(
+        strictjson.loads(
+            checked.control.get("provenance.json", b"{}"), what="provenance.json", error=BundleIntegrityError
+        )
+    ):
         raise UsageError(
             f"bundle {bundle.name} is encrypted: decrypt it first (stella export decrypt), then push",
             details={"bundle": str(bundle), "profile": profile},
