@@ -83,6 +83,12 @@ def _ingest(args: argparse.Namespace) -> int:
                 f"{len(report.future_dated)} document(s) claim a modified time after their ingestion "
                 f"(e.g. {upstream_id} in {source}: {modified}); kept as received, dated at ingestion in bundles"
             )
+        if report.placeholder_times:
+            source, upstream_id, note = report.placeholder_times[0]
+            print(
+                f"{len(report.placeholder_times)} document(s) carry a placeholder time "
+                f"(e.g. {upstream_id} in {source}: {note})"
+            )
         for label, kind in report.refused:
             print(f"refused {label}: a {kind}, not a regular file (not read)")
         if report.cleaned:

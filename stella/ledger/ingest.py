@@ -67,6 +67,8 @@ class IngestReport:
     skipped_files: list[str] = field(default_factory=list)
     # Links and special files met in input folders: (label, kind). Never opened.
     refused: list[tuple[str, str]] = field(default_factory=list)
+    # Added documents whose time was a placeholder (Go's 0001-01-01): (source, id, note).
+    placeholder_times: list[tuple[str, str, str]] = field(default_factory=list)
     # Temp files of killed runs removed before this one wrote anything.
     cleaned: list[str] = field(default_factory=list)
     segments: list[SegmentInfo] = field(default_factory=list)
@@ -98,6 +100,10 @@ class IngestReport:
             "skippedFiles": self.skipped_files,
             "refusedFiles": [{"source": label, "kind": kind} for label, kind in self.refused],
             "cleanedTempFiles": self.cleaned,
+            "placeholderTimes": [
+                {"source": source, "id": upstream_id, "note": note}
+                for source, upstream_id, note in self.placeholder_times
+            ],
             "modifiedAfterIngestion": [
                 {"source": source, "id": upstream_id, "modified": modified}
                 for source, upstream_id, modified in self.future_dated
@@ -210,13 +216,20 @@ def _prefix(source: _Input) -> bytes:
 
 
 def to_record(
-    raw: bytes, *, tenant: str, source: str, ingested_at: str, already_canonical: bool = False
+    raw: bytes,
+    *,
+    tenant: str,
+    source: str,
+    ingested_at: str,
+    already_canonical: bool = False,
+    time_notes: list[tuple[str, str, str]] | None = None,
 ) -> LedgerRecord:
     """Turn received bytes into a ledger record, or raise InputError saying why not.
 
     ``already_canonical`` is for producers that emit RFC 8785 bytes themselves (the
     synthetic generator, whose tests prove it): the bytes are parsed once for their
-    identity but not re-serialised.
+    identity but not re-serialised. ``time_notes`` collects ``(source, id, note)`` when
+    a placeholder time (Go's zero time) was skipped in favour of another date.
     """
     digest = sha256_digest(raw)
     if already_canonical:
@@ -224,6 +237,8 @@ def to_record(
     else:
         value, canonical = canonical_document(raw)
     parsed = recognise(value, digest=digest)
+    if parsed.time_note is not None and time_notes is not None:
+        time_notes.append((source, parsed.upstream_id, parsed.time_note))
     return LedgerRecord(
         tenant=tenant,
         kind=parsed.kind,
@@ -288,7 +303,10 @@ def _ingest_locked(
                     reject(source, unit.error, unit.kept)
                     continue
                 try:
-                    record = to_record(unit, tenant=tenant, source=source, ingested_at=ingested_at)
+                    notes: list[tuple[str, str, str]] = []
+                    record = to_record(
+                        unit, tenant=tenant, source=source, ingested_at=ingested_at, time_notes=notes
+                    )
                 except InputError as exc:
                     reject(source, exc, unit)
                     continue
@@ -298,6 +316,7 @@ def _ingest_locked(
                     continue
                 known.add(record.digest)
                 report.added[key] += 1
+                report.placeholder_times.extend(notes)
                 if record.modified_after_ingestion:
                     assert record.modified is not None
                     report.future_dated.append((source, record.upstream_id, record.modified))
