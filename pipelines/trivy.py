@@ -37,7 +37,6 @@ from stella.adapters.trivy.payload import (
     JAVA_DB_LAYOUT,
     TRIVY_DB_LAYOUT,
     TrivyLayout,
-    artifact_fields,
     parse_trivy_options,
     report_counts,
 )
@@ -45,14 +44,11 @@ from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.model import LedgerRecord
 from transforms.bundle import AssembleBundle
-from transforms.ledger import KeepRecords, ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
+from transforms.ledger import KeepRecords, ReadLedger, SelectRecords, SummarizeRecords
 from transforms.shards import AdaptRecords
-from transforms.trivy import WriteTrivyArtifact, artifact_times
+from transforms.trivy import ProfileFields, WriteTrivyArtifact
 
 __all__ = ["build_trivy_db", "build_trivy_java_db"]
-
-# (staging, manifest "trivy" object so far, contents) -> manifest fields of the profile
-ProfileFields = Callable[[Path, dict[str, Any], list[ContentEntry]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ class _TrivyProfile:
 
 
 def _build(
-    profile: _TrivyProfile, pipeline: beam.Pipeline, request: ExportRequest, staging: Path
+    profile: _TrivyProfile, pipeline: beam.Pipeline, request: ExportRequest, staging: str
 ) -> beam.PCollection:
     options = parse_trivy_options(request.options)  # a bad option fails before anything runs
     kept = (
@@ -77,27 +73,22 @@ def _build(
         | profile.keep_label >> KeepRecords(profile.keep)
     )
     summary = kept | "SummarizeRecords" >> SummarizeRecords()
-
-    def manifest_fields(contents: list[ContentEntry], summary: RecordSummary) -> dict[str, Any]:
-        updated_at, next_update = artifact_times(request, summary, profile.layout, options)
-        trivy = artifact_fields(
-            staging, profile.layout, contents, updated_at=updated_at, next_update=next_update
-        )
-        return profile.fields(staging, trivy, contents)
-
-    return (
+    written = (
         kept
         | "AdaptRecords" >> AdaptRecords(profile.adapter)
         | profile.write_label
         >> WriteTrivyArtifact(
-            staging=str(staging),
+            staging=staging,
             request=request,
             summary=summary,
             layout=profile.layout,
             options=options,
             merge=profile.merge,
+            fields=profile.fields,
         )
-        | "AssembleBundle" >> AssembleBundle(str(staging), request, summary, extra=manifest_fields)
+    )
+    return written["contents"] | "AssembleBundle" >> AssembleBundle(
+        staging, request, summary, fields=written["fields"]
     )
 
 
@@ -130,9 +121,9 @@ _JAVA_DB = _TrivyProfile(
 )
 
 
-def build_trivy_db(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build_trivy_db(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     return _build(_DB, pipeline, request, staging)
 
 
-def build_trivy_java_db(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build_trivy_java_db(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     return _build(_JAVA_DB, pipeline, request, staging)
