@@ -45,6 +45,6 @@ def assemble_bundle(
     manifest_bytes = dumps(manifest)
     provenance = build_provenance(request, manifest, manifest_digest=sha256_digest(manifest_bytes))
     # provenance first: the manifest's presence is what tells the driver the step finished
-    storage.write_bytes(storage.join(str(staging), "provenance.json"), dumps(provenance))
-    storage.write_bytes(storage.join(str(staging), "export.json"), manifest_bytes)
+    storage.write_atomic(storage.join(str(staging), "provenance.json"), dumps(provenance))
+    storage.write_atomic(storage.join(str(staging), "export.json"), manifest_bytes)
     return manifest

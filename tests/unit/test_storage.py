@@ -20,7 +20,7 @@ def test_upload_then_download_round_trips_and_skips_the_runs_folder(tmp_path: Pa
     (source / "export.json").write_bytes(b"{}")
     shared = str(tmp_path / "shared" / "run")
     assert storage.upload_tree(source, shared) == ["data/db/trivy.db", "export.json"]
-    storage.write_bytes(storage.join(shared, ".runs", "run-1.bin"), b"sorted run")
+    storage.write_atomic(storage.join(shared, ".runs", "run-1.bin"), b"sorted run")
     driver = tmp_path / "driver"
     driver.mkdir()
     assert storage.download_tree(shared, driver, skip=".runs") == ["data/db/trivy.db", "export.json"]
