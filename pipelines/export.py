@@ -15,15 +15,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
-from pipelines.json_raw import build_json_raw
-from pipelines.trivy import build_trivy_db, build_trivy_java_db
+from pipelines.registry import builder_for
 from runners.options import pipeline_options
 from stella import storage
 from stella.bundle.finish import archive_bundle, finish_bundle
@@ -33,17 +32,9 @@ from stella.errors import PipelineError, StellaError
 from stella.signers.interface import Signer
 from transforms.shards import RUNS_DIR
 
-__all__ = ["BUILDERS", "ExportOutcome", "run_export"]
+__all__ = ["ExportOutcome", "run_export"]
 
 _LOG = logging.getLogger(__name__)
-
-Builder = Callable[[beam.Pipeline, ExportRequest, str], beam.PCollection]
-"""(pipeline, request, staging root: a local folder or a ``gs://`` prefix) -> the step writing the manifest."""
-BUILDERS: dict[str, Builder] = {
-    "json:raw": build_json_raw,
-    "trivy:db": build_trivy_db,
-    "trivy:java-db": build_trivy_java_db,
-}
 
 
 @dataclass(frozen=True)
@@ -81,11 +72,7 @@ def run_export(
         StellaError: the request is unusable, the pipeline failed (``PipelineError``),
             or the destination conflicts.
     """
-    builder = BUILDERS.get(request.profile.name)
-    if builder is None:
-        from stella.errors import ProfileUnavailableError
-
-        raise ProfileUnavailableError(f"profile {request.profile.name} has no pipeline in this build")
+    builder = builder_for(request.profile.name)
     started = time.monotonic()
     local = new_staging(request.out_dir)
     work = str(local) if staging is None else _run_folder(staging)

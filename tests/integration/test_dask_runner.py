@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.export import BUILDERS
+from pipelines.registry import REGISTRY
 from tests.services.dask_cluster import dask_cluster
 from tests.services.gcs import create_bucket, gcs_emulator, gcs_env, list_blobs
 from tests.support import export, ingest, tree_digests
@@ -51,7 +51,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iter
 
 @pytest.mark.slow
 @pytest.mark.gcs
-@pytest.mark.parametrize("profile", sorted(BUILDERS))
+@pytest.mark.parametrize(
+    "profile", sorted(name for name, entry in REGISTRY.items() if entry.build is not None)
+)
 def test_dask_with_gcs_staging_matches_the_embedded_runner(
     profile: str, cluster: Cluster, tmp_path: Path
 ) -> None:
