@@ -39,6 +39,12 @@ def register(groups: Any) -> None:
     run.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]")
     run.add_argument("--out", default="out", help="folder the bundle is published in (default ./out)")
     run.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger); a gs:// URL works too")
+    run.add_argument(
+        "--staging",
+        metavar="URL",
+        help="where pipeline steps write (a gs://bucket/prefix that every worker reaches; "
+        "default: a folder beside --out)",
+    )
     run.add_argument("--as-of", help="generatedAt to record instead of the data's newest timestamp")
     run.add_argument("--records-per-shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
     run.add_argument(
@@ -142,7 +148,14 @@ def _run(args: argparse.Namespace) -> int:
     progress_line(
         f"exporting {request.tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
     )
-    outcome = run_export(request, beam_args, overwrite=args.overwrite, signer=signer, archive=args.archive)
+    outcome = run_export(
+        request,
+        beam_args,
+        overwrite=args.overwrite,
+        signer=signer,
+        archive=args.archive,
+        staging=args.staging,
+    )
     summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
     if args.json:
         emit_json(summary)
