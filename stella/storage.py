@@ -23,6 +23,7 @@ __all__ = [
     "HashingWriter",
     "TEMP_MARK",
     "atomic_local",
+    "download_tree",
     "exists",
     "fsync_dir",
     "is_remote",
@@ -31,12 +32,16 @@ __all__ = [
     "remove_stale",
     "join",
     "list_files",
+    "local_folder_for",
     "open_read",
     "open_write",
+    "read_bytes",
     "remove",
+    "remove_tree",
     "rename",
     "stale_temp_files",
     "temp_owner",
+    "upload_tree",
     "write_atomic",
 ]
 
@@ -103,6 +108,11 @@ def remove(path: str) -> None:
         return
     if FileSystems.exists(path):
         FileSystems.delete([path])
+
+
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as handle:
+        return handle.read()
 
 
 def list_files(prefix: str, suffix: str) -> list[str]:
@@ -256,3 +266,73 @@ def open_atomic(path: str) -> Iterator[IO[bytes]]:
         return
     with atomic_local(Path(_local(path))) as local:
         yield local
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def _relative(prefix: str, path: str) -> str:
+    base = prefix.rstrip("/") + "/" if is_remote(prefix) else os.path.join(_local(prefix), "")
+    if not path.startswith(base):
+        raise ValueError(f"{path} is not under {prefix}")
+    return path[len(base) :].replace(os.sep, "/")
+
+
+def _copy(source: str, destination: str) -> None:
+    with open_read(source) as reader, open_write(destination) as writer:
+        shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+
+
+def upload_tree(source: Path, prefix: str) -> list[str]:
+    """Copy every file under the local folder ``source`` to ``prefix``; their relative paths, sorted."""
+    names = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+    for name in names:
+        _copy(str(source / name), join(prefix, *name.split("/")))
+    return names
+
+
+def download_tree(prefix: str, destination: Path, *, skip: str | None = None) -> list[str]:
+    """Copy every file under ``prefix`` (but not under its subfolder ``skip``) into ``destination``.
+
+    How the driver gathers a payload the workers wrote to shared storage: names are
+    taken relative to ``prefix``, and one that would escape ``destination`` is refused.
+    """
+    names = []
+    for path in list_files(prefix, ""):
+        name = _relative(prefix, path)
+        if skip is not None and (name == skip or name.startswith(skip.rstrip("/") + "/")):
+            continue
+        target = (destination / name).resolve()
+        if not target.is_relative_to(destination.resolve()) or ".." in name.split("/"):
+            raise ValueError(f"{path} would land outside {destination}")
+        _copy(path, str(target))
+        names.append(name)
+    return names
+
+
+def remove_tree(prefix: str) -> None:
+    """Delete every file under ``prefix`` (and, locally, the folder itself)."""
+    if not is_remote(prefix):
+        shutil.rmtree(_local(prefix), ignore_errors=True)
+        return
+    paths = list_files(prefix, "")
+    if paths:
+        FileSystems.delete(paths)
+
+
+@contextmanager
+def local_folder_for(root: str) -> Iterator[Path]:
+    """A local folder whose files end up under ``root`` if the block succeeds.
+
+    Some outputs can only be built on a local disk (SQLite, the bbolt writer, tar and
+    OCI layouts that are hashed and re-read). On a local ``root`` that is ``root``
+    itself; on shared storage it is a private temp folder of *this worker* (its own
+    TMPDIR, never the driver's), uploaded to ``root`` and removed after the block.
+    """
+    if not is_remote(root):
+        os.makedirs(_local(root), exist_ok=True)
+        yield Path(_local(root))
+        return
+    with tempfile.TemporaryDirectory(prefix="stella-step-") as scratch:
+        yield Path(scratch)
+        upload_tree(Path(scratch), root)
