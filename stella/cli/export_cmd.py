@@ -157,10 +157,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipelines.export import run_export
     from runners.options import worker_args
+    from runners.remote import check_remote_runner
 
     tenant = validate_tenant(args.tenant)
-    beam_args = worker_args(args.workers, args.beam_args)  # a usage error before the ledger is read
-    request = _request(args, tenant=tenant, root=ledger_root(args.ledger), selectors=args.selector)
+    beam_args = worker_args(args.workers, args.beam_args)  # usage errors before the ledger is read
+    root = ledger_root(args.ledger)
+    check_remote_runner(beam_args, staging=args.staging, ledger=root)
+    request = _request(args, tenant=tenant, root=root, selectors=args.selector)
     signer = bundle_cmd.signer_from_args(args)
     progress_line(
         f"exporting {tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
