@@ -36,6 +36,7 @@ from stella.cli.parser import (
 )
 from stella.cli.progress import Progress, ProgressHandler, own_stderr
 from stella.errors import StellaError
+from stella.timefmt import format_time
 
 __all__ = ["EXIT_INTERRUPTED", "build_parser", "main", "version_text"]
 
@@ -88,7 +89,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> CommandParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd
+    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd
 
     parser = CommandParser(
         prog="stella",
@@ -100,6 +101,7 @@ def build_parser() -> CommandParser:
     ledger_cmd.register(groups)
     export_cmd.register(groups)
     keys_cmd.register(groups)
+    policy_cmd.register(groups)
     export_cmd.register_demo(groups)
     return parser
 
@@ -146,7 +148,7 @@ def _complete(parser: CommandParser) -> None:
 
 
 def _timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC).replace(microsecond=0))
 
 
 def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: Progress) -> int:

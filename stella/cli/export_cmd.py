@@ -8,7 +8,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest
+from pipelines.registry import REGISTRY, get_profile
+from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
 from stella.cli import bundle_cmd, push_cmd
 from stella.cli.common import (
@@ -21,11 +22,10 @@ from stella.cli.common import (
     tenant_of,
 )
 from stella.cli.progress import silenced_stderr
-from stella.documents.interface import normalize_time
-from stella.errors import InputError, UsageError
+from stella.errors import UsageError
 from stella.ledger.store import LedgerStore
-from stella.profiles import PROFILES, get_profile, parse_profile_options
-from stella.selectors import parse_selectors, selector_help
+from stella.profiles import Profile
+from stella.selectors import selector_help
 
 __all__ = ["check_out_dir", "register", "register_demo", "run_demo"]
 
@@ -43,11 +43,13 @@ def register(groups: Any) -> None:
         "accepted only if Beam defines them; put them after -- to keep them apart. Any other "
         "unknown option is a usage error (exit 2).",
         epilog="selector keys (--selector key=value[,value], repeatable; values OR, keys AND):\n"
-        + selector_help(),
+        + selector_help()
+        + "\n\nprofiles (--profile; a planned one exits 10) and their options (--option key=value):\n"
+        + _profile_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--tenant", help=TENANT_HELP)
-    run.add_argument("--profile", required=True, help=f"one of: {', '.join(PROFILES)}")
+    run.add_argument("--profile", required=True, help=f"one of: {', '.join(REGISTRY)}")
     run.add_argument(
         "--selector",
         action="append",
@@ -57,6 +59,12 @@ def register(groups: Any) -> None:
     )
     run.add_argument("--out", default="out", help="folder the bundle is published in (default ./out)")
     run.add_argument("--ledger", help=LEDGER_HELP)
+    run.add_argument(
+        "--staging",
+        metavar="URL",
+        help="where pipeline steps write (a gs://bucket/prefix that every worker reaches; "
+        "default: a folder beside --out)",
+    )
     run.add_argument("--as-of", help="generatedAt to record instead of the data's newest timestamp")
     run.add_argument(
         "--records-per-shard",
@@ -118,29 +126,28 @@ def check_out_dir(value: str) -> Path:
     return out
 
 
-def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: list[str]) -> ExportRequest:
-    profile = get_profile(args.profile)
-    parsed = parse_selectors(selectors)
-    options = parse_profile_options(getattr(args, "option", []), profile)
-    as_of = None
-    if getattr(args, "as_of", None):
-        try:
-            as_of = normalize_time(args.as_of, field="--as-of")
-        except InputError as exc:
-            raise UsageError(f"--as-of {args.as_of!r} is not an RFC 3339 time") from exc
-    if args.records_per_shard < 1:
-        raise UsageError("--records-per-shard must be at least 1")
-    segments = tuple(LedgerStore(root).require_segments(tenant))  # usage errors first, then the ledger
-    return ExportRequest(
-        tenant=tenant,
-        profile=profile,
-        selectors=parsed,
-        ledger_root=root,
-        segments=segments,
+def _registered() -> list[Profile]:
+    return [entry.profile for entry in REGISTRY.values()]
+
+
+def _profile_help() -> str:
+    lines = []
+    for profile in _registered():
+        lines.append(f"  {profile.name:<15} {profile.status.value:<10} {profile.contents}")
+        lines += [f"      {o.key}=<{o.type}>  {o.help} (default {o.default})" for o in profile.options]
+    return "\n".join(lines)
+
+
+def _request(args: argparse.Namespace) -> ExportRequest:
+    return new_request(
+        tenant=tenant_of(args.tenant),
+        profile=get_profile(args.profile),
+        ledger_root=ledger_root(args.ledger),
         out_dir=args.out,
-        as_of=as_of,
+        selectors=args.selector,
+        options=args.option,
+        as_of=args.as_of,
         records_per_shard=args.records_per_shard,
-        options=options,
         encryption=bundle_cmd.encryption_from_args(args),
     )
 
@@ -189,21 +196,26 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipelines.export import run_export
     from runners.options import quiet_workers, worker_args
+    from runners.remote import check_remote_runner
 
-    tenant = tenant_of(args.tenant)
-    beam_args = worker_args(args.workers, args.beam_args)  # a usage error before the ledger is read
-    if not getattr(args, "verbose", False):
-        beam_args = quiet_workers(beam_args)
+    verbose = bool(getattr(args, "verbose", False))
+    beam_args = worker_args(args.workers, args.beam_args)  # usage errors before the ledger is read
+    check_remote_runner(beam_args, staging=args.staging, ledger=ledger_root(args.ledger))
     check_out_dir(args.out)
-    request = _request(args, tenant=tenant, root=ledger_root(args.ledger), selectors=args.selector)
+    request = _request(args)
     signer = bundle_cmd.signer_from_args(args)
     args.progress.note(
-        f"exporting {tenant} with {request.profile.name} from "
+        f"exporting {request.tenant} with {request.profile.name} from "
         f"{plural(len(request.segments), 'ledger segment')}..."
     )
-    with nullcontext() if getattr(args, "verbose", False) else silenced_stderr():
+    with nullcontext() if verbose else silenced_stderr():
         outcome = run_export(
-            request, beam_args, overwrite=args.overwrite, signer=signer, archive=args.archive
+            request,
+            beam_args if verbose else quiet_workers(beam_args),
+            overwrite=args.overwrite,
+            signer=signer,
+            archive=args.archive,
+            staging=args.staging,
         )
     summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
     args.output.result(summary)
@@ -221,17 +233,17 @@ def _profiles(args: argparse.Namespace) -> int:
                     "status": p.status.value,
                     "contents": p.contents,
                     "consumer": p.consumer,
-                    "options": list(p.options),
+                    "options": [option.to_json() for option in p.options],
                 }
-                for p in PROFILES.values()
+                for p in _registered()
             ]
         }
     )
     if args.output.json:
         return 0
     print(f"{'profile':<15} {'status':<10} {'options':<12} contents")
-    for profile in PROFILES.values():
-        options = ", ".join(profile.options) or "-"
+    for profile in _registered():
+        options = ", ".join(profile.option_keys) or "-"
         print(f"{profile.name:<15} {profile.status.value:<10} {options:<12} {profile.contents}")
     return 0
 
@@ -248,8 +260,9 @@ def run_demo(args: argparse.Namespace) -> int:
             f"creating a demo ledger at {root} (tenant {DEMO_TENANT}, {args.records:,} synthetic documents)..."
         )
         generate_ledger(store, DEMO_TENANT, args.records, seed=0, ingested_at=ingest_time(None), workers=1)
-    args.profile, args.as_of, args.records_per_shard = "json:raw", None, DEFAULT_RECORDS_PER_SHARD
-    request = _request(args, tenant=DEMO_TENANT, root=root, selectors=[])
+    request = new_request(
+        tenant=DEMO_TENANT, profile=get_profile("json:raw"), ledger_root=root, out_dir=args.out
+    )
     outcome = run_export(request, [])
     summary = _summary(outcome)
     report = verify_bundle(outcome.path).report

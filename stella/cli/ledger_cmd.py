@@ -7,7 +7,6 @@ import json
 import shutil
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from stella.cli.common import (
 from stella.errors import InputError, UsageError
 from stella.ledger.generate import generate_ledger
 from stella.ledger.ingest import ingest_paths
+from stella.ledger.stats import ledger_stats
 from stella.ledger.store import LedgerStore
 from stella.model import validate_tenant
 
@@ -49,7 +49,9 @@ def register(groups: Any) -> None:
     ingest.add_argument(
         "--ingested-at", help="record this receive time (default SOURCE_DATE_EPOCH, else now)"
     )
-    ingest.add_argument("--strict", action="store_true", help="exit 7 if any document was rejected")
+    ingest.add_argument(
+        "--strict", action="store_true", help="exit 7 if any document was rejected or any input file refused"
+    )
     ingest.add_argument(
         "paths", nargs="+", metavar="PATH", help="files, folders, or - for one document or JSONL on stdin"
     )
@@ -156,7 +158,7 @@ def _ingest(args: argparse.Namespace) -> int:
     args.output.result(summary)
     if not args.output.json:
         _print_ingest(store, report)
-    if args.strict and report.rejections:
+    if args.strict and (report.rejections or report.refused):
         return 7
     return 0
 
@@ -178,6 +180,16 @@ def _print_ingest(store: LedgerStore, report: Any) -> None:
             f"{plural(len(report.future_dated), 'document')} claim a modified time after their ingestion "
             f"(e.g. {upstream_id} in {source}: {modified}); kept as received, dated at ingestion in bundles"
         )
+    if report.placeholder_times:
+        source, upstream_id, note = report.placeholder_times[0]
+        print(
+            f"{plural(len(report.placeholder_times), 'document')} carry a placeholder time "
+            f"(e.g. {upstream_id} in {source}: {note})"
+        )
+    for label, kind in report.refused:
+        print(f"refused {label}: a {kind}, not a regular file (not read)")
+    if report.cleaned:
+        print(f"removed {plural(len(report.cleaned), 'temp file')} left by killed runs")
     if report.rejections:
         print(f"rejected {len(report.rejections):,} (quarantined with their bytes):")
         for rejection in report.rejections:
@@ -221,39 +233,28 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tenant_stats(store: LedgerStore, tenant: str) -> dict[str, Any]:
-    segments = store.require_segments(tenant)
-    counts: Counter[tuple[str, str]] = Counter((r.kind.value, r.format.value) for r in store.read(tenant))
-    return {
-        "tenant": tenant,
-        "records": sum(counts.values()),
-        "byKindFormat": {f"{k}/{f}": n for (k, f), n in sorted(counts.items())},
-        "segments": [
-            {"name": s.name, "records": s.records, "bytes": s.bytes, "digest": s.digest} for s in segments
-        ],
-        "bytes": sum(s.bytes for s in segments),
-        "quarantined": len(store.quarantined(tenant)),
-    }
-
-
 def _stats(args: argparse.Namespace) -> int:
     store = LedgerStore(ledger_root(args.ledger))
     chosen = args.tenant or _env_tenant()
     names = [validate_tenant(chosen)] if chosen else store.tenants()
     if not names:
         raise_empty_ledger(store)
-    tenants = [_tenant_stats(store, name) for name in names]
-    args.output.result({"ledger": store.root, "tenants": tenants})
+    tenants = [ledger_stats(store, name) for name in names]
+    args.output.result({"ledger": store.root, "tenants": [stats.to_json() for stats in tenants]})
     if args.output.json:
         return 0
     for stats in tenants:
         print(
-            f"ledger {store.root}, tenant {stats['tenant']}: {plural(stats['records'], 'record')} in "
-            f"{plural(len(stats['segments']), 'segment')} ({human_bytes(stats['bytes'])}), "
-            f"{stats['quarantined']:,} quarantined"
+            f"ledger {stats.ledger}, tenant {stats.tenant}: {plural(stats.records, 'record')} in "
+            f"{plural(len(stats.segments), 'segment')} ({human_bytes(stats.bytes)}), "
+            f"{stats.quarantined:,} quarantined ({plural(stats.quarantine_rejections, 'rejection')})"
         )
-        for key, n in stats["byKindFormat"].items():
-            kind, fmt = key.split("/", 1)
+        if stats.quarantine_torn:
+            print(
+                f"  {plural(len(stats.quarantine_torn), 'quarantine reason file')} torn (unreadable): "
+                + ", ".join(stats.quarantine_torn)
+            )
+        for (kind, fmt), n in stats.by_kind_format.items():
             print(f"  {kind:<10} {fmt:<14} {n:>9,}")
     return 0
 
@@ -299,7 +300,9 @@ def _tenants(args: argparse.Namespace) -> int:
 
 
 def _quarantine_entries(store: LedgerStore, tenant: str) -> list[dict[str, Any]]:
-    return sorted(store.quarantined(tenant), key=lambda e: (str(e.get("source")), str(e.get("reason"))))
+    return sorted(
+        store.quarantined(tenant), key=lambda e: (str(e.get("source", e.get("file"))), str(e.get("reason")))
+    )
 
 
 def _quarantine_ls(args: argparse.Namespace) -> int:
@@ -310,7 +313,10 @@ def _quarantine_ls(args: argparse.Namespace) -> int:
     if not args.output.json:
         print(f"tenant {tenant}: {plural(len(entries), 'quarantined document')}")
         for entry in entries:
-            print(f"  {entry.get('source')}: {entry.get('reason')} ({entry.get('receivedAt')})")
+            if entry.get("torn"):
+                print(f"  {entry['file']}: torn reason file (unreadable)")
+            else:
+                print(f"  {', '.join(entry.get('sources', [entry.get('source')]))}: {entry.get('reason')}")
     return 0
 
 
