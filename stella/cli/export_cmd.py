@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest
+from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, plan_request
 from stella.bundle.verify import verify_bundle
 from stella.cli import bundle_cmd, push_cmd
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
-from stella.documents.interface import normalize_time
-from stella.errors import InputError, UsageError
 from stella.ledger.store import LedgerStore
 from stella.model import validate_tenant
-from stella.profiles import PROFILES, get_profile, parse_profile_options
-from stella.selectors import parse_selectors, selector_help
+from stella.profiles import PROFILES
+from stella.selectors import selector_help
 
 __all__ = ["register", "run_demo"]
 
@@ -69,28 +67,15 @@ def register(groups: Any) -> None:
 
 
 def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: list[str]) -> ExportRequest:
-    profile = get_profile(args.profile)
-    parsed = parse_selectors(selectors)
-    options = parse_profile_options(getattr(args, "option", []), profile)
-    as_of = None
-    if getattr(args, "as_of", None):
-        try:
-            as_of = normalize_time(args.as_of, field="--as-of")
-        except InputError as exc:
-            raise UsageError(f"--as-of {args.as_of!r} is not an RFC 3339 time") from exc
-    if args.records_per_shard < 1:
-        raise UsageError("--records-per-shard must be at least 1")
-    segments = tuple(LedgerStore(root).require_segments(tenant))  # usage errors first, then the ledger
-    return ExportRequest(
+    return plan_request(
         tenant=tenant,
-        profile=profile,
-        selectors=parsed,
+        profile=args.profile,
+        selectors=selectors,
+        options=getattr(args, "option", []),
         ledger_root=root,
-        segments=segments,
         out_dir=args.out,
-        as_of=as_of,
+        as_of=getattr(args, "as_of", None),
         records_per_shard=args.records_per_shard,
-        options=options,
         encryption=bundle_cmd.encryption_from_args(args),
     )
 
