@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 from stella.service.app import create_app
 from stella.service.auth import SCOPES, LocalKeys, issue_token
