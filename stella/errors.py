@@ -19,15 +19,17 @@ __all__ = [
     "EgressDeniedError",
     "ErrorSpec",
     "InputError",
-    "NotFoundError",
     "ForbiddenError",
+    "NotFoundError",
     "NotReadyError",
     "PipelineError",
+    "PolicySnapshotNotFoundError",
+    "PolicySnapshotRequiredError",
     "ProfileUnavailableError",
     "QuotaError",
     "SignatureError",
-    "StellaError",
     "RemoteError",
+    "StellaError",
     "TrustError",
     "UnauthenticatedError",
     "UsageError",
@@ -78,6 +80,15 @@ _SPECS: tuple[ErrorSpec, ...] = (
         "ERR_EXPORT_UNAUTHENTICATED", 15, 401, "no bearer token, or one that is expired, malformed or forged"
     ),
     ErrorSpec("ERR_EXPORT_NOT_READY", 16, 409, "the run has not published a bundle (yet, or ever)"),
+    ErrorSpec(
+        "ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED",
+        2,
+        400,
+        "the profile pins a policy (json:policy) and no --option policy-snapshot=<id> was given",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_POLICY_SNAPSHOT_NOT_FOUND", 6, 404, "no policy snapshot with that id for the tenant"
+    ),
 )
 
 EXIT_CODES: Mapping[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
@@ -176,3 +187,13 @@ class UnauthenticatedError(StellaError):
 
 class NotReadyError(StellaError):
     code = "ERR_EXPORT_NOT_READY"
+
+
+class PolicySnapshotRequiredError(UsageError):
+    """A usage error with its own code: CI scripts tell "forgot the pin" from other typos."""
+
+    code = "ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED"
+
+
+class PolicySnapshotNotFoundError(NotFoundError):
+    code = "ERR_EXPORT_POLICY_SNAPSHOT_NOT_FOUND"

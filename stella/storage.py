@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,15 +20,25 @@ from typing import IO, Any, BinaryIO
 
 __all__ = [
     "HashingWriter",
+    "TEMP_MARK",
     "atomic_local",
+    "download_tree",
     "exists",
+    "fsync_dir",
     "is_remote",
     "join",
     "list_files",
+    "local_folder_for",
     "open_read",
     "open_write",
+    "read_bytes",
     "remove",
+    "remove_tree",
     "rename",
+    "stale_temp_files",
+    "temp_owner",
+    "upload_tree",
+    "write_atomic",
 ]
 
 # Beam's import logs an 'apitools not found' warning through the root logger; with no
@@ -38,6 +49,9 @@ if not logging.getLogger().handlers:
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+# Temp files and staging folders carry this mark and the writer's pid.
+TEMP_MARK = ".tmp-"
 
 
 def is_remote(path: str) -> bool:
@@ -92,6 +106,11 @@ def remove(path: str) -> None:
         FileSystems.delete([path])
 
 
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as handle:
+        return handle.read()
+
+
 def list_files(prefix: str, suffix: str) -> list[str]:
     """Files directly or indirectly under ``prefix`` whose names end with ``suffix``, sorted."""
     if not is_remote(prefix):
@@ -137,15 +156,31 @@ class HashingWriter:
         return "sha256:" + self._hash.hexdigest()
 
 
+def fsync_dir(directory: str | Path) -> None:
+    """Make a rename or a new name in ``directory`` durable (a power cut keeps it)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_local(destination: Path) -> Iterator[BinaryIO]:
-    """A temp file beside ``destination``, fsynced and renamed over it only if the block succeeds.
+    """A temp file beside ``destination``, renamed over it only if the block succeeds.
 
     Whatever is written this way is either complete under its final name or absent: a
     crash, or an error found only at the end of a stream (a truncated ciphertext), never
-    leaves a partial file that looks finished.
+    leaves a partial file that looks finished. The order is what survives a power cut:
+    write the temp file, fsync it, rename it, fsync the folder (without the last step
+    the rename itself may be lost; without the first the new name may point at zeros).
+    Leftover temp files are named ``.<name>.tmp-<pid>-<random>`` so that a later run can
+    tell whether the process that made them is still alive (:func:`stale_temp_files`).
     """
-    fd, temp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(
+        prefix=f".{destination.name}{TEMP_MARK}{os.getpid()}-", dir=destination.parent
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -155,3 +190,118 @@ def atomic_local(destination: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    fsync_dir(destination.parent)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a whole file atomically (and durably, when local): complete or absent."""
+    if is_remote(path):
+        # Object stores publish an object only when its upload completes.
+        with open_write(path) as handle:
+            handle.write(data)
+        return
+    with atomic_local(Path(_local(path))) as handle:
+        handle.write(data)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid embedded in a temp or staging name made by this module, if any."""
+    _, mark, rest = name.rpartition(TEMP_MARK)
+    pid = rest.split("-", 1)[0]
+    return int(pid) if mark and pid.isdigit() else None
+
+
+def stale_temp_files(directory: Path) -> list[Path]:
+    """Temp files and staging folders in ``directory`` whose owning process is gone.
+
+    Only names carrying :data:`TEMP_MARK` and a pid are considered; one owned by a live
+    process (another run in progress) is left alone.
+    """
+    if not directory.is_dir():
+        return []
+    stale = []
+    for entry in sorted(directory.iterdir()):
+        owner = temp_owner(entry.name)
+        if owner is not None and owner != os.getpid() and not _pid_alive(owner):
+            stale.append(entry)
+    return stale
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def _relative(prefix: str, path: str) -> str:
+    base = prefix.rstrip("/") + "/" if is_remote(prefix) else os.path.join(_local(prefix), "")
+    if not path.startswith(base):
+        raise ValueError(f"{path} is not under {prefix}")
+    return path[len(base) :].replace(os.sep, "/")
+
+
+def _copy(source: str, destination: str) -> None:
+    with open_read(source) as reader, open_write(destination) as writer:
+        shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+
+
+def upload_tree(source: Path, prefix: str) -> list[str]:
+    """Copy every file under the local folder ``source`` to ``prefix``; their relative paths, sorted."""
+    names = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+    for name in names:
+        _copy(str(source / name), join(prefix, *name.split("/")))
+    return names
+
+
+def download_tree(prefix: str, destination: Path, *, skip: str | None = None) -> list[str]:
+    """Copy every file under ``prefix`` (but not under its subfolder ``skip``) into ``destination``.
+
+    How the driver gathers a payload the workers wrote to shared storage: names are
+    taken relative to ``prefix``, and one that would escape ``destination`` is refused.
+    """
+    names = []
+    for path in list_files(prefix, ""):
+        name = _relative(prefix, path)
+        if skip is not None and (name == skip or name.startswith(skip.rstrip("/") + "/")):
+            continue
+        target = (destination / name).resolve()
+        if not target.is_relative_to(destination.resolve()) or ".." in name.split("/"):
+            raise ValueError(f"{path} would land outside {destination}")
+        _copy(path, str(target))
+        names.append(name)
+    return names
+
+
+def remove_tree(prefix: str) -> None:
+    """Delete every file under ``prefix`` (and, locally, the folder itself)."""
+    if not is_remote(prefix):
+        shutil.rmtree(_local(prefix), ignore_errors=True)
+        return
+    paths = list_files(prefix, "")
+    if paths:
+        FileSystems.delete(paths)
+
+
+@contextmanager
+def local_folder_for(root: str) -> Iterator[Path]:
+    """A local folder whose files end up under ``root`` if the block succeeds.
+
+    Some outputs can only be built on a local disk (SQLite, the bbolt writer, tar and
+    OCI layouts that are hashed and re-read). On a local ``root`` that is ``root``
+    itself; on shared storage it is a private temp folder of *this worker* (its own
+    TMPDIR, never the driver's), uploaded to ``root`` and removed after the block.
+    """
+    if not is_remote(root):
+        os.makedirs(_local(root), exist_ok=True)
+        yield Path(_local(root))
+        return
+    with tempfile.TemporaryDirectory(prefix="stella-step-") as scratch:
+        yield Path(scratch)
+        upload_tree(Path(scratch), root)

@@ -6,18 +6,21 @@ bundle gets is a function of it plus the selected ledger records.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
 from stella.ledger.store import LedgerStore, SegmentInfo
-from stella.profiles import Profile, get_profile, parse_profile_options
+from stella.model import validate_tenant
+from stella.profiles import Profile, parse_profile_options
 from stella.selectors import Selectors, parse_selectors
 
 if TYPE_CHECKING:
     from stella.bundle.encrypt import EncryptionSpec
 
-__all__ = ["DEFAULT_RECORDS_PER_SHARD", "ExportRequest", "plan_request"]
+__all__ = ["DEFAULT_RECORDS_PER_SHARD", "ExportRequest", "new_request"]
 
 DEFAULT_RECORDS_PER_SHARD = 250_000
 
@@ -45,50 +48,45 @@ class ExportRequest:
         return options
 
 
-def plan_request(
+def new_request(
     *,
     tenant: str,
-    profile: str,
-    selectors: list[str],
-    options: list[str],
+    profile: Profile,
     ledger_root: str,
     out_dir: str,
+    selectors: Sequence[str] = (),
+    options: Sequence[str] = (),
     as_of: str | None = None,
     records_per_shard: int = DEFAULT_RECORDS_PER_SHARD,
     encryption: EncryptionSpec | None = None,
 ) -> ExportRequest:
-    """Every surface's one way from user input to a frozen request (the CLI and the service).
+    """A request from what a surface received (selector and ``key=value`` option strings).
 
-    Checks run cheapest first -- profile, selectors, options, time, shard size -- and the
-    ledger is listed last, so a typo never waits for storage.
+    Every surface builds its request here, so each checks the same things in the same
+    order: the caller's own mistakes first, then whether the tenant has a ledger.
 
     Raises:
-        UsageError: unknown profile, bad selector, option, ``as_of`` or shard size.
-        ProfileUnavailableError: the profile is planned, not built.
+        UsageError: a bad tenant, selector, option, ``as_of`` or ``records_per_shard``.
         NotFoundError: the tenant has no ledger segments.
     """
-    from stella.documents.interface import normalize_time
-
-    chosen = get_profile(profile)
+    tenant = validate_tenant(tenant)
     parsed = parse_selectors(selectors)
-    parsed_options = parse_profile_options(options, chosen)
-    normalized = None
+    parsed_options = parse_profile_options(options, profile)
     if as_of:
         try:
-            normalized = normalize_time(as_of, field="asOf")
+            as_of = normalize_time(as_of, field="--as-of")
         except InputError as exc:
-            raise UsageError(f"as-of {as_of!r} is not an RFC 3339 time", details={"asOf": as_of}) from exc
+            raise UsageError(f"--as-of {as_of!r} is not an RFC 3339 time") from exc
     if records_per_shard < 1:
-        raise UsageError("records per shard must be at least 1")
-    segments = tuple(LedgerStore(ledger_root).require_segments(tenant))
+        raise UsageError("--records-per-shard must be at least 1")
     return ExportRequest(
         tenant=tenant,
-        profile=chosen,
+        profile=profile,
         selectors=parsed,
         ledger_root=ledger_root,
-        segments=segments,
+        segments=tuple(LedgerStore(ledger_root).require_segments(tenant)),
         out_dir=out_dir,
-        as_of=normalized,
+        as_of=as_of or None,
         records_per_shard=records_per_shard,
         options=parsed_options,
         encryption=encryption,

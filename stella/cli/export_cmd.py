@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, plan_request
+from pipelines.registry import REGISTRY, get_profile
+from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
 from stella.cli import bundle_cmd, push_cmd
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
 from stella.ledger.store import LedgerStore
-from stella.model import validate_tenant
-from stella.profiles import PROFILES
+from stella.profiles import Profile
 from stella.selectors import selector_help
 
 __all__ = ["register", "run_demo"]
@@ -29,14 +29,22 @@ def register(groups: Any) -> None:
         help="export a tenant's evidence with a profile",
         description="Unrecognised --options are passed to Apache Beam (e.g. --runner, --direct_num_workers).",
         epilog="selector keys (--selector key=value[,value], repeatable; values OR, keys AND):\n"
-        + selector_help(),
+        + selector_help()
+        + "\n\nprofiles (--profile; a planned one exits 10) and their options (--option key=value):\n"
+        + _profile_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--tenant", required=True)
-    run.add_argument("--profile", required=True, help=f"one of: {', '.join(PROFILES)}")
+    run.add_argument("--profile", required=True, help=f"one of: {', '.join(REGISTRY)}")
     run.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]")
     run.add_argument("--out", default="out", help="folder the bundle is published in (default ./out)")
     run.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger); a gs:// URL works too")
+    run.add_argument(
+        "--staging",
+        metavar="URL",
+        help="where pipeline steps write (a gs://bucket/prefix that every worker reaches; "
+        "default: a folder beside --out)",
+    )
     run.add_argument("--as-of", help="generatedAt to record instead of the data's newest timestamp")
     run.add_argument("--records-per-shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
     run.add_argument(
@@ -66,15 +74,27 @@ def register(groups: Any) -> None:
     push_cmd.register(commands)
 
 
-def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: list[str]) -> ExportRequest:
-    return plan_request(
-        tenant=tenant,
-        profile=args.profile,
-        selectors=selectors,
-        options=getattr(args, "option", []),
-        ledger_root=root,
+def _registered() -> list[Profile]:
+    return [entry.profile for entry in REGISTRY.values()]
+
+
+def _profile_help() -> str:
+    lines = []
+    for profile in _registered():
+        lines.append(f"  {profile.name:<15} {profile.status.value:<10} {profile.contents}")
+        lines += [f"      {o.key}=<{o.type}>  {o.help} (default {o.default})" for o in profile.options]
+    return "\n".join(lines)
+
+
+def _request(args: argparse.Namespace) -> ExportRequest:
+    return new_request(
+        tenant=args.tenant,
+        profile=get_profile(args.profile),
+        ledger_root=ledger_root(args.ledger),
         out_dir=args.out,
-        as_of=getattr(args, "as_of", None),
+        selectors=args.selector,
+        options=args.option,
+        as_of=args.as_of,
         records_per_shard=args.records_per_shard,
         encryption=bundle_cmd.encryption_from_args(args),
     )
@@ -122,14 +142,20 @@ def _run(args: argparse.Namespace) -> int:
     from pipelines.export import run_export
     from runners.options import worker_args
 
-    tenant = validate_tenant(args.tenant)
     beam_args = worker_args(args.workers, args.beam_args)  # a usage error before the ledger is read
-    request = _request(args, tenant=tenant, root=ledger_root(args.ledger), selectors=args.selector)
+    request = _request(args)
     signer = bundle_cmd.signer_from_args(args)
     progress_line(
-        f"exporting {tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
+        f"exporting {request.tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
     )
-    outcome = run_export(request, beam_args, overwrite=args.overwrite, signer=signer, archive=args.archive)
+    outcome = run_export(
+        request,
+        beam_args,
+        overwrite=args.overwrite,
+        signer=signer,
+        archive=args.archive,
+        staging=args.staging,
+    )
     summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
     if args.json:
         emit_json(summary)
@@ -147,15 +173,15 @@ def _profiles(args: argparse.Namespace) -> int:
                     "status": p.status.value,
                     "contents": p.contents,
                     "consumer": p.consumer,
-                    "options": list(p.options),
+                    "options": [option.to_json() for option in p.options],
                 }
-                for p in PROFILES.values()
+                for p in _registered()
             ]
         )
         return 0
     print(f"{'profile':<15} {'status':<10} {'options':<12} contents")
-    for profile in PROFILES.values():
-        options = ", ".join(profile.options) or "-"
+    for profile in _registered():
+        options = ", ".join(profile.option_keys) or "-"
         print(f"{profile.name:<15} {profile.status.value:<10} {options:<12} {profile.contents}")
     return 0
 
@@ -172,8 +198,9 @@ def run_demo(args: argparse.Namespace) -> int:
             f"creating a demo ledger at {root} (tenant {DEMO_TENANT}, {args.records} synthetic documents)..."
         )
         generate_ledger(store, DEMO_TENANT, args.records, seed=0, ingested_at=ingest_time(None), workers=1)
-    args.profile, args.as_of, args.records_per_shard = "json:raw", None, DEFAULT_RECORDS_PER_SHARD
-    request = _request(args, tenant=DEMO_TENANT, root=root, selectors=[])
+    request = new_request(
+        tenant=DEMO_TENANT, profile=get_profile("json:raw"), ledger_root=root, out_dir=args.out
+    )
     outcome = run_export(request, [])
     summary = _summary(outcome)
     report = verify_bundle(outcome.path).report

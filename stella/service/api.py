@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from pipelines.registry import REGISTRY
+from pipelines.registry import get_profile as builtin_profile
 from stella.bundle.encrypt import parse_encryption
-from stella.bundle.request import plan_request
+from stella.bundle.request import new_request
 from stella.errors import NotFoundError, NotReadyError, UsageError
-from stella.profiles import PROFILES
 from stella.service.auth import Principal
 from stella.service.bodies import (
     ProfileBody,
@@ -94,15 +95,16 @@ async def _get_run(request: Request, principal: Principal) -> Run:
 
 
 def _builtin(name: str) -> dict[str, Any]:
-    profile = PROFILES[name]
+    profile = REGISTRY[name].profile
     return {
-        "name": profile.name,
-        "builtin": True,
         **profile.to_json(),
+        "builtin": True,
         "status": profile.status.value,
         "contents": profile.contents,
         "consumer": profile.consumer,
-        "options": list(profile.options),
+        "options": [
+            {"key": o.key, "type": o.type, "default": o.default, "help": o.help} for o in profile.options
+        ],
     }
 
 
@@ -111,7 +113,7 @@ async def list_profiles(request: Request) -> Response:
     stored = await _call(_store(request).list_profiles, principal.tenant)
     return JSONResponse(
         {
-            "builtin": [_builtin(name) for name in PROFILES],
+            "builtin": [_builtin(name) for name in REGISTRY],
             "stored": [profile.to_json() for profile in stored],
         }
     )
@@ -120,7 +122,7 @@ async def list_profiles(request: Request) -> Response:
 async def get_profile(request: Request) -> Response:
     principal = await _principal(request, "export:read")
     name = request.path_params["name"]
-    if name in PROFILES:
+    if name in REGISTRY:
         return JSONResponse(_builtin(name))
     check_profile_name(name)
     revision = request.query_params.get("revision")
@@ -133,7 +135,6 @@ async def get_profile(request: Request) -> Response:
 
 def _validate_profile(config: ServiceConfig, body: ProfileBody) -> None:
     """What a run with this profile would check, minus the ledger (profiles outlive ledgers)."""
-    from stella.profiles import get_profile as builtin_profile
     from stella.profiles import parse_profile_options
     from stella.selectors import parse_selectors
 
@@ -157,7 +158,7 @@ async def _put_profile(request: Request, *, create: bool) -> Response:
         if raw.get("name", name) != name:
             raise UsageError("name in the body differs from the path", details={"field": "name"})
     check_profile_name(name)
-    if name in PROFILES:
+    if name in REGISTRY:
         raise UsageError(f"{name} is a built-in profile name", details={"profile": name})
     body = ProfileBody.from_json(raw)
     _validate_profile(_config(request), body)
@@ -190,7 +191,7 @@ def _run_params(
 ) -> tuple[str, dict[str, Any]]:
     """Resolve a stored profile, freeze the parameters, and check them as a run would."""
     params: dict[str, Any]
-    if body.profile in PROFILES:
+    if body.profile in REGISTRY:
         if body.profile_revision is not None:
             raise UsageError(
                 "profileRevision applies to stored profiles only", details={"field": "profileRevision"}
@@ -217,9 +218,9 @@ def _run_params(
         params["asOf"] = body.as_of
     if params["sign"] and not config.sign_key:
         raise UsageError("sign: true needs a service signing key (stella serve --sign-key)")
-    plan_request(  # the same checks as the CLI (and the worker), before anything is queued
+    new_request(  # the same checks as the CLI (and the worker), before anything is queued
         tenant=tenant,
-        profile=profile,
+        profile=builtin_profile(profile),
         selectors=params["selectors"],
         options=[f"{k}={v}" for k, v in sorted(params["options"].items())],
         ledger_root=config.ledger_root,

@@ -2,7 +2,7 @@
 
 Every field is checked for type and shape here, and a problem names the field; what
 the bodies mean (profiles, selectors, options) is then checked by the same library
-functions the CLI uses (:func:`stella.bundle.request.plan_request`).
+functions the CLI uses (:func:`stella.bundle.request.new_request`).
 """
 
 from __future__ import annotations

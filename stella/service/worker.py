@@ -44,15 +44,16 @@ _PR_SET_PDEATHSIG = 1
 
 def run_params_request(config: ServiceConfig, run: Run) -> Any:
     """The run's frozen parameters as an :class:`~stella.bundle.request.ExportRequest`."""
+    from pipelines.registry import get_profile
     from stella.bundle.encrypt import parse_encryption
-    from stella.bundle.request import plan_request
+    from stella.bundle.request import new_request
 
     params = run.params
     options = [f"{key}={value}" for key, value in sorted(params.get("options", {}).items())]
     encryption = parse_encryption(params.get("encryptTo", []), environ={})
-    return plan_request(
+    return new_request(
         tenant=run.tenant,
-        profile=run.profile,
+        profile=get_profile(run.profile),
         selectors=list(params.get("selectors", [])),
         options=options,
         ledger_root=config.ledger_root,
