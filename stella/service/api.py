@@ -25,6 +25,7 @@ from pipelines.registry import get_profile as builtin_profile
 from stella.bundle.encrypt import parse_encryption
 from stella.bundle.request import new_request
 from stella.errors import NotFoundError, NotReadyError, UsageError
+from stella.guards.ids import check_id
 from stella.service.auth import Principal
 from stella.service.bodies import (
     ProfileBody,
@@ -341,7 +342,7 @@ async def _published(request: Request) -> tuple[Run, Path]:
             f"run {run.id} is {run.status.value}: only a succeeded run has a bundle to download",
             details={"runId": run.id, "status": run.status.value},
         )
-    bundle = _config(request).bundle_dir(run.tenant) / run.export_id
+    bundle = _config(request).bundle_dir(run.tenant) / check_id(run.export_id, "exportId")
     if not (bundle / "export.json").is_file():
         raise NotFoundError(f"the bundle of run {run.id} is no longer stored", details={"runId": run.id})
     return run, bundle

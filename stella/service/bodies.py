@@ -7,20 +7,21 @@ functions the CLI uses (:func:`stella.bundle.request.new_request`).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from stella.errors import UsageError
+from stella.guards import strictjson
+from stella.guards.ids import check_id
 
 __all__ = [
     "MAX_BODY_BYTES",
-    "PROFILE_NAME",
     "RUN_ID",
     "ProfileBody",
     "RunBody",
+    "check_idempotency_key",
     "check_profile_name",
     "check_run_id",
     "parse_json",
@@ -28,51 +29,25 @@ __all__ = [
 
 MAX_BODY_BYTES = 256 * 1024
 RUN_ID = re.compile(r"run-[0-9a-f]{32}")
-PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise UsageError(f"request body repeats the key {key!r}", details={"field": key})
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise UsageError(f"request body holds {name}, which is not JSON")
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
     """A JSON object body, bounded, without duplicate keys or NaN/Infinity."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise UsageError(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        value = json.loads(raw or b"{}", object_pairs_hook=_reject_duplicates, parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, UsageError):
-            raise
-        raise UsageError(f"request body is not valid JSON: {exc}") from exc
+    value = strictjson.loads(raw or b"{}", what="request body", error=UsageError, max_bytes=MAX_BODY_BYTES)
     if not isinstance(value, dict):
         raise UsageError("request body must be a JSON object")
     return value
 
 
 def check_run_id(value: str) -> str:
-    if not RUN_ID.fullmatch(value):
-        raise UsageError("malformed run id", details={"runId": value[:80]})
+    if not RUN_ID.fullmatch(check_id(value, "run id")):
+        raise UsageError("malformed run id: expected run-<32 hex digits>", details={"runId": value[:80]})
     return value
 
 
-def check_profile_name(value: str, what: str = "name") -> str:
-    if not PROFILE_NAME.fullmatch(value):
-        raise UsageError(
-            f"{what} {value[:80]!r}: use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
-            details={"field": what},
-        )
-    return value
+def check_profile_name(value: str, what: str = "profile name") -> str:
+    return check_id(value, what)
 
 
 def check_idempotency_key(value: str | None) -> str | None:

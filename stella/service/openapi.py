@@ -13,6 +13,7 @@ from typing import Any
 
 from stella import __version__
 from stella.errors import EXIT_CODES
+from stella.guards.ids import ID_PATTERN
 
 __all__ = ["markdown", "openapi_document"]
 
@@ -194,7 +195,7 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "required": ["profile"],
             "properties": {
-                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"},
+                "name": {"type": "string", "pattern": f"^(?:{ID_PATTERN.pattern})$"},
                 "profile": {"type": "string"},
                 "selectors": _STRINGS,
                 "options": {"type": "object", "additionalProperties": {"type": "string"}},
