@@ -37,6 +37,15 @@ __all__ = ["create_app", "error_response"]
 
 _LOG = logging.getLogger("stella.service.http")
 _TRACE = re.compile(r"[A-Za-z0-9-]{8,64}")
+# The Console loads only its own files and talks only to this origin.
+_CONSOLE_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 CONSOLE = Path(__file__).with_name("console")
 
 
@@ -103,6 +112,8 @@ class _Telemetry:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", []).append((b"x-trace-id", trace_id.encode()))
+                if scope["path"].startswith("/console"):
+                    message["headers"].extend(_CONSOLE_HEADERS)
             await send(message)
 
         with correlation(trace_id):
