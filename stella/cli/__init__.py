@@ -89,7 +89,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> CommandParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd
+    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd, serve_cmd
 
     parser = CommandParser(
         prog="stella",
@@ -101,6 +101,7 @@ def build_parser() -> CommandParser:
     ledger_cmd.register(groups)
     export_cmd.register(groups)
     keys_cmd.register(groups)
+    serve_cmd.register(groups)
     policy_cmd.register(groups)
     export_cmd.register_demo(groups)
     return parser
