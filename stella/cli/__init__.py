@@ -97,6 +97,18 @@ def build_parser() -> CommandParser:
         epilog="docs/cli.md documents every command, the --json contract and the exit codes.",
     )
     parser.add_argument("--version", action=_Version)
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("STELLA_SERVER") or None,
+        metavar="URL",
+        help="run export commands through an Export Center API (env STELLA_SERVER; token in STELLA_TOKEN)",
+    )
+    parser.add_argument(
+        "--tenant",
+        dest="server_tenant",
+        default=os.environ.get("STELLA_TENANT") or None,
+        help="the tenant to act for, before the command (env STELLA_TENANT)",
+    )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=CommandParser)
     ledger_cmd.register(groups)
     export_cmd.register(groups)
@@ -170,6 +182,8 @@ def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: 
         raise unknown_option_error((extra or passthrough)[0], option_strings, where=output.command)
     else:
         args.beam_args = []
+    if getattr(args, "tenant", []) is None:
+        args.tenant = getattr(args, "server_tenant", None)  # `stella --tenant T command` counts too
     args.output, args.progress = output, progress
     output.before_result = progress.close
     with progress:

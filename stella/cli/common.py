@@ -18,6 +18,7 @@ from pathlib import Path
 from stella.cli.progress import human_bytes, plural
 from stella.documents.interface import format_time, normalize_time
 from stella.errors import InputError, UsageError
+from stella.guards.files import check_folder_arg
 from stella.ledger.store import default_ledger_root
 from stella.model import validate_tenant
 
@@ -81,7 +82,8 @@ def _str(value: object) -> str | None:
 
 
 def ledger_root(value: str | None, environ: Mapping[str, str] | None = None) -> str:
-    return value or load_settings(environ).ledger or default_ledger_root(dict(environ or os.environ))
+    chosen = value or load_settings(environ).ledger or default_ledger_root(dict(environ or os.environ))
+    return check_folder_arg(chosen, "--ledger")
 
 
 def tenant_of(value: str | None, environ: Mapping[str, str] | None = None) -> str:
@@ -113,6 +115,8 @@ def ingest_time(value: str | None) -> str:
     if epoch:
         try:
             return format_time(datetime.fromtimestamp(int(epoch), UTC))
-        except ValueError as exc:
-            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from exc
+        except (ValueError, OverflowError, OSError) as exc:
+            raise UsageError(
+                f"SOURCE_DATE_EPOCH={epoch!r} is not an integer number of seconds between year 1 and 9999"
+            ) from exc
     return format_time(datetime.now(UTC).replace(microsecond=0))

@@ -11,7 +11,7 @@ from typing import Any
 from pipelines.registry import REGISTRY, get_profile
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
-from stella.cli import bundle_cmd, push_cmd
+from stella.cli import bundle_cmd, push_cmd, remote_cmd
 from stella.cli.common import (
     LEDGER_HELP,
     TENANT_HELP,
@@ -96,6 +96,7 @@ def register(groups: Any) -> None:
     profiles.set_defaults(handler=_profiles)
 
     push_cmd.register(commands)
+    remote_cmd.register(commands)
 
 
 def register_demo(groups: Any) -> None:
@@ -140,7 +141,7 @@ def _profile_help() -> str:
 
 def _request(args: argparse.Namespace) -> ExportRequest:
     return new_request(
-        tenant=tenant_of(args.tenant),
+        tenant=tenant_of(args.tenant or getattr(args, "server_tenant", None)),
         profile=get_profile(args.profile),
         ledger_root=ledger_root(args.ledger),
         out_dir=args.out,
@@ -198,6 +199,8 @@ def _run(args: argparse.Namespace) -> int:
     from runners.options import quiet_workers, worker_args
     from runners.remote import check_remote_runner
 
+    if args.server:
+        return remote_cmd.run(args)
     verbose = bool(getattr(args, "verbose", False))
     beam_args = worker_args(args.workers, args.beam_args)  # usage errors before the ledger is read
     check_remote_runner(beam_args, staging=args.staging, ledger=ledger_root(args.ledger))
@@ -225,6 +228,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _profiles(args: argparse.Namespace) -> int:
+    if args.server:
+        return remote_cmd.profiles(args)
     args.output.result(
         {
             "profiles": [
