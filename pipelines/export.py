@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.json_raw import build_json_raw
+from pipelines.mirror import build_mirror_delta, build_mirror_full
 from pipelines.trivy import build_trivy_db, build_trivy_java_db
 from runners.options import pipeline_options
 from stella.bundle.finish import archive_bundle, finish_bundle
@@ -36,6 +37,8 @@ BUILDERS: dict[str, Builder] = {
     "json:raw": build_json_raw,
     "trivy:db": build_trivy_db,
     "trivy:java-db": build_trivy_java_db,
+    "mirror:full": build_mirror_full,
+    "mirror:delta": build_mirror_delta,
 }
 
 

@@ -14,11 +14,16 @@ from typing import Any
 
 __all__ = [
     "EXIT_CODES",
+    "BaseMissingError",
     "BundleIntegrityError",
     "ConflictError",
     "EgressDeniedError",
     "ErrorSpec",
     "InputError",
+    "MirrorChainError",
+    "MirrorExpiredError",
+    "MirrorRollbackError",
+    "MirrorScopeError",
     "NotFoundError",
     "ProfileUnavailableError",
     "SignatureError",
@@ -67,6 +72,33 @@ _SPECS: tuple[ErrorSpec, ...] = (
     ErrorSpec("ERR_EXPORT_FORBIDDEN", 11, 403, "the caller lacks the scope or tenant for this action"),
     ErrorSpec("ERR_EXPORT_PIPELINE", 12, 500, "the pipeline runner failed; no bundle was published"),
     ErrorSpec("ERR_EXPORT_REMOTE", 13, 502, "a remote service (registry, object store) refused or failed"),
+    ErrorSpec(
+        "ERR_EXPORT_BASE_MISSING",
+        14,
+        409,
+        "a delta's base cannot be found or reconstructed (republish the base or export mirror:full)",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_ROLLBACK",
+        15,
+        409,
+        "the bundle is not newer than the mirror (sequence not above the current one, or already applied)",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_EXPIRED", 16, 409, "the mirror bundle expired before this import (freeze attack)"
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_CHAIN",
+        17,
+        409,
+        "a delta does not apply to the mirror's current state (wrong base, skipped or out of order)",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_SCOPE",
+        18,
+        409,
+        "the bundle belongs to another tenant or mirror name than the mirror",
+    ),
 )
 
 EXIT_CODES: Mapping[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
@@ -147,3 +179,23 @@ class PipelineError(StellaError):
 
 class RemoteError(StellaError):
     code = "ERR_EXPORT_REMOTE"
+
+
+class BaseMissingError(StellaError):
+    code = "ERR_EXPORT_BASE_MISSING"
+
+
+class MirrorRollbackError(StellaError):
+    code = "ERR_EXPORT_MIRROR_ROLLBACK"
+
+
+class MirrorExpiredError(StellaError):
+    code = "ERR_EXPORT_MIRROR_EXPIRED"
+
+
+class MirrorChainError(StellaError):
+    code = "ERR_EXPORT_MIRROR_CHAIN"
+
+
+class MirrorScopeError(StellaError):
+    code = "ERR_EXPORT_MIRROR_SCOPE"
