@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +43,9 @@ from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.errors import BaseMissingError, UsageError
+from stella.guards.ids import check_id
 from stella.ledger.store import SegmentInfo
+from stella.profiles import ProfileOption
 from stella.selectors import Selectors, parse_selectors
 from stella.timefmt import format_utc, parse_duration
 from transforms.bundle import AssembleBundle
@@ -58,12 +59,46 @@ from transforms.mirror import (
 )
 from transforms.shards import AdaptRecords, WriteSortedShards
 
-__all__ = ["DEFAULT_EXPIRES", "MirrorBase", "MirrorOptions", "build_mirror_delta", "build_mirror_full"]
+__all__ = [
+    "BASE_OPTION",
+    "DEFAULT_EXPIRES",
+    "MIRROR_OPTIONS",
+    "MirrorBase",
+    "MirrorOptions",
+    "build_delta",
+    "build_full",
+    "parse_mirror_options",
+    "resolve_base",
+]
 
 DEFAULT_EXPIRES: Final = "30d"
 DEFAULT_NAME: Final = "default"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _MAX_SEQUENCE: Final = 2**53
+
+
+MIRROR_OPTIONS: Final = (
+    ProfileOption(
+        "name", "mirror name (a-z, 0-9, '.', '_', '-')", DEFAULT_NAME, "which mirror of the tenant this feeds"
+    ),
+    ProfileOption(
+        "sequence",
+        "positive integer",
+        "1 (full), base + 1 (delta)",
+        "strictly increasing per tenant and mirror name; the importer refuses anything not above its state",
+    ),
+    ProfileOption(
+        "expires",
+        "duration (36h, 7d, 1d12h)",
+        f"generatedAt + {DEFAULT_EXPIRES}",
+        "after this the importer refuses the bundle (freeze protection)",
+    ),
+)
+BASE_OPTION: Final = ProfileOption(
+    "base",
+    "bundle path or export id",
+    "(required)",
+    "the mirror export this delta applies to; an id is looked up in --out",
+)
 
 
 @dataclass(frozen=True)
@@ -76,9 +111,7 @@ class MirrorOptions:
 
 def parse_mirror_options(options: Mapping[str, Any], *, delta: bool) -> MirrorOptions:
     """Raises UsageError: a bad name, sequence or expiry, or a delta without ``base``."""
-    name = str(options.get("name", DEFAULT_NAME))
-    if not _NAME.match(name):
-        raise UsageError(f"name={name!r}: a mirror name is 1-63 of a-z, 0-9, '.', '_', '-'")
+    name = check_id(options.get("name", DEFAULT_NAME), "mirror name")
     sequence = options.get("sequence")
     if sequence is not None:
         if not str(sequence).isdigit() or not 1 <= int(sequence) < _MAX_SEQUENCE:
@@ -107,7 +140,11 @@ class MirrorBase:
 
 
 def _find_base(reference: str, out_dir: str) -> Path:
-    for candidate in (Path(reference), Path(out_dir) / reference, Path(out_dir) / f"{reference}.tar.zst"):
+    candidates = [Path(reference)]
+    if "/" not in reference and not reference.endswith(".tar.zst"):  # an export id, looked up in --out
+        check_id(reference, "base export id")
+        candidates += [Path(out_dir) / reference, Path(out_dir) / f"{reference}.tar.zst"]
+    for candidate in candidates:
         if candidate.is_dir() or candidate.is_file():
             return candidate
     raise BaseMissingError(
@@ -193,7 +230,7 @@ def _read_selected(pipeline: beam.Pipeline, request: ExportRequest) -> beam.PCol
     )
 
 
-def build_mirror_full(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
     options = parse_mirror_options(request.options, delta=False)
     sequence = options.sequence or 1
     selected = _read_selected(pipeline, request)
@@ -221,7 +258,7 @@ def build_mirror_full(pipeline: beam.Pipeline, request: ExportRequest, staging: 
     )
 
 
-def build_mirror_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
     options = parse_mirror_options(request.options, delta=True)
     base = resolve_base(request, options)
     sequence = options.sequence or base.sequence + 1

@@ -22,7 +22,6 @@ Order of work (research §1, §5):
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,7 +31,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyarrow.parquet as pq
-import zstandard
 
 from stella.adapters.mirror.delta import ADD, CHANGES_PATH, REMOVE, Change, diff_pairs, parse_change
 from stella.adapters.mirror.items import items_of_line
@@ -53,6 +51,7 @@ from stella.errors import (
     SignatureError,
     UsageError,
 )
+from stella.guards.streams import iter_lines, open_decompressed
 from stella.mirror.rebuild import write_sorted
 from stella.mirror.state import (
     STATE_SCHEMA,
@@ -313,9 +312,13 @@ def _unpack(source: Path, entries: Sequence[ContentEntry], into: Path, caps: Map
 
 
 def _lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle, zstandard.ZstdDecompressor().stream_reader(handle) as reader:
-        for line in io.BufferedReader(reader):
-            yield line.rstrip(b"\n")
+    """Lines of a verified ``.jsonl.zst``, decompressed under the shared bounds (ratio, window)."""
+    what = path.name
+    with open_decompressed(path.open("rb"), "zstd", what=what, error=BundleIntegrityError) as reader:
+        for line in iter_lines(reader):
+            if line.oversized:
+                raise BundleIntegrityError(f"{what}: line {line.number} is over the line limit")
+            yield line.data
 
 
 def state_lines(folder: Path) -> Iterator[tuple[str, bytes]]:

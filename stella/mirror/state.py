@@ -22,7 +22,6 @@ the state it describes always switch together.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import uuid
@@ -34,6 +33,7 @@ from typing import Any, Final
 
 from stella.canonical import dumps
 from stella.errors import BundleIntegrityError, ConflictError
+from stella.guards import strictjson
 
 __all__ = [
     "APPLIED_LOG",
@@ -97,8 +97,10 @@ def current_state(root: Path) -> MirrorState | None:
         return None
     target = root / os.readlink(link)
     try:
-        value = json.loads((target / STATE_FILE).read_bytes())
-    except (OSError, ValueError) as exc:
+        value = strictjson.loads(
+            (target / STATE_FILE).read_bytes(), what=STATE_FILE, error=BundleIntegrityError
+        )
+    except OSError as exc:
         raise BundleIntegrityError(
             f"mirror {root}: current state {target.name} is unreadable: {exc}", details={"mirror": str(root)}
         ) from exc
@@ -109,7 +111,11 @@ def applied_log(state: MirrorState | None) -> list[dict[str, Any]]:
     if state is None:
         return []
     path = state.file(APPLIED_LOG)
-    return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return [
+        strictjson.loads(line, what=APPLIED_LOG, error=BundleIntegrityError)
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    ]
 
 
 @contextmanager
