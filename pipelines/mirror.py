@@ -24,8 +24,6 @@ from the one the base manifest signed.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,10 +31,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import apache_beam as beam
-import zstandard
 
+from stella import storage
 from stella.adapters.jsonraw import jsonraw_items
-from stella.adapters.mirror.delta import ADD, CHANGE, CHANGES_PATH, REMOVE
+from stella.adapters.mirror.delta import CHANGES_PATH
 from stella.adapters.mirror.indexes import is_record_index
 from stella.adapters.mirror.items import mirror_items, mirror_shard_path, write_mirror_shard
 from stella.bundle.assemble import generated_at
@@ -47,7 +45,7 @@ from stella.guards.ids import check_id
 from stella.ledger.store import SegmentInfo
 from stella.profiles import ProfileOption
 from stella.selectors import Selectors, parse_selectors
-from stella.timefmt import format_utc, parse_duration
+from stella.timefmt import format_time, parse_duration
 from transforms.bundle import AssembleBundle
 from transforms.ledger import ReadLedger, SelectRecords
 from transforms.mirror import (
@@ -56,8 +54,9 @@ from transforms.mirror import (
     MirrorSummary,
     SummarizeMirror,
     WriteChanges,
+    count_ops,
 )
-from transforms.shards import AdaptRecords, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
 
 __all__ = [
     "BASE_OPTION",
@@ -214,7 +213,7 @@ def _mirror_block(
         "name": options.name,
         "mode": mode,
         "sequence": sequence,
-        "expires": format_utc(generated + period),
+        "expires": format_time(generated + period),
         "recordSet": summary.record_set.to_json(),
         "ledger": [
             {"name": s.name, "digest": s.digest} for s in sorted(request.segments, key=lambda s: s.name)
@@ -230,11 +229,26 @@ def _read_selected(pipeline: beam.Pipeline, request: ExportRequest) -> beam.PCol
     )
 
 
-def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def _write_shards(staging: str, request: ExportRequest) -> WriteSortedShards:
+    return WriteSortedShards(
+        temp_dir=storage.join(staging, RUNS_DIR),
+        out_root=staging,
+        path_for=mirror_shard_path,
+        writer=write_mirror_shard,
+        records_per_shard=request.records_per_shard,
+    )
+
+
+def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     options = parse_mirror_options(request.options, delta=False)
     sequence = options.sequence or 1
     selected = _read_selected(pipeline, request)
     summary = selected | "SummarizeMirror" >> SummarizeMirror()
+    entries = (
+        selected
+        | "AdaptRecords" >> AdaptRecords(mirror_items)
+        | "WriteSortedShards" >> _write_shards(staging, request)
+    )
 
     def fields(contents: list[ContentEntry], summary: MirrorSummary) -> dict[str, Any]:
         block = _mirror_block(request, options, summary, sequence, "full")
@@ -243,22 +257,15 @@ def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -
         ]
         return {"mirror": block}
 
-    return (
-        selected
-        | "AdaptRecords" >> AdaptRecords(mirror_items)
-        | "WriteSortedShards"
-        >> WriteSortedShards(
-            temp_dir=str(staging / ".runs"),
-            out_root=str(staging),
-            path_for=mirror_shard_path,
-            writer=write_mirror_shard,
-            records_per_shard=request.records_per_shard,
-        )
-        | "AssembleBundle" >> AssembleBundle(str(staging), request, summary, extra=fields)  # type: ignore[arg-type]
+    manifest_fields = (
+        entries
+        | "CollectEntries" >> beam.combiners.ToList()
+        | "MirrorFields" >> beam.Map(fields, summary=beam.pvalue.AsSingleton(summary))
     )
+    return entries | "AssembleBundle" >> AssembleBundle(staging, request, summary, fields=manifest_fields)
 
 
-def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     options = parse_mirror_options(request.options, delta=True)
     base = resolve_base(request, options)
     sequence = options.sequence or base.sequence + 1
@@ -275,19 +282,12 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) 
     summary = current | "SummarizeMirror" >> SummarizeMirror()
     base_set = previous | "SummarizeBase" >> SummarizeMirror()
     changes = (current, previous) | "DiffAgainstBase" >> DiffAgainstBase()
-    changes_entry = changes | "WriteChanges" >> WriteChanges(str(staging))
+    changes_entry = changes | "WriteChanges" >> WriteChanges(staging)
     raw_entries = (
         current
         | "KeepChangedRecords" >> KeepChangedRecords(changes)
         | "AdaptRecords" >> AdaptRecords(jsonraw_items)
-        | "WriteSortedShards"
-        >> WriteSortedShards(
-            temp_dir=str(staging / ".runs"),
-            out_root=str(staging),
-            path_for=mirror_shard_path,
-            writer=write_mirror_shard,
-            records_per_shard=request.records_per_shard,
-        )
+        | "WriteSortedShards" >> _write_shards(staging, request)
     )
 
     def check_base(summary: MirrorSummary) -> MirrorSummary:
@@ -301,8 +301,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) 
 
     checked = base_set | "CheckBaseRecordSet" >> beam.Map(check_base)
 
-    def fields(contents: list[ContentEntry], summary: MirrorSummary) -> dict[str, Any]:
-        ops = _count_ops(staging)
+    def fields(summary: MirrorSummary, ops: dict[str, int], _base: MirrorSummary) -> dict[str, Any]:
         return {
             "mirror": _mirror_block(request, options, summary, sequence, "delta"),
             "delta": {
@@ -314,21 +313,9 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) 
             },
         }
 
-    entries = (
-        (raw_entries, changes_entry)
-        | "FlattenEntries" >> beam.Flatten()
-        | "AfterBaseCheck" >> beam.Map(lambda entry, _base: entry, beam.pvalue.AsSingleton(checked))
+    ops = changes | "CollectOps" >> beam.combiners.ToList() | "CountOps" >> beam.Map(count_ops)
+    manifest_fields = summary | "DeltaFields" >> beam.Map(
+        fields, ops=beam.pvalue.AsSingleton(ops), _base=beam.pvalue.AsSingleton(checked)
     )
-    return entries | "AssembleBundle" >> AssembleBundle(str(staging), request, summary, extra=fields)  # type: ignore[arg-type]
-
-
-def _count_ops(staging: Path) -> dict[str, int]:
-    counts = {"added": 0, "changed": 0, "removed": 0}
-    names = {ADD: "added", CHANGE: "changed", REMOVE: "removed"}
-    with (
-        (staging / CHANGES_PATH).open("rb") as handle,
-        zstandard.ZstdDecompressor().stream_reader(handle) as reader,
-    ):
-        for line in io.BufferedReader(reader):
-            counts[names[json.loads(line)["op"]]] += 1
-    return counts
+    entries = (raw_entries, changes_entry) | "FlattenEntries" >> beam.Flatten()
+    return entries | "AssembleBundle" >> AssembleBundle(staging, request, summary, fields=manifest_fields)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import apache_beam as beam
 
 from stella.adapters.jsonraw import envelope_line
-from stella.adapters.mirror.delta import ADD, CHANGE, CHANGES_PATH, Change, diff_pairs
+from stella.adapters.mirror.delta import ADD, CHANGE, CHANGES_PATH, REMOVE, Change, diff_pairs
 from stella.adapters.mirror.records import RecordSet, line_digest
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.shards import write_jsonl_shard
@@ -24,7 +24,14 @@ from stella.sorting import bucket_of
 from transforms.coders import RecordBatch
 from transforms.ledger import RecordSummary, SummarizeRecords
 
-__all__ = ["DiffAgainstBase", "KeepChangedRecords", "MirrorSummary", "SummarizeMirror", "WriteChanges"]
+__all__ = [
+    "DiffAgainstBase",
+    "count_ops",
+    "KeepChangedRecords",
+    "MirrorSummary",
+    "SummarizeMirror",
+    "WriteChanges",
+]
 
 Pairs = list[tuple[bytes, str]]
 
@@ -104,6 +111,16 @@ class DiffAgainstBase(beam.PTransform):  # type: ignore[misc]
             | "JoinOnRecordKey" >> beam.CoGroupByKey()
             | "CompareDigests" >> beam.FlatMap(diff)
         )
+
+
+def count_ops(parts: Iterable[list[Change]]) -> dict[str, int]:
+    """``{"added": n, "changed": n, "removed": n}`` for the manifest's ``delta`` block."""
+    names = {ADD: "added", CHANGE: "changed", REMOVE: "removed"}
+    counts = dict.fromkeys(names.values(), 0)
+    for part in parts:
+        for change in part:
+            counts[names[change.op]] += 1
+    return counts
 
 
 class KeepChangedRecords(beam.PTransform):  # type: ignore[misc]
