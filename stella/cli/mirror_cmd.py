@@ -26,8 +26,8 @@ def register(groups: Any) -> None:
         "import",
         help="verify a mirror:full or mirror:delta bundle and apply it atomically",
         description="Exit codes: 0 applied (or would apply, --dry-run); 3/4/5 verification; "
-        "15 rollback or replay; 16 expired; 17 delta does not apply to the current state; "
-        "18 other tenant or mirror name. The mirror is unchanged whenever the exit code is not 0.",
+        "18 rollback or replay; 19 expired; 20 delta does not apply to the current state; "
+        "21 other tenant or mirror name. The mirror is unchanged whenever the exit code is not 0.",
     )
     run.add_argument("bundle", metavar="BUNDLE", help="bundle folder or .tar.zst")
     run.add_argument("--into", required=True, metavar="DIR", help="the mirror folder (created if missing)")

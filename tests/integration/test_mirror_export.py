@@ -158,7 +158,7 @@ def test_a_base_the_ledger_cannot_reconstruct_fails_with_base_missing(
         "export", "run", "--tenant", "acme", "--profile", "mirror:delta", "--ledger", str(ledger), "--out", str(out),
         "--option", "base=acme-mirror-full-000000000000",
     )  # fmt: skip
-    assert missing.returncode == 14 and "ERR_EXPORT_BASE_MISSING" in missing.stderr
+    assert missing.returncode == 17 and "ERR_EXPORT_BASE_MISSING" in missing.stderr
     rebuilt = tmp_path / "ledger"  # the same documents, received again: other segments, other provenance
     stella_cli(
         "ledger", "ingest", "--tenant", "acme", "--ledger", str(rebuilt), "--ingested-at", "2026-11-28T00:00:00Z",
@@ -168,7 +168,7 @@ def test_a_base_the_ledger_cannot_reconstruct_fails_with_base_missing(
         "export", "run", "--tenant", "acme", "--profile", "mirror:delta", "--ledger", str(rebuilt), "--out", str(out),
         "--option", f"base={full}",
     )  # fmt: skip
-    assert gone.returncode == 14 and "ERR_EXPORT_BASE_MISSING" in gone.stderr, gone.stderr
+    assert gone.returncode == 17 and "ERR_EXPORT_BASE_MISSING" in gone.stderr, gone.stderr
     assert not any(out.glob("acme-mirror-delta-*"))
     # With the ledger intact the same base works, and a delta of nothing is empty.
     delta = export(ledger, out, "--option", f"base={full}", profile="mirror:delta")
