@@ -18,6 +18,7 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
+from pipelines.json_policy import build_json_policy
 from pipelines.json_raw import build_json_raw
 from pipelines.trivy import build_trivy_db, build_trivy_java_db
 from runners.options import pipeline_options
@@ -34,6 +35,7 @@ _LOG = logging.getLogger(__name__)
 Builder = Callable[[beam.Pipeline, ExportRequest, Path], beam.PCollection]
 BUILDERS: dict[str, Builder] = {
     "json:raw": build_json_raw,
+    "json:policy": build_json_policy,
     "trivy:db": build_trivy_db,
     "trivy:java-db": build_trivy_java_db,
 }

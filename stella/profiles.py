@@ -50,9 +50,10 @@ PROFILES: Mapping[str, Profile] = {
             "json",
             "policy",
             "r1",
-            ProfileStatus.PLANNED,
+            ProfileStatus.AVAILABLE,
             "json:raw + pinned policy snapshot + evaluated findings (own subtree)",
-            "any JSON tooling",
+            "any JSON tooling; DuckDB/pyarrow for the Parquet findings",
+            ("policy-snapshot",),
         ),
         Profile(
             "trivy:db",

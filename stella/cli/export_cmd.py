@@ -90,6 +90,7 @@ def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: lis
         out_dir=args.out,
         as_of=as_of,
         records_per_shard=args.records_per_shard,
+        policy_snapshot_id=options.get("policySnapshot"),
         options=options,
         encryption=bundle_cmd.encryption_from_args(args),
     )

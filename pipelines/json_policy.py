@@ -1,0 +1,138 @@
+"""json:policy compiled to a Beam pipeline: json:raw, plus the pinned policy and its findings.
+
+    ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -----------------\\
+                              \\-> FindFindings (joins, VEX, policy) ------+-> WriteSortedShards -\\
+                              \\-> SummarizeRecords -> EvaluationTime (as_of, side input)          |
+    PinPolicySnapshot (data/policy/snapshot.json) ----------------------------------------------+-> AssembleBundle
+    FindFindings.counts -> WriteFindingsSummary (data/policy/summary.json) ---------------------/
+
+The raw part is the json:raw payload byte for byte (same items, same shard layout);
+everything derived lives under ``data/policy/`` with the snapshot it was derived with.
+The manifest's ``policy`` object repeats the summary: verdict and VEX-status counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+
+from stella import storage
+from stella.adapters.jsonraw import jsonraw_items, shard_path
+from stella.bundle.assemble import generated_at
+from stella.bundle.manifest import ContentEntry
+from stella.bundle.request import ExportRequest
+from stella.bundle.shards import write_jsonl_shard
+from stella.canonical import dumps
+from stella.findings.records import FINDINGS_GROUP, PARQUET_GROUP, findings_path, write_parquet_shard
+from stella.policy.snapshot import PolicySnapshot, SnapshotStore, parse_snapshot_id
+from stella.storage import HashingWriter
+from transforms.bundle import AssembleBundle
+from transforms.findings import FindFindings
+from transforms.ledger import ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
+from transforms.shards import AdaptRecords, WriteSortedShards
+
+__all__ = ["SNAPSHOT_PATH", "SUMMARY_PATH", "build_json_policy", "pinned_snapshot"]
+
+SNAPSHOT_PATH = "data/policy/snapshot.json"
+SUMMARY_PATH = "data/policy/summary.json"
+
+
+def pinned_snapshot(request: ExportRequest) -> PolicySnapshot:
+    """The snapshot the request pins (ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED / _NOT_FOUND otherwise)."""
+    snapshot_id = parse_snapshot_id(request.policy_snapshot_id or request.options.get("policySnapshot"))
+    return SnapshotStore(request.ledger_root).load(request.tenant, snapshot_id)
+
+
+def _path(group: str, index: int, total: int) -> str:
+    return (
+        findings_path(group, index, total)
+        if group in (FINDINGS_GROUP, PARQUET_GROUP)
+        else shard_path(group, index, total)
+    )
+
+
+def _write(root: str, path: str, pairs: Any) -> ContentEntry:
+    values = (value for _key, value in pairs)
+    return (
+        write_parquet_shard(root, path, values)
+        if path.endswith(".parquet")
+        else write_jsonl_shard(root, path, values)
+    )
+
+
+def _write_json(root: str, path: str, value: Any) -> ContentEntry:
+    data = dumps(value)
+    with storage.open_write(storage.join(root, path)) as handle:
+        sink = HashingWriter(handle)
+        sink.write(data)
+    return ContentEntry(
+        path=path, digest=sink.digest, bytes=sink.size, records=1, content_type="application/json"
+    )
+
+
+def _summary(snapshot: PolicySnapshot, counts: dict[str, int], as_of: str) -> dict[str, Any]:
+    def prefixed(prefix: str) -> dict[str, int]:
+        return {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(prefix)}
+
+    return {
+        "snapshotId": snapshot.id,
+        "policy": snapshot.policy.name,
+        "evaluatedAt": as_of,
+        "findings": counts.get("findings", 0),
+        "verdicts": {v: prefixed("verdict:").get(v, 0) for v in ("pass", "warn", "fail")},
+        "statuses": {
+            s: prefixed("status:").get(s, 0)
+            for s in ("affected", "not_affected", "fixed", "under_investigation")
+        },
+        "vexConflicts": counts.get("vexConflicts", 0),
+        "exceptionsApplied": counts.get("exceptionsApplied", 0),
+        "exceptionsExpired": counts.get("exceptionsExpired", 0),
+    }
+
+
+def build_json_policy(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+    snapshot = pinned_snapshot(request)  # a missing or unknown snapshot fails before anything runs
+    root = str(staging)
+    selected = (
+        pipeline
+        | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+        | "SelectRecords" >> SelectRecords(request.selectors)
+    )
+    summary = selected | "SummarizeRecords" >> SummarizeRecords()
+    as_of = summary | "EvaluationTime" >> beam.Map(lambda s: generated_at(request, s.high_water))
+    raw = selected | "AdaptRecords" >> AdaptRecords(jsonraw_items)
+    found = selected | "FindFindings" >> FindFindings(snapshot.policy, as_of)
+    shards = (
+        (raw, found["items"])
+        | "MergeItems" >> beam.Flatten()
+        | "WriteSortedShards"
+        >> WriteSortedShards(
+            temp_dir=str(staging / ".runs"),
+            out_root=root,
+            path_for=_path,
+            writer=_write,
+            records_per_shard=request.records_per_shard,
+        )
+    )
+    pinned = (
+        pipeline
+        | "ListSnapshot" >> beam.Create([snapshot.canonical])
+        | "PinPolicySnapshot" >> beam.Map(lambda data: _write_json(root, SNAPSHOT_PATH, json.loads(data)))
+    )
+    summarized = found["counts"] | "WriteFindingsSummary" >> beam.Map(
+        lambda counts, at: _write_json(root, SUMMARY_PATH, _summary(snapshot, counts, at)),
+        at=beam.pvalue.AsSingleton(as_of),
+    )
+
+    def manifest_fields(contents: list[ContentEntry], _summary_records: RecordSummary) -> dict[str, Any]:
+        with storage.open_read(storage.join(root, SUMMARY_PATH)) as handle:
+            return {"policy": json.loads(handle.read())}
+
+    return (
+        (shards, pinned, summarized)
+        | "CollectEntries" >> beam.Flatten()
+        | "AssembleBundle" >> AssembleBundle(root, request, summary, extra=manifest_fields)
+    )
