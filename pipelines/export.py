@@ -1,44 +1,40 @@
 """Running an export: compile the profile, run it, check it, publish it.
 
-The pipeline writes into a staging folder; only after the runner reports success *and*
-the manifest is found on disk (some runners report DONE for branches they never ran)
-is the staging folder renamed into place. Any failure discards the staging folder, so
-a failed run never leaves something that looks like a bundle.
+Pipeline steps write only through Beam's FileSystems, into a per-run folder under the
+*staging location*: by default the local staging folder beside ``--out`` itself, or
+with ``--staging gs://bucket/prefix`` shared storage that workers on other hosts reach.
+Only after the runner reports success *and* the manifest is found there (some runners
+report DONE for branches they never ran) does the driver copy the payload into its
+local staging folder, finish it (encrypt, attest, sign) and rename it into place. Any
+failure discards both, so a failed run never leaves something that looks like a bundle.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
-from pipelines.json_policy import build_json_policy
-from pipelines.json_raw import build_json_raw
-from pipelines.trivy import build_trivy_db, build_trivy_java_db
+from pipelines.registry import builder_for
 from runners.options import pipeline_options
+from stella import storage
 from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish
 from stella.bundle.request import ExportRequest
 from stella.errors import PipelineError, StellaError
 from stella.signers.interface import Signer
+from transforms.shards import RUNS_DIR
 
-__all__ = ["BUILDERS", "ExportOutcome", "run_export"]
+__all__ = ["ExportOutcome", "run_export"]
 
 _LOG = logging.getLogger(__name__)
-
-Builder = Callable[[beam.Pipeline, ExportRequest, Path], beam.PCollection]
-BUILDERS: dict[str, Builder] = {
-    "json:raw": build_json_raw,
-    "json:policy": build_json_policy,
-    "trivy:db": build_trivy_db,
-    "trivy:java-db": build_trivy_java_db,
-}
 
 
 @dataclass(frozen=True)
@@ -51,6 +47,12 @@ class ExportOutcome:
     archive: Path | None = None
 
 
+def _run_folder(staging: str) -> str:
+    """This run's own folder under the staging location (absolute: workers have other cwds)."""
+    root = staging if storage.is_remote(staging) else os.path.abspath(staging)
+    return storage.join(root, f"stella-run-{uuid.uuid4().hex}")
+
+
 def run_export(
     request: ExportRequest,
     beam_args: Sequence[str] = (),
@@ -58,47 +60,51 @@ def run_export(
     overwrite: bool = False,
     signer: Signer | None = None,
     archive: bool = False,
+    staging: str | None = None,
 ) -> ExportOutcome:
     """Build, run, finish (encrypt, attest, sign: :func:`finish_bundle`) and publish one export.
 
     ``archive`` also writes ``<out>/<exportId>.tar.zst`` from the published folder.
+    ``staging`` is where pipeline steps write (see the module docstring); a run gets its
+    own ``stella-run-<random>`` folder there, removed after the run.
 
     Raises:
         StellaError: the request is unusable, the pipeline failed (``PipelineError``),
             or the destination conflicts.
     """
-    builder = BUILDERS.get(request.profile.name)
-    if builder is None:
-        from stella.errors import ProfileUnavailableError
-
-        raise ProfileUnavailableError(f"profile {request.profile.name} has no pipeline in this build")
+    builder = builder_for(request.profile.name)
     started = time.monotonic()
-    staging = new_staging(request.out_dir)
+    local = new_staging(request.out_dir)
+    work = str(local) if staging is None else _run_folder(staging)
     try:
         pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-        builder(pipeline, request, staging)
+        builder(pipeline, request, work)
         result = pipeline.run()
         state = result.wait_until_finish()
         if state not in (PipelineState.DONE, None):
             raise PipelineError(f"pipeline ended in state {state}", details={"state": str(state)})
-        manifest_path = staging / "export.json"
-        if not manifest_path.exists():
+        if not storage.exists(storage.join(work, "export.json")):
             raise PipelineError(
                 "the runner reported success but wrote no manifest (some runners skip branches); nothing was published",
                 details={"runner_args": list(beam_args)},
             )
-        shutil.rmtree(staging / ".runs", ignore_errors=True)
-        manifest = finish_bundle(staging, request, signer=signer)
-        outcome: PublishOutcome = publish(staging, manifest["exportId"], overwrite=overwrite)
+        storage.remove_tree(storage.join(work, RUNS_DIR))
+        if work != str(local):
+            storage.download_tree(work, local)
+        manifest = finish_bundle(local, request, signer=signer)
+        outcome: PublishOutcome = publish(local, manifest["exportId"], overwrite=overwrite)
     except StellaError:
-        discard_staging(staging)
+        discard_staging(local)
         raise
     except Exception as exc:
-        discard_staging(staging)
+        discard_staging(local)
         raise PipelineError(f"export pipeline failed: {type(exc).__name__}: {exc}") from exc
     except BaseException:
-        discard_staging(staging)
+        discard_staging(local)
         raise
+    finally:
+        if work != str(local):
+            storage.remove_tree(work)
     return ExportOutcome(
         export_id=manifest["exportId"],
         path=outcome.path,

@@ -14,7 +14,6 @@ The manifest's ``policy`` object repeats the summary: verdict and VEX-status cou
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -28,13 +27,32 @@ from stella.bundle.shards import write_jsonl_shard
 from stella.canonical import dumps
 from stella.findings.records import FINDINGS_GROUP, PARQUET_GROUP, findings_path, write_parquet_shard
 from stella.policy.snapshot import PolicySnapshot, SnapshotStore, parse_snapshot_id
+from stella.profiles import Profile, ProfileOption, ProfileStatus
 from stella.storage import HashingWriter
 from transforms.bundle import AssembleBundle
 from transforms.findings import FindFindings
-from transforms.ledger import ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
-from transforms.shards import AdaptRecords, WriteSortedShards
+from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
+from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
 
-__all__ = ["SNAPSHOT_PATH", "SUMMARY_PATH", "build_json_policy", "pinned_snapshot"]
+__all__ = ["PROFILE", "SNAPSHOT_PATH", "SUMMARY_PATH", "build", "pinned_snapshot"]
+
+PROFILE = Profile(
+    name="json:policy",
+    kind="json",
+    variant="policy",
+    revision="r1",
+    status=ProfileStatus.AVAILABLE,
+    contents="json:raw + pinned policy snapshot + evaluated findings (own subtree)",
+    consumer="any JSON tooling; DuckDB/pyarrow for the Parquet findings",
+    options=(
+        ProfileOption(
+            "policy-snapshot",
+            "snapshot id (sha256:<64 hex>)",
+            "(required)",
+            "the policy snapshot to evaluate, from `stella policy publish` / `stella policy list`",
+        ),
+    ),
+)
 
 SNAPSHOT_PATH = "data/policy/snapshot.json"
 SUMMARY_PATH = "data/policy/summary.json"
@@ -93,9 +111,9 @@ def _summary(snapshot: PolicySnapshot, counts: dict[str, int], as_of: str) -> di
     }
 
 
-def build_json_policy(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     snapshot = pinned_snapshot(request)  # a missing or unknown snapshot fails before anything runs
-    root = str(staging)
+    root = staging
     selected = (
         pipeline
         | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
@@ -110,7 +128,7 @@ def build_json_policy(pipeline: beam.Pipeline, request: ExportRequest, staging: 
         | "MergeItems" >> beam.Flatten()
         | "WriteSortedShards"
         >> WriteSortedShards(
-            temp_dir=str(staging / ".runs"),
+            temp_dir=storage.join(staging, RUNS_DIR),
             out_root=root,
             path_for=_path,
             writer=_write,
@@ -122,17 +140,15 @@ def build_json_policy(pipeline: beam.Pipeline, request: ExportRequest, staging: 
         | "ListSnapshot" >> beam.Create([snapshot.canonical])
         | "PinPolicySnapshot" >> beam.Map(lambda data: _write_json(root, SNAPSHOT_PATH, json.loads(data)))
     )
-    summarized = found["counts"] | "WriteFindingsSummary" >> beam.Map(
-        lambda counts, at: _write_json(root, SUMMARY_PATH, _summary(snapshot, counts, at)),
-        at=beam.pvalue.AsSingleton(as_of),
+    totals = found["counts"] | "SummarizeFindings" >> beam.Map(
+        lambda counts, at: _summary(snapshot, counts, at), at=beam.pvalue.AsSingleton(as_of)
     )
-
-    def manifest_fields(contents: list[ContentEntry], _summary_records: RecordSummary) -> dict[str, Any]:
-        with storage.open_read(storage.join(root, SUMMARY_PATH)) as handle:
-            return {"policy": json.loads(handle.read())}
-
+    summarized = totals | "WriteFindingsSummary" >> beam.Map(
+        lambda value: _write_json(root, SUMMARY_PATH, value)
+    )
+    fields = totals | "PolicyManifestFields" >> beam.Map(lambda value: {"policy": value})
     return (
         (shards, pinned, summarized)
         | "CollectEntries" >> beam.Flatten()
-        | "AssembleBundle" >> AssembleBundle(root, request, summary, extra=manifest_fields)
+        | "AssembleBundle" >> AssembleBundle(root, request, summary, fields=fields)
     )

@@ -6,25 +6,35 @@ ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -> WriteSortedShards -> Ass
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import apache_beam as beam
 
+from stella import storage
 from stella.adapters.jsonraw import jsonraw_items, shard_path
 from stella.bundle.request import ExportRequest
 from stella.bundle.shards import write_jsonl_shard
+from stella.profiles import Profile, ProfileStatus
 from transforms.bundle import AssembleBundle
 from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
-from transforms.shards import AdaptRecords, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
 
-__all__ = ["build_json_raw"]
+__all__ = ["PROFILE", "build"]
+
+PROFILE = Profile(
+    name="json:raw",
+    kind="json",
+    variant="raw",
+    revision="r1",
+    status=ProfileStatus.AVAILABLE,
+    contents="canonical advisories, SBOMs and VEX as sorted .jsonl.zst shards with digests",
+    consumer="any JSON tooling; zstd -d",
+)
 
 
 def _write(root: str, path: str, pairs: object) -> object:
     return write_jsonl_shard(root, path, (value for _key, value in pairs))  # type: ignore[attr-defined]
 
 
-def build_json_raw(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     selected = (
         pipeline
         | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
@@ -36,11 +46,11 @@ def build_json_raw(pipeline: beam.Pipeline, request: ExportRequest, staging: Pat
         | "AdaptRecords" >> AdaptRecords(jsonraw_items)
         | "WriteSortedShards"
         >> WriteSortedShards(
-            temp_dir=str(staging / ".runs"),
-            out_root=str(staging),
+            temp_dir=storage.join(staging, RUNS_DIR),
+            out_root=staging,
             path_for=shard_path,
             writer=_write,  # type: ignore[arg-type]
             records_per_shard=request.records_per_shard,
         )
-        | "AssembleBundle" >> AssembleBundle(str(staging), request, summary)
+        | "AssembleBundle" >> AssembleBundle(staging, request, summary)
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,17 +22,22 @@ __all__ = [
     "HashingWriter",
     "TEMP_MARK",
     "atomic_local",
+    "download_tree",
     "exists",
     "fsync_dir",
     "is_remote",
     "join",
     "list_files",
+    "local_folder_for",
     "open_read",
     "open_write",
+    "read_bytes",
     "remove",
+    "remove_tree",
     "rename",
     "stale_temp_files",
     "temp_owner",
+    "upload_tree",
     "write_atomic",
 ]
 
@@ -98,6 +104,11 @@ def remove(path: str) -> None:
         return
     if FileSystems.exists(path):
         FileSystems.delete([path])
+
+
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as handle:
+        return handle.read()
 
 
 def list_files(prefix: str, suffix: str) -> list[str]:
@@ -224,3 +235,73 @@ def stale_temp_files(directory: Path) -> list[Path]:
         if owner is not None and owner != os.getpid() and not _pid_alive(owner):
             stale.append(entry)
     return stale
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def _relative(prefix: str, path: str) -> str:
+    base = prefix.rstrip("/") + "/" if is_remote(prefix) else os.path.join(_local(prefix), "")
+    if not path.startswith(base):
+        raise ValueError(f"{path} is not under {prefix}")
+    return path[len(base) :].replace(os.sep, "/")
+
+
+def _copy(source: str, destination: str) -> None:
+    with open_read(source) as reader, open_write(destination) as writer:
+        shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+
+
+def upload_tree(source: Path, prefix: str) -> list[str]:
+    """Copy every file under the local folder ``source`` to ``prefix``; their relative paths, sorted."""
+    names = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+    for name in names:
+        _copy(str(source / name), join(prefix, *name.split("/")))
+    return names
+
+
+def download_tree(prefix: str, destination: Path, *, skip: str | None = None) -> list[str]:
+    """Copy every file under ``prefix`` (but not under its subfolder ``skip``) into ``destination``.
+
+    How the driver gathers a payload the workers wrote to shared storage: names are
+    taken relative to ``prefix``, and one that would escape ``destination`` is refused.
+    """
+    names = []
+    for path in list_files(prefix, ""):
+        name = _relative(prefix, path)
+        if skip is not None and (name == skip or name.startswith(skip.rstrip("/") + "/")):
+            continue
+        target = (destination / name).resolve()
+        if not target.is_relative_to(destination.resolve()) or ".." in name.split("/"):
+            raise ValueError(f"{path} would land outside {destination}")
+        _copy(path, str(target))
+        names.append(name)
+    return names
+
+
+def remove_tree(prefix: str) -> None:
+    """Delete every file under ``prefix`` (and, locally, the folder itself)."""
+    if not is_remote(prefix):
+        shutil.rmtree(_local(prefix), ignore_errors=True)
+        return
+    paths = list_files(prefix, "")
+    if paths:
+        FileSystems.delete(paths)
+
+
+@contextmanager
+def local_folder_for(root: str) -> Iterator[Path]:
+    """A local folder whose files end up under ``root`` if the block succeeds.
+
+    Some outputs can only be built on a local disk (SQLite, the bbolt writer, tar and
+    OCI layouts that are hashed and re-read). On a local ``root`` that is ``root``
+    itself; on shared storage it is a private temp folder of *this worker* (its own
+    TMPDIR, never the driver's), uploaded to ``root`` and removed after the block.
+    """
+    if not is_remote(root):
+        os.makedirs(_local(root), exist_ok=True)
+        yield Path(_local(root))
+        return
+    with tempfile.TemporaryDirectory(prefix="stella-step-") as scratch:
+        yield Path(scratch)
+        upload_tree(Path(scratch), root)
