@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stella.adapters.trivy.versions import Interval, version_key
+from stella.adapters.trivy.versions import Interval, same_version, version_key
 from stella.findings.advisories import Affected
 from stella.findings.components import Component
 
@@ -61,7 +61,7 @@ def matched_ranges(affected: Affected, version: str) -> list[str]:
         for interval, text in zip(affected.intervals, affected.ranges(), strict=True)
         if _inside(key, interval, bound) is True
     ]
-    if any(v == version or bound(v) == key for v in affected.listed):
+    if any(same_version(affected.scheme, v, version) for v in affected.listed):
         found.append(f"={version}")
     return found
 

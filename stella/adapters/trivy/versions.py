@@ -39,6 +39,7 @@ __all__ = [
     "intervals_from_events",
     "render_interval",
     "render_version",
+    "same_version",
     "translate_ranges",
     "version_key",
 ]
@@ -243,6 +244,26 @@ def version_key(scheme: Scheme, raw: str) -> Any | None:
     if not isinstance(raw, str) or not raw:
         return None
     return _KEYS[scheme](raw)
+
+
+def same_version(scheme: Scheme, listed: str, installed: str) -> bool:
+    """Is ``installed`` the ``listed`` version (OSV ``versions``, Trivy ``=v``)?
+
+    Equal in the scheme's ordering; for PEP 440 a listed public version also matches an
+    installed one with a local label (``2.0.1`` matches ``2.0.1+cu118``), which is how
+    PEP 440's ``==`` -- and so Trivy's -- treats local versions.
+    """
+    if listed == installed:
+        return True
+    key = version_key(scheme, installed)
+    if key is None:
+        return False
+    other = version_key(scheme, listed)
+    if other is not None and other == key:
+        return True
+    return (
+        scheme is Scheme.PEP440 and other is not None and other.local is None and key.public == other.public
+    )
 
 
 def _sort_key(scheme: Scheme, range_type: str) -> Callable[[str], Any] | None:
