@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from typing import Any
 
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
 from stella.ledger.generate import generate_ledger
 from stella.ledger.ingest import ingest_paths
+from stella.ledger.stats import ledger_stats
 from stella.ledger.store import LedgerStore
 from stella.model import validate_tenant
 
@@ -122,30 +122,14 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    store = LedgerStore(ledger_root(args.ledger))
-    tenant = validate_tenant(args.tenant)
-    segments = store.require_segments(tenant)
-    counts: Counter[tuple[str, str]] = Counter((r.kind.value, r.format.value) for r in store.read(tenant))
-    quarantined = store.quarantined(tenant)
+    stats = ledger_stats(LedgerStore(ledger_root(args.ledger)), args.tenant)
     if args.json:
-        emit_json(
-            {
-                "tenant": tenant,
-                "ledger": store.root,
-                "records": sum(counts.values()),
-                "byKindFormat": {f"{k}/{f}": n for (k, f), n in sorted(counts.items())},
-                "segments": [
-                    {"name": s.name, "records": s.records, "bytes": s.bytes, "digest": s.digest}
-                    for s in segments
-                ],
-                "quarantined": len(quarantined),
-            }
-        )
+        emit_json(stats.to_json())
         return 0
     print(
-        f"ledger {store.root}, tenant {tenant}: {sum(counts.values())} records in {len(segments)} segments "
-        f"({human_bytes(sum(s.bytes for s in segments))}), {len(quarantined)} quarantined"
+        f"ledger {stats.ledger}, tenant {stats.tenant}: {stats.records} records in {len(stats.segments)} "
+        f"segments ({human_bytes(stats.bytes)}), {stats.quarantined} quarantined"
     )
-    for (kind, fmt), n in sorted(counts.items()):
+    for (kind, fmt), n in stats.by_kind_format.items():
         print(f"  {kind:<10} {fmt:<14} {n:>9}")
     return 0

@@ -9,14 +9,17 @@ on the operator's allowlist (loopback excepted, which never leaves the machine).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from stella.errors import EgressDeniedError
 
-__all__ = ["PublishResult", "Target", "check_egress", "is_loopback"]
+__all__ = ["ALLOWLIST_ENV", "PublishResult", "Target", "check_egress", "egress_allowlist", "is_loopback"]
+
+# The operator's standing egress allowlist: comma-separated ``host`` or ``host:port`` entries.
+ALLOWLIST_ENV = "STELLA_EGRESS_ALLOWLIST"
 
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -32,6 +35,13 @@ class PublishResult:
 @runtime_checkable
 class Target(Protocol):
     """Publishes locally staged content to one destination."""
+
+    def check(self) -> None:
+        """Refuse, without connecting, a destination this target may not reach (egress, syntax).
+
+        Called before the content is even read, so a refusal costs nothing.
+        """
+        ...
 
     def publish(self, source: Path) -> PublishResult:
         """Publish ``source``; raise a :class:`stella.errors.StellaError` on refusal or failure."""
@@ -76,3 +86,9 @@ def check_egress(host: str, port: int | None, allowlist: Sequence[str]) -> None:
         f"egress to {destination} is not allowed: add it to the egress allowlist to publish there",
         details={"host": bare, "port": port, "allowlist": sorted(allowed)},
     )
+
+
+def egress_allowlist(extra: Sequence[str], environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The allowlist in force: ``$STELLA_EGRESS_ALLOWLIST`` plus ``extra`` (e.g. ``--allow-host``)."""
+    from_env = [entry.strip() for entry in environ.get(ALLOWLIST_ENV, "").split(",") if entry.strip()]
+    return tuple(dict.fromkeys([*from_env, *extra]))

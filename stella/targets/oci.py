@@ -36,9 +36,11 @@ from stella.targets.interface import PublishResult, check_egress, is_loopback
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "PASSWORD_ENV",
     "OciReference",
     "OciRegistryTarget",
     "push_layout",
+    "registry_credentials",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ _MANIFEST_ACCEPT = ", ".join(
     )
 )
 _COPY_CHUNK = 1 << 20
+# Registry passwords come from the environment, never a command line other users can read.
+PASSWORD_ENV = "STELLA_REGISTRY_PASSWORD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,6 +592,20 @@ def push_layout(
     return digest
 
 
+def registry_credentials(username: str | None, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(username, $STELLA_REGISTRY_PASSWORD)``, or ``None`` for anonymous pushes.
+
+    Raises:
+        UsageError: a user name without the password variable.
+    """
+    if username is None:
+        return None
+    password = environ.get(PASSWORD_ENV)
+    if not password:
+        raise UsageError(f"--username needs the password in ${PASSWORD_ENV}")
+    return username, password
+
+
 @dataclass(frozen=True, slots=True)
 class OciRegistryTarget:
     """The registry target: publishes an OCI layout folder to one reference."""
@@ -596,6 +614,10 @@ class OciRegistryTarget:
     allowlist: tuple[str, ...] = ()
     allow_plain_http: bool = False
     credentials: tuple[str, str] | None = field(default=None, repr=False)  # never in logs
+
+    def check(self) -> None:
+        ref = OciReference.parse(self.reference)
+        check_egress(ref.host, ref.port, self.allowlist)
 
     def publish(self, source: Path) -> PublishResult:
         digest = push_layout(
