@@ -25,8 +25,9 @@ from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.bundle.shards import write_jsonl_shard
 from stella.canonical import dumps
+from stella.errors import InputError
 from stella.findings.records import FINDINGS_GROUP, PARQUET_GROUP, findings_path, write_parquet_shard
-from stella.policy.snapshot import PolicySnapshot, SnapshotStore, parse_snapshot_id
+from stella.policy.snapshot import PolicySnapshot, parse_snapshot_id, snapshot_from_bytes
 from stella.profiles import Profile, ProfileOption, ProfileStatus
 from stella.storage import HashingWriter
 from transforms.bundle import AssembleBundle
@@ -59,9 +60,19 @@ SUMMARY_PATH = "data/policy/summary.json"
 
 
 def pinned_snapshot(request: ExportRequest) -> PolicySnapshot:
-    """The snapshot the request pins (ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED / _NOT_FOUND otherwise)."""
-    snapshot_id = parse_snapshot_id(request.policy_snapshot_id or request.options.get("policySnapshot"))
-    return SnapshotStore(request.ledger_root).load(request.tenant, snapshot_id)
+    """The snapshot the request carries (:func:`stella.bundle.request.new_request` reads it from the store).
+
+    Raises:
+        PolicySnapshotRequiredError: the request pins none.
+        InputError: the carried bytes are not a canonical snapshot with the pinned id.
+    """
+    if request.policy_snapshot is None:
+        parse_snapshot_id(None)  # raises ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED
+    assert request.policy_snapshot is not None
+    snapshot = snapshot_from_bytes(request.policy_snapshot, source="the request's policy snapshot")
+    if snapshot.id != request.policy_snapshot_id:
+        raise InputError(f"the request pins {request.policy_snapshot_id} but carries snapshot {snapshot.id}")
+    return snapshot
 
 
 def _path(group: str, index: int, total: int) -> str:
