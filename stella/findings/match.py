@@ -26,6 +26,7 @@ class Match:
     component: Component
     vulnerability: str
     affected: tuple[Affected, ...]  # sorted by advisory id
+    matched: tuple[tuple[str, ...], ...]  # per advisory, the constraints the version met
 
     @property
     def ident(self) -> tuple[str, str, str, str]:
@@ -76,17 +77,17 @@ def match_partition(components: Iterable[Component], affected: Iterable[Affected
     by_key: dict[tuple[str, str], list[Affected]] = {}
     for item in affected:
         by_key.setdefault(item.key, []).append(item)
-    found: dict[tuple[str, str, str, str], tuple[Component, list[Affected]]] = {}
+    found: dict[tuple[str, str, str, str], tuple[Component, dict[Affected, tuple[str, ...]]]] = {}
     for component in components:
         for item in by_key.get(component.ref.key, ()):
-            if not affects(item, component.version):
+            matched = matched_ranges(item, component.version)
+            if not matched:
                 continue
             for vid in item.ids:
                 ident = (component.sbom, component.sbom_digest, component.ref.purl, vid)
-                entry = found.setdefault(ident, (component, []))
-                if item not in entry[1]:
-                    entry[1].append(item)
-    return [
-        Match(component, ident[3], tuple(sorted(items, key=lambda a: (a.advisory, a.digest))))
-        for ident, (component, items) in sorted(found.items())
-    ]
+                found.setdefault(ident, (component, {}))[1][item] = tuple(matched)
+    out: list[Match] = []
+    for ident, (component, items) in sorted(found.items()):
+        ordered = sorted(items, key=lambda a: (a.advisory, a.digest))
+        out.append(Match(component, ident[3], tuple(ordered), tuple(items[a] for a in ordered)))
+    return out

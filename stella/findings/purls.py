@@ -9,6 +9,7 @@ listed in the Trivy cross-check).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -44,6 +45,7 @@ def match_key(ecosystem: Ecosystem, name: str) -> tuple[str, str]:
     return ecosystem.trivy, normalized
 
 
+@functools.lru_cache(maxsize=65536)  # SBOMs repeat the same purls; PackageRef is immutable
 def parse_purl(purl: str) -> PackageRef | None:
     """None for anything that is not a purl of a language ecosystem we match."""
     osv = ecosystem_of_purl(purl) if isinstance(purl, str) else None

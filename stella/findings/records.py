@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 from stella import storage
 from stella.adapters.trivy.sortkeys import encode_parts
 from stella.bundle.manifest import ContentEntry
-from stella.canonical import dumps
-from stella.findings.match import Match, matched_ranges
+from stella.canonical import dumps_plain
+from stella.findings.match import Match
 from stella.findings.vex import Resolution
 from stella.policy.evaluate import FindingFacts, Verdict
 from stella.sorting import SortItem
@@ -93,10 +93,10 @@ def finding_line(
                 "id": a.advisory,
                 "digest": a.digest,
                 "modified": a.modified,
-                "matched": matched_ranges(a, component.version),
+                "matched": list(matched),
                 "fixed": list(a.fixed),
             }
-            for a in match.affected
+            for a, matched in zip(match.affected, match.matched, strict=True)
         ],
         "fixedVersions": sorted({f for a in match.affected for f in a.fixed}),
         "severity": severity,
@@ -114,7 +114,9 @@ def finding_line(
 def finding_items(match: Match, line: dict[str, Any]) -> list[SortItem]:
     """The same line twice: once for the JSON Lines shards, once for the Parquet ones."""
     key = encode_parts(part.encode() for part in match.ident)
-    value = dumps(line)
+    # Project-built keys (ASCII), strings, ints and one-decimal CVSS scores only: JCS is
+    # plain sorted json.dumps here (see Severity.to_json), without dumps()'s safety walk.
+    value = dumps_plain(line)
     return [(FINDINGS_GROUP, key, value), (PARQUET_GROUP, key, value)]
 
 
