@@ -89,7 +89,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> CommandParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd, serve_cmd
+    from stella.cli import export_cmd, keys_cmd, ledger_cmd, mirror_cmd, policy_cmd, serve_cmd
 
     parser = CommandParser(
         prog="stella",
@@ -115,6 +115,7 @@ def build_parser() -> CommandParser:
     keys_cmd.register(groups)
     serve_cmd.register(groups)
     policy_cmd.register(groups)
+    mirror_cmd.register(groups)
     export_cmd.register_demo(groups)
     return parser
 

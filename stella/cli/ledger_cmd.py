@@ -53,7 +53,12 @@ def register(groups: Any) -> None:
         "--strict", action="store_true", help="exit 7 if any document was rejected or any input file refused"
     )
     ingest.add_argument(
-        "paths", nargs="+", metavar="PATH", help="files, folders, or - for one document or JSONL on stdin"
+        "--from-mirror",
+        metavar="DIR",
+        help="load a mirror's records (stella mirror import) with their original provenance, instead of PATHs",
+    )
+    ingest.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files, folders, or - for one document or JSONL on stdin"
     )
     ingest.set_defaults(handler=_ingest)
 
@@ -139,8 +144,15 @@ def _ingest(args: argparse.Namespace) -> int:
     store = LedgerStore(ledger_root(args.ledger))
     tenant = tenant_of(args.tenant)
     when = ingest_time(args.ingested_at)
-    with _stdin_paths(list(args.paths)) as paths:
-        report = ingest_paths(store, tenant, paths, ingested_at=when, progress=_counter("read", args))
+    if bool(args.from_mirror) == bool(args.paths):
+        raise UsageError("give either PATHs to ingest or --from-mirror DIR")
+    if args.from_mirror:
+        from stella.mirror.ledger import ingest_mirror
+
+        report = ingest_mirror(store, tenant, Path(args.from_mirror))
+    else:
+        with _stdin_paths(list(args.paths)) as paths:
+            report = ingest_paths(store, tenant, paths, ingested_at=when, progress=_counter("read", args))
     summary = report.to_json()
     if report.total_added + report.total_duplicates == 0:
         args.output.keep(summary)
