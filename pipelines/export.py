@@ -28,7 +28,8 @@ from stella import storage
 from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish
 from stella.bundle.request import ExportRequest
-from stella.errors import PipelineError, StellaError
+from stella.errors import EmptySelectionError, PipelineError, StellaError
+from stella.guards import strictjson
 from stella.signers.interface import Signer
 from transforms.shards import RUNS_DIR
 
@@ -51,6 +52,29 @@ def _run_folder(staging: str) -> str:
     """This run's own folder under the staging location (absolute: workers have other cwds)."""
     root = staging if storage.is_remote(staging) else os.path.abspath(staging)
     return storage.join(root, f"stella-run-{uuid.uuid4().hex}")
+
+
+def _require_selection(work: str, request: ExportRequest) -> None:
+    """An export that selected nothing fails, unless the caller allowed an empty bundle.
+
+    Raises:
+        EmptySelectionError: every count in the manifest is zero and ``allow_empty`` is off.
+    """
+    with storage.open_read(storage.join(work, "export.json")) as handle:
+        manifest = strictjson.loads(handle.read(), what="export.json")
+    counts = manifest.get("counts") or {}
+    if request.allow_empty or any(counts.values()):
+        return
+    raise EmptySelectionError(
+        f"the selection matched no records of tenant {request.tenant} for {request.profile.name} "
+        f"(selectors: {' '.join(request.selectors.to_args()) or 'none'}); nothing was published. "
+        "Check the values (stella export plan), or pass --allow-empty to publish an empty bundle",
+        details={
+            "tenant": request.tenant,
+            "profile": request.profile.name,
+            "selectors": request.selectors.to_json(),
+        },
+    )
 
 
 def run_export(
@@ -88,6 +112,7 @@ def run_export(
                 "the runner reported success but wrote no manifest (some runners skip branches); nothing was published",
                 details={"runner_args": list(beam_args)},
             )
+        _require_selection(work, request)
         storage.remove_tree(storage.join(work, RUNS_DIR))
         if work != str(local):
             storage.download_tree(work, local)

@@ -18,6 +18,7 @@ __all__ = [
     "BundleIntegrityError",
     "ConflictError",
     "EgressDeniedError",
+    "EmptySelectionError",
     "ErrorSpec",
     "InputError",
     "ForbiddenError",
@@ -121,6 +122,12 @@ _SPECS: tuple[ErrorSpec, ...] = (
         409,
         "the bundle belongs to another tenant or mirror name than the mirror",
     ),
+    ErrorSpec(
+        "ERR_EXPORT_EMPTY_SELECTION",
+        22,
+        422,
+        "the selection matched no records (pass --allow-empty to publish an empty bundle)",
+    ),
 )
 
 EXIT_CODES: Mapping[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
@@ -153,6 +160,10 @@ class StellaError(Exception):
             "traceId": trace_id,
             "timestamp": timestamp,
         }
+
+
+class EmptySelectionError(StellaError):
+    code = "ERR_EXPORT_EMPTY_SELECTION"
 
 
 class UsageError(StellaError):

@@ -29,7 +29,7 @@ from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
 from stella.model import Kind, LedgerRecord
 
-__all__ = ["SELECTOR_KEYS", "Selectors", "parse_selectors", "selector_help"]
+__all__ = ["SELECTOR_KEYS", "Selectors", "parse_selectors", "selector_help", "selector_warnings"]
 
 _KIND_NAMES = {k.value: k for k in Kind} | {k.plural: k for k in Kind}
 
@@ -246,3 +246,25 @@ def parse_selectors(arguments: Sequence[str]) -> Selectors:
 def selector_help() -> str:
     """One line per key, for ``--help`` and the docs (kept in sync by a test)."""
     return "\n".join(f"  {key:<15} {text}" for key, (_, text) in SELECTOR_KEYS.items())
+
+
+def selector_warnings(selectors: Selectors) -> list[str]:
+    """Values that match no ecosystem any record can carry: a likely typo, said before the run.
+
+    Only a warning: the selection stays as given (an export that then selects nothing
+    fails on its own, ``ERR_EXPORT_EMPTY_SELECTION``).
+    """
+    import difflib
+
+    from stella.adapters.trivy.ecosystems import known_ecosystems
+
+    known = known_ecosystems()
+    lowered = {name.lower() for name in known}
+    warnings = []
+    for value in selectors.ecosystems:
+        if value.split(":", 1)[0].lower() in lowered:
+            continue
+        close = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"selector ecosystem={value} matches no known ecosystem{hint}")
+    return warnings

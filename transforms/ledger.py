@@ -54,13 +54,19 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
             self._read.inc(len(batch))
             _read_progress(path, len(batch), size)
             yield batch
-        _LOG.debug("read %s: %d records", path.rsplit("/", 1)[-1], total)
+        # The per-segment line the service's progress events count (already in the CLI's counters).
+        _LOG.info(
+            "read %s: %d records",
+            path.rsplit("/", 1)[-1],
+            total,
+            extra={"progress": {"stage": "read", "records": 0}},
+        )
 
 
 def _read_progress(path: str, records: int, size: int) -> None:
-    """One batch read: a progress update for the CLI's display (stella.cli.progress)."""
+    """One batch read: a live progress update for the CLI's display (stella.cli.progress)."""
     _LOG.info(
-        "read %s: %d records",
+        "reading %s: %d records",
         path.rsplit("/", 1)[-1],
         records,
         extra={"progress": {"stage": "read", "records": records, "bytes": size}},

@@ -18,8 +18,13 @@ EPOCH = "1970-01-01T00:00:00Z"
 
 
 def generated_at(request: ExportRequest, high_water: str | None) -> str:
-    """From the data (its newest timestamp) or the explicit as-of; never the clock."""
-    return request.as_of or high_water or EPOCH
+    """From the explicit as-of, else the data (its newest timestamp); never the clock.
+
+    An allowed empty selection has no data to date it: the tenant's ledger high-water
+    mark does (:attr:`ExportRequest.ledger_high_water`). EPOCH remains only for requests
+    built by hand without either.
+    """
+    return request.as_of or high_water or request.ledger_high_water or EPOCH
 
 
 def assemble_bundle(

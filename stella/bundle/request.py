@@ -43,6 +43,10 @@ class ExportRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # Recorded in the manifest (so an encrypted export has its own id); applied by the driver.
     encryption: EncryptionSpec | None = None
+    # An empty selection fails (ERR_EXPORT_EMPTY_SELECTION) unless allowed; an allowed empty
+    # bundle is dated by as_of or by the tenant's whole-ledger high-water mark, never 1970.
+    allow_empty: bool = False
+    ledger_high_water: str | None = None
 
     def manifest_options(self) -> dict[str, Any]:
         """Options that change bundle bytes, recorded so a rerun can be checked."""
@@ -63,6 +67,7 @@ def new_request(
     as_of: str | None = None,
     records_per_shard: int = DEFAULT_RECORDS_PER_SHARD,
     encryption: EncryptionSpec | None = None,
+    allow_empty: bool = False,
 ) -> ExportRequest:
     """A request from what a surface received (selector and ``key=value`` option strings).
 
@@ -89,6 +94,10 @@ def new_request(
     snapshot_id = parse_snapshot_id(parsed_options.get("policySnapshot")) if pins_policy else None
     segments = tuple(LedgerStore(ledger_root).require_segments(tenant))
     snapshot = None if snapshot_id is None else SnapshotStore(ledger_root).load(tenant, snapshot_id)
+    ledger_high_water = None
+    if allow_empty and not as_of:  # one extra read, only when an empty bundle may need a date
+        store = LedgerStore(ledger_root)
+        ledger_high_water = max((r.high_water for r in store.read(tenant)), default=None)
     return ExportRequest(
         tenant=tenant,
         profile=profile,
@@ -102,4 +111,6 @@ def new_request(
         policy_snapshot=None if snapshot is None else snapshot.canonical,
         options=parsed_options,
         encryption=encryption,
+        allow_empty=allow_empty,
+        ledger_high_water=ledger_high_water,
     )

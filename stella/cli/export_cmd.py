@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from contextlib import nullcontext
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from pipelines.registry import REGISTRY, get_profile
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
-from stella.cli import bundle_cmd, push_cmd, remote_cmd
+from stella.cli import bundle_cmd, outbox_cmd, push_cmd, remote_cmd
 from stella.cli.common import (
     LEDGER_HELP,
     TENANT_HELP,
@@ -25,7 +26,7 @@ from stella.cli.progress import silenced_stderr
 from stella.errors import UsageError
 from stella.ledger.store import LedgerStore
 from stella.profiles import Profile
-from stella.selectors import selector_help
+from stella.selectors import selector_help, selector_warnings
 
 __all__ = ["check_out_dir", "register", "register_demo", "run_demo"]
 
@@ -88,6 +89,12 @@ def register(groups: Any) -> None:
     )
     bundle_cmd.add_run_arguments(run)
     run.add_argument("--overwrite", action="store_true", help="replace a different bundle with the same id")
+    run.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="publish a bundle even if the selection matches nothing (dated by --as-of or the "
+        "ledger's newest record; otherwise exit 22)",
+    )
     run.set_defaults(handler=_run, accepts_beam_args=True)
 
     bundle_cmd.register(commands)  # verify, archive, decrypt
@@ -96,6 +103,7 @@ def register(groups: Any) -> None:
     profiles.set_defaults(handler=_profiles)
 
     push_cmd.register(commands)
+    outbox_cmd.register(commands)
     remote_cmd.register(commands)
 
 
@@ -150,6 +158,7 @@ def _request(args: argparse.Namespace) -> ExportRequest:
         as_of=args.as_of,
         records_per_shard=args.records_per_shard,
         encryption=bundle_cmd.encryption_from_args(args),
+        allow_empty=args.allow_empty,
     )
 
 
@@ -206,6 +215,8 @@ def _run(args: argparse.Namespace) -> int:
     check_remote_runner(beam_args, staging=args.staging, ledger=ledger_root(args.ledger))
     check_out_dir(args.out)
     request = _request(args)
+    for warning in selector_warnings(request.selectors):
+        logging.getLogger("stella.cli").warning(warning)
     signer = bundle_cmd.signer_from_args(args)
     args.progress.note(
         f"exporting {request.tenant} with {request.profile.name} from "

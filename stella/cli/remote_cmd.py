@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.as_of:
         body["asOf"] = args.as_of
+    if args.allow_empty:
+        body["allowEmpty"] = True
     with _client(args, args.tenant) as client:
         submitted = client.submit(body, idempotency_key=uuid.uuid4().hex)
         run_id = submitted["runId"]

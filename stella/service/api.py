@@ -217,6 +217,8 @@ def _run_params(
         }
     if body.as_of is not None:
         params["asOf"] = body.as_of
+    if body.allow_empty:
+        params["allowEmpty"] = True
     if params["sign"] and not config.sign_key:
         raise UsageError("sign: true needs a service signing key (stella serve --sign-key)")
     new_request(  # the same checks as the CLI (and the worker), before anything is queued
@@ -228,6 +230,7 @@ def _run_params(
         out_dir=str(config.bundle_dir(tenant)),
         as_of=body.as_of,
         encryption=parse_encryption(params["encryptTo"], environ={}),
+        allow_empty=body.allow_empty,
     )
     return profile, params
 

@@ -154,6 +154,7 @@ def _schemas() -> dict[str, Any]:
                 "asOf": {"type": "string", "format": "date-time"},
                 "encryptTo": {"type": "array", "items": {"type": "string", "pattern": "^age1"}},
                 "sign": {"type": "boolean"},
+                "allowEmpty": {"type": "boolean", "description": "publish even if nothing is selected"},
             },
         },
         "Run": {

@@ -60,6 +60,7 @@ def run_params_request(config: ServiceConfig, run: Run) -> Any:
         out_dir=str(config.bundle_dir(run.tenant)),
         as_of=params.get("asOf"),
         encryption=encryption,
+        allow_empty=bool(params.get("allowEmpty", False)),
     )
 
 

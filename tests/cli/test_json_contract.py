@@ -83,6 +83,9 @@ def test_local_commands_print_one_valid_envelope(
         ("keys public", str(tmp_path / "k.key"), "--out", str(tmp_path / "k2.pub")),
         ("keys trust-root", str(tmp_path / "k.pub"), "--out", str(tmp_path / "root.json")),
         ("export archive", str(small_bundle), "--out", str(tmp_path / "b.tar.zst")),
+        ("export plan", "--tenant", "acme", "--ledger", ledger, "--selector", "kind=advisory"),
+        ("export ls", str(small_bundle.parent)),
+        ("export prune", str(out), "--keep", "1", "--dry-run"),
     ]  # fmt: skip
     for command, *rest in runs:
         ran = cli(*command.split(), *rest, "--json")

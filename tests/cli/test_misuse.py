@@ -7,6 +7,7 @@ real ledger, a bundle exported from it and a scratch folder. Each row also runs 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,13 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("verify a folder that is not a bundle", ("export", "verify", "{tmp}"), 2, "not a bundle"),
     ("a missing ingest path", ("ledger", "ingest", "--tenant", "acme", "--ledger", "{tmp}/l", "{tmp}/nope"), 6,
      "does not exist"),
+    ("selection matches nothing", (*RUN, "--selector", "id=NOPE-*"), 22, "matched no records"),
+    ("ecosystem typo selects nothing", (*RUN, "--selector", "ecosystem=PyPl"), 22, "matched no records"),
+    ("trivy:db of VEX only", ("export", "run", "--tenant", "acme", "--profile", "trivy:db", "--ledger", "{ledger}",
+                              "--out", "{tmp}/out", "--selector", "kind=vex"), 22, "matched no records"),
+    ("prune --keep 0", ("export", "prune", "{tmp}", "--keep", "0"), 2, "--keep must be at least 1"),
+    ("ls a missing folder", ("export", "ls", "{tmp}/nope"), 6, "does not exist"),
+    ("unknown config key", ("ledger", "stats", "--ledger", "{ledger}"), 2, "unknown setting 'tenantt'"),
     ("ingest an empty folder", ("ledger", "ingest", "--tenant", "acme", "--ledger", "{tmp}/l", "{tmp}/empty"), 7,
      "nothing ingested"),
     ("ingest only rejected documents", ("ledger", "ingest", "--tenant", "acme", "--ledger", "{tmp}/l",
@@ -74,6 +82,10 @@ def test_misuse_exits_with_its_code_and_says_why(
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.json").write_text('{"not": "an advisory"}')
+    if "tenantt" in message:
+        home = Path(os.environ["STELLA_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text('tenantt = "acme"\n')
     filled = _fill(argv, small_ledger, small_bundle, tmp_path)
     ran = cli(*filled)
     assert ran.code == code, ran.stderr
@@ -84,3 +96,41 @@ def test_misuse_exits_with_its_code_and_says_why(
     envelope = as_json.json()
     assert envelope["ok"] is False
     assert message in envelope["error"]["message"]
+
+
+def test_a_value_matching_no_ecosystem_is_named_with_the_closest(
+    cli: Runner, small_ledger: Path, tmp_path: Path
+) -> None:
+    ran = cli(
+        "export", "plan", "--tenant", "acme", "--ledger", str(small_ledger), "--selector", "ecosystem=PyPl"
+    )
+    assert ran.code == 0
+    assert "warning: selector ecosystem=PyPl matches no known ecosystem (did you mean PyPI?)" in ran.stderr
+    assert "takes nothing" in ran.stdout
+
+
+def test_an_allowed_empty_export_is_dated_by_the_ledger_never_1970(
+    cli: Runner, small_ledger: Path, tmp_path: Path
+) -> None:
+    ledger = str(small_ledger)
+    newest = cli("export", "plan", "--tenant", "acme", "--ledger", ledger, "--json").json()["highWater"]
+    assert newest and not newest.startswith("1970")
+    empty = (
+        *RUN[:7],
+        ledger,
+        "--out",
+        str(tmp_path / "out"),
+        "--selector",
+        "id=NOPE-*",
+        "--allow-empty",
+        "--json",
+    )
+    ran = cli(*empty)
+    assert ran.code == 0, ran.stderr
+    summary = ran.json()
+    assert summary["counts"] == {} or not any(summary["counts"].values())
+    assert summary["generatedAt"] == newest
+    dated = cli(
+        *empty[:-1], "--as-of", "2026-01-02T03:04:05Z", "--out", str(tmp_path / "out2"), "--json"
+    ).json()
+    assert dated["generatedAt"] == "2026-01-02T03:04:05Z"

@@ -28,6 +28,7 @@ __all__ = [
     "Placement",
     "Unplaceable",
     "ecosystem_of",
+    "known_ecosystems",
     "language_ecosystems",
     "normalize_name",
     "place",
@@ -298,3 +299,14 @@ def place(osv_ecosystem: str, name: str, *, record_id: str) -> Placement | Unpla
             f"ecosystem {osv_ecosystem!r}: no Trivy bucket for that release (package {name!r})",
         )
     return Placement(bucket, name, distro.source, distro.scheme, True, distro.reports_unfixed)
+
+
+# OSV ecosystems that no Trivy bucket takes but that advisories and selectors name.
+_OTHER_OSV = ("OSS-Fuzz", "GIT", "Linux", "Android", "GitHub Actions", "Hackage", "CRAN", "Bioconductor",
+              "Red Hat", "SUSE", "openSUSE", "Photon OS", "Mageia", "Debian", "Ubuntu", "Alpine")  # fmt: skip
+
+
+def known_ecosystems() -> tuple[str, ...]:
+    """Every ecosystem name (before any ``:release``) a selector can usefully name, sorted."""
+    names = {eco.osv for eco in _LANGUAGES} | {d.osv for d in _DISTROS} | set(_OTHER_OSV)
+    return tuple(sorted(names, key=str.lower))
