@@ -25,6 +25,7 @@ __all__ = [
     "encryption_from_args",
     "identities_from_args",
     "print_verify",
+    "recipients_from_args",
     "register",
     "signer_from_args",
     "summary_fields",
@@ -47,6 +48,14 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         help="encrypt the data/ payload for age1…, rsa:PUBLIC.pem or a pkcs11:… AES token key (repeatable)",
     )
     run.add_argument(
+        "--encrypt-to-file",
+        "-R",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="recipients file as for age -R: one recipient per line, # comments (repeatable)",
+    )
+    run.add_argument(
         "--encryption-mode",
         choices=(AUTO_MODE, *MODES),
         default=AUTO_MODE,
@@ -62,9 +71,32 @@ def signer_from_args(args: argparse.Namespace) -> Signer | None:
     return load_signer(ref, environ=os.environ) if ref else None
 
 
+def recipients_from_args(args: argparse.Namespace) -> list[str]:
+    """``--encrypt-to`` values plus every recipient line of the ``-R`` files (age's format).
+
+    Raises:
+        NotFoundError: a recipients file does not exist.
+        UsageError: a recipients file is not text or lists no recipient.
+    """
+    recipients = list(getattr(args, "encrypt_to", []))
+    for name in getattr(args, "encrypt_to_file", []):
+        path = Path(name)
+        if not path.is_file():
+            raise NotFoundError(f"recipients file {path} does not exist", details={"path": str(path)})
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"recipients file {path} is not text", details={"path": str(path)}) from exc
+        found = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not found:
+            raise UsageError(f"recipients file {path} lists no recipient", details={"path": str(path)})
+        recipients += found
+    return recipients
+
+
 def encryption_from_args(args: argparse.Namespace) -> EncryptionSpec | None:
     return parse_encryption(
-        getattr(args, "encrypt_to", []), getattr(args, "encryption_mode", AUTO_MODE), environ=os.environ
+        recipients_from_args(args), getattr(args, "encryption_mode", AUTO_MODE), environ=os.environ
     )
 
 
@@ -145,8 +177,10 @@ def print_verify(report: VerifyReport) -> None:
         for mismatch in report.mismatches:
             print(f"  {mismatch.path}: {mismatch.reason}")
     status = signature.get("status")
-    if status == "trusted":
+    if status == "trusted" and report.ok:
         print(f"signed by {signature['keyId']} ({signature['algorithm']}), trusted via {report.trust}")
+    elif status == "trusted":
+        print(f"signed by {signature['keyId']} ({signature['algorithm']}): NOT accepted (problems above)")
     elif status == "untrusted":
         print(
             f"signatures NOT checked against a trusted key: consistent with the bundle's own key "

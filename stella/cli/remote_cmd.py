@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stella.bundle.verify import failure, verify_bundle
+from stella.cli.bundle_cmd import recipients_from_args
 from stella.cli.common import human_bytes
 from stella.errors import UsageError
 from stella.service.client import ApiClient, RemoteApiError, download_resumable
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         "profile": args.profile,
         "selectors": args.selector,
         "options": _options(args.option),
-        "encryptTo": args.encrypt_to,
+        "encryptTo": recipients_from_args(args),
     }
     if args.as_of:
         body["asOf"] = args.as_of

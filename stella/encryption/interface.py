@@ -293,6 +293,28 @@ def parse_recipient(text: str, *, environ: Mapping[str, str] | None = None) -> R
     raise _usage(text, "unrecognised form")
 
 
+def _require_rsa_private(data: bytes, source: str) -> None:
+    """A PEM identity must be an RSA private key; say what it is otherwise (not the library's words)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from stella.keyfiles import describe
+
+    kind = describe(data)
+    usable = "RSA private key" in kind or kind in ("a PEM private key", "an encrypted PEM private key")
+    if usable and kind == "a PEM private key":
+        try:
+            usable = isinstance(serialization.load_pem_private_key(data, password=None), rsa.RSAPrivateKey)
+        except (TypeError, ValueError):
+            usable = True  # encrypted or odd: the decrypt step reports it with its own error
+    if not usable:
+        raise UsageError(
+            f"{source} is {kind}, not a decryption identity: --identity takes an age identity file "
+            "(age-keygen) or an RSA private key PEM",
+            details={"source": source, "kind": kind},
+        )
+
+
 def parse_identities(data: bytes, *, source: str = "identity file") -> tuple[Identity, ...]:
     """Identities from an age identity file (``AGE-SECRET-KEY-1…`` lines) or an RSA private-key PEM.
 
@@ -301,6 +323,7 @@ def parse_identities(data: bytes, *, source: str = "identity file") -> tuple[Ide
             (never the secret).
     """
     if b"-----BEGIN" in data:
+        _require_rsa_private(data, source)
         return (Identity(RSA_OAEP_KIND, data),)
     try:
         text = data.decode("ascii")

@@ -184,7 +184,17 @@ def load_verifier(pem: bytes) -> PublicKeyVerifier:
     try:
         public_key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise UsageError(f"not a PEM public key: {exc}") from exc
+        from stella.keyfiles import describe
+
+        kind = describe(pem)
+        hint = (
+            "; give its public half (stella keys public PRIVATE.key --out KEY.pub)"
+            if "private key" in kind
+            else ""
+        )
+        raise UsageError(
+            f"expected a PEM public key, but this is {kind}{hint}", details={"kind": kind}
+        ) from exc
     algorithm_of(public_key)
     assert isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
     return PublicKeyVerifier.from_public_key(public_key)

@@ -105,9 +105,17 @@ def signer_from_pem(
         hint = "give ?password-env=VAR" if password is None else "drop the password option"
         raise UsageError(f"{source}: {exc}; {hint}", details={"source": source}) from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
+        from stella.keyfiles import describe
+
+        kind = describe(data)
+        if "private key" not in kind:
+            raise UsageError(
+                f"{source} is {kind}, not a signing key; sign with a key from stella keys generate",
+                details={"source": source, "kind": kind},
+            ) from exc
         raise UsageError(
-            f"{source}: not a usable PEM private key (or the password is wrong): {exc}",
-            details={"source": source},
+            f"{source}: {kind} that cannot be used (wrong password, or damaged)",
+            details={"source": source, "kind": kind},
         ) from exc
     signer = signer_from_private_key(private_key)
     _logger.debug("loaded %s key %s from %s", signer.algorithm, signer.key_id, source)
