@@ -43,7 +43,9 @@ make_venv() {
   fi
   .venv/bin/python -m pip install -q --upgrade pip </dev/null 2>&1 | grep -v "^WARNING: Location" || true
   say "pip install -e .$1"
-  .venv/bin/python -m pip install -q -e ".$1" </dev/null 2>&1 | grep -v "^WARNING: Location" || true
+  # setuptools prints a boxed "Editable installation" warning on every editable install: not news.
+  .venv/bin/python -m pip install -q -e ".$1" </dev/null 2>&1 | grep -v "^WARNING: Location" \
+    | sed '/BuildBackendWarning: Editable installation/,/with strategy, WheelFile/d' || true
   .venv/bin/python -c "import stella, apache_beam" 2>/dev/null || { say "installation failed"; exit 1; }
 }
 

@@ -38,7 +38,7 @@ from stella.cli.progress import Progress, ProgressHandler, own_stderr
 from stella.errors import StellaError
 from stella.timefmt import format_time
 
-__all__ = ["EXIT_INTERRUPTED", "build_parser", "main", "version_text"]
+__all__ = ["EXIT_INTERRUPTED", "build_parser", "main", "parse_command", "version_text"]
 
 EXIT_INTERRUPTED = 130
 _OUR_LOGGERS = ("stella", "transforms", "pipelines", "runners")
@@ -165,24 +165,36 @@ def _timestamp() -> str:
     return format_time(datetime.now(UTC).replace(microsecond=0))
 
 
-def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: Progress) -> int:
+def parse_command(parser: CommandParser, argv: Sequence[str]) -> tuple[argparse.Namespace, str]:
+    """Parse ``argv`` as :func:`main` does, without running anything: ``(args, command words)``.
+
+    Raises:
+        UsageError: an unknown command or option, or a Beam option Beam does not define.
+    """
     ours, passthrough = split_passthrough(argv)
     args, extra = parser.parse_known_args(ours)
     leaf = leaf_parser(parser, args)
-    output.command = command_path(parser, args)
-    output.json = bool(getattr(args, "json", output.json))
-    if not hasattr(args, "handler"):
-        leaf.print_help()
-        return 0
+    command = command_path(parser, args)
     option_strings = leaf.option_strings() if isinstance(leaf, CommandParser) else []
-    if getattr(args, "accepts_beam_args", False):
+    if not hasattr(args, "handler"):
+        args.beam_args = []
+    elif getattr(args, "accepts_beam_args", False):
         from runners.options import validate_beam_args
 
         args.beam_args = validate_beam_args([*extra, *passthrough], own_options=option_strings)
     elif extra or passthrough:
-        raise unknown_option_error((extra or passthrough)[0], option_strings, where=output.command)
+        raise unknown_option_error((extra or passthrough)[0], option_strings, where=command)
     else:
         args.beam_args = []
+    return args, command
+
+
+def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: Progress) -> int:
+    args, output.command = parse_command(parser, argv)
+    output.json = bool(getattr(args, "json", output.json))
+    if not hasattr(args, "handler"):
+        leaf_parser(parser, args).print_help()
+        return 0
     if getattr(args, "tenant", []) is None:
         args.tenant = getattr(args, "server_tenant", None)  # `stella --tenant T command` counts too
     args.output, args.progress = output, progress
