@@ -87,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(verbose=verbose, quiet="-q" in args_list or "--quiet" in args_list)
     trace_id = uuid.uuid4().hex
     try:
+        if any("\x00" in arg for arg in args_list):  # no shell can pass one; no path may hold one
+            raise UsageError("an argument contains a NUL character")
         parser = build_parser()
         args, extra = parser.parse_known_args(args_list)
         if extra and not getattr(args, "accepts_beam_args", False):

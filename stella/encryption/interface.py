@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
 from stella.errors import BundleIntegrityError, UsageError
+from stella.guards.files import read_user_file
 
 __all__ = [
     "AES_GCM_MODE",
@@ -251,10 +252,7 @@ def _rsa_recipient(text: str, path_text: str) -> Recipient:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     path = Path(path_text)
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise _usage(text, f"cannot read {path}: {exc.strerror}") from exc
+    pem = read_user_file(path, "RSA recipient key")
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
