@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
-from stella.errors import BundleIntegrityError, UsageError
+from stella.errors import BundleIntegrityError, StellaError, UsageError
 from stella.guards.files import read_user_file
 
 __all__ = [
@@ -252,7 +252,10 @@ def _rsa_recipient(text: str, path_text: str) -> Recipient:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     path = Path(path_text)
-    pem = read_user_file(path, "RSA recipient key")
+    try:
+        pem = read_user_file(path, "RSA recipient key")
+    except StellaError as exc:
+        raise _usage(text, f"cannot read {path}: {exc.message}") from exc
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
