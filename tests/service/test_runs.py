@@ -231,3 +231,31 @@ def test_metrics_and_json_logs_carry_runs(service: Service, finished_run: dict[s
         entry.get("correlationId") == "trace-abcdef12" and entry.get("event") == "http_request"
         for entry in lines
     )
+
+
+def test_stored_profile_runs_with_its_revision(service: Service) -> None:
+    token = service.token("acme")
+    name = f"vex-only-{uuid.uuid4().hex[:6]}"
+    with service.client(token) as client:
+        created = client.post(
+            "/api/export/profiles", json={"name": name, "profile": "json:raw", "selectors": ["kind=sbom"]}
+        )
+        assert created.status_code == 201 and created.json()["revision"] == 1
+        updated = client.put(
+            f"/api/export/profiles/{name}", json={"profile": "json:raw", "selectors": ["kind=vex"]}
+        )
+        assert updated.status_code == 200 and updated.json()["revision"] == 2
+        assert client.get(f"/api/export/profiles/{name}", params={"revision": "1"}).json()["selectors"] == [
+            "kind=sbom"
+        ]
+        listed = client.get("/api/export/profiles").json()
+        assert [p["revision"] for p in listed["stored"] if p["name"] == name] == [2]
+        bad = client.put(
+            f"/api/export/profiles/{name}", json={"profile": "json:raw", "options": {"next-update": "1h"}}
+        )
+        assert bad.status_code == 400  # json:raw has no such option: refused, no revision 3
+    run = service.submit(token, {"profile": name})
+    assert run.status_code == 202, run.text
+    assert run.json()["storedProfile"] == name and run.json()["selectors"] == ["kind=vex"]
+    done = service.wait(token, run.json()["runId"])
+    assert done["status"] == "succeeded" and set(done["result"]["counts"]) == {"vex"}
