@@ -178,7 +178,7 @@ def test_bad_requests_name_the_field_and_queue_nothing(service: Service) -> None
     before = len(_all_runs(service, token))
     cases = [
         ({"profile": "json:nope"}, 400, "ERR_EXPORT_USAGE"),
-        ({"profile": "mirror:full"}, 501, "ERR_EXPORT_PROFILE_UNAVAILABLE"),
+        ({"profile": "mirror:delta", "options": {"base": "/etc"}}, 400, "ERR_EXPORT_USAGE"),
         ({"profile": "json:raw", "selectors": ["colour=red"]}, 400, "ERR_EXPORT_USAGE"),
         ({"profile": "json:raw", "encryptTo": ["rsa:/etc/passwd"]}, 400, "ERR_EXPORT_USAGE"),
         ({"profile": "json:raw", "surprise": 1}, 400, "ERR_EXPORT_USAGE"),
