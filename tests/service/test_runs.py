@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -220,17 +221,19 @@ def test_metrics_and_json_logs_carry_runs(service: Service, finished_run: dict[s
             f"/api/export/runs/{finished_run['runId']}", headers={"X-Request-Id": "trace-abcdef12"}
         )
     assert response.headers["x-trace-id"] == "trace-abcdef12"
-    lines = [json.loads(entry) for entry in service.log.read_text().splitlines() if entry.startswith("{")]
+    deadline = time.monotonic() + 10  # the access line is written just after the response is sent
+    while True:
+        lines = [json.loads(entry) for entry in service.log.read_text().splitlines() if entry.startswith("{")]
+        if any(
+            e.get("correlationId") == "trace-abcdef12" and e.get("event") == "http_request" for e in lines
+        ):
+            break
+        assert time.monotonic() < deadline, "no JSON access log line carries the request's trace id"
+        time.sleep(0.1)
     run_lines = {
-        entry["event"]
-        for entry in lines
-        if entry.get("correlationId") == finished_run["runId"] and "event" in entry
+        e["event"] for e in lines if e.get("correlationId") == finished_run["runId"] and "event" in e
     }
     assert {"plan", "read", "adapter", "write", "publish"} <= run_lines
-    assert any(
-        entry.get("correlationId") == "trace-abcdef12" and entry.get("event") == "http_request"
-        for entry in lines
-    )
 
 
 def test_stored_profile_runs_with_its_revision(service: Service) -> None:
