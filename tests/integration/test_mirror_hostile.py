@@ -131,8 +131,9 @@ CASES: dict[str, tuple[str, Callable[[Path, Path, MirrorHistory], Path]]] = {
     "truncated": ("ERR_EXPORT_CHECKSUM", lambda b, t, h: _truncate(Path(f"{b}.tar.zst"), t / "a.tar.zst")),
     "lying-manifest": ("ERR_EXPORT_SIGNATURE", lambda b, t, h: _edited(b, t, _lie_in_manifest)),
     "tampered-payload": ("ERR_EXPORT_CHECKSUM", lambda b, t, h: _edited(b, t, _tamper_payload)),
+    # A valid signature over another manifest is a replayed signature: a trust failure (docs/verification.md).
     "other-manifest-signature": (
-        "ERR_EXPORT_SIGNATURE",
+        "ERR_EXPORT_TRUST",
         lambda b, t, h: _edited(b, t, lambda f: _swap_signatures(f, h)),
     ),
 }
