@@ -93,3 +93,15 @@ def test_local_commands_print_one_valid_envelope(
         envelope = ran.json()
         assert envelope["ok"] is True and envelope["command"] == command
         assert json.loads(ran.stdout) == envelope  # exactly one object, nothing else on stdout
+
+
+def test_exit_table_in_cli_docs_names_real_codes() -> None:
+    import re
+
+    from stella.errors import EXIT_CODES
+
+    text = (REPO / "docs" / "cli.md").read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(n) for n in re.findall(r"^\| (\d+) \|", text, re.MULTILINE)}
+    real = {spec.exit_code for spec in EXIT_CODES.values()} | {0, 130}
+    assert documented <= real, documented - real
+    assert {2, 3, 4, 5, 6, 7, 22, 130} <= documented
