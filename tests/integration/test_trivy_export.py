@@ -504,7 +504,7 @@ def test_push_refuses_unlisted_hosts_and_missing_bundles(tmp_path: Path) -> None
         "export", "push", str(tmp_path), "--to", remote, "--allow-host", "registry.example.com"
     )
     assert (
-        allowed.returncode == 3 and "export.json" in allowed.stderr
-    )  # past egress: not a bundle, nothing sent
+        allowed.returncode == 2 and "is not a bundle" in allowed.stderr
+    )  # past egress: not a bundle (a usage error, not tampering), nothing sent
     missing = stella_cli("export", "push", str(tmp_path / "none"), "--to", "127.0.0.1:1/stella/trivy-db:2")
     assert missing.returncode == 6 and "ERR_EXPORT_NOT_FOUND" in missing.stderr
