@@ -20,7 +20,17 @@ from typing import BinaryIO
 
 from stella.errors import InputError, NotFoundError, StellaError, UsageError
 
-__all__ = ["Refused", "TreeScan", "check_regular", "kind_of", "open_regular", "path_error", "scan_tree"]
+__all__ = [
+    "Refused",
+    "TreeScan",
+    "check_file_arg",
+    "check_folder_arg",
+    "check_regular",
+    "kind_of",
+    "open_regular",
+    "path_error",
+    "scan_tree",
+]
 
 _KINDS = (
     (stat.S_ISREG, "regular file"),
@@ -49,11 +59,15 @@ def _refuse(path: str | Path, what: str, kind: str, error: type[StellaError]) ->
 
 
 def check_regular(
-    path: str | Path, what: str = "file", *, error: type[StellaError] = InputError
+    path: str | Path, what: str = "file", *, error: type[StellaError] = InputError, follow_links: bool = False
 ) -> os.stat_result:
-    """``lstat`` of ``path`` if it is a regular file (not a link to one); else ``error``."""
+    """``lstat`` of ``path`` if it is a regular file (not a link to one); else ``error``.
+
+    ``follow_links`` is for a path the user named on the command line: a link there is
+    the user's choice, but what it points at must still be a regular file.
+    """
     try:
-        info = os.lstat(path)
+        info = os.stat(path) if follow_links else os.lstat(path)
     except FileNotFoundError as exc:
         raise NotFoundError(f"{what} {path} does not exist", details={"file": str(path)}) from exc
     if not stat.S_ISREG(info.st_mode):
@@ -61,11 +75,14 @@ def check_regular(
     return info
 
 
-def open_regular(path: str | Path, what: str = "file", *, error: type[StellaError] = InputError) -> BinaryIO:
+def open_regular(
+    path: str | Path, what: str = "file", *, error: type[StellaError] = InputError, follow_links: bool = False
+) -> BinaryIO:
     """Open a regular file for reading without following a link or blocking on a FIFO."""
-    check_regular(path, what, error=error)
+    check_regular(path, what, error=error, follow_links=follow_links)
+    nofollow = 0 if follow_links else os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | nofollow | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # replaced by a link after the check
             raise _refuse(path, what, "symlink", error) from exc
@@ -120,6 +137,43 @@ def scan_tree(root: Path, *, skip_hidden: bool = False) -> TreeScan:
     scan.files.sort()
     scan.refused.sort(key=lambda r: r.path)
     return scan
+
+
+def check_folder_arg(path: str, what: str) -> str:
+    """``path`` if it is (or can be created as) a local folder; else a usage error.
+
+    ``--out`` or ``--ledger`` naming a file (or a path under one) is the caller's
+    mistake, to be said as such (exit 2), not found later as an internal error.
+    Remote URLs (``gs://``) are left to their filesystem.
+    """
+    if "://" in path and not path.startswith("file://"):
+        return path
+    local = Path(path.removeprefix("file://"))
+    probe = local
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    try:
+        info = os.stat(probe)
+    except OSError as exc:
+        raise path_error(probe, what) from exc
+    if not stat.S_ISDIR(info.st_mode):
+        where = "is" if probe == local else f"is under {probe}, which is"
+        raise UsageError(
+            f"{what} {path} {where} a {kind_of(info.st_mode)}, not a folder",
+            details={"file": path, "reason": "not-a-folder"},
+        )
+    return path
+
+
+def check_file_arg(path: str, what: str) -> str:
+    """``path`` if a file can be written there: not a folder, and its folder is one."""
+    local = Path(path)
+    if local.is_dir():
+        raise UsageError(
+            f"{what} {path} is a folder; name a file", details={"file": path, "reason": "is-a-folder"}
+        )
+    check_folder_arg(str(local.parent), f"the folder of {what}")
+    return path
 
 
 def path_error(path: str | Path, what: str) -> StellaError:
