@@ -73,7 +73,9 @@ def test_merge_fan_in_is_bounded(tmp_path: Path) -> None:
 def test_unbucketed_runs_hold_one_slice_per_group_and_merge_the_same(tmp_path: Path) -> None:
     rng = random.Random(5)
     items = [(rng.choice("ab"), rng.randbytes(6), rng.randbytes(rng.randrange(0, 3000))) for _ in range(600)]
-    bucketed = [p for start in range(0, 600, 150) for p in write_run(str(tmp_path), items[start : start + 150])]
+    bucketed = [
+        p for start in range(0, 600, 150) for p in write_run(str(tmp_path), items[start : start + 150])
+    ]
     whole = [
         p
         for start in range(0, 600, 150)
