@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import logging
+import shutil
 import ssl
 import urllib.error
 import urllib.request
@@ -158,11 +159,11 @@ def test_trivy_pulls_pushed_artifacts_and_finds_what_the_offline_scan_finds(
     assert headers["Docker-Content-Digest"] == java_digest
     assert "sha256:" + hashlib.sha256(body).hexdigest() == java_digest
 
-    # Pushing again uploads nothing: every blob is found by HEAD.
+    # Pushing again uploads nothing: the tag already names the manifest (idempotent re-publish).
     with caplog.at_level(logging.INFO, logger="stella.targets.oci"):
         assert push_layout(layouts["trivy.db"], db_ref) == db_digest
-    assert sum("already present" in message for message in caplog.messages) == 2
-    assert not any("uploaded" in message for message in caplog.messages)
+    assert sum("nothing to push" in message for message in caplog.messages) == 1
+    assert not any("uploaded" in message or "already present" in message for message in caplog.messages)
 
     fresh = tmp_path / "fresh-cache"
     pulled = findings(
@@ -204,9 +205,13 @@ def test_chunked_upload_and_target_protocol(oci_registry: Registry, tmp_path: Pa
     _, _, body = _get(oci_registry, f"/v2/stella/chunked/blobs/{layer_digest}")
     assert body == layer.read_bytes()
 
+    bundle = tmp_path / "bundle"
+    shutil.copytree(layout, bundle / "data" / "oci")  # a Trivy bundle publishes its own layout
     target = OciRegistryTarget(reference=f"{oci_registry.address}/stella/target:2")
     assert isinstance(target, Target)
-    assert target.publish(layout) == PublishResult(f"{oci_registry.address}/stella/target@{digest}", digest)
+    assert target.publish(bundle) == PublishResult(f"{oci_registry.address}/stella/target@{digest}", digest)
+    again = target.publish(bundle)  # the tag already names this manifest: nothing is sent
+    assert again.unchanged and again.digest == digest
 
 
 @pytest.mark.registry
@@ -314,10 +319,18 @@ def test_non_allowlisted_host_is_refused_before_any_connection(small_layout: Pat
     assert opener.requests == []
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "[::1]", "LOCALHOST"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "LOCALHOST"])
 def test_loopback_needs_no_allowlist(host: str) -> None:
     assert is_loopback(host)
     check_egress(host, 5000, ())
+
+
+def test_other_loopback_addresses_need_the_allowlist() -> None:
+    """127.8.9.10 never leaves the machine, but may be someone else's listener: named only."""
+    assert is_loopback("127.8.9.10")
+    with pytest.raises(EgressDeniedError):
+        check_egress("127.8.9.10", 5000, ())
+    check_egress("127.8.9.10", 5000, ["127.0.0.0/8"])
 
 
 @pytest.mark.parametrize("host", ["10.0.0.1", "example.com", "localhost.example.com", "[2001:db8::1]"])

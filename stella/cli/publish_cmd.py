@@ -1,0 +1,137 @@
+"""``stella export publish BUNDLE --target URL`` and the ``--target`` flags of ``export run``.
+
+Targets are egress, so they are explicit configuration: the hosts must be on the
+allowlist (``--allow-host`` or ``$STELLA_EGRESS_ALLOWLIST``; the loopback names need
+no entry), checked for every target before the bundle is read. Registry credentials
+come from ``--username`` and ``$STELLA_REGISTRY_PASSWORD``, never the command line;
+object-storage credentials from Google's application-default credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
+from stella.cli.common import emit_json, progress_line
+from stella.errors import UsageError
+from stella.targets.distribute import RetryPolicy, failed, parse_target, publish_bundle
+from stella.targets.egress import ALLOWLIST_ENV, EgressPolicy, policy_from
+from stella.targets.interface import Target, TargetResult
+
+__all__ = [
+    "PASSWORD_ENV",
+    "add_target_arguments",
+    "print_results",
+    "publish_to",
+    "register",
+    "targets_from_args",
+]
+
+PASSWORD_ENV = "STELLA_REGISTRY_PASSWORD"
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """The flags every command that publishes shares (export run, export publish)."""
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        required=required,
+        metavar="URL",
+        help="publish to file:///DIR[?keep=N], gs://BUCKET/PREFIX or oci://HOST[:PORT]/REPO[:TAG] (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help=f"add a destination to the egress allowlist (repeatable; also ${ALLOWLIST_ENV}); "
+        "localhost, 127.0.0.1 and ::1 are always allowed",
+    )
+    parser.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="allow plain HTTP to a non-loopback registry (loopback may always use it)",
+    )
+    parser.add_argument("--username", help=f"registry user name; the password is read from ${PASSWORD_ENV}")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="attempts per target for transient failures (default 3)",
+    )
+
+
+def targets_from_args(args: argparse.Namespace) -> tuple[EgressPolicy, list[Target]]:
+    """Parse ``--target`` flags; raises EgressDeniedError for a refused host, before any work."""
+    from stella.targets.distribute import check_targets
+
+    policy = policy_from(args.allow_host, os.environ, allow_plain_http=args.allow_plain_http)
+    credentials = None
+    if args.username is not None:
+        password = os.environ.get(PASSWORD_ENV)
+        if not password:
+            raise UsageError(f"--username needs the password in ${PASSWORD_ENV}")
+        credentials = (args.username, password)
+    if args.retries < 1:
+        raise UsageError("--retries must be at least 1")
+    targets = [parse_target(url, policy, credentials=credentials) for url in args.target]
+    check_targets(targets, policy)
+    return policy, targets
+
+
+def publish_to(
+    bundle: Path, targets: list[Target], policy: EgressPolicy, args: argparse.Namespace, *, verify: bool
+) -> list[TargetResult]:
+    if targets:
+        progress_line(f"publishing {bundle.name} to {len(targets)} target(s)...")
+    return publish_bundle(
+        bundle,
+        targets,
+        policy,
+        retry=RetryPolicy(attempts=args.retries),
+        trust=trust_from_args(args) if verify else None,
+        verify=verify,
+    )
+
+
+def print_results(results: list[TargetResult]) -> None:
+    for result in results:
+        where = result.location or (result.error or {}).get("message", "")
+        tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+        print(f"{result.status:<10} {result.target}  {where}{tries}")
+
+
+def register(commands: Any) -> None:
+    publish = commands.add_parser(
+        "publish",
+        help="publish a finished bundle to file, object-storage or registry targets",
+        description="Checks every target against the egress allowlist, verifies the bundle "
+        "(with --key/--trust-root its signatures too), then publishes it to each target, "
+        "retrying transient failures. Publishing the same bundle again is a no-op. "
+        "Exit codes: 3/4/5 the bundle does not verify, 8 egress denied, 9 conflict, 13 remote failure.",
+    )
+    publish.add_argument("bundle", metavar="BUNDLE", help="bundle folder or .tar.zst archive")
+    add_trust_arguments(publish, "verify signatures with this public key before publishing")
+    add_target_arguments(publish, required=True)
+    publish.add_argument("--json", action="store_true", help="print the per-target results as JSON")
+    publish.set_defaults(handler=_publish)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    policy, targets = targets_from_args(args)
+    results = publish_to(Path(args.bundle), targets, policy, args, verify=True)
+    error = failed(results)
+    if error is not None:
+        if not args.json:
+            print_results(results)
+        raise error  # its details carry every target's result
+    if args.json:
+        emit_json({"bundle": args.bundle, "targets": [result.to_json() for result in results]})
+    else:
+        print_results(results)
+    return 0
