@@ -121,11 +121,11 @@ def finish_main(ledger: str, bundle: str, staging: str, key: str, recipient: str
     import os
     import time
 
+    from pipelines.registry import get_profile
     from stella.bundle.encrypt import parse_encryption
     from stella.bundle.finish import finish_bundle
     from stella.bundle.request import ExportRequest
     from stella.ledger.store import LedgerStore
-    from stella.profiles import get_profile
     from stella.selectors import parse_selectors
     from stella.signers.interface import load_signer
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
-from pipelines.json_raw import build_json_raw
-from pipelines.trivy import build_trivy_db, build_trivy_java_db
+from pipelines.registry import builder_for
 from runners.options import pipeline_options
 from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish
@@ -27,16 +26,9 @@ from stella.bundle.request import ExportRequest
 from stella.errors import PipelineError, StellaError
 from stella.signers.interface import Signer
 
-__all__ = ["BUILDERS", "ExportOutcome", "run_export"]
+__all__ = ["ExportOutcome", "run_export"]
 
 _LOG = logging.getLogger(__name__)
-
-Builder = Callable[[beam.Pipeline, ExportRequest, Path], beam.PCollection]
-BUILDERS: dict[str, Builder] = {
-    "json:raw": build_json_raw,
-    "trivy:db": build_trivy_db,
-    "trivy:java-db": build_trivy_java_db,
-}
 
 
 @dataclass(frozen=True)
@@ -65,11 +57,7 @@ def run_export(
         StellaError: the request is unusable, the pipeline failed (``PipelineError``),
             or the destination conflicts.
     """
-    builder = BUILDERS.get(request.profile.name)
-    if builder is None:
-        from stella.errors import ProfileUnavailableError
-
-        raise ProfileUnavailableError(f"profile {request.profile.name} has no pipeline in this build")
+    builder = builder_for(request.profile.name)
     started = time.monotonic()
     staging = new_staging(request.out_dir)
     try:

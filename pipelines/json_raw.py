@@ -13,18 +13,29 @@ import apache_beam as beam
 from stella.adapters.jsonraw import jsonraw_items, shard_path
 from stella.bundle.request import ExportRequest
 from stella.bundle.shards import write_jsonl_shard
+from stella.profiles import Profile, ProfileStatus
 from transforms.bundle import AssembleBundle
 from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
 from transforms.shards import AdaptRecords, WriteSortedShards
 
-__all__ = ["build_json_raw"]
+__all__ = ["PROFILE", "build"]
+
+PROFILE = Profile(
+    name="json:raw",
+    kind="json",
+    variant="raw",
+    revision="r1",
+    status=ProfileStatus.AVAILABLE,
+    contents="canonical advisories, SBOMs and VEX as sorted .jsonl.zst shards with digests",
+    consumer="any JSON tooling; zstd -d",
+)
 
 
 def _write(root: str, path: str, pairs: object) -> object:
     return write_jsonl_shard(root, path, (value for _key, value in pairs))  # type: ignore[attr-defined]
 
 
-def build_json_raw(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
     selected = (
         pipeline
         | "ReadLedger" >> ReadLedger([s.path for s in request.segments])

@@ -1,62 +1,47 @@
-"""trivy:db and trivy:java-db compiled to Beam pipelines.
+"""The one pipeline shape of the Trivy profiles (``trivy_db.py``, ``trivy_java_db.py``).
 
-Both profiles have one shape and differ only in which records they keep, how a record
-becomes sortable items, how the sorted items are merged into a database, and what the
-manifest says about it::
+Both profiles differ only in which records they keep, how a record becomes sortable
+items, how the sorted items are merged into a database, and what the manifest says
+about it::
 
     ReadLedger -> SelectRecords -> KeepRecords -> AdaptRecords -> WriteTrivyArtifact -> AssembleBundle
                                              \\-> SummarizeRecords (UpdatedAt, counts: side input)
 
-trivy:db keeps OSV advisories and merges them into ``trivy.db`` (bbolt, latest revision
-wins); trivy:java-db keeps CycloneDX/SPDX SBOMs and merges their Maven jars into
-``trivy-java.db`` (SQLite). WriteTrivyArtifact then writes metadata, the tarball and
-the OCI layout.
+WriteTrivyArtifact merges the sorted items, then writes metadata, the tarball and the
+OCI layout.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 
 from stella.adapters.interface import RecordAdapter
-from stella.adapters.trivy.dbitems import (
-    SUPERSEDED_REPORT,
-    UNTRANSLATED_REPORT,
-    is_osv_advisory,
-    trivy_db_items,
-    write_db_outputs,
-)
-from stella.adapters.trivy.javaitems import SKIPPED_REPORT, is_sbom, java_db_items, write_java_outputs
-from stella.adapters.trivy.payload import (
-    JAVA_DB_LAYOUT,
-    TRIVY_DB_LAYOUT,
-    TrivyLayout,
-    artifact_fields,
-    parse_trivy_options,
-    report_counts,
-)
+from stella.adapters.trivy.payload import TrivyLayout, artifact_fields, parse_trivy_options
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.model import LedgerRecord
+from stella.profiles import ProfileOption
 from transforms.bundle import AssembleBundle
 from transforms.ledger import KeepRecords, ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
 from transforms.shards import AdaptRecords
 from transforms.trivy import WriteTrivyArtifact, artifact_times
 
-__all__ = ["build_trivy_db", "build_trivy_java_db"]
+__all__ = ["ProfileFields", "TrivyPipeline", "next_update_option"]
 
 # (staging, manifest "trivy" object so far, contents) -> manifest fields of the profile
 ProfileFields = Callable[[Path, dict[str, Any], list[ContentEntry]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class _TrivyProfile:
+class TrivyPipeline:
+    """What one Trivy profile plugs into the shared shape."""
+
     keep: Callable[[LedgerRecord], bool]
     keep_label: str
     adapter: RecordAdapter
@@ -65,74 +50,52 @@ class _TrivyProfile:
     write_label: str
     fields: ProfileFields
 
-
-def _build(
-    profile: _TrivyProfile, pipeline: beam.Pipeline, request: ExportRequest, staging: Path
-) -> beam.PCollection:
-    options = parse_trivy_options(request.options)  # a bad option fails before anything runs
-    kept = (
-        pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
-        | "SelectRecords" >> SelectRecords(request.selectors)
-        | profile.keep_label >> KeepRecords(profile.keep)
-    )
-    summary = kept | "SummarizeRecords" >> SummarizeRecords()
-
-    def manifest_fields(contents: list[ContentEntry], summary: RecordSummary) -> dict[str, Any]:
-        updated_at, next_update = artifact_times(request, summary, profile.layout, options)
-        trivy = artifact_fields(
-            staging, profile.layout, contents, updated_at=updated_at, next_update=next_update
+    def build(self, pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+        """Compile this profile's request into ``pipeline``, writing into ``staging``."""
+        options = parse_trivy_options(request.options)  # a bad option fails before anything runs
+        kept = (
+            pipeline
+            | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+            | "SelectRecords" >> SelectRecords(request.selectors)
+            | self.keep_label >> KeepRecords(self.keep)
         )
-        return profile.fields(staging, trivy, contents)
+        summary = kept | "SummarizeRecords" >> SummarizeRecords()
 
-    return (
-        kept
-        | "AdaptRecords" >> AdaptRecords(profile.adapter)
-        | profile.write_label
-        >> WriteTrivyArtifact(
-            staging=str(staging),
-            request=request,
-            summary=summary,
-            layout=profile.layout,
-            options=options,
-            merge=profile.merge,
+        def manifest_fields(contents: list[ContentEntry], summary: RecordSummary) -> dict[str, Any]:
+            updated_at, next_update = artifact_times(request, summary, self.layout, options)
+            trivy = artifact_fields(
+                staging, self.layout, contents, updated_at=updated_at, next_update=next_update
+            )
+            return self.fields(staging, trivy, contents)
+
+        return (
+            kept
+            | "AdaptRecords" >> AdaptRecords(self.adapter)
+            | self.write_label
+            >> WriteTrivyArtifact(
+                staging=str(staging),
+                request=request,
+                summary=summary,
+                layout=self.layout,
+                options=options,
+                merge=self.merge,
+            )
+            | "AssembleBundle" >> AssembleBundle(str(staging), request, summary, extra=manifest_fields)
         )
-        | "AssembleBundle" >> AssembleBundle(str(staging), request, summary, extra=manifest_fields)
+
+
+def next_update_option(layout: TrivyLayout) -> ProfileOption:
+    """The ``next-update`` option, with the default interval of ``layout``'s upstream DB."""
+    return ProfileOption(
+        key="next-update",
+        type="duration (36h, 7d, 1d12h) or RFC 3339 time",
+        default=f"UpdatedAt + {_duration_text(layout.default_validity)}",
+        help="metadata NextUpdate: until when an offline Trivy keeps the DB",
     )
 
 
-def _db_fields(staging: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
-    trivy["supersededRevisions"] = next(c for c in contents if c.path == SUPERSEDED_REPORT).records
-    return {"untranslated": report_counts(staging, UNTRANSLATED_REPORT), "trivy": trivy}
-
-
-def _java_fields(staging: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
-    # The SQLite library's version is in the file header: recorded so a byte difference
-    # between two machines can be told apart from a content difference.
-    uri = (staging / JAVA_DB_LAYOUT.db_path).resolve().as_uri() + "?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as connection:
-        (artifacts,) = connection.execute("SELECT count(*) FROM artifacts").fetchone()
-    trivy.update({"artifacts": artifacts, "sqliteVersion": sqlite3.sqlite_version})
-    return {"skipped": report_counts(staging, SKIPPED_REPORT), "trivy": trivy}
-
-
-_DB = _TrivyProfile(
-    is_osv_advisory,
-    "KeepOsvAdvisories",
-    trivy_db_items,
-    TRIVY_DB_LAYOUT,
-    write_db_outputs,
-    "WriteTrivyDb",
-    _db_fields,
-)
-_JAVA_DB = _TrivyProfile(
-    is_sbom, "KeepSboms", java_db_items, JAVA_DB_LAYOUT, write_java_outputs, "WriteTrivyJavaDb", _java_fields
-)
-
-
-def build_trivy_db(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
-    return _build(_DB, pipeline, request, staging)
-
-
-def build_trivy_java_db(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
-    return _build(_JAVA_DB, pipeline, request, staging)
+def _duration_text(delta: timedelta) -> str:
+    days, seconds = delta.days, delta.seconds
+    hours, rest = divmod(seconds, 3600)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{rest}s" if rest else ""]
+    return "".join(parts) or "0s"

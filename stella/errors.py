@@ -20,6 +20,8 @@ __all__ = [
     "ErrorSpec",
     "InputError",
     "NotFoundError",
+    "PolicySnapshotNotFoundError",
+    "PolicySnapshotRequiredError",
     "ProfileUnavailableError",
     "SignatureError",
     "StellaError",
@@ -69,6 +71,15 @@ _SPECS: tuple[ErrorSpec, ...] = (
     ErrorSpec("ERR_EXPORT_FORBIDDEN", 11, 403, "the caller lacks the scope or tenant for this action"),
     ErrorSpec("ERR_EXPORT_PIPELINE", 12, 500, "the pipeline runner failed; no bundle was published"),
     ErrorSpec("ERR_EXPORT_REMOTE", 13, 502, "a remote service (registry, object store) refused or failed"),
+    ErrorSpec(
+        "ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED",
+        2,
+        400,
+        "the profile pins a policy (json:policy) and no --option policy-snapshot=<id> was given",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_POLICY_SNAPSHOT_NOT_FOUND", 6, 404, "no policy snapshot with that id for the tenant"
+    ),
 )
 
 EXIT_CODES: Mapping[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
@@ -149,3 +160,13 @@ class PipelineError(StellaError):
 
 class RemoteError(StellaError):
     code = "ERR_EXPORT_REMOTE"
+
+
+class PolicySnapshotRequiredError(UsageError):
+    """A usage error with its own code: CI scripts tell "forgot the pin" from other typos."""
+
+    code = "ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED"
+
+
+class PolicySnapshotNotFoundError(NotFoundError):
+    code = "ERR_EXPORT_POLICY_SNAPSHOT_NOT_FOUND"

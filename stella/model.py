@@ -22,14 +22,14 @@ __all__ = [
     "validate_tenant",
 ]
 
-TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 
 def validate_tenant(tenant: str) -> str:
     """Tenants name folders, URLs and manifest fields, so only a lowercase slug is allowed."""
     from stella.errors import UsageError
 
-    if not TENANT_PATTERN.match(tenant or ""):
+    if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
         raise UsageError(
             f"invalid tenant {tenant!r}: use 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
             details={"tenant": tenant, "pattern": TENANT_PATTERN.pattern},

@@ -1,20 +1,47 @@
-"""The profile catalogue: what each export profile is and whether this build has it."""
+"""What an export profile is: its manifest identity, status and options.
+
+The catalogue of profiles lives in :mod:`pipelines.registry` (one entry per profile,
+beside its builder); this module only holds the types every layer shares, so a
+request, a manifest or a verifier can name a profile without importing pipelines.
+"""
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stella.errors import ProfileUnavailableError, UsageError
+from stella.errors import UsageError
 
-__all__ = ["PROFILES", "Profile", "ProfileStatus", "get_profile", "parse_profile_options"]
+__all__ = ["Profile", "ProfileOption", "ProfileStatus", "parse_profile_options"]
 
 
 class ProfileStatus(enum.StrEnum):
     AVAILABLE = "available"
     PLANNED = "planned"
+
+
+@dataclass(frozen=True)
+class ProfileOption:
+    """One ``--option key=value`` a profile accepts.
+
+    ``type`` and ``default`` are what ``stella export profiles`` and the docs show; the
+    profile's own options parser validates values against them when the pipeline is built.
+    """
+
+    key: str  # as typed on the command line: lower-case, hyphenated
+    type: str
+    default: str
+    help: str
+
+    @property
+    def field(self) -> str:
+        """The key as the request and the manifest record it (camelCase)."""
+        return re.sub(r"-([a-z0-9])", lambda m: m.group(1).upper(), self.key)
+
+    def to_json(self) -> dict[str, str]:
+        return {"key": self.key, "type": self.type, "default": self.default, "help": self.help}
 
 
 @dataclass(frozen=True)
@@ -26,95 +53,15 @@ class Profile:
     status: ProfileStatus
     contents: str
     consumer: str
-    options: tuple[str, ...] = ()  # the ``--option`` keys this profile accepts
+    options: tuple[ProfileOption, ...] = ()
+
+    @property
+    def option_keys(self) -> tuple[str, ...]:
+        return tuple(option.key for option in self.options)
 
     def to_json(self) -> dict[str, str]:
         """The manifest's ``profile`` object (StellaOps run-manifest field names)."""
         return {"kind": self.kind, "variant": self.variant, "name": self.name, "revision": self.revision}
-
-
-PROFILES: Mapping[str, Profile] = {
-    p.name: p
-    for p in (
-        Profile(
-            "json:raw",
-            "json",
-            "raw",
-            "r1",
-            ProfileStatus.AVAILABLE,
-            "canonical advisories, SBOMs and VEX as sorted .jsonl.zst shards with digests",
-            "any JSON tooling; zstd -d",
-        ),
-        Profile(
-            "json:policy",
-            "json",
-            "policy",
-            "r1",
-            ProfileStatus.PLANNED,
-            "json:raw + pinned policy snapshot + evaluated findings (own subtree)",
-            "any JSON tooling",
-        ),
-        Profile(
-            "trivy:db",
-            "trivy",
-            "db",
-            "r1",
-            ProfileStatus.AVAILABLE,
-            "Trivy vulnerability DB schema 2 (bbolt) as db.tar.gz and OCI layout",
-            "Trivy 0.76",
-            ("next-update",),
-        ),
-        Profile(
-            "trivy:java-db",
-            "trivy",
-            "java-db",
-            "r1",
-            ProfileStatus.AVAILABLE,
-            "Trivy Java DB schema 1 (SQLite: jar SHA-1 -> Maven GAV)",
-            "Trivy 0.76",
-            ("next-update",),
-        ),
-        Profile(
-            "mirror:full",
-            "mirror",
-            "full",
-            "r1",
-            ProfileStatus.PLANNED,
-            "all evidence, indexes, policy snapshot and provenance for an air-gapped mirror",
-            "stella mirror import",
-        ),
-        Profile(
-            "mirror:delta",
-            "mirror",
-            "delta",
-            "r1",
-            ProfileStatus.PLANNED,
-            "changes since a base export: added, changed, tombstones",
-            "stella mirror import",
-        ),
-    )
-}
-
-
-def get_profile(name: str, *, require_available: bool = True) -> Profile:
-    """Look a profile up by name.
-
-    Raises:
-        UsageError: unknown name (lists the known ones).
-        ProfileUnavailableError: known but not built yet.
-    """
-    profile = PROFILES.get(name)
-    if profile is None:
-        raise UsageError(
-            f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}",
-            details={"profile": name, "profiles": list(PROFILES)},
-        )
-    if require_available and profile.status is not ProfileStatus.AVAILABLE:
-        raise ProfileUnavailableError(
-            f"profile {name} is {profile.status.value} and not available in this build",
-            details={"profile": name, "status": profile.status.value},
-        )
-    return profile
 
 
 _OPTION_KEY = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
@@ -130,6 +77,7 @@ def parse_profile_options(pairs: Sequence[str], profile: Profile) -> dict[str, s
         UsageError: not ``key=value``, a malformed or repeated key, or a key the profile
             does not accept (the message lists the ones it does).
     """
+    declared = {option.key: option for option in profile.options}
     options: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -138,14 +86,14 @@ def parse_profile_options(pairs: Sequence[str], profile: Profile) -> dict[str, s
                 f"--option {pair!r}: expected key=value with a lower-case key (e.g. next-update=48h)",
                 details={"option": pair},
             )
-        if key not in profile.options:
-            known = ", ".join(profile.options) or "none"
+        option = declared.get(key)
+        if option is None:
+            known = ", ".join(declared) or "none"
             raise UsageError(
                 f"--option {key}: profile {profile.name} has no such option; its options: {known}",
-                details={"option": key, "profile": profile.name, "options": list(profile.options)},
+                details={"option": key, "profile": profile.name, "options": list(declared)},
             )
-        name = re.sub(r"-([a-z0-9])", lambda m: m.group(1).upper(), key)
-        if name in options:
+        if option.field in options:
             raise UsageError(f"--option {key} is given twice", details={"option": key})
-        options[name] = value
+        options[option.field] = value
     return options

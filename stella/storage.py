@@ -19,8 +19,10 @@ from typing import IO, Any, BinaryIO
 
 __all__ = [
     "HashingWriter",
+    "TEMP_MARK",
     "atomic_local",
     "exists",
+    "fsync_dir",
     "is_remote",
     "join",
     "list_files",
@@ -28,6 +30,9 @@ __all__ = [
     "open_write",
     "remove",
     "rename",
+    "stale_temp_files",
+    "temp_owner",
+    "write_atomic",
 ]
 
 # Beam's import logs an 'apitools not found' warning through the root logger; with no
@@ -38,6 +43,9 @@ if not logging.getLogger().handlers:
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+# Temp files and staging folders carry this mark and the writer's pid.
+TEMP_MARK = ".tmp-"
 
 
 def is_remote(path: str) -> bool:
@@ -137,15 +145,31 @@ class HashingWriter:
         return "sha256:" + self._hash.hexdigest()
 
 
+def fsync_dir(directory: str | Path) -> None:
+    """Make a rename or a new name in ``directory`` durable (a power cut keeps it)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_local(destination: Path) -> Iterator[BinaryIO]:
-    """A temp file beside ``destination``, fsynced and renamed over it only if the block succeeds.
+    """A temp file beside ``destination``, renamed over it only if the block succeeds.
 
     Whatever is written this way is either complete under its final name or absent: a
     crash, or an error found only at the end of a stream (a truncated ciphertext), never
-    leaves a partial file that looks finished.
+    leaves a partial file that looks finished. The order is what survives a power cut:
+    write the temp file, fsync it, rename it, fsync the folder (without the last step
+    the rename itself may be lost; without the first the new name may point at zeros).
+    Leftover temp files are named ``.<name>.tmp-<pid>-<random>`` so that a later run can
+    tell whether the process that made them is still alive (:func:`stale_temp_files`).
     """
-    fd, temp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(
+        prefix=f".{destination.name}{TEMP_MARK}{os.getpid()}-", dir=destination.parent
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -155,3 +179,48 @@ def atomic_local(destination: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    fsync_dir(destination.parent)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a whole file atomically (and durably, when local): complete or absent."""
+    if is_remote(path):
+        # Object stores publish an object only when its upload completes.
+        with open_write(path) as handle:
+            handle.write(data)
+        return
+    with atomic_local(Path(_local(path))) as handle:
+        handle.write(data)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid embedded in a temp or staging name made by this module, if any."""
+    _, mark, rest = name.rpartition(TEMP_MARK)
+    pid = rest.split("-", 1)[0]
+    return int(pid) if mark and pid.isdigit() else None
+
+
+def stale_temp_files(directory: Path) -> list[Path]:
+    """Temp files and staging folders in ``directory`` whose owning process is gone.
+
+    Only names carrying :data:`TEMP_MARK` and a pid are considered; one owned by a live
+    process (another run in progress) is left alone.
+    """
+    if not directory.is_dir():
+        return []
+    stale = []
+    for entry in sorted(directory.iterdir()):
+        owner = temp_owner(entry.name)
+        if owner is not None and owner != os.getpid() and not _pid_alive(owner):
+            stale.append(entry)
+    return stale

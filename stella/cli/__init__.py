@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd
+    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd
 
     parser = _Parser(
         prog="stella", description="StellaOps Export Center: signed, reproducible evidence bundles."
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_cmd.register(groups)
     export_cmd.register(groups)
     keys_cmd.register(groups)
+    policy_cmd.register(groups)
     demo = groups.add_parser(
         "demo", help="make a demo ledger (if missing), export it with json:raw and verify it"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipelines.registry import REGISTRY, get_profile
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest
 from stella.bundle.verify import verify_bundle
 from stella.cli import bundle_cmd, push_cmd
@@ -13,7 +14,7 @@ from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
 from stella.ledger.store import LedgerStore
 from stella.model import validate_tenant
-from stella.profiles import PROFILES, get_profile, parse_profile_options
+from stella.profiles import Profile, parse_profile_options
 from stella.selectors import parse_selectors, selector_help
 
 __all__ = ["register", "run_demo"]
@@ -31,11 +32,13 @@ def register(groups: Any) -> None:
         help="export a tenant's evidence with a profile",
         description="Unrecognised --options are passed to Apache Beam (e.g. --runner, --direct_num_workers).",
         epilog="selector keys (--selector key=value[,value], repeatable; values OR, keys AND):\n"
-        + selector_help(),
+        + selector_help()
+        + "\n\nprofiles (--profile; a planned one exits 10) and their options (--option key=value):\n"
+        + _profile_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--tenant", required=True)
-    run.add_argument("--profile", required=True, help=f"one of: {', '.join(PROFILES)}")
+    run.add_argument("--profile", required=True, help=f"one of: {', '.join(REGISTRY)}")
     run.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]")
     run.add_argument("--out", default="out", help="folder the bundle is published in (default ./out)")
     run.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger); a gs:// URL works too")
@@ -66,6 +69,18 @@ def register(groups: Any) -> None:
     profiles.set_defaults(handler=_profiles)
 
     push_cmd.register(commands)
+
+
+def _registered() -> list[Profile]:
+    return [entry.profile for entry in REGISTRY.values()]
+
+
+def _profile_help() -> str:
+    lines = []
+    for profile in _registered():
+        lines.append(f"  {profile.name:<15} {profile.status.value:<10} {profile.contents}")
+        lines += [f"      {o.key}=<{o.type}>  {o.help} (default {o.default})" for o in profile.options]
+    return "\n".join(lines)
 
 
 def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: list[str]) -> ExportRequest:
@@ -162,15 +177,15 @@ def _profiles(args: argparse.Namespace) -> int:
                     "status": p.status.value,
                     "contents": p.contents,
                     "consumer": p.consumer,
-                    "options": list(p.options),
+                    "options": [option.to_json() for option in p.options],
                 }
-                for p in PROFILES.values()
+                for p in _registered()
             ]
         )
         return 0
     print(f"{'profile':<15} {'status':<10} {'options':<12} contents")
-    for profile in PROFILES.values():
-        options = ", ".join(profile.options) or "-"
+    for profile in _registered():
+        options = ", ".join(profile.option_keys) or "-"
         print(f"{profile.name:<15} {profile.status.value:<10} {options:<12} {profile.contents}")
     return 0
 

@@ -10,12 +10,12 @@ import pytest
 import zstandard
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines.registry import get_profile
 from stella.adapters.jsonraw import jsonraw_items, shard_path
 from stella.bundle.request import ExportRequest
 from stella.bundle.shards import write_jsonl_shard
 from stella.ledger.ingest import ingest_paths
 from stella.ledger.store import LedgerStore
-from stella.profiles import get_profile
 from stella.selectors import parse_selectors
 from tests.support import offline_test_pipeline
 from transforms.bundle import AssembleBundle

@@ -209,7 +209,7 @@ def test_writer_refuses_links_specials_bad_mtime_and_keeps_old_output(tmp_path: 
     with pytest.raises(UsageError, match="differing only in case"):
         write_tar_zst(root, out, mtime=MTIME)
     assert out.read_bytes() == b"previous bundle"
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
 
 
 # --- real tools accept it --------------------------------------------------------------------

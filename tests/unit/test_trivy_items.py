@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipelines.registry import get_profile
 from stella.adapters.trivy.dbitems import (
     DB_GROUP,
     REVISIONS_GROUP,
@@ -32,7 +33,7 @@ from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
 from stella.errors import UsageError
 from stella.ledger.ingest import to_record
 from stella.model import LedgerRecord
-from stella.profiles import get_profile, parse_profile_options
+from stella.profiles import parse_profile_options
 from stella.sorting import SortItem, merge_slices, write_run
 
 T0 = "2026-01-01T00:00:00Z"

@@ -1,0 +1,99 @@
+"""The one table of export profiles: each profile's descriptor beside its builder.
+
+A profile is one module under ``pipelines/`` exporting ``PROFILE`` (a
+:class:`stella.profiles.Profile`: manifest identity, status, options with types and
+defaults) and ``build(pipeline, request, staging)``; registering it is one line in
+:data:`REGISTRY`. ``stella export profiles``, ``stella export run --help``, the docs and
+:func:`pipelines.export.run_export` all read this table. Planned profiles are listed
+here without a builder until their module lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import apache_beam as beam
+
+from pipelines import json_raw, trivy_db, trivy_java_db
+from stella.bundle.request import ExportRequest
+from stella.errors import ProfileUnavailableError, UsageError
+from stella.profiles import Profile, ProfileStatus
+
+__all__ = ["REGISTRY", "Builder", "ProfileEntry", "builder_for", "get_profile"]
+
+Builder = Callable[[beam.Pipeline, ExportRequest, Path], beam.PCollection]
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    """A profile and the builder that compiles it (``None`` while the profile is planned)."""
+
+    profile: Profile
+    build: Builder | None = None
+
+
+def _planned(name: str, contents: str, consumer: str) -> ProfileEntry:
+    kind, _, variant = name.partition(":")
+    return ProfileEntry(Profile(name, kind, variant, "r1", ProfileStatus.PLANNED, contents, consumer))
+
+
+def _table(*entries: ProfileEntry) -> Mapping[str, ProfileEntry]:
+    return {entry.profile.name: entry for entry in entries}
+
+
+REGISTRY: Mapping[str, ProfileEntry] = _table(
+    ProfileEntry(json_raw.PROFILE, json_raw.build),
+    _planned(
+        "json:policy",
+        "json:raw + pinned policy snapshot + evaluated findings (own subtree)",
+        "any JSON tooling",
+    ),
+    ProfileEntry(trivy_db.PROFILE, trivy_db.build),
+    ProfileEntry(trivy_java_db.PROFILE, trivy_java_db.build),
+    _planned(
+        "mirror:full",
+        "all evidence, indexes, policy snapshot and provenance for an air-gapped mirror",
+        "stella mirror import",
+    ),
+    _planned(
+        "mirror:delta", "changes since a base export: added, changed, tombstones", "stella mirror import"
+    ),
+)
+
+
+def get_profile(name: str, *, require_available: bool = True) -> Profile:
+    """Look a profile up by name.
+
+    Raises:
+        UsageError: unknown name (lists the known ones).
+        ProfileUnavailableError: known but not built yet.
+    """
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise UsageError(
+            f"unknown profile {name!r}; profiles: {', '.join(REGISTRY)}",
+            details={"profile": name, "profiles": list(REGISTRY)},
+        )
+    if require_available and entry.profile.status is not ProfileStatus.AVAILABLE:
+        raise ProfileUnavailableError(
+            f"profile {name} is {entry.profile.status.value} and not available in this build",
+            details={"profile": name, "status": entry.profile.status.value},
+        )
+    return entry.profile
+
+
+def builder_for(name: str) -> Builder:
+    """The builder of an available profile.
+
+    Raises:
+        UsageError: unknown name.
+        ProfileUnavailableError: the profile has no builder in this build.
+    """
+    build = REGISTRY[get_profile(name).name].build
+    if build is None:
+        raise ProfileUnavailableError(
+            f"profile {name} has no pipeline in this build", details={"profile": name}
+        )
+    return build

@@ -1,0 +1,58 @@
+"""trivy:db: OSV advisories merged into Trivy's vulnerability DB (bbolt, schema 2).
+
+The shape is :class:`pipelines.trivy.TrivyPipeline`; this profile keeps OSV
+advisories, and the latest revision of an advisory wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines.trivy import TrivyPipeline, next_update_option
+from stella.adapters.trivy.dbitems import (
+    SUPERSEDED_REPORT,
+    UNTRANSLATED_REPORT,
+    is_osv_advisory,
+    trivy_db_items,
+    write_db_outputs,
+)
+from stella.adapters.trivy.payload import TRIVY_DB_LAYOUT, report_counts
+from stella.bundle.manifest import ContentEntry
+from stella.bundle.request import ExportRequest
+from stella.profiles import Profile, ProfileStatus
+
+__all__ = ["PROFILE", "build"]
+
+PROFILE = Profile(
+    name="trivy:db",
+    kind="trivy",
+    variant="db",
+    revision="r1",
+    status=ProfileStatus.AVAILABLE,
+    contents="Trivy vulnerability DB schema 2 (bbolt) as db.tar.gz and OCI layout",
+    consumer="Trivy 0.76",
+    options=(next_update_option(TRIVY_DB_LAYOUT),),
+)
+
+
+def _fields(staging: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
+    trivy["supersededRevisions"] = next(c for c in contents if c.path == SUPERSEDED_REPORT).records
+    return {"untranslated": report_counts(staging, UNTRANSLATED_REPORT), "trivy": trivy}
+
+
+_PIPELINE = TrivyPipeline(
+    keep=is_osv_advisory,
+    keep_label="KeepOsvAdvisories",
+    adapter=trivy_db_items,
+    layout=TRIVY_DB_LAYOUT,
+    merge=write_db_outputs,
+    write_label="WriteTrivyDb",
+    fields=_fields,
+)
+
+
+def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+    return _PIPELINE.build(pipeline, request, staging)

@@ -1,0 +1,74 @@
+"""JSON parsing that refuses what the standard library quietly accepts.
+
+``json.loads`` merges duplicate keys (last one wins), so the value stored and the bytes
+a digest covers can say different things; it also accepts ``NaN`` and ``Infinity``,
+which are not JSON and which no other consumer reads the same way. Every JSON boundary
+(ingested documents, manifests, trust roots, signatures, policy files, API bodies)
+parses through :func:`loads`, so each of these is rejected with a reason that names it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from stella.errors import InputError, StellaError
+
+__all__ = ["loads"]
+
+# CPython's parser recurses once per nesting level and stops at the interpreter's
+# recursion limit (1000 by default); that is reported as ``too-deep``, not a crash.
+
+
+class _Rejected(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Rejected("duplicate-key", f"duplicate key {key!r} in one object")
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> NoReturn:
+    raise _Rejected("non-finite-number", f"{name} is not a JSON number")
+
+
+def loads(
+    data: bytes | str,
+    *,
+    what: str = "JSON",
+    error: type[StellaError] = InputError,
+    max_bytes: int | None = None,
+) -> Any:
+    """Parse one JSON text strictly; raise ``error`` with ``details.reason`` if it is refused.
+
+    Reasons: ``too-large``, ``not-utf8``, ``too-deep``, ``duplicate-key``,
+    ``non-finite-number``, ``syntax``.
+    """
+
+    def refuse(reason: str, message: str) -> NoReturn:
+        raise error(f"{what} is not acceptable JSON: {message}", details={"what": what, "reason": reason})
+
+    if max_bytes is not None and len(data) > max_bytes:
+        refuse("too-large", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            refuse("not-utf8", f"not UTF-8 ({exc.reason} at byte {exc.start})")
+    else:
+        text = data
+    try:
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    except _Rejected as exc:
+        refuse(exc.reason, str(exc))
+    except RecursionError:
+        refuse("too-deep", "nested deeper than the parser allows")
+    except ValueError as exc:
+        refuse("syntax", str(exc))

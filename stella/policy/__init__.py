@@ -1,0 +1,1 @@
+"""Pinned policies: the language, canonical snapshots per tenant, and their pure evaluation."""
