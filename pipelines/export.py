@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -25,8 +25,12 @@ from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, 
 from stella.bundle.request import ExportRequest
 from stella.errors import PipelineError, StellaError
 from stella.signers.interface import Signer
+from stella.targets.distribute import RetryPolicy, check_targets, publish_bundle
+from stella.targets.egress import EgressPolicy
+from stella.targets.interface import Target, TargetResult
+from stella.telemetry.tracing import carrier, span
 
-__all__ = ["ExportOutcome", "run_export"]
+__all__ = ["ExportOutcome", "export_and_publish", "run_export"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -59,10 +63,12 @@ def run_export(
     """
     builder = builder_for(request.profile.name)
     started = time.monotonic()
+    request = replace(request, trace_context=carrier())  # worker spans join this run's trace
     staging = new_staging(request.out_dir)
     try:
-        pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-        builder(pipeline, request, staging)
+        with span("export.plan", **{"stella.profile": request.profile.name}):
+            pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+            builder(pipeline, request, staging)
         result = pipeline.run()
         state = result.wait_until_finish()
         if state not in (PipelineState.DONE, None):
@@ -74,7 +80,8 @@ def run_export(
                 details={"runner_args": list(beam_args)},
             )
         shutil.rmtree(staging / ".runs", ignore_errors=True)
-        manifest = finish_bundle(staging, request, signer=signer)
+        with span("export.sign", **{"stella.signed": signer is not None}):
+            manifest = finish_bundle(staging, request, signer=signer)
         outcome: PublishOutcome = publish(staging, manifest["exportId"], overwrite=overwrite)
     except StellaError:
         discard_staging(staging)
@@ -93,3 +100,35 @@ def run_export(
         seconds=time.monotonic() - started,
         archive=archive_bundle(outcome.path) if archive else None,
     )
+
+
+def export_and_publish(
+    request: ExportRequest,
+    beam_args: Sequence[str] = (),
+    *,
+    targets: Sequence[Target] = (),
+    policy: EgressPolicy | None = None,
+    retry: RetryPolicy | None = None,
+    overwrite: bool = False,
+    signer: Signer | None = None,
+    archive: bool = False,
+) -> tuple[ExportOutcome, list[TargetResult]]:
+    """One run as every surface launches it (CLI, schedules, service): export, then publish to ``targets``.
+
+    Everything happens inside one ``export.run`` span, so plan, read, adapt, write, sign
+    and each target's publish are its children. The targets' egress is checked again
+    before the export starts, so a denied host costs no pipeline run.
+
+    Raises:
+        EgressDeniedError: a target's host is not allowed (checked before the export).
+        StellaError: as :func:`run_export`. A target that fails is reported in its
+            :class:`TargetResult`, not raised: the bundle itself was published locally.
+    """
+    egress = policy or EgressPolicy()
+    check_targets(targets, egress)
+    attributes = {"stella.tenant": request.tenant, "stella.profile": request.profile.name}
+    with span("export.run", **attributes) as current:
+        outcome = run_export(request, beam_args, overwrite=overwrite, signer=signer, archive=archive)
+        current.set_attribute("stella.export_id", outcome.export_id)
+        results = publish_bundle(outcome.path, targets, egress, retry=retry, verify=False)
+    return outcome, results

@@ -38,13 +38,13 @@ def _write(root: str, path: str, pairs: object) -> object:
 def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
     selected = (
         pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+        | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
         | "SelectRecords" >> SelectRecords(request.selectors)
     )
     summary = selected | "SummarizeRecords" >> SummarizeRecords()
     return (
         selected
-        | "AdaptRecords" >> AdaptRecords(jsonraw_items)
+        | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
         | "WriteSortedShards"
         >> WriteSortedShards(
             temp_dir=str(staging / ".runs"),
@@ -52,6 +52,7 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> bea
             path_for=shard_path,
             writer=_write,  # type: ignore[arg-type]
             records_per_shard=request.records_per_shard,
+            trace=request.trace_context,
         )
         | "AssembleBundle" >> AssembleBundle(str(staging), request, summary)
     )

@@ -23,6 +23,7 @@ from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.sorting import RunSlice, merge_slices
+from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.ledger import RecordSummary
 from transforms.shards import WriteRunsFn
 
@@ -44,7 +45,9 @@ def artifact_times(
     return updated_at, options.next_update_after(updated_at, layout.default_validity)
 
 
-def _merge(slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns) -> list[ContentEntry]:
+def _merge(
+    slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns, trace: TraceContext
+) -> list[ContentEntry]:
     by_group: dict[str, list[RunSlice]] = defaultdict(list)
     for piece in slices:
         by_group[piece.group].append(piece)
@@ -52,7 +55,8 @@ def _merge(slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns) -
     _LOG.info(
         "merging sorted runs into the database: %s", ", ".join(f"{g} {n} items" for g, n in counts.items())
     )
-    entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
+    with stage_span("export.write", trace, **{"stella.artifact": root.rsplit("/", 1)[-1]}):
+        entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
     for entry in entries:
         _LOG.info("wrote %s: %d bytes", entry.path, entry.bytes)
     return entries
@@ -103,7 +107,7 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
             items
             | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir)).with_output_types(RunSlice)
             | "CollectRuns" >> beam.combiners.ToList()
-            | "MergeRuns" >> beam.Map(_merge, staging, temp_dir, self._merge_runs)
+            | "MergeRuns" >> beam.Map(_merge, staging, temp_dir, self._merge_runs, request.trace_context)
             | "PackageArtifact"
             >> beam.FlatMap(package, summary=beam.pvalue.AsSingleton(self._summary)).with_output_types(
                 ContentEntry

@@ -8,7 +8,7 @@ from typing import Any
 from pipelines.registry import REGISTRY, get_profile
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest
 from stella.bundle.verify import verify_bundle
-from stella.cli import bundle_cmd, push_cmd
+from stella.cli import bundle_cmd, publish_cmd, push_cmd, schedule_cmd
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
 from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
@@ -59,6 +59,7 @@ def register(groups: Any) -> None:
     )
     bundle_cmd.add_run_arguments(run)
     run.add_argument("--overwrite", action="store_true", help="replace a different bundle with the same id")
+    publish_cmd.add_target_arguments(run)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(handler=_run, accepts_beam_args=True)
 
@@ -69,6 +70,8 @@ def register(groups: Any) -> None:
     profiles.set_defaults(handler=_profiles)
 
     push_cmd.register(commands)
+    publish_cmd.register(commands)
+    schedule_cmd.register(commands)
 
 
 def _registered() -> list[Profile]:
@@ -149,22 +152,41 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.export import run_export
+    from pipelines.export import export_and_publish
     from runners.options import worker_args
+    from stella.targets.distribute import RetryPolicy, failed
 
     tenant = validate_tenant(args.tenant)
+    policy, targets = publish_cmd.targets_from_args(args)  # a denied host fails before any work
     beam_args = worker_args(args.workers, args.beam_args)  # a usage error before the ledger is read
     request = _request(args, tenant=tenant, root=ledger_root(args.ledger), selectors=args.selector)
     signer = bundle_cmd.signer_from_args(args)
     progress_line(
         f"exporting {tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
     )
-    outcome = run_export(request, beam_args, overwrite=args.overwrite, signer=signer, archive=args.archive)
+    outcome, results = export_and_publish(
+        request,
+        beam_args,
+        targets=targets,
+        policy=policy,
+        retry=RetryPolicy(attempts=args.retries),
+        overwrite=args.overwrite,
+        signer=signer,
+        archive=args.archive,
+    )
     summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
+    if targets:
+        summary["targets"] = [result.to_json() for result in results]
+    error = failed(results)
+    if error is not None and args.json:
+        raise error  # the bundle is published locally; the error's details list every target
     if args.json:
         emit_json(summary)
     else:
         _print_summary(summary)
+        publish_cmd.print_results(results)
+    if error is not None:
+        raise error
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
@@ -63,6 +64,7 @@ def _ingest(args: argparse.Namespace) -> int:
         ingested_at=ingest_time(args.ingested_at),
         progress=lambda n: progress_line(f"read {n} documents..."),
     )
+    _notify_schedules(report.tenant, {kind for (kind, _fmt), n in report.added.items() if n})
     if args.json:
         emit_json(report.to_json())
     else:
@@ -88,6 +90,21 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.strict and report.rejections:
         return 7
     return 0
+
+
+def _notify_schedules(tenant: str, kinds: set[str]) -> None:
+    """Record one ``ingest:<kind>`` event per kind added, for ``--on ingest:…`` schedules.
+
+    Only when a schedule store exists: without schedules nobody listens, and an ingest
+    must not create a database as a side effect.
+    """
+    from stella.cli.schedule_cmd import default_store
+    from stella.schedules.scheduler import record_ingest
+    from stella.schedules.sqlite import SqliteScheduleStore
+
+    path = default_store()
+    if kinds and path.is_file():
+        record_ingest(SqliteScheduleStore(path), tenant, kinds, datetime.now(UTC))
 
 
 def _generate(args: argparse.Namespace) -> int:

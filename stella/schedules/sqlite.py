@@ -61,6 +61,24 @@ class _Lost(Exception):
     """Another instance claimed the slot first (rolls the claim's transaction back)."""
 
 
+_FIRE_COLUMNS = "tenant, name, key, slot, fired_at, instance, late, missed, status, result"
+
+
+def _fire(row: tuple[Any, ...]) -> Fire:
+    return Fire(
+        tenant=row[0],
+        name=row[1],
+        key=row[2],
+        slot=_time(row[3]),
+        fired_at=_time(row[4]),
+        instance=row[5],
+        late=bool(row[6]),
+        missed=row[7],
+        status=row[8],
+        result=json.loads(row[9]),
+    )
+
+
 def _text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -222,29 +240,25 @@ class SqliteScheduleStore:
                 (status, json.dumps(result, sort_keys=True, default=str), tenant, name, key),
             )
 
-    def fires(self, tenant: str, name: str | None = None, limit: int = 50) -> list[Fire]:
+    def fires(self, tenant: str | None, name: str | None = None, limit: int | None = 50) -> list[Fire]:
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT tenant, name, key, slot, fired_at, instance, late, missed, status, result "
-                "FROM export_schedule_fires WHERE tenant=? AND (? IS NULL OR name=?) "
+                f"SELECT {_FIRE_COLUMNS} FROM export_schedule_fires "
+                "WHERE (? IS NULL OR tenant=?) AND (? IS NULL OR name=?) "
                 "ORDER BY fired_at DESC, key DESC LIMIT ?",
-                (tenant, name, name, limit),
+                (tenant, tenant, name, name, -1 if limit is None else limit),
             ).fetchall()
-        return [
-            Fire(
-                tenant=row[0],
-                name=row[1],
-                key=row[2],
-                slot=_time(row[3]),
-                fired_at=_time(row[4]),
-                instance=row[5],
-                late=bool(row[6]),
-                missed=row[7],
-                status=row[8],
-                result=json.loads(row[9]),
-            )
-            for row in rows
-        ]
+        return [_fire(row) for row in rows]
+
+    def fire(self, tenant: str, name: str, key: str) -> Fire:
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT {_FIRE_COLUMNS} FROM export_schedule_fires WHERE tenant=? AND name=? AND key=?",
+                (tenant, name, key),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"schedule {name!r} has no run for slot {key}")
+        return _fire(row)
 
     def record_event(self, tenant: str, name: str, at: datetime) -> int:
         with self._transaction(write=True) as db:

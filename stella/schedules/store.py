@@ -95,8 +95,12 @@ class ScheduleStore(Protocol):
 
     def finish(self, tenant: str, name: str, key: str, status: str, result: dict[str, Any]) -> None: ...
 
-    def fires(self, tenant: str, name: str | None = None, limit: int = 50) -> list[Fire]:
-        """Newest first."""
+    def fires(self, tenant: str | None, name: str | None = None, limit: int | None = 50) -> list[Fire]:
+        """Newest first; ``tenant=None`` for all tenants (metrics), ``limit=None`` for all."""
+        ...
+
+    def fire(self, tenant: str, name: str, key: str) -> Fire:
+        """One claimed slot. Raises NotFoundError."""
         ...
 
     def record_event(self, tenant: str, name: str, at: datetime) -> int:

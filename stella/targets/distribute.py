@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
@@ -38,6 +39,7 @@ __all__ = [
     "SCHEMES",
     "RetryPolicy",
     "check_targets",
+    "error_for",
     "failed",
     "parse_target",
     "publish_bundle",
@@ -219,9 +221,19 @@ def failed(results: Sequence[TargetResult]) -> StellaError | None:
     if not bad:
         return None
     first = bad[0].error or {}
-    error = StellaError(
+    return error_for(
+        str(first.get("code", RemoteError.code)),
         f"{len(bad)} of {len(results)} targets failed; first: {bad[0].target}: {first.get('message')}",
-        details={"targets": [result.to_json() for result in results]},
+        {"targets": [result.to_json() for result in results]},
     )
-    error.code = str(first.get("code", RemoteError.code))
-    return error
+
+
+def error_for(code: str, message: str, details: Mapping[str, Any] | None = None) -> StellaError:
+    """Rebuild an error recorded as ``{code, message, details}`` (a target result, a fired slot)."""
+    pending: list[type[StellaError]] = [StellaError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls(message, details=details)
+        pending.extend(cls.__subclasses__())
+    return StellaError(message, details=details)

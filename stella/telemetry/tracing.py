@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import context, trace
-from opentelemetry.trace import Span, Tracer, TracerProvider
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from stella.errors import UsageError
@@ -29,6 +29,7 @@ from stella.errors import UsageError
 __all__ = [
     "EXPORTER_ENV",
     "SPAN_NAMES",
+    "TraceContext",
     "carrier",
     "configure_from_env",
     "span",
@@ -49,6 +50,9 @@ SPAN_NAMES = (
     "export.publish",
 )
 _PROVIDER: TracerProvider | None = None
+_WORKER_CONFIGURED = False
+TraceContext = tuple[tuple[str, str], ...] | Mapping[str, str]
+"""W3C trace-context headers (``traceparent``), as pairs so a frozen request can carry them."""
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -103,23 +107,41 @@ def span(name: str, **attributes: Any) -> Iterator[Span]:
         yield current
 
 
-def carrier() -> dict[str, str]:
+def carrier() -> tuple[tuple[str, str], ...]:
     """The current span as W3C trace-context headers, to hand to Beam workers."""
     headers: dict[str, str] = {}
     _PROPAGATOR.inject(headers)
-    return headers
+    return tuple(sorted(headers.items()))
 
 
 @contextmanager
-def stage_span(name: str, headers: Mapping[str, str], **attributes: Any) -> Iterator[Span]:
-    """A span in a worker, parented by the driver's span that ``headers`` carry."""
+def stage_span(name: str, headers: TraceContext, **attributes: Any) -> Iterator[Span]:
+    """A span in a Beam worker, child of the driver's span that ``headers`` carry.
+
+    The span is deliberately not made current: a DoFn's outputs run fused downstream
+    steps inside its ``process``, and their spans must be siblings under the run, not
+    children of the read that happened to feed them.
+    """
+    _configure_worker()
     parent = _PROPAGATOR.extract(dict(headers))
-    token = context.attach(parent)
+    current = tracer().start_span(name, context=parent, attributes=_clean(attributes))
     try:
-        with span(name, **attributes) as current:
-            yield current
+        yield current
+    except BaseException as exc:
+        current.record_exception(exc)
+        current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
     finally:
-        context.detach(token)
+        current.end()
+
+
+def _configure_worker() -> None:
+    """A worker process (``--workers N``, Dask) configures its own exporter from the environment once."""
+    global _WORKER_CONFIGURED
+    if not _WORKER_CONFIGURED:
+        _WORKER_CONFIGURED = True
+        if _PROVIDER is None:
+            configure_from_env()
 
 
 def trace_id() -> str | None:

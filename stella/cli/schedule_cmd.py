@@ -1,0 +1,326 @@
+"""``stella export schedule create|list|pause|resume|delete|run-now|tick``.
+
+The CLI works on the embedded SQLite schedule store (``--store``, default
+``$STELLA_SCHEDULE_STORE`` or ``$STELLA_HOME/schedules.db``). ``tick`` is one pass of
+the scheduler -- run it from cron or a systemd timer every minute, on as many hosts as
+you like: slot keys make sure each slot fires once. The service runs the same scheduler
+in its workers. ``stella ledger ingest`` records ingest events in the same store, which
+is how ``--on ingest:<kind>`` schedules hear about new evidence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stella.cli import publish_cmd
+from stella.cli.common import emit_json, ledger_root, progress_line
+from stella.errors import UsageError
+from stella.model import validate_tenant
+from stella.schedules.model import (
+    CatchUp,
+    CronTrigger,
+    OnceTrigger,
+    Schedule,
+    Trigger,
+    format_time,
+    parse_event,
+    parse_time,
+    validate_name,
+)
+from stella.schedules.scheduler import Launch, Launcher, Scheduler
+from stella.schedules.sqlite import SqliteScheduleStore
+from stella.targets.distribute import RetryPolicy, check_targets, error_for, failed, parse_target
+from stella.targets.egress import EgressPolicy, policy_from
+
+if TYPE_CHECKING:
+    from stella.bundle.request import ExportRequest
+
+__all__ = ["STORE_ENV", "default_store", "open_store", "register"]
+
+STORE_ENV = "STELLA_SCHEDULE_STORE"
+
+
+def default_store() -> Path:
+    explicit = os.environ.get(STORE_ENV)
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("STELLA_HOME") or Path("~/.stella").expanduser()) / "schedules.db"
+
+
+def open_store(path: str | None) -> SqliteScheduleStore:
+    return SqliteScheduleStore(Path(path) if path else default_store())
+
+
+def _store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", help=f"schedule database (default ${STORE_ENV} or $STELLA_HOME/schedules.db)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _launch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger)")
+    parser.add_argument(
+        "--out", default="bundles", help="folder bundles are published in (default ./bundles)"
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help="add a destination to the egress allowlist (also $STELLA_EGRESS_ALLOWLIST)",
+    )
+    parser.add_argument(
+        "--allow-plain-http", action="store_true", help="plain HTTP to non-loopback registries"
+    )
+    parser.add_argument("--username", help=f"registry user; password in ${publish_cmd.PASSWORD_ENV}")
+    parser.add_argument("--retries", type=int, default=3, metavar="N", help="attempts per target (default 3)")
+
+
+def register(commands: Any) -> None:
+    schedule = commands.add_parser("schedule", help="scheduled and event-triggered exports")
+    actions = schedule.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    create = actions.add_parser(
+        "create",
+        help="store a schedule: cron, one-off or event trigger, with its targets",
+        description="Exactly one of --cron, --at, --on. Targets are checked against the egress "
+        "allowlist now (exit 8) and again at every launch.",
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--profile", required=True)
+    trigger = create.add_mutually_exclusive_group(required=True)
+    trigger.add_argument("--cron", metavar="EXPR", help='five-field cron expression, e.g. "0 2 * * *"')
+    trigger.add_argument("--at", metavar="TIME", help="one run at an RFC 3339 time with offset")
+    trigger.add_argument("--on", metavar="EVENT", help="ingest:<kind>, ingest:any or webhook")
+    create.add_argument(
+        "--timezone", default="UTC", help="IANA zone the cron expression is read in (default UTC)"
+    )
+    create.add_argument(
+        "--quiet", type=int, default=30, metavar="S", help="event bursts: fire after S quiet seconds"
+    )
+    create.add_argument(
+        "--max-delay", type=int, default=300, metavar="S", help="event bursts: fire at most S s late"
+    )
+    create.add_argument(
+        "--catch-up",
+        choices=[policy.value for policy in CatchUp],
+        default=CatchUp.ONCE.value,
+        help="slots missed while no scheduler ran: run the newest once (default) or skip them",
+    )
+    create.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]")
+    create.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument("--target", action="append", default=[], metavar="URL", help="as for export run")
+    create.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]|CIDR")
+    _store_argument(create)
+    create.set_defaults(handler=_create)
+
+    listing = actions.add_parser("list", help="schedules with their trigger, state and latest runs")
+    listing.add_argument("--tenant")
+    _store_argument(listing)
+    listing.set_defaults(handler=_list)
+
+    for action, text in (
+        ("pause", "stop firing (slots while paused are never caught up)"),
+        ("resume", "fire again from now on"),
+        ("delete", "remove the schedule"),
+    ):
+        command = actions.add_parser(action, help=text)
+        command.add_argument("name", metavar="NAME")
+        command.add_argument("--tenant", required=True)
+        _store_argument(command)
+        command.set_defaults(handler=_change, change=action)
+
+    now = actions.add_parser("run-now", help="launch a schedule's export now and publish it to its targets")
+    now.add_argument("name", metavar="NAME")
+    now.add_argument("--tenant", required=True)
+    _launch_arguments(now)
+    _store_argument(now)
+    now.set_defaults(handler=_run_now)
+
+    tick = actions.add_parser("tick", help="one scheduler pass: launch every due slot (run it every minute)")
+    _launch_arguments(tick)
+    _store_argument(tick)
+    tick.set_defaults(handler=_tick)
+
+
+def _trigger(args: argparse.Namespace) -> Trigger:
+    if args.cron is not None:
+        return CronTrigger(args.cron, args.timezone)
+    if args.at is not None:
+        return OnceTrigger(parse_time(args.at, "--at"))
+    return parse_event(args.on, quiet_seconds=args.quiet, max_delay_seconds=args.max_delay)
+
+
+def _create(args: argparse.Namespace) -> int:
+    from pipelines.registry import get_profile
+    from stella.profiles import parse_profile_options
+    from stella.selectors import parse_selectors
+
+    profile = get_profile(args.profile)  # the same checks as export run, at creation time
+    parse_selectors(args.selector)
+    parse_profile_options(args.option, profile)
+    policy = _policy(args.allow_host, False)
+    check_targets([parse_target(url, policy) for url in args.target], policy)
+    schedule = Schedule(
+        tenant=validate_tenant(args.tenant),
+        name=validate_name(args.name),
+        profile=profile.name,
+        trigger=_trigger(args),
+        created_at=datetime.now(UTC),
+        selectors=tuple(args.selector),
+        options=tuple(args.option),
+        targets=tuple(args.target),
+        catch_up=CatchUp(args.catch_up),
+    )
+    open_store(args.store).create(schedule)
+    if args.json:
+        emit_json(schedule.to_json())
+    else:
+        print(f"created schedule {schedule.name} for {schedule.tenant}: {_describe(schedule)}")
+    return 0
+
+
+def _describe(schedule: Schedule) -> str:
+    trigger = schedule.trigger
+    if isinstance(trigger, CronTrigger):
+        text = f"cron {trigger.expression!r} ({trigger.timezone})"
+    elif isinstance(trigger, OnceTrigger):
+        text = f"once at {format_time(trigger.at)}"
+    else:
+        text = f"on {trigger.event} (quiet {trigger.quiet_seconds}s, max {trigger.max_delay_seconds}s)"
+    targets = ", ".join(schedule.targets) or "local only"
+    return f"{schedule.profile}, {text}, targets: {targets}"
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    tenant = validate_tenant(args.tenant) if args.tenant else None
+    schedules = store.schedules(tenant)
+    rows = [
+        {**s.to_json(), "fires": [f.to_json() for f in store.fires(s.tenant, s.name, limit=5)]}
+        for s in schedules
+    ]
+    if args.json:
+        emit_json(rows)
+        return 0
+    print(f"{'tenant':<12} {'schedule':<22} {'state':<7} {'last run':<22} trigger")
+    for schedule, row in zip(schedules, rows, strict=True):
+        last = row["fires"][0] if row["fires"] else None
+        state = "paused" if schedule.paused else "active"
+        last_text = f"{last['status']} {last['slot']}" if last else "-"
+        print(f"{schedule.tenant:<12} {schedule.name:<22} {state:<7} {last_text:<22} {_describe(schedule)}")
+    return 0
+
+
+def _change(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    tenant = validate_tenant(args.tenant)
+    if args.change == "delete":
+        store.delete(tenant, args.name)
+    else:
+        store.set_paused(tenant, args.name, args.change == "pause", datetime.now(UTC))
+    if args.json:
+        emit_json({"tenant": tenant, "schedule": args.name, "action": args.change})
+    else:
+        print(f"schedule {args.name} ({tenant}): {args.change} done")
+    return 0
+
+
+def _policy(flags: list[str], plain_http: bool) -> EgressPolicy:
+    return policy_from(flags, os.environ, allow_plain_http=plain_http)
+
+
+def launcher(args: argparse.Namespace) -> Launcher:
+    """Runs a launch in this process: the same path as ``export run --target``."""
+    from pipelines.export import export_and_publish
+
+    policy = _policy(args.allow_host, args.allow_plain_http)
+    credentials = None
+    if args.username:
+        password = os.environ.get(publish_cmd.PASSWORD_ENV)
+        if not password:
+            raise UsageError(f"--username needs the password in ${publish_cmd.PASSWORD_ENV}")
+        credentials = (args.username, password)
+    root = ledger_root(args.ledger)
+
+    def launch(item: Launch) -> dict[str, Any]:
+        schedule = item.schedule
+        targets = [parse_target(url, policy, credentials=credentials) for url in schedule.targets]
+        request: ExportRequest = _plan(schedule, root, str(Path(args.out) / schedule.tenant))
+        outcome, results = export_and_publish(
+            request, targets=targets, policy=policy, retry=RetryPolicy(attempts=args.retries)
+        )
+        result = {
+            "exportId": outcome.export_id,
+            "bundle": str(outcome.path),
+            "targets": [r.to_json() for r in results],
+        }
+        error = failed(results)
+        if error is not None:
+            error.details["run"] = result
+            raise error
+        return result
+
+    return launch
+
+
+def _plan(schedule: Schedule, root: str, out: str) -> ExportRequest:
+    from pipelines.registry import get_profile
+    from stella.bundle.request import ExportRequest
+    from stella.ledger.store import LedgerStore
+    from stella.profiles import parse_profile_options
+    from stella.selectors import parse_selectors
+
+    profile = get_profile(schedule.profile)
+    return ExportRequest(
+        tenant=schedule.tenant,
+        profile=profile,
+        selectors=parse_selectors(list(schedule.selectors)),
+        ledger_root=root,
+        segments=tuple(LedgerStore(root).require_segments(schedule.tenant)),
+        out_dir=out,
+        options=parse_profile_options(list(schedule.options), profile),
+    )
+
+
+def _scheduler(args: argparse.Namespace) -> Scheduler:
+    return Scheduler(
+        open_store(args.store),
+        clock=lambda: datetime.now(UTC),
+        instance=f"cli@{socket.gethostname()}:{os.getpid()}",
+        launcher=launcher(args),
+    )
+
+
+def _report(launches: list[Launch], store: SqliteScheduleStore, args: argparse.Namespace) -> int:
+    fires = [store.fire(launch.fire.tenant, launch.fire.name, launch.fire.key) for launch in launches]
+    if args.json:
+        emit_json([fire.to_json() for fire in fires])
+    else:
+        for fire in fires:
+            bundle = fire.result.get("bundle") or fire.result.get("error", {}).get("message", "")
+            print(f"{fire.status:<10} {fire.tenant}/{fire.name} {fire.key}  {bundle}")
+    bad = [fire for fire in fires if fire.status == "failed"]
+    if bad:
+        error = bad[0].result["error"]
+        raise error_for(str(error.get("code")), str(error.get("message")), error.get("details"))
+    return 0
+
+
+def _run_now(args: argparse.Namespace) -> int:
+    scheduler = _scheduler(args)
+    launch = scheduler.run_now(validate_tenant(args.tenant), args.name)
+    return _report([launch], open_store(args.store), args)
+
+
+def _tick(args: argparse.Namespace) -> int:
+    scheduler = _scheduler(args)
+    return _report(scheduler.tick(), open_store(args.store), args)
