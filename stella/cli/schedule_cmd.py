@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stella.cli import publish_cmd
-from stella.cli.common import emit_json, ledger_root, progress_line
+from stella.cli.common import emit_json, ledger_root
 from stella.errors import UsageError
 from stella.model import validate_tenant
 from stella.schedules.model import (
