@@ -7,9 +7,9 @@ Order matters and is the contract (docs/distribution.md):
    sends a byte (``ERR_EXPORT_EGRESS_DENIED``, exit 8);
 2. the bundle is verified once (against the trust policy when given): a target never
    receives what the bundle cannot vouch for;
-3. each target publishes in turn, retrying transient failures (``RemoteError``) with
-   exponential backoff through an injected ``sleep``; refusals (egress, conflict,
-   integrity) are not retried. Each target's outcome is a :class:`TargetResult`.
+3. each target publishes in turn, retrying transient failures (a ``RemoteError`` with
+   no answer, 408, 429 or 5xx) with exponential backoff through an injected ``sleep``;
+   refusals (egress, conflict, integrity, other 4xx) are not retried. Each target's outcome is a :class:`TargetResult`.
 """
 
 from __future__ import annotations
@@ -144,6 +144,12 @@ def _as_folder(bundle: Path) -> Iterator[Path]:
         yield root
 
 
+def _transient(error: RemoteError) -> bool:
+    """Worth another try: no answer at all, a timeout, throttling or a server-side failure."""
+    status = error.details.get("status")
+    return status is None or status in (408, 429) or (isinstance(status, int) and status >= 500)
+
+
 def _publish_one(bundle: Path, target: Target, retry: RetryPolicy) -> TargetResult:
     shown = redact(target.url)
     with span("export.publish", **{"stella.target": shown, "stella.target.kind": target.kind}) as current:
@@ -153,7 +159,7 @@ def _publish_one(bundle: Path, target: Target, retry: RetryPolicy) -> TargetResu
             try:
                 result = target.publish(bundle)
             except RemoteError as exc:
-                if attempts < retry.attempts:
+                if attempts < retry.attempts and _transient(exc):
                     wait = retry.delay(attempts)
                     _LOG.warning("publish to %s failed (%s); retrying in %.1f s", shown, exc.message, wait)
                     retry.sleep(wait)

@@ -76,6 +76,12 @@ def bundle_objects(bundle: Path) -> list[str]:
     return sorted(names, key=rank)
 
 
+def _status(exc: Exception) -> int | None:
+    """The HTTP status of a google.api_core error (None for transport failures)."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) else None
+
+
 class _GuardedSession(requests.Session):
     """A requests session that asks the egress policy before each request and each redirect."""
 
@@ -194,7 +200,7 @@ class GcsTarget:
         except Exception as exc:  # google.api_core / requests / auth failures: the store failed
             raise RemoteError(
                 f"object storage upload to {location} failed: {type(exc).__name__}: {exc}",
-                details={"location": location},
+                details={"location": location, "status": _status(exc)},
             ) from exc
         return PublishResult(location, f"sha256:{manifest.sha256}")
 
