@@ -1,16 +1,20 @@
 """Running an export: compile the profile, run it, check it, publish it.
 
-The pipeline writes into a staging folder; only after the runner reports success *and*
-the manifest is found on disk (some runners report DONE for branches they never ran)
-is the staging folder renamed into place. Any failure discards the staging folder, so
-a failed run never leaves something that looks like a bundle.
+Pipeline steps write only through Beam's FileSystems, into a per-run folder under the
+*staging location*: by default the local staging folder beside ``--out`` itself, or
+with ``--staging gs://bucket/prefix`` shared storage that workers on other hosts reach.
+Only after the runner reports success *and* the manifest is found there (some runners
+report DONE for branches they never ran) does the driver copy the payload into its
+local staging folder, finish it (encrypt, attest, sign) and rename it into place. Any
+failure discards both, so a failed run never leaves something that looks like a bundle.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,15 +24,16 @@ from apache_beam.runners.runner import PipelineState
 
 from pipelines.registry import builder_for
 from runners.options import pipeline_options
+from stella import storage
 from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish
 from stella.bundle.request import ExportRequest
 from stella.errors import PipelineError, StellaError
 from stella.signers.interface import Signer
 from stella.targets.distribute import RetryPolicy, check_targets, publish_bundle
-from stella.targets.egress import EgressPolicy
 from stella.targets.interface import Target, TargetResult
 from stella.telemetry.tracing import carrier, span
+from transforms.shards import RUNS_DIR
 
 __all__ = ["ExportOutcome", "export_and_publish", "run_export"]
 
@@ -45,6 +50,12 @@ class ExportOutcome:
     archive: Path | None = None
 
 
+def _run_folder(staging: str) -> str:
+    """This run's own folder under the staging location (absolute: workers have other cwds)."""
+    root = staging if storage.is_remote(staging) else os.path.abspath(staging)
+    return storage.join(root, f"stella-run-{uuid.uuid4().hex}")
+
+
 def run_export(
     request: ExportRequest,
     beam_args: Sequence[str] = (),
@@ -52,10 +63,13 @@ def run_export(
     overwrite: bool = False,
     signer: Signer | None = None,
     archive: bool = False,
+    staging: str | None = None,
 ) -> ExportOutcome:
     """Build, run, finish (encrypt, attest, sign: :func:`finish_bundle`) and publish one export.
 
     ``archive`` also writes ``<out>/<exportId>.tar.zst`` from the published folder.
+    ``staging`` is where pipeline steps write (see the module docstring); a run gets its
+    own ``stella-run-<random>`` folder there, removed after the run.
 
     Raises:
         StellaError: the request is unusable, the pipeline failed (``PipelineError``),
@@ -64,34 +78,39 @@ def run_export(
     builder = builder_for(request.profile.name)
     started = time.monotonic()
     request = replace(request, trace_context=carrier())  # worker spans join this run's trace
-    staging = new_staging(request.out_dir)
+    local = new_staging(request.out_dir)
+    work = str(local) if staging is None else _run_folder(staging)
     try:
         with span("export.plan", **{"stella.profile": request.profile.name}):
             pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-            builder(pipeline, request, staging)
+            builder(pipeline, request, work)
         result = pipeline.run()
         state = result.wait_until_finish()
         if state not in (PipelineState.DONE, None):
             raise PipelineError(f"pipeline ended in state {state}", details={"state": str(state)})
-        manifest_path = staging / "export.json"
-        if not manifest_path.exists():
+        if not storage.exists(storage.join(work, "export.json")):
             raise PipelineError(
                 "the runner reported success but wrote no manifest (some runners skip branches); nothing was published",
                 details={"runner_args": list(beam_args)},
             )
-        shutil.rmtree(staging / ".runs", ignore_errors=True)
+        storage.remove_tree(storage.join(work, RUNS_DIR))
+        if work != str(local):
+            storage.download_tree(work, local)
         with span("export.sign", **{"stella.signed": signer is not None}):
-            manifest = finish_bundle(staging, request, signer=signer)
-        outcome: PublishOutcome = publish(staging, manifest["exportId"], overwrite=overwrite)
+            manifest = finish_bundle(local, request, signer=signer)
+        outcome: PublishOutcome = publish(local, manifest["exportId"], overwrite=overwrite)
     except StellaError:
-        discard_staging(staging)
+        discard_staging(local)
         raise
     except Exception as exc:
-        discard_staging(staging)
+        discard_staging(local)
         raise PipelineError(f"export pipeline failed: {type(exc).__name__}: {exc}") from exc
     except BaseException:
-        discard_staging(staging)
+        discard_staging(local)
         raise
+    finally:
+        if work != str(local):
+            storage.remove_tree(work)
     return ExportOutcome(
         export_id=manifest["exportId"],
         path=outcome.path,
@@ -107,16 +126,16 @@ def export_and_publish(
     beam_args: Sequence[str] = (),
     *,
     targets: Sequence[Target] = (),
-    policy: EgressPolicy | None = None,
     retry: RetryPolicy | None = None,
     overwrite: bool = False,
     signer: Signer | None = None,
     archive: bool = False,
+    staging: str | None = None,
 ) -> tuple[ExportOutcome, list[TargetResult]]:
     """One run as every surface launches it (CLI, schedules, service): export, then publish to ``targets``.
 
     Everything happens inside one ``export.run`` span, so plan, read, adapt, write, sign
-    and each target's publish are its children. The targets' egress is checked again
+    and each target's publish are its children. The targets are checked (egress) again
     before the export starts, so a denied host costs no pipeline run.
 
     Raises:
@@ -124,11 +143,12 @@ def export_and_publish(
         StellaError: as :func:`run_export`. A target that fails is reported in its
             :class:`TargetResult`, not raised: the bundle itself was published locally.
     """
-    egress = policy or EgressPolicy()
-    check_targets(targets, egress)
+    check_targets(targets)
     attributes = {"stella.tenant": request.tenant, "stella.profile": request.profile.name}
     with span("export.run", **attributes) as current:
-        outcome = run_export(request, beam_args, overwrite=overwrite, signer=signer, archive=archive)
+        outcome = run_export(
+            request, beam_args, overwrite=overwrite, signer=signer, archive=archive, staging=staging
+        )
         current.set_attribute("stella.export_id", outcome.export_id)
-        results = publish_bundle(outcome.path, targets, egress, retry=retry, verify=False)
+        results = publish_bundle(outcome.path, targets, retry=retry, verify=False)
     return outcome, results

@@ -6,17 +6,16 @@ ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -> WriteSortedShards -> Ass
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import apache_beam as beam
 
+from stella import storage
 from stella.adapters.jsonraw import jsonraw_items, shard_path
 from stella.bundle.request import ExportRequest
 from stella.bundle.shards import write_jsonl_shard
 from stella.profiles import Profile, ProfileStatus
 from transforms.bundle import AssembleBundle
 from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
-from transforms.shards import AdaptRecords, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
 
 __all__ = ["PROFILE", "build"]
 
@@ -35,7 +34,7 @@ def _write(root: str, path: str, pairs: object) -> object:
     return write_jsonl_shard(root, path, (value for _key, value in pairs))  # type: ignore[attr-defined]
 
 
-def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     selected = (
         pipeline
         | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
@@ -47,12 +46,12 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> bea
         | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
         | "WriteSortedShards"
         >> WriteSortedShards(
-            temp_dir=str(staging / ".runs"),
-            out_root=str(staging),
+            temp_dir=storage.join(staging, RUNS_DIR),
+            out_root=staging,
             path_for=shard_path,
             writer=_write,  # type: ignore[arg-type]
             records_per_shard=request.records_per_shard,
             trace=request.trace_context,
         )
-        | "AssembleBundle" >> AssembleBundle(str(staging), request, summary)
+        | "AssembleBundle" >> AssembleBundle(staging, request, summary)
     )

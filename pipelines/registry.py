@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import apache_beam as beam
 
@@ -23,7 +22,8 @@ from stella.profiles import Profile, ProfileStatus
 
 __all__ = ["REGISTRY", "Builder", "ProfileEntry", "builder_for", "get_profile"]
 
-Builder = Callable[[beam.Pipeline, ExportRequest, Path], beam.PCollection]
+Builder = Callable[[beam.Pipeline, ExportRequest, str], beam.PCollection]
+"""(pipeline, request, staging root: a local folder or a ``gs://`` prefix) -> the manifest step."""
 
 
 @dataclass(frozen=True)

@@ -16,26 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 
 from stella.adapters.interface import RecordAdapter
-from stella.adapters.trivy.payload import TrivyLayout, artifact_fields, parse_trivy_options
-from stella.bundle.manifest import ContentEntry
+from stella.adapters.trivy.payload import TrivyLayout, parse_trivy_options
 from stella.bundle.request import ExportRequest
 from stella.model import LedgerRecord
 from stella.profiles import ProfileOption
 from transforms.bundle import AssembleBundle
-from transforms.ledger import KeepRecords, ReadLedger, RecordSummary, SelectRecords, SummarizeRecords
+from transforms.ledger import KeepRecords, ReadLedger, SelectRecords, SummarizeRecords
 from transforms.shards import AdaptRecords
-from transforms.trivy import WriteTrivyArtifact, artifact_times
+from transforms.trivy import ProfileFields, WriteTrivyArtifact
 
 __all__ = ["ProfileFields", "TrivyPipeline", "next_update_option"]
-
-# (staging, manifest "trivy" object so far, contents) -> manifest fields of the profile
-ProfileFields = Callable[[Path, dict[str, Any], list[ContentEntry]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -50,8 +45,8 @@ class TrivyPipeline:
     write_label: str
     fields: ProfileFields
 
-    def build(self, pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
-        """Compile this profile's request into ``pipeline``, writing into ``staging``."""
+    def build(self, pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
+        """Compile this profile's request into ``pipeline``, writing into ``staging`` (local or ``gs://``)."""
         options = parse_trivy_options(request.options)  # a bad option fails before anything runs
         kept = (
             pipeline
@@ -60,27 +55,22 @@ class TrivyPipeline:
             | self.keep_label >> KeepRecords(self.keep)
         )
         summary = kept | "SummarizeRecords" >> SummarizeRecords()
-
-        def manifest_fields(contents: list[ContentEntry], summary: RecordSummary) -> dict[str, Any]:
-            updated_at, next_update = artifact_times(request, summary, self.layout, options)
-            trivy = artifact_fields(
-                staging, self.layout, contents, updated_at=updated_at, next_update=next_update
-            )
-            return self.fields(staging, trivy, contents)
-
-        return (
+        written = (
             kept
             | "AdaptRecords" >> AdaptRecords(self.adapter, request.trace_context)
             | self.write_label
             >> WriteTrivyArtifact(
-                staging=str(staging),
+                staging=staging,
                 request=request,
                 summary=summary,
                 layout=self.layout,
                 options=options,
                 merge=self.merge,
+                fields=self.fields,
             )
-            | "AssembleBundle" >> AssembleBundle(str(staging), request, summary, extra=manifest_fields)
+        )
+        return written["contents"] | "AssembleBundle" >> AssembleBundle(
+            staging, request, summary, fields=written["fields"]
         )
 
 

@@ -38,9 +38,9 @@ PROFILE = Profile(
 )
 
 
-def _fields(staging: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
+def _fields(root: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
     trivy["supersededRevisions"] = next(c for c in contents if c.path == SUPERSEDED_REPORT).records
-    return {"untranslated": report_counts(staging, UNTRANSLATED_REPORT), "trivy": trivy}
+    return {"untranslated": report_counts(root, UNTRANSLATED_REPORT), "trivy": trivy}
 
 
 _PIPELINE = TrivyPipeline(
@@ -54,5 +54,5 @@ _PIPELINE = TrivyPipeline(
 )
 
 
-def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     return _PIPELINE.build(pipeline, request, staging)

@@ -34,14 +34,14 @@ PROFILE = Profile(
 )
 
 
-def _fields(staging: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
+def _fields(root: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
     # The SQLite library's version is in the file header: recorded so a byte difference
     # between two machines can be told apart from a content difference.
-    uri = (staging / JAVA_DB_LAYOUT.db_path).resolve().as_uri() + "?mode=ro"
+    uri = (root / JAVA_DB_LAYOUT.db_path).resolve().as_uri() + "?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as connection:
         (artifacts,) = connection.execute("SELECT count(*) FROM artifacts").fetchone()
     trivy.update({"artifacts": artifacts, "sqliteVersion": sqlite3.sqlite_version})
-    return {"skipped": report_counts(staging, SKIPPED_REPORT), "trivy": trivy}
+    return {"skipped": report_counts(root, SKIPPED_REPORT), "trivy": trivy}
 
 
 _PIPELINE = TrivyPipeline(
@@ -55,5 +55,5 @@ _PIPELINE = TrivyPipeline(
 )
 
 
-def build(pipeline: beam.Pipeline, request: ExportRequest, staging: Path) -> beam.PCollection:
+def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     return _PIPELINE.build(pipeline, request, staging)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,17 +23,25 @@ __all__ = [
     "HashingWriter",
     "TEMP_MARK",
     "atomic_local",
+    "download_tree",
     "exists",
     "fsync_dir",
     "is_remote",
+    "open_atomic",
+    "owned_name",
+    "remove_stale",
     "join",
     "list_files",
+    "local_folder_for",
     "open_read",
     "open_write",
+    "read_bytes",
     "remove",
+    "remove_tree",
     "rename",
     "stale_temp_files",
     "temp_owner",
+    "upload_tree",
     "write_atomic",
 ]
 
@@ -98,6 +108,11 @@ def remove(path: str) -> None:
         return
     if FileSystems.exists(path):
         FileSystems.delete([path])
+
+
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as handle:
+        return handle.read()
 
 
 def list_files(prefix: str, suffix: str) -> list[str]:
@@ -184,12 +199,7 @@ def atomic_local(destination: Path) -> Iterator[BinaryIO]:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write a whole file atomically (and durably, when local): complete or absent."""
-    if is_remote(path):
-        # Object stores publish an object only when its upload completes.
-        with open_write(path) as handle:
-            handle.write(data)
-        return
-    with atomic_local(Path(_local(path))) as handle:
+    with open_atomic(path) as handle:
         handle.write(data)
 
 
@@ -203,24 +213,126 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def temp_owner(name: str) -> int | None:
-    """The pid embedded in a temp or staging name made by this module, if any."""
-    _, mark, rest = name.rpartition(TEMP_MARK)
+def temp_owner(name: str, marker: str = TEMP_MARK) -> int | None:
+    """The pid embedded after ``marker`` in a temp or staging name made by this project."""
+    _, found, rest = name.rpartition(marker)
     pid = rest.split("-", 1)[0]
-    return int(pid) if mark and pid.isdigit() else None
+    return int(pid) if found and pid.isdigit() else None
 
 
-def stale_temp_files(directory: Path) -> list[Path]:
-    """Temp files and staging folders in ``directory`` whose owning process is gone.
+def owned_name(prefix: str) -> str:
+    """``<prefix><pid>-<random>``: a temp or staging name a later run can attribute."""
+    return f"{prefix}{os.getpid()}-{uuid.uuid4().hex}"
 
-    Only names carrying :data:`TEMP_MARK` and a pid are considered; one owned by a live
+
+def stale_temp_files(directory: Path, marker: str = TEMP_MARK) -> list[Path]:
+    """Temp files or staging folders in ``directory`` whose owning process is gone.
+
+    Only names carrying ``marker`` followed by a pid are considered; one owned by a live
     process (another run in progress) is left alone.
     """
     if not directory.is_dir():
         return []
     stale = []
     for entry in sorted(directory.iterdir()):
-        owner = temp_owner(entry.name)
+        owner = temp_owner(entry.name, marker)
         if owner is not None and owner != os.getpid() and not _pid_alive(owner):
             stale.append(entry)
     return stale
+
+
+def remove_stale(directory: Path, marker: str = TEMP_MARK) -> list[str]:
+    """Delete what :func:`stale_temp_files` finds; return the names removed."""
+    removed = []
+    for entry in stale_temp_files(directory, marker):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
+
+
+@contextmanager
+def open_atomic(path: str) -> Iterator[IO[bytes]]:
+    """A file that appears under ``path`` complete, or not at all.
+
+    Local: :func:`atomic_local` (fsync, rename, folder fsync). Remote: object stores
+    publish an object only when its upload completes, so it is written in place.
+    """
+    if is_remote(path):
+        with open_write(path) as handle:
+            yield handle
+        return
+    with atomic_local(Path(_local(path))) as local:
+        yield local
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def _relative(prefix: str, path: str) -> str:
+    base = prefix.rstrip("/") + "/" if is_remote(prefix) else os.path.join(_local(prefix), "")
+    if not path.startswith(base):
+        raise ValueError(f"{path} is not under {prefix}")
+    return path[len(base) :].replace(os.sep, "/")
+
+
+def _copy(source: str, destination: str) -> None:
+    with open_read(source) as reader, open_write(destination) as writer:
+        shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+
+
+def upload_tree(source: Path, prefix: str) -> list[str]:
+    """Copy every file under the local folder ``source`` to ``prefix``; their relative paths, sorted."""
+    names = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+    for name in names:
+        _copy(str(source / name), join(prefix, *name.split("/")))
+    return names
+
+
+def download_tree(prefix: str, destination: Path, *, skip: str | None = None) -> list[str]:
+    """Copy every file under ``prefix`` (but not under its subfolder ``skip``) into ``destination``.
+
+    How the driver gathers a payload the workers wrote to shared storage: names are
+    taken relative to ``prefix``, and one that would escape ``destination`` is refused.
+    """
+    names = []
+    for path in list_files(prefix, ""):
+        name = _relative(prefix, path)
+        if skip is not None and (name == skip or name.startswith(skip.rstrip("/") + "/")):
+            continue
+        target = (destination / name).resolve()
+        if not target.is_relative_to(destination.resolve()) or ".." in name.split("/"):
+            raise ValueError(f"{path} would land outside {destination}")
+        _copy(path, str(target))
+        names.append(name)
+    return names
+
+
+def remove_tree(prefix: str) -> None:
+    """Delete every file under ``prefix`` (and, locally, the folder itself)."""
+    if not is_remote(prefix):
+        shutil.rmtree(_local(prefix), ignore_errors=True)
+        return
+    paths = list_files(prefix, "")
+    if paths:
+        FileSystems.delete(paths)
+
+
+@contextmanager
+def local_folder_for(root: str) -> Iterator[Path]:
+    """A local folder whose files end up under ``root`` if the block succeeds.
+
+    Some outputs can only be built on a local disk (SQLite, the bbolt writer, tar and
+    OCI layouts that are hashed and re-read). On a local ``root`` that is ``root``
+    itself; on shared storage it is a private temp folder of *this worker* (its own
+    TMPDIR, never the driver's), uploaded to ``root`` and removed after the block.
+    """
+    if not is_remote(root):
+        os.makedirs(_local(root), exist_ok=True)
+        yield Path(_local(root))
+        return
+    with tempfile.TemporaryDirectory(prefix="stella-step-") as scratch:
+        yield Path(scratch)
+        upload_tree(Path(scratch), root)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -15,38 +14,47 @@ from transforms.ledger import RecordSummary
 
 __all__ = ["AssembleBundle"]
 
-ExtraFn = Callable[[list[ContentEntry], RecordSummary], Mapping[str, Any]]
-
 
 class AssembleBundle(beam.PTransform):  # type: ignore[misc]
-    """ContentEntries (+ the record summary as a side input) -> the export id.
+    """ContentEntries (+ the record summary, + optional manifest fields, as side inputs) -> the export id.
 
     Depending on every shard's entry is what orders this step after all payload writes
     (the must-follow idiom), so the manifest can never describe a file not yet written.
+    ``fields`` is a singleton PCollection of profile-specific manifest fields, computed
+    by the step that wrote the files they describe: this step reads nothing back, so it
+    runs on any worker whatever storage ``staging`` is on.
     """
 
     def __init__(
-        self, staging: str, request: ExportRequest, summary: beam.PCollection, *, extra: ExtraFn | None = None
+        self,
+        staging: str,
+        request: ExportRequest,
+        summary: beam.PCollection,
+        *,
+        fields: beam.PCollection | None = None,
     ) -> None:
         super().__init__()
         self._staging = staging
         self._request = request
         self._summary = summary
-        self._extra = extra
+        self._fields = fields
 
     def expand(self, entries: beam.PCollection) -> beam.PCollection:
-        staging, request, extra = self._staging, self._request, self._extra
+        staging, request = self._staging, self._request
 
-        def assemble(contents: list[ContentEntry], summary: RecordSummary) -> str:
-            more = extra(contents, summary) if extra else None
+        def assemble(
+            contents: list[ContentEntry], summary: RecordSummary, extra: Mapping[str, Any] | None = None
+        ) -> str:
             manifest = assemble_bundle(
-                Path(staging), request, contents, summary.counts, summary.high_water, extra=more
+                staging, request, contents, summary.counts, summary.high_water, extra=extra
             )
             return str(manifest["exportId"])
 
+        side: dict[str, Any] = {"summary": beam.pvalue.AsSingleton(self._summary)}
+        if self._fields is not None:
+            side["extra"] = beam.pvalue.AsSingleton(self._fields)
         return (
             entries
             | "CollectContents" >> beam.combiners.ToList()
-            | "WriteManifest"
-            >> beam.Map(assemble, summary=beam.pvalue.AsSingleton(self._summary)).with_output_types(str)
+            | "WriteManifest" >> beam.Map(assemble, **side).with_output_types(str)
         )

@@ -21,10 +21,12 @@ from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
 
-__all__ = ["AdaptRecords", "ShardWriter", "WriteSortedShards"]
+__all__ = ["RUNS_DIR", "AdaptRecords", "ShardWriter", "WriteSortedShards"]
 
 _LOG = logging.getLogger(__name__)
 
+RUNS_DIR = ".runs"
+"""Where sorted runs go under a run's staging root (never part of the bundle)."""
 ShardWriter = Callable[[str, str, Iterator[tuple[bytes, bytes]]], ContentEntry]
 """(output root, relative path, sorted (key, value) pairs) -> the written file's entry."""
 PathFor = Callable[[str, int, int], str]

@@ -13,28 +13,40 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 
-from stella.adapters.trivy.payload import TrivyLayout, TrivyOptions, write_artifact_files
+from stella import storage
+from stella.adapters.trivy.payload import TrivyLayout, TrivyOptions, artifact_fields, write_artifact_files
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.sorting import RunSlice, merge_slices
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.ledger import RecordSummary
-from transforms.shards import WriteRunsFn
+from transforms.shards import RUNS_DIR, WriteRunsFn
 
-__all__ = ["MergeRuns", "SortedStreams", "WriteTrivyArtifact", "artifact_times"]
+__all__ = [
+    "ArtifactPayload",
+    "MergeRuns",
+    "ProfileFields",
+    "SortedStreams",
+    "WriteTrivyArtifact",
+    "artifact_times",
+]
 
 _LOG = logging.getLogger(__name__)
 
 SortedStreams = Callable[[str], Iterator[tuple[bytes, bytes]]]
 """group -> its (key, value) pairs in order (empty for a group without items)."""
 MergeRuns = Callable[[str, SortedStreams], list[ContentEntry]]
-"""(staging root, sorted streams) -> entries of the files written: one profile's merge."""
+"""(local root, sorted streams) -> entries of the files written: one profile's merge."""
+ProfileFields = Callable[[Path, dict[str, Any], list[ContentEntry]], dict[str, Any]]
+"""(local root, manifest ``trivy`` object so far, contents) -> the profile's manifest fields."""
 
 
 def artifact_times(
@@ -55,23 +67,38 @@ def _merge(
     _LOG.info(
         "merging sorted runs into the database: %s", ", ".join(f"{g} {n} items" for g, n in counts.items())
     )
-    with stage_span("export.write", trace, **{"stella.artifact": root.rsplit("/", 1)[-1]}):
+    with stage_span("export.write", trace, **{"stella.artifact": "trivy"}):
         entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
     for entry in entries:
         _LOG.info("wrote %s: %d bytes", entry.path, entry.bytes)
     return entries
 
 
+@dataclass(frozen=True)
+class ArtifactPayload:
+    """What the artifact step wrote (its manifest entries) and the manifest fields describing it."""
+
+    contents: tuple[ContentEntry, ...]
+    fields: dict[str, Any]
+
+
 class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
-    """Batches of (group, key, value) items -> ContentEntries of the DB, its reports and transport files.
+    """Batches of (group, key, value) items -> ``{"contents": ContentEntries, "fields": manifest fields}``.
+
+    The database, tarball and OCI layout are built in a folder local to the worker that
+    runs the step (SQLite and the bbolt writer need a real file) and copied to
+    ``staging`` through Beam's FileSystems, so the step runs on any worker whether
+    ``staging`` is a local folder or ``gs://``. The profile's manifest fields are
+    computed there too, from the local files (a singleton ``fields`` output).
 
     Args:
-        staging: the bundle staging root.
+        staging: the bundle staging root (a local folder or a ``gs://`` prefix).
         request: the export request (for ``--as-of``).
         summary: the singleton RecordSummary of the records the items came from.
         layout: which artifact (vulnerability DB or Java DB).
         options: validated profile options.
         merge: writes the DB and reports from the sorted streams.
+        fields: (local root, manifest ``trivy`` object so far, contents) -> the profile's manifest fields.
     """
 
     def __init__(
@@ -83,6 +110,7 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         layout: TrivyLayout,
         options: TrivyOptions,
         merge: MergeRuns,
+        fields: ProfileFields,
     ) -> None:
         super().__init__()
         self._staging = staging
@@ -91,25 +119,35 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         self._layout = layout
         self._options = options
         self._merge_runs = merge
+        self._fields = fields
 
-    def expand(self, items: beam.PCollection) -> beam.PCollection:
+    def expand(self, items: beam.PCollection) -> dict[str, beam.PCollection]:
         staging, request, layout, options = self._staging, self._request, self._layout, self._options
-        temp_dir = str(Path(staging) / ".runs")
+        merge_runs, profile_fields = self._merge_runs, self._fields
+        temp_dir = storage.join(staging, RUNS_DIR)
 
-        def package(contents: list[ContentEntry], summary: RecordSummary) -> list[ContentEntry]:
+        def build(slices: list[RunSlice], summary: RecordSummary) -> ArtifactPayload:
             updated_at, next_update = artifact_times(request, summary, layout, options)
-            files = write_artifact_files(
-                Path(staging), layout, updated_at=updated_at, next_update=next_update
-            )
-            return [*contents, *files]
+            with storage.local_folder_for(staging) as root:
+                contents = _merge(slices, str(root), temp_dir, merge_runs, request.trace_context)
+                contents += write_artifact_files(root, layout, updated_at=updated_at, next_update=next_update)
+                trivy = artifact_fields(
+                    root, layout, contents, updated_at=updated_at, next_update=next_update
+                )
+                fields = profile_fields(root, trivy, contents)
+            return ArtifactPayload(tuple(contents), fields)
 
-        return (
+        payload = (
             items
             | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir)).with_output_types(RunSlice)
             | "CollectRuns" >> beam.combiners.ToList()
-            | "MergeRuns" >> beam.Map(_merge, staging, temp_dir, self._merge_runs, request.trace_context)
-            | "PackageArtifact"
-            >> beam.FlatMap(package, summary=beam.pvalue.AsSingleton(self._summary)).with_output_types(
-                ContentEntry
+            | "BuildArtifact"
+            >> beam.Map(build, summary=beam.pvalue.AsSingleton(self._summary)).with_output_types(
+                ArtifactPayload
             )
         )
+        return {
+            "contents": payload
+            | "ListContents" >> beam.FlatMap(lambda p: p.contents).with_output_types(ContentEntry),
+            "fields": payload | "ManifestFields" >> beam.Map(lambda p: p.fields),
+        }

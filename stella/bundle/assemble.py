@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from stella import storage
 from stella.bundle.manifest import ContentEntry, build_manifest
 from stella.bundle.provenance import build_provenance
 from stella.bundle.request import ExportRequest
@@ -22,7 +23,7 @@ def generated_at(request: ExportRequest, high_water: str | None) -> str:
 
 
 def assemble_bundle(
-    staging: Path,
+    staging: Path | str,
     request: ExportRequest,
     contents: Sequence[ContentEntry],
     counts: Mapping[str, int],
@@ -30,7 +31,7 @@ def assemble_bundle(
     *,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``export.json`` then ``provenance.json`` into ``staging``; return the manifest."""
+    """Write ``export.json`` then ``provenance.json`` into ``staging`` (local or ``gs://``); return the manifest."""
     manifest = build_manifest(
         tenant=request.tenant,
         profile=request.profile.to_json(),
@@ -43,6 +44,7 @@ def assemble_bundle(
     )
     manifest_bytes = dumps(manifest)
     provenance = build_provenance(request, manifest, manifest_digest=sha256_digest(manifest_bytes))
-    (staging / "export.json").write_bytes(manifest_bytes)
-    (staging / "provenance.json").write_bytes(dumps(provenance))
+    # provenance first: the manifest's presence is what tells the driver the step finished
+    storage.write_atomic(storage.join(str(staging), "provenance.json"), dumps(provenance))
+    storage.write_atomic(storage.join(str(staging), "export.json"), manifest_bytes)
     return manifest

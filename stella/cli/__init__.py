@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from stella import __version__
 from stella.errors import StellaError, UsageError
+from stella.timefmt import format_time
 
 __all__ = ["main"]
 
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except StellaError as exc:
         payload = exc.to_payload(
-            trace_id=trace_id, timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            trace_id=trace_id, timestamp=format_time(datetime.now(UTC).replace(microsecond=0))
         )
         if "--json" in args_list:
             print(json.dumps({"error": payload}, indent=2, sort_keys=True))

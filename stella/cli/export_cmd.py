@@ -6,16 +6,13 @@ import argparse
 from typing import Any
 
 from pipelines.registry import REGISTRY, get_profile
-from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest
+from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
 from stella.cli import bundle_cmd, publish_cmd, push_cmd, schedule_cmd
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
-from stella.documents.interface import normalize_time
-from stella.errors import InputError, UsageError
 from stella.ledger.store import LedgerStore
-from stella.model import validate_tenant
-from stella.profiles import Profile, parse_profile_options
-from stella.selectors import parse_selectors, selector_help
+from stella.profiles import Profile
+from stella.selectors import selector_help
 
 __all__ = ["register", "run_demo"]
 
@@ -42,6 +39,12 @@ def register(groups: Any) -> None:
     run.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]")
     run.add_argument("--out", default="out", help="folder the bundle is published in (default ./out)")
     run.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger); a gs:// URL works too")
+    run.add_argument(
+        "--staging",
+        metavar="URL",
+        help="where pipeline steps write (a gs://bucket/prefix that every worker reaches; "
+        "default: a folder beside --out)",
+    )
     run.add_argument("--as-of", help="generatedAt to record instead of the data's newest timestamp")
     run.add_argument("--records-per-shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
     run.add_argument(
@@ -86,29 +89,16 @@ def _profile_help() -> str:
     return "\n".join(lines)
 
 
-def _request(args: argparse.Namespace, *, tenant: str, root: str, selectors: list[str]) -> ExportRequest:
-    profile = get_profile(args.profile)
-    parsed = parse_selectors(selectors)
-    options = parse_profile_options(getattr(args, "option", []), profile)
-    as_of = None
-    if getattr(args, "as_of", None):
-        try:
-            as_of = normalize_time(args.as_of, field="--as-of")
-        except InputError as exc:
-            raise UsageError(f"--as-of {args.as_of!r} is not an RFC 3339 time") from exc
-    if args.records_per_shard < 1:
-        raise UsageError("--records-per-shard must be at least 1")
-    segments = tuple(LedgerStore(root).require_segments(tenant))  # usage errors first, then the ledger
-    return ExportRequest(
-        tenant=tenant,
-        profile=profile,
-        selectors=parsed,
-        ledger_root=root,
-        segments=segments,
+def _request(args: argparse.Namespace) -> ExportRequest:
+    return new_request(
+        tenant=args.tenant,
+        profile=get_profile(args.profile),
+        ledger_root=ledger_root(args.ledger),
         out_dir=args.out,
-        as_of=as_of,
+        selectors=args.selector,
+        options=args.option,
+        as_of=args.as_of,
         records_per_shard=args.records_per_shard,
-        options=options,
         encryption=bundle_cmd.encryption_from_args(args),
     )
 
@@ -154,25 +144,26 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipelines.export import export_and_publish
     from runners.options import worker_args
+    from runners.remote import check_remote_runner
     from stella.targets.distribute import RetryPolicy, failed
 
-    tenant = validate_tenant(args.tenant)
-    policy, targets = publish_cmd.targets_from_args(args)  # a denied host fails before any work
-    beam_args = worker_args(args.workers, args.beam_args)  # a usage error before the ledger is read
-    request = _request(args, tenant=tenant, root=ledger_root(args.ledger), selectors=args.selector)
+    targets = publish_cmd.targets_from_args(args)  # a denied host fails before any work
+    beam_args = worker_args(args.workers, args.beam_args)  # usage errors before the ledger is read
+    check_remote_runner(beam_args, staging=args.staging, ledger=ledger_root(args.ledger))
+    request = _request(args)
     signer = bundle_cmd.signer_from_args(args)
     progress_line(
-        f"exporting {tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
+        f"exporting {request.tenant} with {request.profile.name} from {len(request.segments)} ledger segments..."
     )
     outcome, results = export_and_publish(
         request,
         beam_args,
         targets=targets,
-        policy=policy,
         retry=RetryPolicy(attempts=args.retries),
         overwrite=args.overwrite,
         signer=signer,
         archive=args.archive,
+        staging=args.staging,
     )
     summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
     if targets:
@@ -224,8 +215,9 @@ def run_demo(args: argparse.Namespace) -> int:
             f"creating a demo ledger at {root} (tenant {DEMO_TENANT}, {args.records} synthetic documents)..."
         )
         generate_ledger(store, DEMO_TENANT, args.records, seed=0, ingested_at=ingest_time(None), workers=1)
-    args.profile, args.as_of, args.records_per_shard = "json:raw", None, DEFAULT_RECORDS_PER_SHARD
-    request = _request(args, tenant=DEMO_TENANT, root=root, selectors=[])
+    request = new_request(
+        tenant=DEMO_TENANT, profile=get_profile("json:raw"), ledger_root=root, out_dir=args.out
+    )
     outcome = run_export(request, [])
     summary = _summary(outcome)
     report = verify_bundle(outcome.path).report

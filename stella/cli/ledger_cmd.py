@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
 from stella.ledger.generate import generate_ledger
 from stella.ledger.ingest import ingest_paths
+from stella.ledger.stats import ledger_stats
 from stella.ledger.store import LedgerStore
 from stella.model import validate_tenant
 
@@ -32,7 +32,9 @@ def register(groups: Any) -> None:
     ingest.add_argument(
         "--ingested-at", help="record this receive time (default SOURCE_DATE_EPOCH, else now)"
     )
-    ingest.add_argument("--strict", action="store_true", help="exit 7 if any document was rejected")
+    ingest.add_argument(
+        "--strict", action="store_true", help="exit 7 if any document was rejected or any input file refused"
+    )
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.set_defaults(handler=_ingest)
@@ -83,11 +85,21 @@ def _ingest(args: argparse.Namespace) -> int:
                 f"{len(report.future_dated)} document(s) claim a modified time after their ingestion "
                 f"(e.g. {upstream_id} in {source}: {modified}); kept as received, dated at ingestion in bundles"
             )
+        if report.placeholder_times:
+            source, upstream_id, note = report.placeholder_times[0]
+            print(
+                f"{len(report.placeholder_times)} document(s) carry a placeholder time "
+                f"(e.g. {upstream_id} in {source}: {note})"
+            )
+        for label, kind in report.refused:
+            print(f"refused {label}: a {kind}, not a regular file (not read)")
+        if report.cleaned:
+            print(f"removed {len(report.cleaned)} temp file(s) left by killed runs")
         if report.rejections:
             print(f"rejected {len(report.rejections)} (quarantined with their bytes):")
             for rejection in report.rejections:
                 print(f"  {rejection.source}: {rejection.reason}")
-    if args.strict and report.rejections:
+    if args.strict and (report.rejections or report.refused):
         return 7
     return 0
 
@@ -139,30 +151,20 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    store = LedgerStore(ledger_root(args.ledger))
-    tenant = validate_tenant(args.tenant)
-    segments = store.require_segments(tenant)
-    counts: Counter[tuple[str, str]] = Counter((r.kind.value, r.format.value) for r in store.read(tenant))
-    quarantined = store.quarantined(tenant)
+    stats = ledger_stats(LedgerStore(ledger_root(args.ledger)), args.tenant)
     if args.json:
-        emit_json(
-            {
-                "tenant": tenant,
-                "ledger": store.root,
-                "records": sum(counts.values()),
-                "byKindFormat": {f"{k}/{f}": n for (k, f), n in sorted(counts.items())},
-                "segments": [
-                    {"name": s.name, "records": s.records, "bytes": s.bytes, "digest": s.digest}
-                    for s in segments
-                ],
-                "quarantined": len(quarantined),
-            }
-        )
+        emit_json(stats.to_json())
         return 0
     print(
-        f"ledger {store.root}, tenant {tenant}: {sum(counts.values())} records in {len(segments)} segments "
-        f"({human_bytes(sum(s.bytes for s in segments))}), {len(quarantined)} quarantined"
+        f"ledger {stats.ledger}, tenant {stats.tenant}: {stats.records} records in {len(stats.segments)} "
+        f"segments ({human_bytes(stats.bytes)}), {stats.quarantined} quarantined "
+        f"({stats.quarantine_rejections} rejection(s))"
     )
-    for (kind, fmt), n in sorted(counts.items()):
+    if stats.quarantine_torn:
+        print(
+            f"  {len(stats.quarantine_torn)} quarantine reason file(s) are torn (unreadable): "
+            + ", ".join(stats.quarantine_torn)
+        )
+    for (kind, fmt), n in stats.by_kind_format.items():
         print(f"  {kind:<10} {fmt:<14} {n:>9}")
     return 0

@@ -17,20 +17,18 @@ from typing import Any
 from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
 from stella.cli.common import emit_json, progress_line
 from stella.errors import UsageError
-from stella.targets.distribute import RetryPolicy, failed, parse_target, publish_bundle
-from stella.targets.egress import ALLOWLIST_ENV, EgressPolicy, policy_from
+from stella.targets.distribute import RetryPolicy, check_targets, failed, parse_target, publish_bundle
+from stella.targets.egress import ALLOWLIST_ENV, policy_from
 from stella.targets.interface import Target, TargetResult
+from stella.targets.oci import PASSWORD_ENV, registry_credentials
 
 __all__ = [
-    "PASSWORD_ENV",
     "add_target_arguments",
     "print_results",
     "publish_to",
     "register",
     "targets_from_args",
 ]
-
-PASSWORD_ENV = "STELLA_REGISTRY_PASSWORD"
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -66,36 +64,22 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, required: bool = Fa
     )
 
 
-def targets_from_args(args: argparse.Namespace) -> tuple[EgressPolicy, list[Target]]:
+def targets_from_args(args: argparse.Namespace) -> list[Target]:
     """Parse ``--target`` flags; raises EgressDeniedError for a refused host, before any work."""
-    from stella.targets.distribute import check_targets
-
     policy = policy_from(args.allow_host, os.environ, allow_plain_http=args.allow_plain_http)
-    credentials = None
-    if args.username is not None:
-        password = os.environ.get(PASSWORD_ENV)
-        if not password:
-            raise UsageError(f"--username needs the password in ${PASSWORD_ENV}")
-        credentials = (args.username, password)
+    credentials = registry_credentials(args.username, os.environ)
     if args.retries < 1:
         raise UsageError("--retries must be at least 1")
     targets = [parse_target(url, policy, credentials=credentials) for url in args.target]
-    check_targets(targets, policy)
-    return policy, targets
+    check_targets(targets)
+    return targets
 
 
-def publish_to(
-    bundle: Path, targets: list[Target], policy: EgressPolicy, args: argparse.Namespace, *, verify: bool
-) -> list[TargetResult]:
-    if targets:
-        progress_line(f"publishing {bundle.name} to {len(targets)} target(s)...")
+def publish_to(bundle: Path, targets: list[Target], args: argparse.Namespace) -> list[TargetResult]:
+    """Verify ``bundle`` (with --key/--trust-root its signatures too) and publish it to ``targets``."""
+    progress_line(f"publishing {bundle.name} to {len(targets)} target(s)...")
     return publish_bundle(
-        bundle,
-        targets,
-        policy,
-        retry=RetryPolicy(attempts=args.retries),
-        trust=trust_from_args(args) if verify else None,
-        verify=verify,
+        bundle, targets, retry=RetryPolicy(attempts=args.retries), trust=trust_from_args(args)
     )
 
 
@@ -123,8 +107,8 @@ def register(commands: Any) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    policy, targets = targets_from_args(args)
-    results = publish_to(Path(args.bundle), targets, policy, args, verify=True)
+    targets = targets_from_args(args)
+    results = publish_to(Path(args.bundle), targets, args)
     error = failed(results)
     if error is not None:
         if not args.json:

@@ -3,37 +3,25 @@
 Pushing is egress, so it is explicit configuration (BRIEF contract 11): the destination
 must be loopback or on the allowlist (``--allow-host``, or ``STELLA_EGRESS_ALLOWLIST``
 as a comma-separated list), and plain HTTP is used only for loopback or with
-``--allow-plain-http``. The bundle is verified against its manifest before a byte
-leaves the machine: a registry should never serve what the bundle cannot vouch for.
-Registry credentials come from ``--username`` and the ``STELLA_REGISTRY_PASSWORD``
-environment variable, never from the command line, where other users could read them.
+``--allow-plain-http``. Registry credentials come from ``--username`` and the
+``STELLA_REGISTRY_PASSWORD`` environment variable, never from the command line, where
+other users could read them. What a push checks is :func:`stella.targets.bundles.push_bundle`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stella.adapters.trivy.payload import OCI_DIR
-from stella.bundle.encrypt import ciphertext_files
-from stella.bundle.trust import TrustPolicy
-from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
 from stella.cli.common import emit_json, progress_line
-from stella.errors import UsageError
-from stella.targets.interface import check_egress
-from stella.targets.oci import OciReference, push_layout
+from stella.targets.bundles import push_bundle
+from stella.targets.egress import ALLOWLIST_ENV, policy_from
+from stella.targets.oci import PASSWORD_ENV, OciRegistryTarget, registry_credentials
 
-__all__ = ["ALLOWLIST_ENV", "PASSWORD_ENV", "push_bundle", "register"]
-
-ALLOWLIST_ENV = "STELLA_EGRESS_ALLOWLIST"
-PASSWORD_ENV = "STELLA_REGISTRY_PASSWORD"
+__all__ = ["register"]
 
 
 def register(commands: Any) -> None:
@@ -53,7 +41,7 @@ def register(commands: Any) -> None:
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help=f"add a registry to the egress allowlist (repeatable; also ${ALLOWLIST_ENV}); loopback is always allowed",
+        help=f"add a registry to the egress allowlist (repeatable; also ${ALLOWLIST_ENV}); localhost, 127.0.0.1 and ::1 are always allowed",
     )
     push.add_argument(
         "--allow-plain-http",
@@ -65,99 +53,25 @@ def register(commands: Any) -> None:
     push.set_defaults(handler=_push)
 
 
-def push_bundle(
-    bundle: Path,
-    reference: str,
-    *,
-    trust: TrustPolicy | None = None,
-    allowlist: tuple[str, ...] = (),
-    allow_plain_http: bool = False,
-    credentials: tuple[str, str] | None = None,
-) -> dict[str, Any]:
-    """Verify ``bundle`` (folder or ``.tar.zst``) and push its OCI layout to ``reference``.
-
-    The whole bundle is verified first -- against ``trust`` when given, so an unsigned or
-    foreign-signed bundle never reaches the registry -- and an archive's layout is then
-    streamed into a private temporary folder (never beside the archive) for the upload;
-    :func:`push_layout` checks every blob against its digest again as it sends it.
-
-    Raises:
-        NotFoundError: no bundle at ``bundle``.
-        BundleIntegrityError, SignatureError, TrustError: the bundle does not verify.
-        UsageError: the bundle carries no OCI layout or is encrypted, or the reference is malformed.
-        EgressDeniedError: the registry is neither loopback nor allowlisted.
-        RemoteError: the registry refused or failed.
-    """
-    ref = OciReference.parse(reference)
-    check_egress(ref.host, ref.port, allowlist)  # refused before the bundle is even read
-    checked = verify_bundle(bundle, trust=trust)
-    if not checked.report.ok:
-        raise failure(checked.report)
-    manifest = checked.manifest or {}
-    profile = manifest.get("profile", {}).get("name")
-    if ciphertext_files(json.loads(checked.control.get("provenance.json", b"{}"))):
-        raise UsageError(
-            f"bundle {bundle.name} is encrypted: decrypt it first (stella export decrypt), then push",
-            details={"bundle": str(bundle), "profile": profile},
-        )
-    with tempfile.TemporaryDirectory(prefix="stella-push-") as scratch:
-        layout = bundle / OCI_DIR if bundle.is_dir() else _extract_layout(bundle, Path(scratch))
-        if not (layout / "index.json").is_file():
-            raise UsageError(
-                f"bundle {bundle.name} (profile {profile}) carries no OCI layout; "
-                "only trivy:db and trivy:java-db bundles can be pushed",
-                details={"bundle": str(bundle), "profile": profile},
-            )
-        digest = push_layout(
-            layout, reference, allow_plain_http=allow_plain_http, allowlist=allowlist, credentials=credentials
-        )
-    return {
-        "bundle": str(bundle),
-        "exportId": manifest.get("exportId"),
-        "reference": reference,
-        "digest": digest,
-        "signature": checked.report.signature.get("status"),
-    }
-
-
-def _extract_layout(archive: Path, scratch: Path) -> Path:
-    """Copy the archive's ``data/oci/`` members into ``scratch`` (member names are checked safe)."""
-    prefix = OCI_DIR + "/"
-    for relative, stream in iter_members(archive):
-        if relative.startswith(prefix):
-            target = scratch / relative[len(prefix) :]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("wb") as out:
-                shutil.copyfileobj(stream, out, 1 << 20)
-    return scratch
-
-
-def _allowlist(flags: list[str], environ: Mapping[str, str]) -> tuple[str, ...]:
-    from_env = [entry.strip() for entry in environ.get(ALLOWLIST_ENV, "").split(",") if entry.strip()]
-    return tuple(dict.fromkeys([*from_env, *flags]))
-
-
-def _credentials(username: str | None, environ: Mapping[str, str]) -> tuple[str, str] | None:
-    if username is None:
-        return None
-    password = environ.get(PASSWORD_ENV)
-    if not password:
-        raise UsageError(f"--username needs the password in ${PASSWORD_ENV}")
-    return username, password
-
-
 def _push(args: argparse.Namespace) -> int:
-    progress_line(f"pushing {args.bundle} to {args.to}...")
-    result = push_bundle(
-        Path(args.bundle),
-        args.to,
-        trust=trust_from_args(args),
-        allowlist=_allowlist(args.allow_host, os.environ),
-        allow_plain_http=args.allow_plain_http,
-        credentials=_credentials(args.username, os.environ),
+    target = OciRegistryTarget(
+        reference=args.to,
+        policy=policy_from(args.allow_host, os.environ, allow_plain_http=args.allow_plain_http),
+        credentials=registry_credentials(args.username, os.environ),
     )
+    progress_line(f"pushing {args.bundle} to {args.to}...")
+    pushed = push_bundle(Path(args.bundle), target, trust=trust_from_args(args))
     if args.json:
-        emit_json(result)
+        emit_json(
+            {
+                "bundle": str(pushed.bundle),
+                "exportId": pushed.export_id,
+                "reference": args.to,
+                "location": pushed.published.location,
+                "digest": pushed.published.digest,
+                "signature": pushed.signature,
+            }
+        )
     else:
-        print(f"pushed {result['exportId']} to {result['reference']} as {result['digest']}")
+        print(f"pushed {pushed.export_id} to {args.to} as {pushed.published.digest}")
     return 0

@@ -15,11 +15,9 @@ import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stella.cli import publish_cmd
 from stella.cli.common import emit_json, ledger_root
-from stella.errors import UsageError
 from stella.model import validate_tenant
 from stella.schedules.model import (
     CatchUp,
@@ -36,9 +34,7 @@ from stella.schedules.scheduler import Launch, Launcher, Scheduler
 from stella.schedules.sqlite import SqliteScheduleStore
 from stella.targets.distribute import RetryPolicy, check_targets, error_for, failed, parse_target
 from stella.targets.egress import EgressPolicy, policy_from
-
-if TYPE_CHECKING:
-    from stella.bundle.request import ExportRequest
+from stella.targets.oci import PASSWORD_ENV, registry_credentials
 
 __all__ = ["STORE_ENV", "default_store", "open_store", "register"]
 
@@ -78,7 +74,7 @@ def _launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-plain-http", action="store_true", help="plain HTTP to non-loopback registries"
     )
-    parser.add_argument("--username", help=f"registry user; password in ${publish_cmd.PASSWORD_ENV}")
+    parser.add_argument("--username", help=f"registry user; password in ${PASSWORD_ENV}")
     parser.add_argument("--retries", type=int, default=3, metavar="N", help="attempts per target (default 3)")
 
 
@@ -168,7 +164,7 @@ def _create(args: argparse.Namespace) -> int:
     parse_selectors(args.selector)
     parse_profile_options(args.option, profile)
     policy = _policy(args.allow_host, False)
-    check_targets([parse_target(url, policy) for url in args.target], policy)
+    check_targets([parse_target(url, policy) for url in args.target])
     schedule = Schedule(
         tenant=validate_tenant(args.tenant),
         name=validate_name(args.name),
@@ -241,22 +237,26 @@ def _policy(flags: list[str], plain_http: bool) -> EgressPolicy:
 def launcher(args: argparse.Namespace) -> Launcher:
     """Runs a launch in this process: the same path as ``export run --target``."""
     from pipelines.export import export_and_publish
+    from pipelines.registry import get_profile
+    from stella.bundle.request import new_request
 
     policy = _policy(args.allow_host, args.allow_plain_http)
-    credentials = None
-    if args.username:
-        password = os.environ.get(publish_cmd.PASSWORD_ENV)
-        if not password:
-            raise UsageError(f"--username needs the password in ${publish_cmd.PASSWORD_ENV}")
-        credentials = (args.username, password)
+    credentials = registry_credentials(args.username, os.environ)
     root = ledger_root(args.ledger)
 
     def launch(item: Launch) -> dict[str, Any]:
         schedule = item.schedule
         targets = [parse_target(url, policy, credentials=credentials) for url in schedule.targets]
-        request: ExportRequest = _plan(schedule, root, str(Path(args.out) / schedule.tenant))
+        request = new_request(
+            tenant=schedule.tenant,
+            profile=get_profile(schedule.profile),
+            ledger_root=root,
+            out_dir=str(Path(args.out) / schedule.tenant),
+            selectors=schedule.selectors,
+            options=schedule.options,
+        )
         outcome, results = export_and_publish(
-            request, targets=targets, policy=policy, retry=RetryPolicy(attempts=args.retries)
+            request, targets=targets, retry=RetryPolicy(attempts=args.retries)
         )
         result = {
             "exportId": outcome.export_id,
@@ -270,25 +270,6 @@ def launcher(args: argparse.Namespace) -> Launcher:
         return result
 
     return launch
-
-
-def _plan(schedule: Schedule, root: str, out: str) -> ExportRequest:
-    from pipelines.registry import get_profile
-    from stella.bundle.request import ExportRequest
-    from stella.ledger.store import LedgerStore
-    from stella.profiles import parse_profile_options
-    from stella.selectors import parse_selectors
-
-    profile = get_profile(schedule.profile)
-    return ExportRequest(
-        tenant=schedule.tenant,
-        profile=profile,
-        selectors=parse_selectors(list(schedule.selectors)),
-        ledger_root=root,
-        segments=tuple(LedgerStore(root).require_segments(schedule.tenant)),
-        out_dir=out,
-        options=parse_profile_options(list(schedule.options), profile),
-    )
 
 
 def _scheduler(args: argparse.Namespace) -> Scheduler:

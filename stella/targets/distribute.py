@@ -116,15 +116,15 @@ def parse_target(
     return FilesystemTarget(Path(urllib.parse.unquote(parts.path)), keep=keep)
 
 
-def check_targets(targets: Sequence[Target], policy: EgressPolicy) -> None:
+def check_targets(targets: Sequence[Target]) -> None:
     """Refuse the whole publish if any target would contact a host off the allowlist.
 
     Raises:
         EgressDeniedError: naming the first refused host.
+        UsageError: a malformed destination.
     """
     for target in targets:
-        for host, port in target.endpoints():
-            policy.check(host, port)
+        target.check()
 
 
 @contextmanager
@@ -196,7 +196,6 @@ def _publish_one(bundle: Path, target: Target, retry: RetryPolicy) -> TargetResu
 def publish_bundle(
     bundle: Path,
     targets: Sequence[Target],
-    policy: EgressPolicy,
     *,
     retry: RetryPolicy | None = None,
     trust: TrustPolicy | None = None,
@@ -210,7 +209,7 @@ def publish_bundle(
         EgressDeniedError: a target's host is not allowed (nothing was sent anywhere).
         BundleIntegrityError, SignatureError, TrustError: the bundle does not verify.
     """
-    check_targets(targets, policy)
+    check_targets(targets)
     if not targets:
         return []
     if verify:

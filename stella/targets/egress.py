@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_ALLOWLIST",
     "EgressPolicy",
     "check_egress",
+    "egress_allowlist",
     "is_loopback",
     "policy_from",
 ]
@@ -120,9 +121,14 @@ class EgressPolicy:
         )
 
 
+def egress_allowlist(extra: Sequence[str], environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The allowlist in force: ``$STELLA_EGRESS_ALLOWLIST`` (comma-separated) plus ``extra`` (``--allow-host``)."""
+    from_env = [entry.strip() for entry in environ.get(ALLOWLIST_ENV, "").split(",") if entry.strip()]
+    return tuple(dict.fromkeys([*from_env, *extra]))
+
+
 def policy_from(
     flags: Sequence[str], environ: Mapping[str, str], *, allow_plain_http: bool = False
 ) -> EgressPolicy:
-    """The policy of one command: ``$STELLA_EGRESS_ALLOWLIST`` (comma-separated) plus flags."""
-    from_env = [entry.strip() for entry in environ.get(ALLOWLIST_ENV, "").split(",") if entry.strip()]
-    return EgressPolicy(tuple(dict.fromkeys([*from_env, *flags])), allow_plain_http)
+    """The policy of one command: the allowlist in force and its plain-HTTP choice."""
+    return EgressPolicy(egress_allowlist(flags, environ), allow_plain_http)

@@ -70,8 +70,8 @@ class FilesystemTarget:
         suffix = f"?keep={self.keep}" if self.keep is not None else ""
         return f"file://{self.root.resolve()}{suffix}"
 
-    def endpoints(self) -> list[tuple[str, int | None]]:
-        return []  # a local folder is not egress
+    def check(self) -> None:
+        """A local folder is not egress; nothing to refuse before the bundle is read."""
 
     def publish(self, bundle: Path) -> PublishResult:
         export_id, _, digest = _manifest(bundle)

@@ -128,7 +128,11 @@ class GcsTarget:
             return None
         return value if "://" in value else f"http://{value}"
 
-    def endpoints(self) -> list[tuple[str, int | None]]:
+    def check(self) -> None:
+        for host, port in self._endpoints():
+            self.policy.check(host, port)
+
+    def _endpoints(self) -> list[tuple[str, int | None]]:
         emulator = self._emulator()
         if emulator is None:
             return [_API, _TOKEN]

@@ -1,9 +1,10 @@
-"""The targets port: where a finished bundle goes, and the egress rule every remote target obeys.
+"""The targets port: where a finished bundle goes, and what every target promises.
 
-A target receives something already built and verified locally (a staged bundle folder
-or an OCI image layout) and publishes it; it never builds content. Remote targets are
-explicit configuration: the export is offline by default, so a destination host must be
-on the operator's allowlist (loopback excepted, which never leaves the machine).
+A target receives a bundle already built and verified locally and publishes it; it
+never builds content. Remote targets are explicit configuration: the export is offline
+by default, so each target refuses, in :meth:`Target.check` and before a byte of the
+bundle is read, a destination the egress allowlist does not name
+(:mod:`stella.targets.egress`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from stella.targets.egress import check_egress, is_loopback
+from stella.targets.egress import ALLOWLIST_ENV, check_egress, egress_allowlist, is_loopback
 
-__all__ = ["PublishResult", "Target", "TargetResult", "check_egress", "is_loopback"]
+__all__ = [
+    "ALLOWLIST_ENV",
+    "PublishResult",
+    "Target",
+    "TargetResult",
+    "check_egress",
+    "egress_allowlist",
+    "is_loopback",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +39,8 @@ class PublishResult:
 class Target(Protocol):
     """Publishes a verified local bundle folder to one destination.
 
-    ``url`` is the destination as configured (no credentials); ``endpoints`` lists every
-    host:port the target will contact, so the egress rule can refuse the whole publish
-    before any target sends a byte. ``publish`` must be idempotent: the same bundle
-    (same manifest digest) published again is reported ``unchanged`` and sends nothing.
+    ``publish`` must be idempotent: the same bundle (same manifest digest) published
+    again is reported ``unchanged`` and sends nothing.
     """
 
     @property
@@ -42,12 +49,20 @@ class Target(Protocol):
         ...
 
     @property
-    def url(self) -> str: ...
+    def url(self) -> str:
+        """The destination as configured, without credentials."""
+        ...
 
-    def endpoints(self) -> list[tuple[str, int | None]]: ...
+    def check(self) -> None:
+        """Refuse, without connecting, a destination this target may not reach (egress, syntax).
+
+        Called for every target before any bundle is read, so a refusal costs nothing
+        and no target sends a byte when another one is refused.
+        """
+        ...
 
     def publish(self, bundle: Path) -> PublishResult:
-        """Publish ``bundle``; raise a :class:`stella.errors.StellaError` on refusal or failure."""
+        """Publish the bundle folder; raise a :class:`stella.errors.StellaError` on refusal or failure."""
         ...
 
 

@@ -29,7 +29,6 @@ from stella.bundle.verify import verify_bundle
 from stella.cli import main
 from stella.targets.artifact import BUNDLE_LAYER_MEDIA_TYPE, EXPORT_ID_ANNOTATION
 from stella.targets.distribute import RetryPolicy, publish_bundle
-from stella.targets.egress import EgressPolicy
 from stella.targets.oci import OciRegistryTarget
 from tests.services import free_port
 from tests.services.gcs import gcs_emulator
@@ -362,14 +361,11 @@ def test_transient_failures_are_retried_with_backoff(bundles: list[Path], tmp_pa
                 stack.enter_context(run_registry(binary, tmp_path / "late", port=port))
 
         target = OciRegistryTarget(f"127.0.0.1:{port}/stella/late:1")
-        (result,) = publish_bundle(
-            bundles[0], [target], EgressPolicy(), retry=RetryPolicy(attempts=4, sleep=sleep)
-        )
+        (result,) = publish_bundle(bundles[0], [target], retry=RetryPolicy(attempts=4, sleep=sleep))
         assert (result.status, result.attempts, sleeps) == ("published", 3, [1.0, 2.0])
         (gave_up,) = publish_bundle(
             bundles[0],
             [OciRegistryTarget(f"127.0.0.1:{free_port()}/stella/never:1")],
-            EgressPolicy(),
             retry=RetryPolicy(attempts=3, sleep=sleeps.append),
         )
         assert gave_up.status == "failed" and gave_up.attempts == 3 and gave_up.error is not None

@@ -34,8 +34,10 @@ from stella.adapters.trivy.artifact import (
     write_oci_layout,
 )
 from stella.adapters.trivy.javadb import java_db_metadata
-from stella.errors import BundleIntegrityError, EgressDeniedError, RemoteError, UsageError
-from stella.targets.interface import PublishResult, Target, check_egress, is_loopback
+from stella.errors import BundleIntegrityError, EgressDeniedError, NotFoundError, RemoteError, UsageError
+from stella.targets.bundles import push_bundle
+from stella.targets.egress import EgressPolicy
+from stella.targets.interface import PublishResult, Target, check_egress, egress_allowlist, is_loopback
 from stella.targets.oci import OciReference, OciRegistryTarget, push_layout
 from tests.services.registry import Registry, run_registry
 from tests.services.trivy import AS_OF, JarScenario, build_trivy_dbs, findings, make_scenario, run_trivy
@@ -480,3 +482,15 @@ def test_artifact_specs_match_trivy() -> None:
     assert (TRIVY_DB.tag, TRIVY_DB.title) == ("2", "db.tar.gz")
     assert (TRIVY_JAVA_DB.tag, TRIVY_JAVA_DB.title) == ("1", "javadb.tar.gz")
     assert isinstance(TRIVY_DB, TrivyArtifactSpec)
+
+
+def test_push_bundle_asks_the_target_before_reading_the_bundle(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-bundle"
+    with pytest.raises(EgressDeniedError):
+        push_bundle(missing, OciRegistryTarget("registry.example.com/stella/db:2"))
+    with pytest.raises(UsageError):
+        push_bundle(missing, OciRegistryTarget("127.0.0.1:5000/Not_A_Repo:2"))
+    allowed = egress_allowlist(["registry.example.com"], {"STELLA_EGRESS_ALLOWLIST": " a.example , b:1"})
+    assert allowed == ("a.example", "b:1", "registry.example.com")
+    with pytest.raises(NotFoundError):  # allowed: only now is the bundle looked at (and nothing sent)
+        push_bundle(missing, OciRegistryTarget("registry.example.com/stella/db:2", EgressPolicy(allowed)))

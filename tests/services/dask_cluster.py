@@ -1,7 +1,12 @@
-"""A real dask.distributed cluster (scheduler + 2 worker processes) on 127.0.0.1."""
+"""A real dask.distributed cluster (scheduler + 2 worker processes) on 127.0.0.1.
+
+Each worker runs in its own working directory with its own TMPDIR, like a worker on
+another host: a step that relied on the driver's cwd or temp folder would not find it.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,8 +20,11 @@ __all__ = ["dask_cluster"]
 
 
 @contextmanager
-def dask_cluster(log_dir: Path, workers: int = 2) -> Iterator[str]:
-    """Yield the scheduler address once ``workers`` workers have registered."""
+def dask_cluster(log_dir: Path, workers: int = 2, *, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Yield the scheduler address once ``workers`` workers have registered.
+
+    ``env`` is added to every process's environment (e.g. ``STORAGE_EMULATOR_HOST``).
+    """
     dask = VENV_BIN / "dask"
     require(dask.exists(), "dask (pip install 'apache-beam[dask]')")
     port, dashboard = free_port(), free_port()
@@ -35,10 +43,14 @@ def dask_cluster(log_dir: Path, workers: int = 2) -> Iterator[str]:
             ],
             stdout=(log_dir / "scheduler.log").open("wb"),
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     ]
     try:
         worker_args = ["--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1", "--memory-limit", "2GiB"]
+        homes = [log_dir / f"worker{index}-home" for index in range(workers)]
+        for home in homes:
+            (home / "tmp").mkdir(parents=True)
         processes.extend(
             subprocess.Popen(
                 [
@@ -53,6 +65,8 @@ def dask_cluster(log_dir: Path, workers: int = 2) -> Iterator[str]:
                 ],
                 stdout=(log_dir / f"worker{index}.log").open("wb"),
                 stderr=subprocess.STDOUT,
+                cwd=homes[index],
+                env={**os.environ, **(env or {}), "TMPDIR": str(homes[index] / "tmp")},
             )
             for index in range(workers)
         )

@@ -8,11 +8,34 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.services import free_port, stop
 from tests.support import VENV_BIN, require
 
-__all__ = ["gcs_emulator"]
+__all__ = ["create_bucket", "gcs_emulator", "gcs_env", "list_blobs"]
+
+
+def gcs_env(url: str) -> dict[str, str]:
+    """What a process needs to reach the emulator through google-cloud-storage (and Beam's gcsio)."""
+    return {"STORAGE_EMULATOR_HOST": url, "NO_GCE_CHECK": "true", "GOOGLE_CLOUD_PROJECT": "test"}
+
+
+def _client(url: str) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        credentials=AnonymousCredentials(), project="test", client_options={"api_endpoint": url}
+    )
+
+
+def create_bucket(url: str, name: str) -> None:
+    _client(url).create_bucket(name)
+
+
+def list_blobs(url: str, bucket: str, prefix: str) -> list[str]:
+    return sorted(blob.name for blob in _client(url).list_blobs(bucket, prefix=prefix))
 
 
 @contextmanager

@@ -160,3 +160,26 @@ def test_one_writer_per_tenant(tmp_path: Path, shared_data: Path) -> None:
     assert (
         ingest_paths(store, "acme", [str(shared_data / "vex" / "openvex")], ingested_at=T0).total_added == 7
     )
+
+
+def test_stats_count_what_ingest_added(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stella.cli import main
+    from stella.errors import NotFoundError
+    from stella.ledger.stats import ledger_stats
+
+    store = LedgerStore(str(tmp_path / "ledger"))
+    (tmp_path / "unknown.json").write_text('{"not": "a document"}')
+    report = ingest_paths(
+        store, "acme", [str(shared_data / "vex"), str(tmp_path / "unknown.json")], ingested_at=T0
+    )
+    assert report.rejections
+    stats = ledger_stats(store, "acme")
+    assert stats.by_kind_format == {(kind, fmt): n for (kind, fmt), n in sorted(report.added.items()) if n}
+    assert stats.records == report.total_added == sum(s.records for s in stats.segments)
+    assert stats.quarantined == len(report.rejections)
+    assert main(["ledger", "stats", "--tenant", "acme", "--ledger", store.root, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(stats.to_json()))
+    with pytest.raises(NotFoundError):
+        ledger_stats(store, "other")

@@ -21,11 +21,11 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from stella import canonical
+from stella import canonical, timefmt
 from stella.errors import ConflictError, UsageError
 
 __all__ = [
@@ -110,11 +110,7 @@ def format_go_time(moment: datetime) -> str:
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise UsageError("Trivy metadata times must be timezone-aware", details={"value": moment.isoformat()})
-    utc = moment.astimezone(UTC)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += ("." + f"{utc.microsecond:06d}").rstrip("0")
-    return text + "Z"
+    return timefmt.format_go_time(moment)
 
 
 def trivy_metadata(
