@@ -31,7 +31,7 @@ from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manif
 from stella.bundle.sign import SIGNATURE_FILES, check_signatures
 from stella.errors import BundleIntegrityError, NotFoundError, SignatureError, StellaError, TrustError
 from stella.guards import strictjson
-from stella.guards.files import open_regular, scan_tree
+from stella.guards.files import open_regular, path_error, scan_tree
 from stella.guards.streams import MAX_WINDOW_LOG, READ_CHUNK
 
 if TYPE_CHECKING:
@@ -384,6 +384,8 @@ def iter_members(path: Path) -> Iterator[tuple[str, BinaryIO]]:
     elif path.is_file() and path.name.endswith(".tar.zst"):
         for relative, _size, member in iter_tar_zst(path):
             yield relative, member
+    elif not path.exists():
+        raise path_error(path, "bundle")  # says "symlink loop" or "does not exist", as it is
     else:
         raise NotFoundError(
             f"bundle {path} is neither a bundle folder nor a .tar.zst archive", details={"bundle": str(path)}

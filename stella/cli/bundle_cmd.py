@@ -157,6 +157,10 @@ def print_verify(report: VerifyReport) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if getattr(args, "server", None):
+        from stella.cli import remote_cmd
+
+        return remote_cmd.verify(args)  # BUNDLE is a run id on the server
     if args.record and not args.trust_root:
         raise UsageError("--record updates a trust root: give --trust-root FILE")
     result = verify_bundle(Path(args.bundle), trust=trust_from_args(args))
