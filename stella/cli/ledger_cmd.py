@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
@@ -107,16 +108,15 @@ def _ingest(args: argparse.Namespace) -> int:
 def _notify_schedules(tenant: str, kinds: set[str]) -> None:
     """Record one ``ingest:<kind>`` event per kind added, for ``--on ingest:…`` schedules.
 
-    Only when a schedule store exists: without schedules nobody listens, and an ingest
-    must not create a database as a side effect.
+    Only into an existing SQLite store (or a configured PostgreSQL one): without a
+    store nobody listens, and an ingest must not create a database as a side effect.
     """
-    from stella.cli.schedule_cmd import default_store
+    from stella.cli.schedule_cmd import default_store, open_store
     from stella.schedules.scheduler import record_ingest
-    from stella.schedules.sqlite import SqliteScheduleStore
 
-    path = default_store()
-    if kinds and path.is_file():
-        record_ingest(SqliteScheduleStore(path), tenant, kinds, datetime.now(UTC))
+    url = default_store()
+    if kinds and (not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).is_file()):
+        record_ingest(open_store(url), tenant, kinds, datetime.now(UTC))
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """``stella export schedule create|list|pause|resume|delete|run-now|tick``.
 
-The CLI works on the embedded SQLite schedule store (``--store``, default
-``$STELLA_SCHEDULE_STORE`` or ``$STELLA_HOME/schedules.db``). ``tick`` is one pass of
+Schedules live in the service's store (``--store URL``, default ``$STELLA_STORE_URL``,
+else ``sqlite:///$STELLA_HOME/runs.db``), so the CLI and the service see the same ones. ``tick`` is one pass of
 the scheduler -- run it from cron or a systemd timer every minute, on as many hosts as
 you like: slot keys make sure each slot fires once. The service runs the same scheduler
 in its workers. ``stella ledger ingest`` records ingest events in the same store, which
@@ -31,30 +31,31 @@ from stella.schedules.model import (
     validate_name,
 )
 from stella.schedules.scheduler import Launch, Launcher, Scheduler
-from stella.schedules.sqlite import SqliteScheduleStore
+from stella.service.store.schedules import SqlScheduleStore, open_schedule_store
 from stella.targets.distribute import RetryPolicy, check_targets, error_for, failed, parse_target
 from stella.targets.egress import EgressPolicy, policy_from
 from stella.targets.oci import PASSWORD_ENV, registry_credentials
 
-__all__ = ["STORE_ENV", "default_store", "open_store", "register"]
-
-STORE_ENV = "STELLA_SCHEDULE_STORE"
+__all__ = ["default_store", "launcher", "open_store", "register"]
 
 
-def default_store() -> Path:
-    explicit = os.environ.get(STORE_ENV)
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("STELLA_HOME") or Path("~/.stella").expanduser()) / "schedules.db"
+def default_store() -> str:
+    """The service's store URL: schedules live beside the runs they launch."""
+    from stella.service.config import ServiceConfig
+
+    return ServiceConfig.from_env().store_url
 
 
-def open_store(path: str | None) -> SqliteScheduleStore:
-    return SqliteScheduleStore(Path(path) if path else default_store())
+def open_store(url: str | None) -> SqlScheduleStore:
+    return open_schedule_store(url or default_store())
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", help=f"schedule database (default ${STORE_ENV} or $STELLA_HOME/schedules.db)"
+        "--store",
+        metavar="URL",
+        help="the service's store: sqlite:///PATH or postgresql://… (default $STELLA_STORE_URL, "
+        "else sqlite:///$STELLA_HOME/runs.db)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -281,7 +282,7 @@ def _scheduler(args: argparse.Namespace) -> Scheduler:
     )
 
 
-def _report(launches: list[Launch], store: SqliteScheduleStore, args: argparse.Namespace) -> int:
+def _report(launches: list[Launch], store: SqlScheduleStore, args: argparse.Namespace) -> int:
     fires = [store.fire(launch.fire.tenant, launch.fire.name, launch.fire.key) for launch in launches]
     if args.json:
         emit_json([fire.to_json() for fire in fires])

@@ -19,7 +19,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from stella.cli import main
 from stella.targets.artifact import BUNDLE_LAYER_MEDIA_TYPE, EXPORT_ID_ANNOTATION
 from stella.targets.distribute import RetryPolicy, publish_bundle
 from stella.targets.oci import OciRegistryTarget
+from tests.integration.conftest import Ran
 from tests.services import free_port
 from tests.services.gcs import gcs_emulator
 from tests.services.registry import Registry, run_registry
@@ -128,32 +128,6 @@ def redirector(location: str) -> Iterator[str]:
         server.server_close()
 
 
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture()
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
-    """``stella`` in this process (the console script's own ``main``): no interpreter and Beam start per call."""
-    monkeypatch.delenv("STELLA_EGRESS_ALLOWLIST", raising=False)
-
-    def run(*args: str, env: dict[str, str] | None = None, check: bool = False) -> Ran:
-        capsys.readouterr()
-        with monkeypatch.context() as scoped:
-            for key, value in (env or {}).items():
-                scoped.setenv(key, value)
-            code = main(list(args))
-        out, err = capsys.readouterr()
-        if check:
-            assert code == 0, f"stella {' '.join(args)} exited {code}:\n{out}\n{err}"
-        return Ran(code, out, err)
-
-    return run
-
-
 def test_a_denied_host_never_sees_a_connection(
     cli: Callable[..., Ran], bundles: list[Path], denied: Listener, tmp_path: Path
 ) -> None:
@@ -185,7 +159,7 @@ def test_a_denied_host_never_sees_a_connection(
     assert run.returncode == 8 and not out.exists()
     create = cli(
         "export", "schedule", "create", "nightly", "--tenant", "acme", "--profile", "json:raw",
-        "--cron", "0 2 * * *", "--target", f"oci://{address}/x/y:1", "--store", str(tmp_path / "s.db"),
+        "--cron", "0 2 * * *", "--target", f"oci://{address}/x/y:1", "--store", f"sqlite:///{tmp_path / 's.db'}",
     )  # fmt: skip
     assert create.returncode == 8
     assert denied.close() == []
