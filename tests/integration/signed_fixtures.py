@@ -11,7 +11,6 @@ one supplies the replayed signatures and the files swapped in. ``--as-of`` pins 
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from pipelines.registry import REGISTRY
 from stella.signers.interface import generate_key
 from tests.signing.conftest import softhsm_token  # re-exported fixture (SoftHSM2 token)
-from tests.support import require_tool, stella_cli
+from tests.support import export, require_tool, stella_cli
 
 __all__ = [
     "EARLY_AS_OF",
@@ -129,11 +128,7 @@ def export_bundle(
     ledger: Path, out: Path, profile: str, *extra: str, env: dict[str, str] | None = None
 ) -> Path:
     """One ``stella export run`` through the real console script; returns the bundle folder."""
-    result = stella_cli(
-        "export", "run", "--tenant", "acme", "--profile", profile, "--ledger", str(ledger),
-        "--out", str(out), "--json", *extra, env=env, check=True,
-    )  # fmt: skip
-    return Path(json.loads(result.stdout)["bundle"])
+    return export(ledger, out, *extra, profile=profile, env=env)
 
 
 @pytest.fixture(scope="session")
