@@ -15,14 +15,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from stella.errors import ConflictError, NotFoundError
+from stella.errors import ConflictError, NotFoundError, UsageError
 from stella.schedules.model import Schedule
 from stella.schedules.planning import Event
 from stella.schedules.store import Cursor as ScheduleCursor
 from stella.schedules.store import Fire
+from stella.service.store.interface import RunStore
 from stella.service.store.sql import Cursor, SqlRunStore
+from stella.telemetry.metrics import DistributionStats
 
-__all__ = ["SCHEDULE_TABLES", "SqlScheduleStore", "open_schedule_store"]
+__all__ = ["SCHEDULE_TABLES", "SqlScheduleStore", "open_schedule_store", "schedule_store_for"]
 
 SCHEDULE_TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS export_schedules (
@@ -277,6 +279,21 @@ class SqlScheduleStore:
             )
         return event_id
 
+    def distribution_stats(self) -> DistributionStats:
+        """Schedule lag and fires from the fired slots; publish attempts and failures from every
+        recorded target result (slots launched by the CLI, runs executed by service workers)."""
+        stats = DistributionStats()
+        for fire in self.fires(None, limit=None):
+            stats.lags.setdefault(fire.tenant, []).append(_lag(fire))
+            stats.fires[(fire.tenant, fire.status)] = stats.fires.get((fire.tenant, fire.status), 0) + 1
+            stats.add_targets(fire.result.get("targets") or [])
+        with self._runs._tx() as cur:
+            cur.execute("SELECT result FROM runs WHERE result LIKE ?", ('%"targets"%',))
+            rows = cur.all()
+        for row in rows:
+            stats.add_targets(json.loads(row["result"]).get("targets") or [])
+        return stats
+
     def events(self, tenant: str, names: Sequence[str], after: int) -> list[Event]:
         if not names:
             return []
@@ -292,11 +309,19 @@ class SqlScheduleStore:
         return [Event(id=int(r["id"]), tenant=r["tenant"], name=r["name"], at=_time(r["at"])) for r in rows]
 
 
+def _lag(fire: Fire) -> float:
+    return max(0.0, (fire.fired_at - fire.slot).total_seconds())
+
+
+def schedule_store_for(runs: RunStore) -> SqlScheduleStore:
+    """The schedule store sharing ``runs``' database (every run-store adapter is SQL)."""
+    if not isinstance(runs, SqlRunStore):
+        raise UsageError(f"{type(runs).__name__} keeps no SQL database for schedules")
+    return SqlScheduleStore(runs)
+
+
 def open_schedule_store(url: str) -> SqlScheduleStore:
     """The schedule store in the database of the run store at ``url`` (``sqlite:///…``, ``postgresql://…``)."""
     from stella.service.store import open_store
 
-    runs = open_store(url)
-    if not isinstance(runs, SqlRunStore):  # pragma: no cover - every adapter is an SqlRunStore
-        raise TypeError(f"{type(runs).__name__} keeps no SQL database")
-    return SqlScheduleStore(runs)
+    return schedule_store_for(open_store(url))
