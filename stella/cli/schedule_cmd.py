@@ -1,7 +1,7 @@
 """``stella export schedule create|list|pause|resume|delete|run-now|tick``.
 
 Schedules live in the service's store (``--store URL``, default ``$STELLA_STORE_URL``,
-else ``sqlite:///$STELLA_HOME/runs.db``), so the CLI and the service see the same ones. ``tick`` is one pass of
+else ``sqlite:///$STELLA_HOME/service/runs.db``), so the CLI and the service see the same ones. ``tick`` is one pass of
 the scheduler -- run it from cron or a systemd timer every minute, on as many hosts as
 you like: slot keys make sure each slot fires once. The service runs the same scheduler
 in its workers. ``stella ledger ingest`` records ingest events in the same store, which
@@ -55,7 +55,7 @@ def _store_argument(parser: argparse.ArgumentParser) -> None:
         "--store",
         metavar="URL",
         help="the service's store: sqlite:///PATH or postgresql://… (default $STELLA_STORE_URL, "
-        "else sqlite:///$STELLA_HOME/runs.db)",
+        "else sqlite:///$STELLA_HOME/service/runs.db)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -73,3 +73,31 @@ def test_tracing_is_off_by_default(shared_data: Path, tmp_path: Path) -> None:
         assert not current.get_span_context().is_valid
         assert trace_id() is None
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def test_a_service_run_is_one_trace_with_every_stage(
+    spans: InMemorySpanExporter, shared_data: Path, tmp_path: Path
+) -> None:
+    """A worker's run body (what the forked run process executes), in this process so the spans are seen."""
+    from stella.service.config import ServiceConfig
+    from stella.service.store import open_store
+    from stella.service.worker import _export
+
+    ledger = tmp_path / "ledger"
+    ingest(ledger, shared_data / "vex")
+    config = ServiceConfig.from_env({"STELLA_HOME": str(tmp_path / "home"), "STELLA_LEDGER": str(ledger)})
+    store = open_store(config.store_url)
+    params = {"selectors": ["kind=vex"], "options": {}, "encryptTo": [], "sign": False}
+    store.create_run(
+        tenant="acme",
+        profile="json:raw",
+        params={**params, "targets": [f"file://{tmp_path / 'share'}"]},
+        idempotency_key=None,
+        max_active=4,
+        retry_after=5,
+    )
+    lease = store.claim_run("tracing-test", 30.0)
+    assert lease is not None
+    result, _ = _export(config, store, lease.run, "tracing-test")
+    assert result["targets"][0]["status"] == "published"
+    assert_one_run_tree(spans.get_finished_spans(), publishes=1)
