@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd, serve_cmd
+    from stella.cli import export_cmd, keys_cmd, ledger_cmd, mirror_cmd, policy_cmd, serve_cmd
 
     parser = _Parser(
         prog="stella", description="StellaOps Export Center: signed, reproducible evidence bundles."
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cmd.register(groups)
     serve_cmd.register(groups)
     policy_cmd.register(groups)
+    mirror_cmd.register(groups)
     demo = groups.add_parser(
         "demo", help="make a demo ledger (if missing), export it with json:raw and verify it"
     )

@@ -15,7 +15,7 @@ from stella.bundle.encrypt import AUTO_MODE, EncryptionSpec, parse_encryption
 from stella.bundle.trust import TrustPolicy, load_trust_root, record_seen, trust_key
 from stella.bundle.verify import VerifyReport, failure, verify_bundle
 from stella.cli.common import emit_json
-from stella.encryption.interface import MODES
+from stella.encryption.interface import MODES, Identity
 from stella.errors import NotFoundError, UsageError
 from stella.signers.interface import KEY_REF_SCHEMES, Signer, load_signer
 
@@ -23,6 +23,7 @@ __all__ = [
     "add_run_arguments",
     "add_trust_arguments",
     "encryption_from_args",
+    "identities_from_args",
     "print_verify",
     "register",
     "signer_from_args",
@@ -191,13 +192,13 @@ def _archive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decrypt(args: argparse.Namespace) -> int:
-    from stella.bundle.decrypt import decrypt_bundle
-    from stella.encryption.interface import Identity, parse_identities
+def identities_from_args(names: list[str]) -> list[Identity]:
+    """``--identity FILE|PKCS11-URI`` values: age identity files, RSA keys, token AES keys."""
+    from stella.encryption.interface import parse_identities
     from stella.encryption.pkcs11_wrap import pkcs11_identity
 
     identities: list[Identity] = []
-    for name in args.identity:
+    for name in names:
         if name.lower().startswith("pkcs11:"):
             identities.append(pkcs11_identity(name, environ=os.environ))
             continue
@@ -205,6 +206,13 @@ def _decrypt(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})
         identities.extend(parse_identities(path.read_bytes(), source=str(path)))
+    return identities
+
+
+def _decrypt(args: argparse.Namespace) -> int:
+    from stella.bundle.decrypt import decrypt_bundle
+
+    identities = identities_from_args(args.identity)
     outcome = decrypt_bundle(
         Path(args.bundle), identities, Path(args.out), trust=trust_from_args(args), overwrite=args.overwrite
     )

@@ -31,6 +31,7 @@ __all__ = [
     "encrypted_bundles",
     "export_bundle",
     "ledgers",
+    "profile_args",
     "signed_bundles",
     "signing_keys",
     "softhsm_token",
@@ -131,6 +132,14 @@ def export_bundle(
     return export(ledger, out, *extra, profile=profile, env=env)
 
 
+def profile_args(profile: str, ledger: Path, out: Path, *common: str) -> tuple[str, ...]:
+    """What a profile needs beyond the common flags: a delta needs a base (a mirror:full of advisories)."""
+    if profile != "mirror:delta":
+        return ()
+    base = export_bundle(ledger, out / "base", "mirror:full", "--selector", "kind=advisory", *common)
+    return ("--option", f"base={base}")
+
+
 @pytest.fixture(scope="session")
 def signed_bundles(
     tmp_path_factory: pytest.TempPathFactory, ledgers: tuple[Path, Path], signing_keys: Keys
@@ -140,12 +149,14 @@ def signed_bundles(
     pairs = {}
     for profile in PROFILE_NAMES:
         sign = ("--sign-key", str(signing_keys.ec_key), "--archive")
-        early = export_bundle(
-            early_ledger, tmp_path_factory.mktemp("early"), profile, *sign, "--as-of", EARLY_AS_OF
-        )
-        late = export_bundle(
-            late_ledger, tmp_path_factory.mktemp("late"), profile, *sign, "--as-of", LATE_AS_OF
-        )
+        runs = []
+        for ledger, name, as_of in ((early_ledger, "early", EARLY_AS_OF), (late_ledger, "late", LATE_AS_OF)):
+            out = tmp_path_factory.mktemp(name)
+            common = (*sign, "--as-of", as_of)
+            runs.append(
+                export_bundle(ledger, out, profile, *common, *profile_args(profile, ledger, out, *common))
+            )
+        early, late = runs
         pairs[profile] = BundlePair(early, late)
     return pairs
 
