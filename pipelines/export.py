@@ -32,6 +32,7 @@ from stella.errors import PipelineError, StellaError
 from stella.signers.interface import Signer
 from stella.targets.distribute import RetryPolicy, check_targets, publish_bundle
 from stella.targets.interface import Target, TargetResult
+from stella.telemetry.logs import current_correlation
 from stella.telemetry.tracing import carrier, span
 from transforms.shards import RUNS_DIR
 
@@ -145,6 +146,9 @@ def export_and_publish(
     """
     check_targets(targets)
     attributes = {"stella.tenant": request.tenant, "stella.profile": request.profile.name}
+    correlation = current_correlation()  # the service's run id; the CLI's logs use the trace id
+    if correlation:
+        attributes["stella.correlation_id"] = correlation
     with span("export.run", **attributes) as current:
         outcome = run_export(
             request, beam_args, overwrite=overwrite, signer=signer, archive=archive, staging=staging

@@ -71,10 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(*, verbose: bool, quiet: bool) -> None:
-    """Progress lines from our own packages on stderr (stdout stays for results)."""
+    """Progress lines from our own packages on stderr (stdout stays for results).
+
+    ``STELLA_LOG_FORMAT=json`` makes them structured JSON lines carrying the run's
+    trace id (docs/distribution.md), for log shippers.
+    """
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("STELLA_LOG_FORMAT", "").lower() == "json":
+        from stella.telemetry.logs import configure_json_logging
+
+        configure_json_logging(level=level)
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("  %(message)s"))
-    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     for name in ("stella", "transforms", "pipelines", "runners"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
@@ -93,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra and not getattr(args, "accepts_beam_args", False):
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         args.beam_args = extra
+        from stella.telemetry.tracing import configure_from_env
+
+        configure_from_env()  # off unless STELLA_OTEL_EXPORTER names an exporter
         code: int = args.handler(args)
         return code
     except StellaError as exc:

@@ -32,6 +32,7 @@ __all__ = [
     "TraceContext",
     "carrier",
     "configure_from_env",
+    "current_ids",
     "span",
     "stage_span",
     "trace_id",
@@ -144,10 +145,18 @@ def _configure_worker() -> None:
             configure_from_env()
 
 
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of the current recorded span as hex, or None (tracing off, no span)."""
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
+        return None
+    return format(current.trace_id, "032x"), format(current.span_id, "016x")
+
+
 def trace_id() -> str | None:
     """The current trace id (32 hex digits), or None outside a recorded span."""
-    current = trace.get_current_span().get_span_context()
-    return format(current.trace_id, "032x") if current.is_valid else None
+    ids = current_ids()
+    return ids[0] if ids else None
 
 
 def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:

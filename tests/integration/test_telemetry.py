@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,18 +46,30 @@ def assert_one_run_tree(finished: tuple[ReadableSpan, ...], publishes: int) -> N
 
 
 def test_a_cli_run_is_one_trace_with_every_stage(
-    spans: InMemorySpanExporter, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spans: InMemorySpanExporter,
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ledger = tmp_path / "ledger"
     ingest(ledger, shared_data / "vex")
+    monkeypatch.setenv("STELLA_LOG_FORMAT", "json")
     code = main(
-        ["-q", "export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
+        ["export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
          "--out", str(tmp_path / "out"), "--target", f"file://{tmp_path / 'a'}",
          "--target", f"file://{tmp_path / 'b'}?keep=1", "--json"]
     )  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    logged = capsys.readouterr().err
+    assert code == 0, logged
     finished = spans.get_finished_spans()
     assert_one_run_tree(finished, publishes=2)
+    (root,) = [span for span in finished if span.name == "export.run"]
+    trace_hex = format(root.context.trace_id, "032x")
+    lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
+    published = [line for line in lines if line.get("event") == "publish"]
+    assert len(published) == 2  # one structured line per target, joined to the trace
+    assert all(line["traceId"] == trace_hex == line["correlationId"] for line in published)
     publishes = sorted(s.attributes["stella.target"] for s in finished if s.name == "export.publish")  # type: ignore[index]
     assert publishes == sorted([f"file://{tmp_path / 'a'}", f"file://{tmp_path / 'b'}"])
     reads = [s for s in finished if s.name == "export.read"]
