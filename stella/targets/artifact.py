@@ -13,13 +13,13 @@ the shape distribution registries of every age accept.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from stella.adapters.trivy.artifact import write_oci_layout
 from stella.adapters.trivy.payload import OCI_DIR
 from stella.bundle.finish import archive_bundle
 from stella.errors import BundleIntegrityError
+from stella.guards import strictjson
 
 __all__ = [
     "BUNDLE_CONFIG_MEDIA_TYPE",
@@ -48,7 +48,7 @@ def bundle_layout(bundle: Path, scratch: Path, tag: str) -> Path:
     if (trivy / "index.json").is_file():
         return trivy
     manifest_bytes = _manifest(bundle)
-    manifest = json.loads(manifest_bytes)
+    manifest = strictjson.loads(manifest_bytes, what="export.json", error=BundleIntegrityError)
     archive = archive_bundle(bundle, scratch / f"{manifest['exportId']}.tar.zst")
     layout = scratch / "layout"
     write_oci_layout(
@@ -72,7 +72,7 @@ def bundle_layout(bundle: Path, scratch: Path, tag: str) -> Path:
 def _manifest(bundle: Path) -> bytes:
     try:
         data = (bundle / "export.json").read_bytes()
-        json.loads(data)["exportId"]
+        strictjson.loads(data, what="export.json", error=BundleIntegrityError)["exportId"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BundleIntegrityError(f"{bundle} has no readable export.json: not a bundle") from exc
     return data

@@ -12,7 +12,6 @@ renamed out of sight before it is deleted.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import uuid
@@ -22,6 +21,8 @@ from pathlib import Path
 
 from stella.bundle.publish import STAGING_PREFIX, discard_staging, new_staging, publish
 from stella.errors import BundleIntegrityError, UsageError
+from stella.guards import strictjson
+from stella.guards.files import open_regular
 from stella.targets.interface import PublishResult
 
 __all__ = ["FilesystemTarget"]
@@ -31,7 +32,7 @@ def _manifest(bundle: Path) -> tuple[str, str, str]:
     """(exportId, generatedAt, sha256 of export.json) of a bundle folder."""
     try:
         data = (bundle / "export.json").read_bytes()
-        manifest = json.loads(data)
+        manifest = strictjson.loads(data, what="export.json", error=BundleIntegrityError)
         return str(manifest["exportId"]), str(manifest["generatedAt"]), hashlib.sha256(data).hexdigest()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BundleIntegrityError(f"{bundle} has no readable export.json: not a bundle") from exc
@@ -45,9 +46,10 @@ def _copy_tree(source: Path, destination: Path) -> None:
         (destination / relative).mkdir(parents=True, exist_ok=True)
         for name in sorted(files):
             path = Path(folder) / name
-            if path.is_symlink() or not path.is_file():
-                raise UsageError(f"{path} is not a regular file: a bundle holds only regular files")
-            with path.open("rb") as src, (destination / relative / name).open("wb") as dst:
+            with (
+                open_regular(path, "bundle file", error=BundleIntegrityError) as src,
+                (destination / relative / name).open("wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())

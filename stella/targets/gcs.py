@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -30,6 +29,8 @@ import google_crc32c
 import requests
 
 from stella.errors import BundleIntegrityError, ConflictError, RemoteError, StellaError, UsageError
+from stella.guards import strictjson
+from stella.guards.files import open_regular
 from stella.targets.egress import EgressPolicy
 from stella.targets.interface import PublishResult
 
@@ -56,7 +57,7 @@ class _Local:
 def _describe(bundle: Path, name: str) -> _Local:
     path = bundle / name
     sha, crc, size = hashlib.sha256(), _CRC32C.Checksum(), 0
-    with path.open("rb") as handle:
+    with open_regular(path, "bundle file", error=BundleIntegrityError) as handle:
         while chunk := handle.read(_READ):
             sha.update(chunk)
             crc.update(chunk)
@@ -174,7 +175,10 @@ class GcsTarget:
 
     def publish(self, bundle: Path) -> PublishResult:
         try:
-            export_id = str(json.loads((bundle / "export.json").read_bytes())["exportId"])
+            manifest_json = strictjson.loads(
+                (bundle / "export.json").read_bytes(), what="export.json", error=BundleIntegrityError
+            )
+            export_id = str(manifest_json["exportId"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BundleIntegrityError(f"{bundle} has no readable export.json: not a bundle") from exc
         base = "/".join(part for part in (self.prefix.strip("/"), export_id) if part)
@@ -211,7 +215,7 @@ class GcsTarget:
     def _upload(self, bucket: Any, name: str, item: _Local) -> None:
         blob = bucket.blob(name, chunk_size=self.chunk_size)
         blob.metadata = {"sha256": item.sha256}
-        with item.path.open("rb") as handle:
+        with open_regular(item.path, "bundle file", error=BundleIntegrityError) as handle:
             # No size: the client then always uses a resumable session, chunk by chunk.
             blob.upload_from_file(handle, content_type="application/octet-stream", checksum="crc32c")
         blob.reload()
