@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.services.registry import Registry, run_registry
-from tests.support import require_tool
+from tests.support import preserved_logging, require_tool
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
 
     def run(*args: str, env: dict[str, str] | None = None, check: bool = False) -> Ran:
         capsys.readouterr()
-        with monkeypatch.context() as scoped:
+        with monkeypatch.context() as scoped, preserved_logging():
             for key, value in (env or {}).items():
                 scoped.setenv(key, value)
             code = main(list(args))

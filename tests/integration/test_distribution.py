@@ -33,7 +33,7 @@ from tests.integration.conftest import Ran
 from tests.services import free_port
 from tests.services.gcs import gcs_emulator
 from tests.services.registry import Registry, run_registry
-from tests.support import REPO, ingest, require_tool
+from tests.support import REPO, ingest, preserved_logging, require_tool
 
 # Three exports of one ledger with distinct ids (selectors) and ages (as-of), older to newer.
 RUNS = (
@@ -51,7 +51,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> list
     made = []
     for kind, as_of in RUNS:  # in this process: one Beam start for all three
         printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), preserved_logging():
             code = main(
                 ["-q", "export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
                  "--out", str(out), "--selector", f"kind={kind}", "--as-of", as_of, "--json"]

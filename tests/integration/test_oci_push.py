@@ -162,6 +162,7 @@ def test_trivy_pulls_pushed_artifacts_and_finds_what_the_offline_scan_finds(
     assert "sha256:" + hashlib.sha256(body).hexdigest() == java_digest
 
     # Pushing again uploads nothing: the tag already names the manifest (idempotent re-publish).
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="stella.targets.oci"):
         assert push_layout(layouts["trivy.db"], db_ref) == db_digest
     assert sum("nothing to push" in message for message in caplog.messages) == 1

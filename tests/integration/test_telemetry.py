@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from stella.cli import main
 from stella.telemetry.tracing import SPAN_NAMES, use_provider
-from tests.support import ingest
+from tests.support import ingest, preserved_logging
 
 
 @pytest.fixture()
@@ -55,11 +55,12 @@ def test_a_cli_run_is_one_trace_with_every_stage(
     ledger = tmp_path / "ledger"
     ingest(ledger, shared_data / "vex")
     monkeypatch.setenv("STELLA_LOG_FORMAT", "json")
-    code = main(
-        ["export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
-         "--out", str(tmp_path / "out"), "--target", f"file://{tmp_path / 'a'}",
-         "--target", f"file://{tmp_path / 'b'}?keep=1", "--json"]
-    )  # fmt: skip
+    with preserved_logging():
+        code = main(
+            ["export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
+             "--out", str(tmp_path / "out"), "--target", f"file://{tmp_path / 'a'}",
+             "--target", f"file://{tmp_path / 'b'}?keep=1", "--json"]
+        )  # fmt: skip
     logged = capsys.readouterr().err
     assert code == 0, logged
     finished = spans.get_finished_spans()
