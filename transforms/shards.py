@@ -83,7 +83,13 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
         path = self._path_for(group, index, total)
         with stage_span("export.write", self._trace, **{"stella.shard": path}):
             entry = self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
-        _LOG.info("wrote %s: %s records, %d bytes", path, entry.records, entry.bytes)
+        _LOG.info(
+            "wrote %s: %s records, %d bytes",
+            path,
+            entry.records,
+            entry.bytes,
+            extra={"progress": {"stage": "write", "records": entry.records or 0, "bytes": entry.bytes}},
+        )
         yield entry
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
-from stella.cli.common import emit_json, progress_line
 from stella.errors import UsageError
 from stella.targets.distribute import RetryPolicy, check_targets, failed, parse_target, publish_bundle
 from stella.targets.egress import ALLOWLIST_ENV, policy_from
@@ -77,7 +76,7 @@ def targets_from_args(args: argparse.Namespace) -> list[Target]:
 
 def publish_to(bundle: Path, targets: list[Target], args: argparse.Namespace) -> list[TargetResult]:
     """Verify ``bundle`` (with --key/--trust-root its signatures too) and publish it to ``targets``."""
-    progress_line(f"publishing {bundle.name} to {len(targets)} target(s)...")
+    args.progress.note(f"publishing {bundle.name} to {len(targets)} target(s)...")
     return publish_bundle(
         bundle, targets, retry=RetryPolicy(attempts=args.retries), trust=trust_from_args(args)
     )
@@ -102,20 +101,20 @@ def register(commands: Any) -> None:
     publish.add_argument("bundle", metavar="BUNDLE", help="bundle folder or .tar.zst archive")
     add_trust_arguments(publish, "verify signatures with this public key before publishing")
     add_target_arguments(publish, required=True)
-    publish.add_argument("--json", action="store_true", help="print the per-target results as JSON")
     publish.set_defaults(handler=_publish)
 
 
 def _publish(args: argparse.Namespace) -> int:
     targets = targets_from_args(args)
     results = publish_to(Path(args.bundle), targets, args)
+    fields = {"bundle": args.bundle, "targets": [result.to_json() for result in results]}
     error = failed(results)
     if error is not None:
-        if not args.json:
+        args.output.keep(fields)  # the failure envelope lists every target too
+        if not args.output.json:
             print_results(results)
-        raise error  # its details carry every target's result
-    if args.json:
-        emit_json({"bundle": args.bundle, "targets": [result.to_json() for result in results]})
-    else:
+        raise error
+    args.output.result(fields)
+    if not args.output.json:
         print_results(results)
     return 0

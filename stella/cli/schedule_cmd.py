@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stella.cli.common import emit_json, ledger_root
+from stella.cli.common import ledger_root
 from stella.model import validate_tenant
 from stella.schedules.model import (
     CatchUp,
@@ -57,7 +57,6 @@ def _store_argument(parser: argparse.ArgumentParser) -> None:
         help="the service's store: sqlite:///PATH or postgresql://… (default $STELLA_STORE_URL, "
         "else sqlite:///$STELLA_HOME/service/runs.db)",
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _launch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,9 +177,8 @@ def _create(args: argparse.Namespace) -> int:
         catch_up=CatchUp(args.catch_up),
     )
     open_store(args.store).create(schedule)
-    if args.json:
-        emit_json(schedule.to_json())
-    else:
+    args.output.result({"schedule": schedule.to_json()})
+    if not args.output.json:
         print(f"created schedule {schedule.name} for {schedule.tenant}: {_describe(schedule)}")
     return 0
 
@@ -205,8 +203,8 @@ def _list(args: argparse.Namespace) -> int:
         {**s.to_json(), "fires": [f.to_json() for f in store.fires(s.tenant, s.name, limit=5)]}
         for s in schedules
     ]
-    if args.json:
-        emit_json(rows)
+    args.output.result({"schedules": rows})
+    if args.output.json:
         return 0
     print(f"{'tenant':<12} {'schedule':<22} {'state':<7} {'last run':<22} trigger")
     for schedule, row in zip(schedules, rows, strict=True):
@@ -224,9 +222,8 @@ def _change(args: argparse.Namespace) -> int:
         store.delete(tenant, args.name)
     else:
         store.set_paused(tenant, args.name, args.change == "pause", datetime.now(UTC))
-    if args.json:
-        emit_json({"tenant": tenant, "schedule": args.name, "action": args.change})
-    else:
+    args.output.result({"tenant": tenant, "schedule": args.name, "action": args.change})
+    if not args.output.json:
         print(f"schedule {args.name} ({tenant}): {args.change} done")
     return 0
 
@@ -284,13 +281,16 @@ def _scheduler(args: argparse.Namespace) -> Scheduler:
 
 def _report(launches: list[Launch], store: SqlScheduleStore, args: argparse.Namespace) -> int:
     fires = [store.fire(launch.fire.tenant, launch.fire.name, launch.fire.key) for launch in launches]
-    if args.json:
-        emit_json([fire.to_json() for fire in fires])
+    fields = {"fires": [fire.to_json() for fire in fires]}
+    bad = [fire for fire in fires if fire.status == "failed"]
+    if bad:
+        args.output.keep(fields)
     else:
+        args.output.result(fields)
+    if not args.output.json:
         for fire in fires:
             bundle = fire.result.get("bundle") or fire.result.get("error", {}).get("message", "")
             print(f"{fire.status:<10} {fire.tenant}/{fire.name} {fire.key}  {bundle}")
-    bad = [fire for fire in fires if fire.status == "failed"]
     if bad:
         error = bad[0].result["error"]
         raise error_for(str(error.get("code")), str(error.get("message")), error.get("details"))

@@ -37,7 +37,7 @@ def test_trivy_pulls_and_scans_what_a_scheduled_run_pushed(
         "export", "schedule", "run-now", "nightly-trivy", "--tenant", "acme", "--store", store,
         "--ledger", str(ledger), "--out", str(tmp_path / "bundles"), "--json", check=True,
     )  # fmt: skip
-    (fire,) = json.loads(ran.stdout)
+    (fire,) = json.loads(ran.stdout)["fires"]
     assert fire["status"] == "succeeded" and fire["key"].startswith("manual:")
     (target,) = fire["result"]["targets"]
     bundle = Path(fire["result"]["bundle"])
@@ -56,5 +56,5 @@ def test_trivy_pulls_and_scans_what_a_scheduled_run_pushed(
     expected = scan_sbom(trivy, offline_cache, sbom, home=tmp_path / "home2")
     assert expected and {(f[1], f[2], f[3]) for f in findings(pulled)} == expected
 
-    listed = json.loads(cli("export", "schedule", "list", "--store", store, "--json", check=True).stdout)
+    listed = json.loads(cli("export", "schedule", "list", "--store", store, "--json", check=True).stdout)["schedules"]
     assert [(s["name"], s["fires"][0]["status"]) for s in listed] == [("nightly-trivy", "succeeded")]
