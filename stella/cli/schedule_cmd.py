@@ -89,9 +89,9 @@ def register(commands: Any) -> None:
         description="Exactly one of --cron, --at, --on. Targets are checked against the egress "
         "allowlist now (exit 8) and again at every launch.",
     )
-    create.add_argument("name", metavar="NAME")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--profile", required=True)
+    create.add_argument("name", metavar="NAME", help="the schedule's name (2-63 of a-z, 0-9, -)")
+    create.add_argument("--tenant", required=True, help="the tenant the schedule exports")
+    create.add_argument("--profile", required=True, help="the export profile (stella export profiles)")
     trigger = create.add_mutually_exclusive_group(required=True)
     trigger.add_argument("--cron", metavar="EXPR", help='five-field cron expression, e.g. "0 2 * * *"')
     trigger.add_argument("--at", metavar="TIME", help="one run at an RFC 3339 time with offset")
@@ -111,15 +111,23 @@ def register(commands: Any) -> None:
         default=CatchUp.ONCE.value,
         help="slots missed while no scheduler ran: run the newest once (default) or skip them",
     )
-    create.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]")
-    create.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument(
+        "--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]", help="as for export run"
+    )
+    create.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="profile option")
     create.add_argument("--target", action="append", default=[], metavar="URL", help="as for export run")
-    create.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]|CIDR")
+    create.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help="allowlist entries the targets are checked against now (also $STELLA_EGRESS_ALLOWLIST)",
+    )
     _store_argument(create)
     create.set_defaults(handler=_create)
 
     listing = actions.add_parser("list", help="schedules with their trigger, state and latest runs")
-    listing.add_argument("--tenant")
+    listing.add_argument("--tenant", help="only this tenant's schedules (default: all)")
     _store_argument(listing)
     listing.set_defaults(handler=_list)
 
@@ -129,14 +137,14 @@ def register(commands: Any) -> None:
         ("delete", "remove the schedule"),
     ):
         command = actions.add_parser(action, help=text)
-        command.add_argument("name", metavar="NAME")
-        command.add_argument("--tenant", required=True)
+        command.add_argument("name", metavar="NAME", help="the schedule")
+        command.add_argument("--tenant", required=True, help="the schedule's tenant")
         _store_argument(command)
         command.set_defaults(handler=_change, change=action)
 
     now = actions.add_parser("run-now", help="launch a schedule's export now and publish it to its targets")
-    now.add_argument("name", metavar="NAME")
-    now.add_argument("--tenant", required=True)
+    now.add_argument("name", metavar="NAME", help="the schedule")
+    now.add_argument("--tenant", required=True, help="the schedule's tenant")
     _launch_arguments(now)
     _store_argument(now)
     now.set_defaults(handler=_run_now)

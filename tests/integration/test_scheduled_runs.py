@@ -56,5 +56,7 @@ def test_trivy_pulls_and_scans_what_a_scheduled_run_pushed(
     expected = scan_sbom(trivy, offline_cache, sbom, home=tmp_path / "home2")
     assert expected and {(f[1], f[2], f[3]) for f in findings(pulled)} == expected
 
-    listed = json.loads(cli("export", "schedule", "list", "--store", store, "--json", check=True).stdout)["schedules"]
+    listed = json.loads(cli("export", "schedule", "list", "--store", store, "--json", check=True).stdout)[
+        "schedules"
+    ]
     assert [(s["name"], s["fires"][0]["status"]) for s in listed] == [("nightly-trivy", "succeeded")]
