@@ -152,7 +152,7 @@ def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tu
     try:
         lifecycle(_LOG, "read", **common)
         outcome, published = export_and_publish(
-            request, config.beam_args, targets=targets, signer=signer, archive=True
+            request, config.beam_args, targets=targets, signer=signer, archive=True, staging=config.staging
         )
     finally:
         for logger in loggers:

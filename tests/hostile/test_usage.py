@@ -84,7 +84,9 @@ def _check(argv: list[str], environ: dict[str, str] | None = None) -> None:
 
 @pytest.fixture(autouse=True)
 def _home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scratch home and working folder: relative values (``--ledger é``) land there, not in the repo."""
     monkeypatch.setenv("STELLA_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @_SETTINGS
