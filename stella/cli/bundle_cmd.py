@@ -17,6 +17,7 @@ from stella.bundle.verify import VerifyReport, failure, verify_bundle
 from stella.cli.common import plural
 from stella.encryption.interface import MODES, Identity
 from stella.errors import NotFoundError, UsageError
+from stella.guards.files import check_file_arg, check_folder_arg, read_user_file
 from stella.signers.interface import KEY_REF_SCHEMES, Signer, load_signer
 
 __all__ = [
@@ -182,9 +183,9 @@ def _archive(args: argparse.Namespace) -> int:
     from stella.bundle.finish import archive_bundle
 
     bundle = Path(args.bundle)
-    if not bundle.is_dir():
+    if not os.path.isdir(check_folder_arg(args.bundle, "bundle folder")):
         raise NotFoundError(f"bundle folder {bundle} does not exist", details={"bundle": str(bundle)})
-    target = archive_bundle(bundle, Path(args.out) if args.out else None)
+    target = archive_bundle(bundle, Path(check_file_arg(args.out, "--out")) if args.out else None)
     args.output.result({"bundle": str(bundle), "archive": str(target)})
     if not args.output.json:
         print(f"archive     {target}")
@@ -202,10 +203,7 @@ def identities_from_args(names: list[str]) -> list[Identity]:
         if name.lower().startswith("pkcs11:"):
             identities.append(pkcs11_identity(name, environ=os.environ))
             continue
-        path = Path(name)
-        if not path.is_file():
-            raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})
-        identities.extend(parse_identities(path.read_bytes(), source=str(path)))
+        identities.extend(parse_identities(read_user_file(name, "identity file"), source=name))
     return identities
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
-from stella.errors import BundleIntegrityError, UsageError
+from stella.errors import BundleIntegrityError, StellaError, UsageError
+from stella.guards.files import read_user_file
 
 __all__ = [
     "AES_GCM_MODE",
@@ -252,9 +253,9 @@ def _rsa_recipient(text: str, path_text: str) -> Recipient:
 
     path = Path(path_text)
     try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise _usage(text, f"cannot read {path}: {exc.strerror}") from exc
+        pem = read_user_file(path, "RSA recipient key")
+    except StellaError as exc:
+        raise _usage(text, f"cannot read {path}: {exc.message}") from exc
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:

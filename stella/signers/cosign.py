@@ -36,8 +36,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from stella.errors import NotFoundError, UsageError
+from stella.errors import UsageError
 from stella.guards import strictjson
+from stella.guards.files import read_user_file
 from stella.signers.pem import (
     PrivateKey,
     PrivateKeySigner,
@@ -217,10 +218,7 @@ def load_cosign_ref(ref: str, *, environ: Mapping[str, str]) -> PrivateKeySigner
     if not target:
         raise UsageError(f"key reference {ref!r} has no path")
     path = Path(target)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"cosign key file {path} does not exist", details={"path": str(path)}) from exc
+    data = read_user_file(path, "cosign key file")
     if _PEM_BLOCK.search(data) is None:
         raise UsageError(f"{path}: cosign:// names a file without a {PEM_LABEL} PEM block")
     variable = options.get("password-env")

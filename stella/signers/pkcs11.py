@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from stella.errors import NotFoundError, RemoteError, UsageError
+from stella.guards.files import read_user_file
 from stella.signers.interface import ECDSA_P256_SHA256, ED25519, Algorithm, PublicKey, key_id_of
 
 __all__ = [
@@ -141,9 +142,9 @@ def resolve_pin(pin_source: str, *, environ: Mapping[str, str]) -> str:
     if kind == "file":
         path = Path(target[2:] if target.startswith("//") else target)
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"PKCS#11 PIN file {path} does not exist") from exc
+            return read_user_file(path, "PKCS#11 PIN file").decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"PKCS#11 PIN file {path} is not UTF-8 text") from exc
     raise UsageError(f"PKCS#11 pin-source {pin_source!r} must be env:VAR or file:PATH")
 
 
