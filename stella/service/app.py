@@ -32,6 +32,7 @@ from stella.service.openapi import openapi_document
 from stella.service.store.interface import RunStore
 from stella.telemetry.logs import correlation
 from stella.telemetry.metrics import CONTENT_TYPE, ServiceMetrics
+from stella.timefmt import format_time
 
 __all__ = ["create_app", "error_response"]
 
@@ -50,7 +51,7 @@ CONSOLE = Path(__file__).with_name("console")
 
 
 def _timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC).replace(microsecond=0))
 
 
 def error_response(request: Request, exc: StellaError) -> JSONResponse:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from stella.timefmt import rfc3339
+
 __all__ = ["JsonFormatter", "configure_json_logging", "correlation", "current_correlation", "lifecycle"]
 
 _CORRELATION: contextvars.ContextVar[str | None] = contextvars.ContextVar("stella_correlation", default=None)
@@ -41,7 +43,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": rfc3339(datetime.fromtimestamp(record.created, UTC), fraction="milli"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
