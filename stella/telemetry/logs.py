@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from stella.telemetry.tracing import current_ids
 from stella.timefmt import rfc3339
 
 __all__ = ["JsonFormatter", "configure_json_logging", "correlation", "current_correlation", "lifecycle"]
@@ -48,7 +49,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        correlation_id = getattr(record, "correlationId", None) or _CORRELATION.get()
+        ids = current_ids()
+        if ids is not None:
+            line["traceId"], line["spanId"] = ids
+        correlation_id = getattr(record, "correlationId", None) or _CORRELATION.get() or (ids and ids[0])
         if correlation_id:
             line["correlationId"] = correlation_id
         line.update(
