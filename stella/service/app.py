@@ -34,6 +34,7 @@ from stella.service.store.schedules import schedule_store_for
 from stella.service.targets import service_scheduler
 from stella.telemetry.logs import correlation
 from stella.telemetry.metrics import CONTENT_TYPE, ServiceMetrics
+from stella.timefmt import format_time
 
 __all__ = ["create_app", "error_response"]
 
@@ -52,7 +53,7 @@ CONSOLE = Path(__file__).with_name("console")
 
 
 def _timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC).replace(microsecond=0))
 
 
 def error_response(request: Request, exc: StellaError) -> JSONResponse:

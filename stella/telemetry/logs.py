@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from stella.telemetry.tracing import current_ids
+from stella.timefmt import rfc3339
 
 __all__ = ["JsonFormatter", "configure_json_logging", "correlation", "current_correlation", "lifecycle"]
 
@@ -43,7 +44,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": rfc3339(datetime.fromtimestamp(record.created, UTC), fraction="milli"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
