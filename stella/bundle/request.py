@@ -43,6 +43,8 @@ class ExportRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # Recorded in the manifest (so an encrypted export has its own id); applied by the driver.
     encryption: EncryptionSpec | None = None
+    # W3C trace-context headers of the run's span, so worker spans join its trace; never in the bundle.
+    trace_context: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     # An empty selection fails (ERR_EXPORT_EMPTY_SELECTION) unless allowed; an allowed empty
     # bundle is dated by as_of or by the tenant's whole-ledger high-water mark, never 1970.
     allow_empty: bool = False

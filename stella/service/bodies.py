@@ -163,10 +163,21 @@ class RunBody:
     as_of: str | None
     encrypt_to: list[str]
     sign: bool
+    targets: list[str]
     allow_empty: bool = False
 
     _FIELDS = frozenset(
-        {"profile", "profileRevision", "selectors", "options", "asOf", "encryptTo", "sign", "allowEmpty"}
+        {
+            "profile",
+            "profileRevision",
+            "selectors",
+            "options",
+            "asOf",
+            "encryptTo",
+            "sign",
+            "targets",
+            "allowEmpty",
+        }
     )
 
     @classmethod
@@ -196,5 +207,6 @@ class RunBody:
             as_of,
             _recipients(body),
             _flag(body, "sign"),
+            _strings(body, "targets"),
             _flag(body, "allowEmpty"),
         )
