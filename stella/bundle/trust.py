@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from stella.bundle.sign import MANIFEST_ENVELOPE
+from stella.bundle.paths import MANIFEST_ENVELOPE
 from stella.errors import NotFoundError, UsageError
 from stella.signers.interface import PublicKeyVerifier, load_verifier
 from stella.storage import atomic_local

@@ -30,14 +30,14 @@ import zstandard
 
 from stella.bundle.encrypt import CiphertextFile, ciphertext_files
 from stella.bundle.manifest import ContentEntry, parse_manifest
-from stella.bundle.sign import SIGNATURE_FILES, check_signatures
+from stella.bundle.paths import CONTROL_FILES, SIGNATURE_FILES
+from stella.bundle.sign import check_signatures
 from stella.errors import BundleIntegrityError, NotFoundError, SignatureError, StellaError, TrustError
 
 if TYPE_CHECKING:
     from stella.bundle.trust import TrustPolicy
 
 __all__ = [
-    "CONTROL_FILES",
     "BundleVerification",
     "Mismatch",
     "Observation",
@@ -50,7 +50,6 @@ __all__ = [
     "verify_bundle",
 ]
 
-CONTROL_FILES = ("export.json", "provenance.json")
 _CONTROL_MAX = 64 * 1024 * 1024
 _CHUNK = 1 << 20
 _CHECKSUM = BundleIntegrityError.code

@@ -17,7 +17,8 @@ from stella.bundle.verify import VerifyReport, failure, verify_bundle
 from stella.cli.common import emit_json
 from stella.encryption.interface import MODES
 from stella.errors import NotFoundError, UsageError
-from stella.signers.interface import KEY_REF_SCHEMES, Signer, load_signer
+from stella.signers.interface import Signer
+from stella.signers.registry import KEY_REF_SCHEMES, load_signer
 
 __all__ = [
     "add_run_arguments",
@@ -189,18 +190,9 @@ def _archive(args: argparse.Namespace) -> int:
 
 def _decrypt(args: argparse.Namespace) -> int:
     from stella.bundle.decrypt import decrypt_bundle
-    from stella.encryption.interface import Identity, parse_identities
-    from stella.encryption.pkcs11_wrap import pkcs11_identity
+    from stella.encryption.recipients import load_identities
 
-    identities: list[Identity] = []
-    for name in args.identity:
-        if name.lower().startswith("pkcs11:"):
-            identities.append(pkcs11_identity(name, environ=os.environ))
-            continue
-        path = Path(name)
-        if not path.is_file():
-            raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})
-        identities.extend(parse_identities(path.read_bytes(), source=str(path)))
+    identities = load_identities(args.identity, environ=os.environ)
     outcome = decrypt_bundle(
         Path(args.bundle), identities, Path(args.out), trust=trust_from_args(args), overwrite=args.overwrite
     )

@@ -15,7 +15,8 @@ from typing import Any
 from stella.bundle.trust import build_trust_root
 from stella.cli.common import emit_json
 from stella.errors import ConflictError, NotFoundError, UsageError
-from stella.signers.interface import generate_key, load_signer, load_verifier
+from stella.signers.interface import load_verifier
+from stella.signers.registry import generate_key, load_signer
 
 __all__ = ["register"]
 

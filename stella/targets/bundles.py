@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stella.adapters.trivy.payload import OCI_DIR
 from stella.bundle.encrypt import ciphertext_files
+from stella.bundle.paths import OCI_DIR, PROVENANCE
 from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.errors import UsageError
@@ -54,7 +54,7 @@ def push_bundle(bundle: Path, target: Target, *, trust: TrustPolicy | None = Non
         raise failure(checked.report)
     manifest: dict[str, Any] = checked.manifest or {}
     profile = manifest.get("profile", {}).get("name")
-    if ciphertext_files(json.loads(checked.control.get("provenance.json", b"{}"))):
+    if ciphertext_files(json.loads(checked.control.get(PROVENANCE, b"{}"))):
         raise UsageError(
             f"bundle {bundle.name} is encrypted: decrypt it first (stella export decrypt), then push",
             details={"bundle": str(bundle), "profile": profile},

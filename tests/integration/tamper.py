@@ -15,7 +15,7 @@ from pathlib import Path
 
 from stella.bundle.sign import sign_bundle
 from stella.canonical import dumps
-from stella.signers.interface import load_signer
+from stella.signers.registry import load_signer
 
 __all__ = [
     "CONTROL_KINDS",

@@ -12,16 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from stella.errors import ConflictError, NotFoundError, SignatureError, UsageError
-from stella.signers.interface import (
-    ECDSA_P256_SHA256,
-    ED25519,
-    KEY_REF_SCHEMES,
-    Signer,
-    generate_key,
-    load_signer,
-    load_verifier,
-)
+from stella.signers.interface import ECDSA_P256_SHA256, ED25519, Signer, load_verifier
 from stella.signers.pem import signer_from_private_key
+from stella.signers.registry import KEY_REF_SCHEMES, generate_key, load_signer
 from tests.signing.conftest import KeyFiles
 
 DATA = b'{"schema":"stella.export/v1"}'
