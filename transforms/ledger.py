@@ -20,7 +20,7 @@ from stella.selectors import Selectors
 from stella.timefmt import later
 from transforms.coders import RecordBatch
 
-__all__ = ["KeepRecords", "ReadLedger", "RecordSummary", "SelectRecords", "SummarizeRecords"]
+__all__ = ["KeepRecords", "ReadLedger", "ReadSegmentFn", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 
 Batch = RecordBatch
 _LOG = logging.getLogger(__name__)

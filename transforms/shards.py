@@ -20,7 +20,7 @@ from stella.model import LedgerRecord
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 from transforms.coders import ItemBatch
 
-__all__ = ["RUNS_DIR", "AdaptRecords", "ShardWriter", "WriteSortedShards"]
+__all__ = ["RUNS_DIR", "AdaptRecords", "MergeShardFn", "ShardWriter", "WriteRunsFn", "WriteSortedShards"]
 
 _LOG = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from stella import __version__
 from stella.errors import StellaError, UsageError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
