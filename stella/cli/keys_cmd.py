@@ -16,7 +16,7 @@ from stella.bundle.trust import build_trust_root
 from stella.cli.common import emit_json
 from stella.errors import ConflictError, NotFoundError, UsageError
 from stella.signers.interface import load_verifier
-from stella.signers.registry import generate_key, load_signer
+from stella.signers.registry import generate_key, key_reference, load_signer
 
 __all__ = ["register"]
 
@@ -92,9 +92,7 @@ def _generate(args: argparse.Namespace) -> int:
     if private.parent and not private.parent.is_dir():
         raise NotFoundError(f"folder {private.parent} does not exist", details={"path": str(private.parent)})
     key_id = generate_key(args.kind, private, public, password=password, key_format=args.format)
-    ref = f"cosign://{private}" if args.format == "cosign" else str(private)
-    if args.password_env and args.format == "pkcs8":
-        ref = f"file://{private}?password-env={args.password_env}"
+    ref = key_reference(private, key_format=args.format, password_env=args.password_env)
     if args.json:
         emit_json({"keyId": key_id, "private": str(private), "public": str(public), "signKeyRef": ref})
     else:

@@ -35,7 +35,7 @@ from stella.signers.interface import Signer, key_id_of
 from stella.signers.pem import load_cosign_ref, load_file_ref, load_pem_signer
 from stella.signers.pkcs11 import load_pkcs11_signer
 
-__all__ = ["KEY_REF_SCHEMES", "KeyKind", "generate_key", "load_signer"]
+__all__ = ["KEY_REF_SCHEMES", "KeyKind", "generate_key", "key_reference", "load_signer"]
 
 KeyKind: TypeAlias = Literal["ecdsa-p256", "ed25519"]
 
@@ -84,6 +84,13 @@ def load_signer(ref: str, *, environ: Mapping[str, str]) -> Signer:
             details={"scheme": scheme, "validSchemes": list(KEY_REF_SCHEMES)},
         )
     return loader(ref, environ=environ)
+
+
+def key_reference(private: Path, *, key_format: Literal["pkcs8", "cosign"], password_env: str | None) -> str:
+    """The ``--sign-key`` reference that opens a key :func:`generate_key` wrote."""
+    if key_format == "cosign":
+        return f"cosign://{private}"
+    return f"file://{private}?password-env={password_env}" if password_env else str(private)
 
 
 def generate_key(
