@@ -19,6 +19,7 @@ from typing import Any
 import rfc8785
 
 from stella.errors import InputError
+from stella.guards import strictjson
 
 __all__ = [
     "JSONValue",
@@ -140,7 +141,8 @@ def canonical_document(raw: bytes | str) -> tuple[JSONValue, bytes]:
     exact for this document, so ingestion pays for JCS only when it must.
 
     Raises:
-        InputError: not UTF-8, not JSON, or a value JCS cannot express.
+        InputError: not UTF-8, not strict JSON (duplicate keys, NaN: see
+            :func:`stella.guards.strictjson.loads`), or a value JCS cannot express.
     """
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
     probe = _Probe()
@@ -150,12 +152,7 @@ def canonical_document(raw: bytes | str) -> tuple[JSONValue, bytes]:
         raise InputError(f"not UTF-8 text at byte {exc.start}") from exc
     if text.startswith("\ufeff"):
         text = text[1:]
-    try:
-        value = json.loads(text, parse_float=probe.parse_float, parse_int=probe.parse_int)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    except RecursionError as exc:
-        raise InputError("JSON nested too deeply") from exc
+    value = strictjson.loads(text, what="document", parse_float=probe.parse_float, parse_int=probe.parse_int)
     if probe.unsafe or _NON_BMP.search(data):
         return value, _reference(value)
     try:

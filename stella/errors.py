@@ -13,22 +13,25 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "EXIT_CODES",
     "BundleIntegrityError",
     "ConflictError",
+    "EXIT_CODES",
     "EgressDeniedError",
     "ErrorSpec",
     "ForbiddenError",
     "InputError",
     "NotFoundError",
+    "NotReadyError",
     "PipelineError",
     "PolicySnapshotNotFoundError",
     "PolicySnapshotRequiredError",
     "ProfileUnavailableError",
+    "QuotaError",
     "RemoteError",
     "SignatureError",
     "StellaError",
     "TrustError",
+    "UnauthenticatedError",
     "UsageError",
 ]
 
@@ -72,6 +75,11 @@ _SPECS: tuple[ErrorSpec, ...] = (
     ErrorSpec("ERR_EXPORT_FORBIDDEN", 11, 403, "the caller lacks the scope or tenant for this action"),
     ErrorSpec("ERR_EXPORT_PIPELINE", 12, 500, "the pipeline runner failed; no bundle was published"),
     ErrorSpec("ERR_EXPORT_REMOTE", 13, 502, "a remote service (registry, object store) refused or failed"),
+    ErrorSpec("ERR_EXPORT_QUOTA", 14, 429, "the tenant's quota of concurrent runs is used up; retry later"),
+    ErrorSpec(
+        "ERR_EXPORT_UNAUTHENTICATED", 15, 401, "no bearer token, or one that is expired, malformed or forged"
+    ),
+    ErrorSpec("ERR_EXPORT_NOT_READY", 16, 409, "the run has not published a bundle (yet, or ever)"),
     ErrorSpec(
         "ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED",
         2,
@@ -161,6 +169,24 @@ class PipelineError(StellaError):
 
 class RemoteError(StellaError):
     code = "ERR_EXPORT_REMOTE"
+
+
+class QuotaError(StellaError):
+    """Over a per-tenant limit; ``retry_after`` (seconds) becomes the HTTP ``Retry-After``."""
+
+    code = "ERR_EXPORT_QUOTA"
+
+    def __init__(self, message: str, *, retry_after: int, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, details={**(details or {}), "retryAfter": retry_after})
+        self.retry_after = retry_after
+
+
+class UnauthenticatedError(StellaError):
+    code = "ERR_EXPORT_UNAUTHENTICATED"
+
+
+class NotReadyError(StellaError):
+    code = "ERR_EXPORT_NOT_READY"
 
 
 class PolicySnapshotRequiredError(UsageError):

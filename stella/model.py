@@ -11,7 +11,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-from stella.timefmt import is_after
+from stella.timefmt import is_after, is_placeholder
 
 __all__ = [
     "TENANT_PATTERN",
@@ -132,9 +132,10 @@ class LedgerRecord:
         Its ``modified`` time, but never later than when it was received: upstream feeds
         carry typos such as a 2027 ``modified`` in 2026, and one such record would
         otherwise date every bundle in the future and, through the trust root's rollback
-        floor, make every honest later bundle look like a rollback.
+        floor, make every honest later bundle look like a rollback. A placeholder
+        ``modified`` (Go's zero time, stored by ledgers older than that check) is unknown.
         """
-        if self.modified is None or self.modified_after_ingestion:
+        if self.modified is None or self.modified_after_ingestion or is_placeholder(self.modified):
             return self.ingested_at
         return self.modified
 

@@ -64,7 +64,7 @@ class Profile:
         return {"kind": self.kind, "variant": self.variant, "name": self.name, "revision": self.revision}
 
 
-_OPTION_KEY = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_OPTION_KEY = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
 
 def parse_profile_options(pairs: Sequence[str], profile: Profile) -> dict[str, str]:
@@ -81,7 +81,7 @@ def parse_profile_options(pairs: Sequence[str], profile: Profile) -> dict[str, s
     options: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not _OPTION_KEY.match(key):
+        if not sep or not _OPTION_KEY.fullmatch(key):
             raise UsageError(
                 f"--option {pair!r}: expected key=value with a lower-case key (e.g. next-update=48h)",
                 details={"option": pair},

@@ -61,7 +61,7 @@ _ALIASES = {
     "exclude-ids": "exclude-id",
 }
 _SINGLE = {"modified-since", "modified-until", "ingested-since", "ingested-until"}
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _valid_keys() -> str:
@@ -69,7 +69,7 @@ def _valid_keys() -> str:
 
 
 def _time(key: str, value: str) -> str:
-    text = f"{value}T00:00:00Z" if _DATE_ONLY.match(value) else value
+    text = f"{value}T00:00:00Z" if _DATE_ONLY.fullmatch(value) else value
     try:
         normalized = normalize_time(text, field=key)
     except InputError as exc:

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,9 @@ __all__ = [
     "exists",
     "fsync_dir",
     "is_remote",
+    "open_atomic",
+    "owned_name",
+    "remove_stale",
     "join",
     "list_files",
     "local_folder_for",
@@ -195,12 +199,7 @@ def atomic_local(destination: Path) -> Iterator[BinaryIO]:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write a whole file atomically (and durably, when local): complete or absent."""
-    if is_remote(path):
-        # Object stores publish an object only when its upload completes.
-        with open_write(path) as handle:
-            handle.write(data)
-        return
-    with atomic_local(Path(_local(path))) as handle:
+    with open_atomic(path) as handle:
         handle.write(data)
 
 
@@ -214,27 +213,59 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def temp_owner(name: str) -> int | None:
-    """The pid embedded in a temp or staging name made by this module, if any."""
-    _, mark, rest = name.rpartition(TEMP_MARK)
+def temp_owner(name: str, marker: str = TEMP_MARK) -> int | None:
+    """The pid embedded after ``marker`` in a temp or staging name made by this project."""
+    _, found, rest = name.rpartition(marker)
     pid = rest.split("-", 1)[0]
-    return int(pid) if mark and pid.isdigit() else None
+    return int(pid) if found and pid.isdigit() else None
 
 
-def stale_temp_files(directory: Path) -> list[Path]:
-    """Temp files and staging folders in ``directory`` whose owning process is gone.
+def owned_name(prefix: str) -> str:
+    """``<prefix><pid>-<random>``: a temp or staging name a later run can attribute."""
+    return f"{prefix}{os.getpid()}-{uuid.uuid4().hex}"
 
-    Only names carrying :data:`TEMP_MARK` and a pid are considered; one owned by a live
+
+def stale_temp_files(directory: Path, marker: str = TEMP_MARK) -> list[Path]:
+    """Temp files or staging folders in ``directory`` whose owning process is gone.
+
+    Only names carrying ``marker`` followed by a pid are considered; one owned by a live
     process (another run in progress) is left alone.
     """
     if not directory.is_dir():
         return []
     stale = []
     for entry in sorted(directory.iterdir()):
-        owner = temp_owner(entry.name)
+        owner = temp_owner(entry.name, marker)
         if owner is not None and owner != os.getpid() and not _pid_alive(owner):
             stale.append(entry)
     return stale
+
+
+def remove_stale(directory: Path, marker: str = TEMP_MARK) -> list[str]:
+    """Delete what :func:`stale_temp_files` finds; return the names removed."""
+    removed = []
+    for entry in stale_temp_files(directory, marker):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
+
+
+@contextmanager
+def open_atomic(path: str) -> Iterator[IO[bytes]]:
+    """A file that appears under ``path`` complete, or not at all.
+
+    Local: :func:`atomic_local` (fsync, rename, folder fsync). Remote: object stores
+    publish an object only when its upload completes, so it is written in place.
+    """
+    if is_remote(path):
+        with open_write(path) as handle:
+            yield handle
+        return
+    with atomic_local(Path(_local(path))) as local:
+        yield local
 
 
 _COPY_CHUNK = 1 << 20

@@ -39,6 +39,8 @@ from typing import IO, Any, BinaryIO, Final, cast
 import zstandard
 
 from stella.errors import BundleIntegrityError, UsageError
+from stella.guards.files import open_regular
+from stella.guards.streams import MAX_WINDOW_LOG, READ_CHUNK, open_decompressed
 from stella.storage import HashingWriter, atomic_local
 
 __all__ = [
@@ -54,8 +56,6 @@ __all__ = [
 FILE_MODE: Final = 0o644
 ZSTD_LEVEL: Final = 3
 ZSTD_WINDOW_LOG: Final = 21
-# The zstd default decoder limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT): larger windows are a memory bomb.
-MAX_WINDOW_LOG: Final = 27
 _MAX_THREADS: Final = 8
 _MAX_MTIME: Final = 8**11 - 1  # what the 12-byte octal header field holds
 
@@ -70,6 +70,7 @@ DEFAULT_MAX_MEMBERS: Final = 1_000_000
 _MAX_EXTENDED_HEADER_BYTES: Final = 64 * 1024
 # Tar pads to its record size (10 KiB for GNU tar and Python); allow generous blocking factors.
 _MAX_TRAILER_BYTES: Final = 1 << 20
+_STREAM_FAULTS: Final = frozenset({"truncated", "trailing-data", "corrupt", "bomb", "too-large"})
 _EXTENDED_TYPES: Final = (
     tarfile.GNUTYPE_LONGNAME,
     tarfile.GNUTYPE_LONGLINK,
@@ -168,7 +169,9 @@ def _scan(root: Path) -> list[_Entry]:
     for entry in entries:
         reason = check_member_name(entry.name) or seen.add(entry.name)
         if reason:
-            raise UsageError(f"cannot archive {entry.name!r}: {reason}", details={"member": entry.name})
+            raise UsageError(
+                f"cannot archive {entry.name!r}: {reason}", details={"file": entry.name, "reason": reason}
+            )
     return entries
 
 
@@ -258,7 +261,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         if self.type in _EXTENDED_TYPES and self.size > _MAX_EXTENDED_HEADER_BYTES:
             raise BundleIntegrityError(
                 f"archive member header of {self.size} bytes exceeds {_MAX_EXTENDED_HEADER_BYTES}",
-                details={"member": self.name, "reason": "oversized extended header"},
+                details={"file": self.name, "reason": "oversized extended header"},
             )
         return super()._proc_member(tarfile_)  # type: ignore[misc]
 
@@ -277,21 +280,32 @@ class _MemberReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             data = self._inner.read(len(buffer))
-        except (tarfile.TarError, zstandard.ZstdError, OSError, EOFError) as exc:
+        except BundleIntegrityError as exc:
+            raise _at_member(exc, self._name) from None
+        except (tarfile.TarError, OSError, EOFError) as exc:
             raise _corrupt(self._name, exc) from exc
         buffer[: len(data)] = data
         return len(data)
 
 
+def _at_member(exc: BundleIntegrityError, member: str) -> BundleIntegrityError:
+    """A decompressor fault (truncated, trailing data, bomb) renamed to the member it hit."""
+    if exc.details.get("reason") not in _STREAM_FAULTS or exc.details.get("file") == member:
+        return exc
+    return BundleIntegrityError(
+        f"archive is corrupt at member {member!r}: {exc.message}", details={**exc.details, "file": member}
+    )
+
+
 def _corrupt(member: str, exc: BaseException) -> BundleIntegrityError:
     return BundleIntegrityError(
-        f"archive is corrupt at member {member!r}: {exc}", details={"member": member, "reason": "corrupt"}
+        f"archive is corrupt at member {member!r}: {exc}", details={"file": member, "reason": "corrupt"}
     )
 
 
 def _refuse(member: str, reason: str) -> BundleIntegrityError:
     return BundleIntegrityError(
-        f"unsafe archive member {member!r}: {reason}", details={"member": member, "reason": reason}
+        f"unsafe archive member {member!r}: {reason}", details={"file": member, "reason": reason}
     )
 
 
@@ -317,8 +331,10 @@ def iter_tar_zst(
     members = 0
     total = 0
     current = "(archive header)"
-    decompressor = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG)
-    with Path(path).open("rb") as raw, decompressor.stream_reader(raw, read_across_frames=True) as zin:
+    raw = open_regular(path, "archive", error=BundleIntegrityError, follow_links=True)
+    with io.BufferedReader(
+        open_decompressed(raw, "zstd", what=Path(path).name, error=BundleIntegrityError), READ_CHUNK
+    ) as zin:
         try:
             with tarfile.open(
                 fileobj=zin, mode="r|", tarinfo=_BoundedTarInfo, encoding="utf-8", errors="strict"
@@ -350,7 +366,9 @@ def iter_tar_zst(
                     yield member.name, member.size, io.BufferedReader(_MemberReader(inner, member.name))
             current = "(end of archive)"
             _check_trailer(zin)
-        except (tarfile.TarError, zstandard.ZstdError, UnicodeError, EOFError, OSError) as exc:
+        except BundleIntegrityError as exc:
+            raise _at_member(exc, current) from None
+        except (tarfile.TarError, UnicodeError, EOFError, OSError) as exc:
             raise _corrupt(current, exc) from exc
 
 
@@ -366,7 +384,7 @@ def _check_trailer(stream: IO[bytes]) -> None:
         if block.count(0) != len(block) or seen > _MAX_TRAILER_BYTES:
             raise BundleIntegrityError(
                 "archive has data after its end-of-archive marker",
-                details={"member": "(end of archive)", "reason": "trailing data"},
+                details={"file": "(end of archive)", "reason": "trailing-data"},
             )
 
 

@@ -14,7 +14,6 @@ extracted as ciphertext).
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from stella.bundle.publish import discard_staging, new_staging, publish
 from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.encryption.interface import Identity
 from stella.errors import BundleIntegrityError, UsageError
+from stella.guards import strictjson
 
 if TYPE_CHECKING:
     from stella.bundle.trust import TrustPolicy
@@ -62,7 +62,9 @@ def decrypt_bundle(
         raise failure(checked.report)
     assert checked.manifest is not None
     manifest = checked.manifest
-    provenance = json.loads(checked.control["provenance.json"])
+    provenance = strictjson.loads(
+        checked.control["provenance.json"], what="provenance.json", error=BundleIntegrityError
+    )
     ciphers = ciphertext_files(provenance)
     if not ciphers:
         raise UsageError(f"{bundle} is not encrypted: nothing to decrypt")

@@ -19,11 +19,14 @@ from typing import Any
 
 from stella.bundle.archive import write_tar_zst
 from stella.bundle.encrypt import encrypt_payload
+from stella.bundle.manifest import MANIFEST_MAX_BYTES, parse_manifest
 from stella.bundle.provenance import build_provenance
 from stella.bundle.request import ExportRequest
 from stella.bundle.sign import sign_bundle
 from stella.canonical import dumps, sha256_digest
-from stella.errors import BundleIntegrityError
+from stella.errors import BundleIntegrityError, NotFoundError
+from stella.guards.files import open_regular
+from stella.guards.ids import check_id
 from stella.signers.interface import Signer
 
 __all__ = ["archive_bundle", "archive_mtime", "finish_bundle"]
@@ -67,12 +70,14 @@ def archive_bundle(bundle: Path, out: Path | None = None) -> Path:
         UsageError: the folder holds something a bundle may not (symlinks, special files).
     """
     try:
-        manifest = json.loads((bundle / "export.json").read_bytes())
-        export_id, generated = str(manifest["exportId"]), str(manifest["generatedAt"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        with open_regular(bundle / "export.json", "export.json", error=BundleIntegrityError) as handle:
+            manifest, _entries = parse_manifest(handle.read(MANIFEST_MAX_BYTES + 1))
+        generated = str(manifest["generatedAt"])
+    except (OSError, KeyError, TypeError, NotFoundError) as exc:
         raise BundleIntegrityError(
             f"{bundle} has no readable export.json: not a bundle", details={"file": "export.json"}
         ) from exc
+    export_id = check_id(manifest["exportId"], "exportId", error=BundleIntegrityError)
     target = out if out is not None else bundle.parent / f"{export_id}.tar.zst"
     write_tar_zst(bundle, target, mtime=archive_mtime(generated))
     target.chmod(0o644)  # written through a private temp file; published like the bundle's files

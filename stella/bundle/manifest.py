@@ -16,8 +16,11 @@ from typing import Any
 from stella import TOOL_NAME, __version__
 from stella.canonical import dumps, sha256_digest
 from stella.errors import BundleIntegrityError
+from stella.guards import strictjson
+from stella.guards.ids import check_id
 
 __all__ = [
+    "MANIFEST_MAX_BYTES",
     "MANIFEST_SCHEMA",
     "MANIFEST_VERSION",
     "ContentEntry",
@@ -29,7 +32,9 @@ __all__ = [
 
 MANIFEST_SCHEMA = "https://stellaops.io/export-center/manifest/v1alpha2"
 MANIFEST_VERSION = "1.1.0"
-_PATH = re.compile(r"^[A-Za-z0-9._/-]+$")
+# export.json lists every file; even a million-file bundle's manifest is far below this.
+MANIFEST_MAX_BYTES = 64 << 20
+_PATH = re.compile(r"[A-Za-z0-9._/-]+")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -43,7 +48,7 @@ class ContentEntry:
     content_type: str
 
     def __post_init__(self) -> None:
-        if not _PATH.match(self.path) or self.path.startswith("/") or ".." in self.path.split("/"):
+        if not _PATH.fullmatch(self.path) or self.path.startswith("/") or ".." in self.path.split("/"):
             raise ValueError(f"content path {self.path!r} is not a safe relative path")
 
     def to_json(self) -> dict[str, Any]:
@@ -92,8 +97,15 @@ def rerun_hash(
 
 
 def export_id_for(tenant: str, profile: Mapping[str, str], rerun: str) -> str:
-    """Readable and content-derived: ``<tenant>-<kind>-<variant>-<12 hex of rerunHash>``."""
-    return f"{tenant}-{profile['kind']}-{profile['variant']}-{rerun.split(':', 1)[1][:12]}"[:64]
+    """Readable and content-derived: ``<tenant>-<kind>-<variant>-<12 hex of rerunHash>``.
+
+    Never truncated: cutting the id to a length (it once was, to 64) cut the content
+    hash off long tenants' ids, so two different exports got the same folder name.
+    Every valid tenant (at most 63 characters) gives an id within ``check_id``'s 128.
+    """
+    return check_id(
+        f"{tenant}-{profile['kind']}-{profile['variant']}-{rerun.split(':', 1)[1][:12]}", "exportId"
+    )
 
 
 def build_manifest(
@@ -136,21 +148,30 @@ def build_manifest(
 def parse_manifest(data: bytes) -> tuple[dict[str, Any], list[ContentEntry]]:
     """Read an ``export.json`` for verification.
 
-    Raises:
-        BundleIntegrityError: not JSON, wrong schema, or a malformed contents entry.
-    """
-    import json
+    ``exportId`` and ``tenant`` name folders on the receiving side, so they are checked
+    here, where they enter, as well as where they are joined into paths.
 
+    Raises:
+        BundleIntegrityError: not strict JSON, wrong schema, an unsafe ``exportId`` or
+            ``tenant``, or a malformed contents entry.
+    """
     try:
-        manifest = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleIntegrityError(
-            f"export.json is not valid JSON: {exc}", details={"file": "export.json"}
-        ) from exc
+        manifest = strictjson.loads(
+            data, what="export.json", error=BundleIntegrityError, max_bytes=MANIFEST_MAX_BYTES
+        )
+    except BundleIntegrityError as exc:
+        exc.details["file"] = "export.json"
+        raise
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise BundleIntegrityError(
             f"export.json does not declare schema {MANIFEST_SCHEMA}", details={"file": "export.json"}
         )
+    for field in ("exportId", "tenant"):
+        try:
+            check_id(manifest.get(field), f"export.json {field}", error=BundleIntegrityError)
+        except BundleIntegrityError as exc:
+            exc.details["file"] = "export.json"
+            raise
     try:
         entries = [ContentEntry.from_json(c) for c in manifest["contents"]]
     except (KeyError, TypeError, ValueError) as exc:

@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from stella.errors import ConflictError, UsageError
+from stella.errors import BundleIntegrityError, ConflictError, UsageError
+from stella.guards.ids import check_id
 
 __all__ = ["STAGING_PREFIX", "PublishOutcome", "discard_staging", "new_staging", "publish"]
 
@@ -73,11 +74,15 @@ def publish(staging: Path, export_id: str, *, overwrite: bool = False) -> Publis
     same manifest bytes and the same signer is the same bundle: the run reports it
     unchanged.
 
+    ``export_id`` is checked again here, where it becomes a path: whatever a bundle
+    says, nothing outside ``<out>`` is created, replaced or deleted.
+
     Raises:
+        BundleIntegrityError: ``export_id`` is not a safe id.
         ConflictError: the destination exists with a different manifest and
             ``overwrite`` is false.
     """
-    final = staging.parent / export_id
+    final = staging.parent / check_id(export_id, "exportId", error=BundleIntegrityError)
     if not final.exists():
         os.rename(staging, final)
         return PublishOutcome(final, replaced=False, unchanged=False)

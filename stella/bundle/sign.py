@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from stella.bundle.paths import (
 )
 from stella.canonical import dumps
 from stella.errors import BundleIntegrityError, SignatureError, TrustError, UsageError
+from stella.guards import strictjson
 from stella.signers.interface import ECDSA_P256_SHA256, PublicKeyVerifier, Signer, load_verifier
 
 if TYPE_CHECKING:
@@ -148,20 +148,20 @@ def _subject_digest(statement_bytes: bytes | None, name: str) -> str | None:
     if statement_bytes is None:
         return None
     try:
-        statement = json.loads(statement_bytes)
+        statement = strictjson.loads(statement_bytes, what="provenance.json", error=BundleIntegrityError)
         for subject in statement["subject"]:
             if subject["name"] == name:
                 return "sha256:" + str(subject["digest"]["sha256"])
-    except (ValueError, KeyError, TypeError):
+    except (BundleIntegrityError, KeyError, TypeError):
         return None
     return None
 
 
 def _describe_manifest(payload: bytes) -> str:
     try:
-        manifest = json.loads(payload)
+        manifest = strictjson.loads(payload, what="export.json", error=BundleIntegrityError)
         return f"exportId {manifest['exportId']}, generatedAt {manifest['generatedAt']}"
-    except (ValueError, KeyError, TypeError):
+    except (BundleIntegrityError, KeyError, TypeError):
         return "an unreadable manifest"
 
 
@@ -237,9 +237,9 @@ class _Checker:
         if data is None:
             raise _fail(name, "missing")
         try:
-            envelope = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _fail(name, f"is not JSON: {exc}") from exc
+            envelope = strictjson.loads(data, what=name, error=SignatureError)
+        except SignatureError as exc:
+            raise _fail(name, exc.message) from exc
         try:
             verified = open_envelope(envelope, verifiers=verifiers, payload_type=payload_type)
         except TrustError as exc:

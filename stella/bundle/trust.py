@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from stella.bundle.paths import MANIFEST_ENVELOPE
-from stella.errors import NotFoundError, UsageError
+from stella.errors import UsageError
+from stella.guards import strictjson
+from stella.guards.files import open_regular, path_error
 from stella.signers.interface import PublicKeyVerifier, load_verifier
 from stella.storage import atomic_local
 
@@ -143,10 +145,10 @@ def trust_key(path: Path) -> TrustPolicy:
 
 def _read(path: Path, what: str) -> bytes:
     try:
-        with path.open("rb") as handle:
+        with open_regular(path, what, error=UsageError, follow_links=True) as handle:
             data = handle.read(_MAX_TRUST_ROOT_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"{what} {path} does not exist", details={"path": str(path)}) from exc
+    except OSError as exc:
+        raise path_error(path, what) from exc
     if len(data) > _MAX_TRUST_ROOT_BYTES:
         raise UsageError(f"{what} {path} is larger than {_MAX_TRUST_ROOT_BYTES} bytes")
     return data
@@ -176,10 +178,7 @@ def load_trust_root(path: Path) -> TrustPolicy:
             P-256/Ed25519, a ``keyId`` that does not match its key, or a bad time.
     """
     source = f"trust root {path}"
-    try:
-        root = json.loads(_read(path, "trust root"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source} is not JSON: {exc}") from exc
+    root = strictjson.loads(_read(path, "trust root"), what=source, error=UsageError)
     if not isinstance(root, dict) or root.get("schema") != TRUST_ROOT_SCHEMA:
         raise UsageError(f"{source} does not declare schema {TRUST_ROOT_SCHEMA}")
     _unknown(root, _TOP_FIELDS, source)
@@ -254,7 +253,7 @@ def record_seen(path: Path, manifest: Mapping[str, Any]) -> bool:
     temp file and a rename, so a crash leaves the old trust root, never half of a new one.
     Returns whether the file changed.
     """
-    root = json.loads(_read(path, "trust root"))
+    root = strictjson.loads(_read(path, "trust root"), what=f"trust root {path}", error=UsageError)
     tenant, profile = str(manifest["tenant"]), str(manifest["profile"]["name"])
     entry = {
         "tenant": tenant,

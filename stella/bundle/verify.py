@@ -19,20 +19,21 @@ status, so a forged manifest reads as a signature failure, not as a digest misma
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-import zstandard
+from backports import zstd
 
 from stella.bundle.encrypt import CiphertextFile, ciphertext_files
-from stella.bundle.manifest import ContentEntry, parse_manifest
+from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manifest
 from stella.bundle.paths import CONTROL_FILES, SIGNATURE_FILES
 from stella.bundle.sign import check_signatures
 from stella.errors import BundleIntegrityError, NotFoundError, SignatureError, StellaError, TrustError
+from stella.guards import strictjson
+from stella.guards.files import open_regular, scan_tree
+from stella.guards.streams import MAX_WINDOW_LOG, READ_CHUNK
 
 if TYPE_CHECKING:
     from stella.bundle.trust import TrustPolicy
@@ -60,6 +61,8 @@ class Observation:
     digest: str
     bytes: int
     records: int | None
+    # Hashing stopped past the size export.json declares: ``bytes`` is only a lower bound.
+    oversized: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +121,13 @@ def _is_control(path: str) -> bool:
     return path in CONTROL_FILES or path in SIGNATURE_FILES
 
 
-def observe(path: str, stream: IO[bytes]) -> tuple[Observation, bytes | None]:
-    """Hash, size and (for ``.jsonl.zst``) count the records of one file as it streams."""
+def observe(path: str, stream: IO[bytes], *, limit: int | None = None) -> tuple[Observation, bytes | None]:
+    """Hash, size and (for ``.jsonl.zst``) count the records of one file as it streams.
+
+    ``limit`` is the size the manifest declares: a file found to be larger is not hashed
+    any further (it fails on its size anyway), so a tiny archive claiming a huge member
+    costs no more than its declared size.
+    """
     digest = hashlib.sha256()
     size = 0
     keep = _is_control(path)
@@ -129,6 +137,8 @@ def observe(path: str, stream: IO[bytes]) -> tuple[Observation, bytes | None]:
         chunk = stream.read(_CHUNK)
         if not chunk:
             break
+        if limit is not None and size + len(chunk) > limit:
+            return Observation("sha256:(not computed)", size + len(chunk), None, oversized=True), None
         digest.update(chunk)
         size += len(chunk)
         if counter is not None:
@@ -144,23 +154,44 @@ def observe(path: str, stream: IO[bytes]) -> tuple[Observation, bytes | None]:
 
 
 class _LineCounter:
-    """Counts newline-terminated records inside a zstd stream; -1 if it does not decode."""
+    """Counts newline-terminated records inside a zstd stream; -1 if it does not decode.
+
+    Output is taken at most :data:`READ_CHUNK` bytes at a time, so one compressed chunk
+    that expands to a gigabyte never sits in memory at once. Concatenated frames are
+    valid zstd (as :mod:`stella.guards.streams` reads them); a stream that ends inside a
+    frame, or carries bytes after the last frame that are not a frame, does not decode.
+    """
 
     def __init__(self) -> None:
-        self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+        self._decompressor = self._new()
         self._lines = 0
         self._broken = False
 
+    @staticmethod
+    def _new() -> zstd.ZstdDecompressor:
+        return zstd.ZstdDecompressor(options={zstd.DecompressionParameter.window_log_max: MAX_WINDOW_LOG})
+
+    def _ended(self) -> bool:
+        return bool(self._decompressor.eof)
+
     def feed(self, chunk: bytes) -> None:
-        if self._broken:
-            return
+        data = chunk
         try:
-            self._lines += self._decompressor.decompress(chunk).count(b"\n")
-        except zstandard.ZstdError:
+            while data and not self._broken:
+                if self._ended():
+                    self._decompressor = self._new()
+                out = self._decompressor.decompress(data, max_length=READ_CHUNK)
+                self._lines += out.count(b"\n")
+                data = self._decompressor.unused_data if self._ended() else b""
+                while not self._ended() and not self._decompressor.needs_input:
+                    self._lines += self._decompressor.decompress(b"", max_length=READ_CHUNK).count(b"\n")
+                if self._ended():
+                    data = self._decompressor.unused_data
+        except zstd.ZstdError:
             self._broken = True
 
     def finish(self) -> int:
-        return -1 if self._broken or not self._decompressor.eof else self._lines
+        return -1 if self._broken or not self._ended() else self._lines
 
 
 def check_observations(
@@ -237,6 +268,11 @@ def _compare(
     records: int | None,
     source: str,
 ) -> None:
+    if seen.oversized:
+        report.mismatches.append(
+            Mismatch(path, f"larger than the {size} bytes {source} declares (not hashed further)")
+        )
+        return
     if seen.bytes != size:
         report.mismatches.append(Mismatch(path, f"size {seen.bytes} != {source} {size}"))
     if seen.digest != digest:
@@ -253,10 +289,14 @@ def _statement(provenance: bytes | None, report: VerifyReport) -> dict[str, Any]
         report.mismatches.append(Mismatch("provenance.json", "missing: every bundle carries its provenance"))
         return None
     try:
-        statement = json.loads(provenance)
+        statement = strictjson.loads(provenance, what="provenance.json", error=BundleIntegrityError)
+    except BundleIntegrityError as exc:
+        report.mismatches.append(Mismatch("provenance.json", exc.message))
+        return None
+    try:
         if not isinstance(statement, dict) or not isinstance(statement["subject"], list):
             raise TypeError("no subject list")
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         report.mismatches.append(Mismatch("provenance.json", "not an in-toto statement with subjects"))
         return None
     return statement
@@ -311,16 +351,18 @@ def _check_subjects(
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            full = Path(directory) / name
-            if full.is_symlink():
-                raise BundleIntegrityError(
-                    f"{full.relative_to(root)} is a symbolic link; bundles hold regular files only",
-                    details={"file": full.relative_to(root).as_posix()},
-                )
-            yield full.relative_to(root).as_posix(), full
+    """Every regular file of a bundle folder; a link (to a file or a folder) or a special
+    file anywhere in it is refused, as the archive reader refuses such members."""
+    scan = scan_tree(root)
+    if scan.refused:
+        first = scan.refused[0]
+        relative = first.path.relative_to(root).as_posix()
+        raise BundleIntegrityError(
+            f"{relative} is a {first.kind}; bundles hold regular files only",
+            details={"file": relative, "reason": "not-regular-file", "kind": first.kind},
+        )
+    for full in scan.files:
+        yield full.relative_to(root).as_posix(), full
 
 
 def iter_members(path: Path) -> Iterator[tuple[str, BinaryIO]]:
@@ -336,8 +378,8 @@ def iter_members(path: Path) -> Iterator[tuple[str, BinaryIO]]:
 
     if path.is_dir():
         for relative, full in _walk(path):
-            with full.open("rb") as stream:
-                yield relative, cast(BinaryIO, stream)
+            with open_regular(full, relative, error=BundleIntegrityError) as stream:
+                yield relative, stream
     elif path.is_file() and path.name.endswith(".tar.zst"):
         for relative, _size, member in iter_tar_zst(path):
             yield relative, member
@@ -347,12 +389,30 @@ def iter_members(path: Path) -> Iterator[tuple[str, BinaryIO]]:
         )
 
 
+def _declared_sizes(path: Path) -> dict[str, int]:
+    """The sizes a bundle folder's ``export.json`` declares, read before anything is hashed.
+
+    Empty when there is no readable manifest (the full check then names the problem).
+    An archive streams ``export.json`` after the data it lists; there the decompressor's
+    ratio guard bounds what a lying member can cost instead.
+    """
+    if not path.is_dir():
+        return {}
+    try:
+        with open_regular(path / "export.json", "export.json", error=BundleIntegrityError) as handle:
+            _manifest, entries = parse_manifest(handle.read(MANIFEST_MAX_BYTES + 1))
+    except (StellaError, OSError):
+        return {}
+    return {entry.path: entry.bytes for entry in entries}
+
+
 def observe_bundle(path: Path) -> tuple[dict[str, Observation], dict[str, bytes]]:
     """Observe every file of a bundle (see :func:`iter_members`); keep the control files."""
     observed: dict[str, Observation] = {}
     control: dict[str, bytes] = {}
+    limits = _declared_sizes(path)
     for relative, stream in iter_members(path):
-        seen, kept = observe(relative, stream)
+        seen, kept = observe(relative, stream, limit=limits.get(relative))
         observed[relative] = seen
         if kept is not None:
             control[relative] = kept

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from stella import __version__
 from stella.errors import StellaError, UsageError
+from stella.timefmt import format_time
 
 __all__ = ["build_parser", "main"]
 
@@ -30,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd
+    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd, serve_cmd
 
     parser = _Parser(
         prog="stella", description="StellaOps Export Center: signed, reproducible evidence bundles."
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_cmd.register(groups)
     export_cmd.register(groups)
     keys_cmd.register(groups)
+    serve_cmd.register(groups)
     policy_cmd.register(groups)
     demo = groups.add_parser(
         "demo", help="make a demo ledger (if missing), export it with json:raw and verify it"
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except StellaError as exc:
         payload = exc.to_payload(
-            trace_id=trace_id, timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            trace_id=trace_id, timestamp=format_time(datetime.now(UTC).replace(microsecond=0))
         )
         if "--json" in args_list:
             print(json.dumps({"error": payload}, indent=2, sort_keys=True))

@@ -141,8 +141,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipelines.export import run_export
     from runners.options import worker_args
+    from runners.remote import check_remote_runner
 
-    beam_args = worker_args(args.workers, args.beam_args)  # a usage error before the ledger is read
+    beam_args = worker_args(args.workers, args.beam_args)  # usage errors before the ledger is read
+    check_remote_runner(beam_args, staging=args.staging, ledger=ledger_root(args.ledger))
     request = _request(args)
     signer = bundle_cmd.signer_from_args(args)
     progress_line(

@@ -31,7 +31,9 @@ def register(groups: Any) -> None:
     ingest.add_argument(
         "--ingested-at", help="record this receive time (default SOURCE_DATE_EPOCH, else now)"
     )
-    ingest.add_argument("--strict", action="store_true", help="exit 7 if any document was rejected")
+    ingest.add_argument(
+        "--strict", action="store_true", help="exit 7 if any document was rejected or any input file refused"
+    )
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.set_defaults(handler=_ingest)
@@ -81,11 +83,21 @@ def _ingest(args: argparse.Namespace) -> int:
                 f"{len(report.future_dated)} document(s) claim a modified time after their ingestion "
                 f"(e.g. {upstream_id} in {source}: {modified}); kept as received, dated at ingestion in bundles"
             )
+        if report.placeholder_times:
+            source, upstream_id, note = report.placeholder_times[0]
+            print(
+                f"{len(report.placeholder_times)} document(s) carry a placeholder time "
+                f"(e.g. {upstream_id} in {source}: {note})"
+            )
+        for label, kind in report.refused:
+            print(f"refused {label}: a {kind}, not a regular file (not read)")
+        if report.cleaned:
+            print(f"removed {len(report.cleaned)} temp file(s) left by killed runs")
         if report.rejections:
             print(f"rejected {len(report.rejections)} (quarantined with their bytes):")
             for rejection in report.rejections:
                 print(f"  {rejection.source}: {rejection.reason}")
-    if args.strict and report.rejections:
+    if args.strict and (report.rejections or report.refused):
         return 7
     return 0
 
@@ -128,8 +140,14 @@ def _stats(args: argparse.Namespace) -> int:
         return 0
     print(
         f"ledger {stats.ledger}, tenant {stats.tenant}: {stats.records} records in {len(stats.segments)} "
-        f"segments ({human_bytes(stats.bytes)}), {stats.quarantined} quarantined"
+        f"segments ({human_bytes(stats.bytes)}), {stats.quarantined} quarantined "
+        f"({stats.quarantine_rejections} rejection(s))"
     )
+    if stats.quarantine_torn:
+        print(
+            f"  {len(stats.quarantine_torn)} quarantine reason file(s) are torn (unreadable): "
+            + ", ".join(stats.quarantine_torn)
+        )
     for (kind, fmt), n in stats.by_kind_format.items():
         print(f"  {kind:<10} {fmt:<14} {n:>9}")
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from stella.documents.interface import (
     ParsedDocument,
+    dated,
     ecosystem_of_purl,
     normalize_time,
     opt_str,
@@ -62,9 +63,16 @@ class CsafFormat:
         if not isinstance(tracking, Mapping):
             raise InputError("CSAF document: 'document.tracking' is missing")
         tracking_id = req_str(tracking, "id", "CSAF document.tracking")
-        modified = normalize_time(
-            req_str(tracking, "current_release_date", f"CSAF {tracking_id} tracking"),
-            field="tracking.current_release_date",
+        initial = opt_str(tracking, "initial_release_date")
+        modified, time_note = dated(
+            (
+                "tracking.current_release_date",
+                normalize_time(
+                    req_str(tracking, "current_release_date", f"CSAF {tracking_id} tracking"),
+                    field="tracking.current_release_date",
+                ),
+            ),
+            ("tracking.initial_release_date", normalize_time(initial, field="tracking.initial_release_date")),
         )
         tree = value.get("product_tree")
         purls: list[str] = []
@@ -95,6 +103,7 @@ class CsafFormat:
             upstream_id=tracking_id,
             modified=modified,
             revision=opt_str(tracking, "version"),
+            time_note=time_note,
             linkset=Linkset(
                 ecosystems=sorted_unique(ecosystem_of_purl(p) for p in purls),
                 packages=sorted_unique(names),

@@ -13,6 +13,7 @@ from typing import Any
 
 from stella.documents.interface import (
     ParsedDocument,
+    dated,
     ecosystem_of_purl,
     normalize_time,
     opt_str,
@@ -79,12 +80,19 @@ class CycloneDxFormat:
         upstream_id = serial or subject or f"cyclonedx:{digest}"
         version = value.get("version")
         kind_label = "CycloneDX VEX" if is_vex else "CycloneDX SBOM"
+        modified, time_note = dated(
+            (
+                "metadata.timestamp",
+                normalize_time(opt_str(metadata, "timestamp"), field=f"{kind_label} metadata.timestamp"),
+            )
+        )
         return ParsedDocument(
             kind=Kind.VEX if is_vex else Kind.SBOM,
             format=DocFormat.CYCLONEDX_VEX if is_vex else DocFormat.CYCLONEDX,
             upstream_id=upstream_id,
-            modified=normalize_time(opt_str(metadata, "timestamp"), field=f"{kind_label} metadata.timestamp"),
+            modified=modified,
             revision=str(version) if isinstance(version, int) and not isinstance(version, bool) else None,
+            time_note=time_note,
             linkset=Linkset(
                 ecosystems=sorted_unique(ecosystem_of_purl(p) for p in purls + products if p),
                 packages=sorted_unique(names),

@@ -16,10 +16,12 @@ from typing import Any, Protocol
 
 from stella.errors import InputError
 from stella.model import DocFormat, Kind, Linkset
+from stella.timefmt import format_time, is_placeholder
 
 __all__ = [
     "DocumentFormat",
     "ParsedDocument",
+    "dated",
     "ecosystem_of_purl",
     "format_time",
     "normalize_time",
@@ -40,6 +42,8 @@ class ParsedDocument:
     modified: str | None
     revision: str | None
     linkset: Linkset
+    # Set when a placeholder time (Go's zero time...) was skipped: what dates it instead.
+    time_note: str | None = None
 
 
 class DocumentFormat(Protocol):
@@ -89,13 +93,24 @@ def normalize_time(text: str | None, *, field: str, required: bool = False) -> s
     return format_time(parsed)
 
 
-def format_time(moment: datetime) -> str:
-    """The single timestamp spelling used in ledgers and manifests."""
-    moment = moment.astimezone(UTC)
-    # isoformat, not strftime: glibc's %Y does not zero-pad years before 1000 (real
-    # advisories carry "0001-01-01T00:00:00Z" placeholders).
-    text = moment.replace(tzinfo=None).isoformat(timespec="microseconds" if moment.microsecond else "seconds")
-    return text + "Z"
+def dated(*candidates: tuple[str, str | None]) -> tuple[str | None, str | None]:
+    """The first candidate time that is not a placeholder, and a note if one was skipped.
+
+    ``candidates`` are ``(field, normalized time or None)`` in order of preference (for
+    OSV: ``modified``, then ``published``). ``None`` means "date it at ingestion"
+    (:attr:`LedgerRecord.high_water`). The note says which placeholder was skipped and
+    what dates the document instead, for the ingest report.
+    """
+    skipped: list[str] = []
+    for field, moment in candidates:
+        if moment is None:
+            continue
+        if is_placeholder(moment):
+            skipped.append(f"{field} {moment}")
+            continue
+        note = f"{', '.join(skipped)} is a placeholder; dated by {field}" if skipped else None
+        return moment, note
+    return None, (f"{', '.join(skipped)} is a placeholder; dated at ingestion" if skipped else None)
 
 
 # purl type -> OSV ecosystem name, so one `ecosystem=` selector spans advisories, SBOM

@@ -12,6 +12,7 @@ from typing import Any
 
 from stella.documents.interface import (
     ParsedDocument,
+    dated,
     ecosystem_of_purl,
     normalize_time,
     opt_str,
@@ -74,11 +75,15 @@ class OpenVexFormat:
         modified = opt_str(value, "last_updated") or opt_str(value, "timestamp")
         version = value.get("version")
         purls = [p for p in products if p.startswith("pkg:")]
+        dated_modified, time_note = dated(
+            ("last_updated/timestamp", normalize_time(modified, field="last_updated/timestamp"))
+        )
         return ParsedDocument(
             kind=Kind.VEX,
             format=DocFormat.OPENVEX,
             upstream_id=doc_id,
-            modified=normalize_time(modified, field="last_updated/timestamp"),
+            modified=dated_modified,
+            time_note=time_note,
             revision=str(version)
             if isinstance(version, int | str) and not isinstance(version, bool)
             else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stella.documents.interface import ParsedDocument, normalize_time, req_str, sorted_unique
+from stella.documents.interface import ParsedDocument, dated, normalize_time, req_str, sorted_unique
 from stella.errors import InputError
 from stella.model import DocFormat, Kind, Linkset
 
@@ -34,7 +34,14 @@ class OsvFormat:
 
     def parse(self, value: Mapping[str, Any], *, digest: str) -> ParsedDocument:
         upstream_id = req_str(value, "id", "OSV record")
-        modified = normalize_time(req_str(value, "modified", f"OSV {upstream_id}"), field="modified")
+        published = value.get("published")
+        modified, time_note = dated(
+            ("modified", normalize_time(req_str(value, "modified", f"OSV {upstream_id}"), field="modified")),
+            (
+                "published",
+                normalize_time(published, field="published") if isinstance(published, str) else None,
+            ),
+        )
         affected = value.get("affected", [])
         if not isinstance(affected, list):
             raise InputError(f"OSV {upstream_id}: 'affected' must be a list")
@@ -67,6 +74,7 @@ class OsvFormat:
             upstream_id=upstream_id,
             modified=modified,
             revision=None,
+            time_note=time_note,
             linkset=Linkset(
                 ecosystems=sorted_unique(ecosystems),
                 packages=sorted_unique(packages),

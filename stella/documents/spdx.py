@@ -12,6 +12,7 @@ from typing import Any
 
 from stella.documents.interface import (
     ParsedDocument,
+    dated,
     ecosystem_of_purl,
     normalize_time,
     opt_str,
@@ -75,12 +76,19 @@ class SpdxFormat:
                 elif root_name:
                     subject = f"{root_name}@{root_version}" if root_version else root_name
         creation = value.get("creationInfo")
+        modified, time_note = dated(
+            (
+                "creationInfo.created",
+                normalize_time(opt_str(creation, "created"), field="creationInfo.created"),
+            )
+        )
         return ParsedDocument(
             kind=Kind.SBOM,
             format=DocFormat.SPDX,
             upstream_id=namespace,
-            modified=normalize_time(opt_str(creation, "created"), field="creationInfo.created"),
+            modified=modified,
             revision=None,
+            time_note=time_note,
             linkset=Linkset(
                 ecosystems=sorted_unique(ecosystem_of_purl(p) for p in purls),
                 packages=sorted_unique(names),

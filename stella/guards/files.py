@@ -49,11 +49,15 @@ def _refuse(path: str | Path, what: str, kind: str, error: type[StellaError]) ->
 
 
 def check_regular(
-    path: str | Path, what: str = "file", *, error: type[StellaError] = InputError
+    path: str | Path, what: str = "file", *, error: type[StellaError] = InputError, follow_links: bool = False
 ) -> os.stat_result:
-    """``lstat`` of ``path`` if it is a regular file (not a link to one); else ``error``."""
+    """``lstat`` of ``path`` if it is a regular file (not a link to one); else ``error``.
+
+    ``follow_links`` is for a path the user named on the command line: a link there is
+    the user's choice, but what it points at must still be a regular file.
+    """
     try:
-        info = os.lstat(path)
+        info = os.stat(path) if follow_links else os.lstat(path)
     except FileNotFoundError as exc:
         raise NotFoundError(f"{what} {path} does not exist", details={"file": str(path)}) from exc
     if not stat.S_ISREG(info.st_mode):
@@ -61,11 +65,14 @@ def check_regular(
     return info
 
 
-def open_regular(path: str | Path, what: str = "file", *, error: type[StellaError] = InputError) -> BinaryIO:
+def open_regular(
+    path: str | Path, what: str = "file", *, error: type[StellaError] = InputError, follow_links: bool = False
+) -> BinaryIO:
     """Open a regular file for reading without following a link or blocking on a FIFO."""
-    check_regular(path, what, error=error)
+    check_regular(path, what, error=error, follow_links=follow_links)
+    nofollow = 0 if follow_links else os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | nofollow | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # replaced by a link after the check
             raise _refuse(path, what, "symlink", error) from exc

@@ -10,6 +10,7 @@ parses through :func:`loads`, so each of these is rejected with a reason that na
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from stella.errors import InputError, StellaError
@@ -45,10 +46,12 @@ def loads(
     what: str = "JSON",
     error: type[StellaError] = InputError,
     max_bytes: int | None = None,
+    parse_float: Callable[[str], Any] | None = None,
+    parse_int: Callable[[str], Any] | None = None,
 ) -> Any:
     """Parse one JSON text strictly; raise ``error`` with ``details.reason`` if it is refused.
 
-    Reasons: ``too-large``, ``not-utf8``, ``too-deep``, ``duplicate-key``,
+    ``parse_float``/``parse_int`` are passed to :func:`json.loads`. Reasons: ``too-large``, ``not-utf8``, ``too-deep``, ``duplicate-key``,
     ``non-finite-number``, ``syntax``.
     """
 
@@ -65,10 +68,18 @@ def loads(
     else:
         text = data
     try:
-        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=_pairs,
+            parse_constant=_constant,
+            parse_float=parse_float,
+            parse_int=parse_int,
+        )
     except _Rejected as exc:
         refuse(exc.reason, str(exc))
     except RecursionError:
         refuse("too-deep", "nested deeper than the parser allows")
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        refuse("syntax", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
         refuse("syntax", str(exc))

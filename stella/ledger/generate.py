@@ -99,6 +99,7 @@ def generate_ledger(
             max_workers=pool_size, mp_context=context, initializer=_load_known, initargs=(store.root, tenant)
         ) as pool,
     ):
+        store.clean_stale(tenant)  # temp files of killed runs (their writers are gone)
         futures = [
             pool.submit(
                 _generate_slice, store.root, tenant, start, stop, seed, base + i, ingested_at, advisories_only

@@ -8,29 +8,40 @@ the quarantine with its bytes and the reason. One bad document never stops the r
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
 from stella.canonical import canonical_document, sha256_digest
 from stella.documents import recognise
-from stella.errors import InputError, NotFoundError
+from stella.errors import InputError, StellaError
+from stella.guards.files import kind_of, open_regular, path_error, scan_tree
+from stella.guards.streams import (
+    MAX_DOCUMENT_BYTES,
+    MAX_LINE_BYTES,
+    QUARANTINE_PREFIX_BYTES,
+    compression_of,
+    iter_lines,
+    open_decompressed,
+    read_document,
+)
 from stella.ledger.store import SEGMENT_MAX_BYTES, SEGMENT_MAX_RECORDS, LedgerStore, SegmentInfo, batched
 from stella.model import LedgerRecord, validate_tenant
 
-__all__ = ["MAX_DOCUMENT_BYTES", "IngestReport", "Rejection", "ingest_paths", "iter_units", "to_record"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "IngestReport",
+    "Rejection",
+    "Unreadable",
+    "ingest_paths",
+    "iter_units",
+    "to_record",
+]
 
-# A single evidence document above this is almost certainly not one (or is hostile):
-# the largest real SBOMs we know are a few tens of MB.
-MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 _STREAM_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".ndjson", ".ndjson.zst", ".ndjson.gz")
 _DOCUMENT_SUFFIXES = (".json", ".json.zst", ".json.gz")
 
@@ -54,6 +65,12 @@ class IngestReport:
     duplicates: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejections: list[Rejection] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
+    # Links and special files met in input folders: (label, kind). Never opened.
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    # Added documents whose time was a placeholder (Go's 0001-01-01): (source, id, note).
+    placeholder_times: list[tuple[str, str, str]] = field(default_factory=list)
+    # Temp files of killed runs removed before this one wrote anything.
+    cleaned: list[str] = field(default_factory=list)
     segments: list[SegmentInfo] = field(default_factory=list)
     # Added documents whose ``modified`` is later than their receipt: kept as received,
     # dated at receipt in bundles (LedgerRecord.high_water); (source, id, modified).
@@ -81,6 +98,12 @@ class IngestReport:
             "byKind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
             "rejections": [r.to_json() for r in self.rejections],
             "skippedFiles": self.skipped_files,
+            "refusedFiles": [{"source": label, "kind": kind} for label, kind in self.refused],
+            "cleanedTempFiles": self.cleaned,
+            "placeholderTimes": [
+                {"source": source, "id": upstream_id, "note": note}
+                for source, upstream_id, note in self.placeholder_times
+            ],
             "modifiedAfterIngestion": [
                 {"source": source, "id": upstream_id, "modified": modified}
                 for source, upstream_id, modified in self.future_dated
@@ -89,69 +112,124 @@ class IngestReport:
         }
 
 
-def _decompressed(path: Path) -> io.BufferedIOBase:
-    raw = path.open("rb")
-    if path.name.endswith(".zst"):
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.BufferedReader(reader)
-    if path.name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
-
-
 def _is_stream(path: Path) -> bool:
     return path.name.endswith(_STREAM_SUFFIXES)
 
 
-def _expand(arguments: Iterable[str], skipped: list[str]) -> Iterator[tuple[Path, str]]:
-    """(file, label) pairs; labels are relative to the argument so they don't leak host paths."""
+@dataclass(frozen=True, slots=True)
+class _Input:
+    path: Path
+    label: str
+    follow_links: bool  # a file named on the command line (the user's link is their choice)
+
+
+def _expand(arguments: Iterable[str], report: IngestReport) -> Iterator[_Input]:
+    """Regular files to read; labels are relative to the argument so they don't leak host paths.
+
+    Links and special files inside folders (a FIFO would block, a link to /dev/urandom
+    would never end) are listed in ``report.refused``, never opened.
+    """
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
-            for directory, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    file = Path(directory) / name
-                    label = f"{path.name}/{file.relative_to(path).as_posix()}"
-                    if name.startswith("."):
-                        continue
-                    if name.endswith(_STREAM_SUFFIXES + _DOCUMENT_SUFFIXES):
-                        yield file, label
-                    else:
-                        skipped.append(label)
-        elif path.is_file():
-            yield path, path.name
-        else:
-            raise NotFoundError(f"input path {argument} does not exist", details={"path": argument})
-
-
-def iter_units(path: Path, label: str) -> Iterator[tuple[str, bytes | InputError]]:
-    """Each document's bytes with its source label; unreadable units come back as errors."""
-    try:
-        with _decompressed(path) as handle:
-            if not _is_stream(path):
-                data = handle.read(MAX_DOCUMENT_BYTES + 1)
-                if len(data) > MAX_DOCUMENT_BYTES:
-                    yield label, InputError(f"document larger than {MAX_DOCUMENT_BYTES} bytes")
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise path_error(argument, "input path") from exc
+        if stat.S_ISDIR(info.st_mode):
+            scan = scan_tree(path, skip_hidden=True)
+            for refused in scan.refused:
+                report.refused.append((_label(path, refused.path), refused.kind))
+            for file in scan.files:
+                label = _label(path, file)
+                if file.name.endswith(_STREAM_SUFFIXES + _DOCUMENT_SUFFIXES):
+                    yield _Input(file, label, follow_links=False)
                 else:
-                    yield label, data
+                    report.skipped_files.append(label)
+        elif stat.S_ISREG(info.st_mode):
+            yield _Input(path, path.name, follow_links=True)
+        else:
+            report.refused.append((path.name, kind_of(info.st_mode)))
+
+
+def _label(root: Path, file: Path) -> str:
+    return f"{root.name}/{file.relative_to(root).as_posix()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A unit that could not be read as a document: why, and the bytes kept for the quarantine."""
+
+    error: InputError
+    kept: bytes
+
+
+def iter_units(source: _Input) -> Iterator[tuple[str, bytes | Unreadable]]:
+    """Each document's bytes with its source label; unreadable units come back as :class:`Unreadable`.
+
+    A stream that turns out truncated, padded or a bomb ends with one ``Unreadable``
+    for the whole file (the lines before the fault were already yielded), carrying
+    the count of records read and up to :data:`MAX_LINE_BYTES` of the file's raw bytes.
+    """
+    path, label = source.path, source.label
+    read = 0
+    try:
+        raw = open_regular(path, label, follow_links=source.follow_links)
+    except StellaError as exc:
+        yield label, Unreadable(InputError(exc.message, details=exc.details), b"")
+        return
+    try:
+        with open_decompressed(raw, compression_of(path.name), what=label) as handle:
+            if not _is_stream(path):
+                data = read_document(handle, what=label, limit=MAX_DOCUMENT_BYTES)
+                yield label, data
                 return
-            for number, line in enumerate(handle, start=1):
-                stripped = line.rstrip(b"\r\n")
-                if stripped.strip():
-                    yield f"{label}#{number}", stripped
-    except (OSError, zstandard.ZstdError, EOFError) as exc:
-        yield label, InputError(f"cannot read {path.name}: {exc}")
+            for line in iter_lines(handle, max_line=MAX_LINE_BYTES, keep=QUARANTINE_PREFIX_BYTES):
+                read += 1
+                unit = f"{label}#{line.number}"
+                if line.oversized:
+                    error = InputError(
+                        f"line of {line.size} bytes exceeds the {MAX_LINE_BYTES}-byte record limit "
+                        f"(first {len(line.data)} bytes kept)",
+                        details={"file": unit, "reason": "too-large", "bytes": line.size},
+                    )
+                    yield unit, Unreadable(error, line.data)
+                else:
+                    yield unit, line.data
+    except InputError as exc:
+        what = "records" if _is_stream(path) else "documents"
+        error = InputError(
+            f"{exc.message}; {read} {what} read before the fault",
+            details={**exc.details, "recordsRead": read},
+        )
+        yield label, Unreadable(error, _prefix(source))
+    except OSError as exc:
+        yield label, Unreadable(InputError(f"cannot read {path.name}: {exc}", details={"file": label}), b"")
+
+
+def _prefix(source: _Input) -> bytes:
+    """Up to :data:`MAX_LINE_BYTES` of a file's raw bytes, for the quarantine."""
+    try:
+        with open_regular(source.path, source.label, follow_links=source.follow_links) as handle:
+            return handle.read(MAX_LINE_BYTES)
+    except (StellaError, OSError):
+        return b""
 
 
 def to_record(
-    raw: bytes, *, tenant: str, source: str, ingested_at: str, already_canonical: bool = False
+    raw: bytes,
+    *,
+    tenant: str,
+    source: str,
+    ingested_at: str,
+    already_canonical: bool = False,
+    time_notes: list[tuple[str, str, str]] | None = None,
 ) -> LedgerRecord:
     """Turn received bytes into a ledger record, or raise InputError saying why not.
 
     ``already_canonical`` is for producers that emit RFC 8785 bytes themselves (the
     synthetic generator, whose tests prove it): the bytes are parsed once for their
-    identity but not re-serialised.
+    identity but not re-serialised. ``time_notes`` collects ``(source, id, note)`` when
+    a placeholder time (Go's zero time) was skipped in favour of another date.
     """
     digest = sha256_digest(raw)
     if already_canonical:
@@ -159,6 +237,8 @@ def to_record(
     else:
         value, canonical = canonical_document(raw)
     parsed = recognise(value, digest=digest)
+    if parsed.time_note is not None and time_notes is not None:
+        time_notes.append((source, parsed.upstream_id, parsed.time_note))
     return LedgerRecord(
         tenant=tenant,
         kind=parsed.kind,
@@ -202,37 +282,33 @@ def _ingest_locked(
     progress: Callable[[int], None] | None,
 ) -> IngestReport:
     report = IngestReport(tenant=tenant)
+    report.cleaned = store.clean_stale(tenant)
     known = store.known_digests(tenant)
-    seen_rejected: set[str] = set()
+
+    def reject(source: str, error: StellaError, kept: bytes) -> None:
+        reason = {"source": source, "reason": error.message, "code": error.code, "receivedAt": ingested_at}
+        if error.details.get("reason"):
+            reason["fault"] = error.details["reason"]
+        where = store.quarantine(tenant, kept, reason=reason)
+        report.rejections.append(Rejection(source, error.message, where))
 
     def accepted() -> Iterator[LedgerRecord]:
         count = 0
-        for file, label in _expand(paths, report.skipped_files):
-            for source, unit in iter_units(file, label):
+        for source_file in _expand(paths, report):
+            for source, unit in iter_units(source_file):
                 count += 1
                 if progress is not None and count % 10_000 == 0:
                     progress(count)
-                if isinstance(unit, InputError):
-                    report.rejections.append(Rejection(source, unit.message, ""))
+                if isinstance(unit, Unreadable):
+                    reject(source, unit.error, unit.kept)
                     continue
-                digest = sha256_digest(unit)
                 try:
-                    record = to_record(unit, tenant=tenant, source=source, ingested_at=ingested_at)
-                except InputError as exc:
-                    if digest in seen_rejected:
-                        continue
-                    seen_rejected.add(digest)
-                    where = store.quarantine(
-                        tenant,
-                        unit,
-                        reason={
-                            "source": source,
-                            "reason": exc.message,
-                            "code": exc.code,
-                            "receivedAt": ingested_at,
-                        },
+                    notes: list[tuple[str, str, str]] = []
+                    record = to_record(
+                        unit, tenant=tenant, source=source, ingested_at=ingested_at, time_notes=notes
                     )
-                    report.rejections.append(Rejection(source, exc.message, where))
+                except InputError as exc:
+                    reject(source, exc, unit)
                     continue
                 key = (record.kind.value, record.format.value)
                 if record.digest in known:
@@ -240,6 +316,7 @@ def _ingest_locked(
                     continue
                 known.add(record.digest)
                 report.added[key] += 1
+                report.placeholder_times.extend(notes)
                 if record.modified_after_ingestion:
                     assert record.modified is not None
                     report.future_dated.append((source, record.upstream_id, record.modified))

@@ -23,6 +23,10 @@ class LedgerStats:
     by_kind_format: dict[tuple[str, str], int]  # sorted by (kind, format)
     segments: tuple[SegmentInfo, ...]
     quarantined: int
+    # Rejections behind the quarantined entries (the same bytes rejected twice: one entry).
+    quarantine_rejections: int = 0
+    # Quarantine reason files that cannot be read (torn by a crash before writes were atomic).
+    quarantine_torn: tuple[str, ...] = ()
 
     @property
     def records(self) -> int:
@@ -43,6 +47,8 @@ class LedgerStats:
                 for s in self.segments
             ],
             "quarantined": self.quarantined,
+            "quarantineRejections": self.quarantine_rejections,
+            "quarantineTorn": list(self.quarantine_torn),
         }
 
 
@@ -56,10 +62,13 @@ def ledger_stats(store: LedgerStore, tenant: str) -> LedgerStats:
     tenant = validate_tenant(tenant)
     segments = tuple(store.require_segments(tenant))
     counts: Counter[tuple[str, str]] = Counter((r.kind.value, r.format.value) for r in store.read(tenant))
+    quarantined = store.quarantined(tenant)
     return LedgerStats(
         tenant=tenant,
         ledger=store.root,
         by_kind_format=dict(sorted(counts.items())),
         segments=segments,
-        quarantined=len(store.quarantined(tenant)),
+        quarantined=len(quarantined),
+        quarantine_rejections=sum(len(q.get("sources", [None])) for q in quarantined if not q.get("torn")),
+        quarantine_torn=tuple(str(q["file"]) for q in quarantined if q.get("torn")),
     )

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ import zstandard
 
 from stella import storage
 from stella.errors import ConflictError, InputError, NotFoundError
+from stella.guards import strictjson
+from stella.guards.streams import open_decompressed, read_document
 from stella.model import DocFormat, Kind, LedgerRecord, Linkset, validate_tenant
 
 __all__ = [
@@ -165,9 +166,17 @@ class LedgerStore:
         directory = self._tenant_dir(tenant, "segments")
         found: list[SegmentInfo] = []
         for avro in storage.list_files(directory, ".avro"):
+            if storage.TEMP_MARK in avro.rsplit("/", 1)[-1]:
+                continue
             meta_path = avro[: -len(".avro")] + ".meta.json"
-            with storage.open_read(meta_path) as handle:
-                meta = json.loads(handle.read())
+            try:
+                with storage.open_read(meta_path) as handle:
+                    meta = strictjson.loads(handle.read(), what=f"segment sidecar {meta_path}")
+            except (OSError, InputError) as exc:
+                raise InputError(
+                    f"ledger segment {avro} has no readable {meta_path.rsplit('/', 1)[-1]}: {exc}",
+                    details={"segment": avro, "file": meta_path},
+                ) from exc
             found.append(
                 SegmentInfo(
                     path=avro,
@@ -193,8 +202,10 @@ class LedgerStore:
         known: set[str] = set()
         for info in self.segments(tenant):
             index = info.path[: -len(".avro")] + ".digests.zst"
-            with storage.open_read(index) as handle:
-                known.update(zstandard.ZstdDecompressor().decompress(handle.read()).decode().split())
+            with open_decompressed(storage.open_read(index), "zstd", what=index) as handle:
+                known.update(
+                    read_document(handle, what=index, limit=SEGMENT_MAX_RECORDS * 80).decode().split()
+                )
         return known
 
     def write_segment(
@@ -220,32 +231,27 @@ class LedgerStore:
             sequence = self.next_sequence(tenant, existing)
         name = f"{sequence:06d}-{content_id.hex()[:16]}"
         directory = self._tenant_dir(tenant, "segments")
-        temp = f".tmp-{uuid.uuid4().hex}"
         final_avro = storage.join(directory, name + ".avro")
-        try:
-            with storage.open_write(final_avro + temp) as sink:
-                writer = storage.HashingWriter(sink)
-                fastavro.writer(
-                    writer,  # type: ignore[arg-type]  # duck-typed: write, flush, seekable
-                    _schema(),
-                    (record_to_row(r) for r in ordered),
-                    codec=_CODEC,
-                    sync_marker=content_id[:16],
-                )
-        except BaseException:
-            storage.remove(final_avro + temp)
-            raise
-        meta = {"digest": writer.digest, "bytes": writer.size, "records": len(ordered)}
-        sidecars = {
-            ".digests.zst": zstandard.ZstdCompressor(level=3).compress("\n".join(digests).encode()),
-            ".meta.json": json.dumps(meta, sort_keys=True).encode(),
-        }
-        for suffix, payload in sidecars.items():
-            path = storage.join(directory, name + suffix)
-            with storage.open_write(path + temp) as handle:
-                handle.write(payload)
-            storage.rename(path + temp, path)
-        storage.rename(final_avro + temp, final_avro)
+        # Every file goes through temp + fsync + rename + folder fsync. The .avro (the one
+        # name readers list) streams into its temp file first, the sidecars (which need
+        # its digest) are published while it is still unnamed, and it is renamed last.
+        with storage.open_atomic(final_avro) as sink:
+            writer = storage.HashingWriter(sink)
+            fastavro.writer(
+                writer,  # type: ignore[arg-type]  # duck-typed: write, flush, seekable
+                _schema(),
+                (record_to_row(r) for r in ordered),
+                codec=_CODEC,
+                sync_marker=content_id[:16],
+            )
+            meta = {"digest": writer.digest, "bytes": writer.size, "records": len(ordered)}
+            storage.write_atomic(
+                storage.join(directory, name + ".digests.zst"),
+                zstandard.ZstdCompressor(level=3).compress("\n".join(digests).encode()),
+            )
+            storage.write_atomic(
+                storage.join(directory, name + ".meta.json"), json.dumps(meta, sort_keys=True).encode()
+            )
         return SegmentInfo(final_avro, name + ".avro", str(meta["digest"]), writer.size, len(ordered))
 
     @contextmanager
@@ -283,22 +289,60 @@ class LedgerStore:
             yield from read_segment(info.path)
 
     def quarantine(self, tenant: str, raw: bytes, *, reason: dict[str, Any]) -> str:
-        """Keep rejected bytes with the reason, so nothing handed to us is lost."""
+        """Keep rejected bytes with the reason, so nothing handed to us is lost.
+
+        The bytes and then the reason are each written atomically and durably; the
+        reason, written last, is what marks an entry complete. The same bytes rejected
+        again (another file, another run) add their source to the existing reason.
+        """
         hex_digest = hashlib.sha256(raw).hexdigest()
         base = self._tenant_dir(tenant, "quarantine", hex_digest)
-        if not storage.exists(base + ".json"):
-            with storage.open_write(base + ".bin") as handle:
-                handle.write(raw)
-            with storage.open_write(base + ".json") as handle:
-                handle.write(json.dumps(reason, sort_keys=True, indent=2).encode())
+        record = {**reason, "sources": [reason["source"]]} if "source" in reason else dict(reason)
+        previous = self._reason(base + ".json")
+        if previous is not None:
+            sources = list(previous.get("sources", [previous.get("source")]))
+            if record.get("source") in sources:
+                return base + ".bin"
+            record = {**previous, "sources": [*sources, record.get("source")]}
+        else:
+            storage.write_atomic(base + ".bin", raw)
+        storage.write_atomic(base + ".json", json.dumps(record, sort_keys=True, indent=2).encode())
         return base + ".bin"
 
+    @staticmethod
+    def _reason(path: str) -> dict[str, Any] | None:
+        if not storage.exists(path):
+            return None
+        try:
+            with storage.open_read(path) as handle:
+                value = strictjson.loads(handle.read(), what=path)
+        except InputError:
+            return None  # torn (written before writes were atomic): rewritten whole
+        return value if isinstance(value, dict) else None
+
     def quarantined(self, tenant: str) -> list[dict[str, Any]]:
+        """Every quarantine reason; a torn or unreadable one is listed with ``torn: true``."""
         entries = []
         for path in storage.list_files(self._tenant_dir(tenant, "quarantine"), ".json"):
-            with storage.open_read(path) as handle:
-                entries.append(json.loads(handle.read()))
+            name = path.rsplit("/", 1)[-1]
+            if storage.TEMP_MARK in name:
+                continue  # an unfinished write of a live or killed run, not an entry
+            value = self._reason(path)
+            entries.append(value if value is not None else {"file": name, "torn": True})
         return entries
+
+    def clean_stale(self, tenant: str) -> list[str]:
+        """Remove temp files that killed runs left in this tenant's folders (local ledgers).
+
+        Call with :meth:`writer_lock` held; a temp file whose writer is still alive is kept.
+        """
+        if storage.is_remote(self.root):
+            return []
+        removed: list[str] = []
+        for folder in ("segments", "quarantine"):
+            directory = Path(self._tenant_dir(tenant, folder))
+            removed.extend(f"{folder}/{name}" for name in storage.remove_stale(directory))
+        return removed
 
 
 def batched(

@@ -18,7 +18,7 @@ from stella.signers.pem import PrivateKeySigner, password_from_env, signer_from_
 
 __all__ = ["load_env_signer", "pem_from_env_value"]
 
-_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def pem_from_env_value(value: str, *, variable: str) -> bytes:
@@ -50,7 +50,7 @@ def load_env_signer(ref: str, *, environ: Mapping[str, str]) -> PrivateKeySigner
         UsageError: bad variable name, bad contents, wrong or missing password.
     """
     variable, options = split_ref_options(ref[len("env://") :], allowed=frozenset({"password-env"}), ref=ref)
-    if not _VAR_NAME.match(variable):
+    if not _VAR_NAME.fullmatch(variable):
         raise UsageError(f"key reference {ref!r}: {variable!r} is not an environment variable name")
     value = environ.get(variable)
     if value is None:

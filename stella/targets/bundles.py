@@ -11,7 +11,6 @@ into a private temporary folder (never beside the archive).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from stella.bundle.encrypt import ciphertext_files
 from stella.bundle.paths import OCI_DIR, PROVENANCE
 from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
-from stella.errors import UsageError
+from stella.errors import BundleIntegrityError, UsageError
+from stella.guards import strictjson
 from stella.targets.interface import PublishResult, Target
 
 __all__ = ["PushedBundle", "push_bundle"]
@@ -54,7 +54,9 @@ def push_bundle(bundle: Path, target: Target, *, trust: TrustPolicy | None = Non
         raise failure(checked.report)
     manifest: dict[str, Any] = checked.manifest or {}
     profile = manifest.get("profile", {}).get("name")
-    if ciphertext_files(json.loads(checked.control.get(PROVENANCE, b"{}"))):
+    if ciphertext_files(
+        strictjson.loads(checked.control.get(PROVENANCE, b"{}"), what=PROVENANCE, error=BundleIntegrityError)
+    ):
         raise UsageError(
             f"bundle {bundle.name} is encrypted: decrypt it first (stella export decrypt), then push",
             details={"bundle": str(bundle), "profile": profile},

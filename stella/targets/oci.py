@@ -56,11 +56,11 @@ _MAX_MANIFEST = 4 * 1024 * 1024
 _MAX_RESPONSE = _MAX_MANIFEST
 # distribution's NameTotalLengthMax: registry host plus repository path.
 _MAX_NAME = 255
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
+_REPOSITORY = re.compile(rf"{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
 _REF_NAME = "org.opencontainers.image.ref.name"
 _MANIFEST_ACCEPT = ", ".join(
     (
@@ -106,21 +106,21 @@ class OciReference:
         ref = text.strip()
         netloc, slash, rest = ref.partition("/")
         looks_like_host = "." in netloc or ":" in netloc or netloc.lower() == "localhost"
-        if not slash or not rest or not looks_like_host or not _HOST.match(netloc):
+        if not slash or not rest or not looks_like_host or not _HOST.fullmatch(netloc):
             raise UsageError(
                 "an OCI reference must name its registry: HOST[:PORT]/repository[:tag]",
                 details={"reference": text},
             )
         rest, at, digest = rest.partition("@")
-        if at and not _DIGEST.match(digest):
+        if at and not _DIGEST.fullmatch(digest):
             raise UsageError("only sha256 digests are supported in references", details={"reference": text})
         repository, tag = rest, None
         last = rest.rsplit("/", 1)[-1]
         if ":" in last:
             repository, _, tag = rest.rpartition(":")
-            if not _TAG.match(tag):
+            if not _TAG.fullmatch(tag):
                 raise UsageError("invalid OCI tag", details={"reference": text, "tag": tag})
-        if len(f"{netloc}/{repository}") > _MAX_NAME or not _REPOSITORY.match(repository):
+        if len(f"{netloc}/{repository}") > _MAX_NAME or not _REPOSITORY.fullmatch(repository):
             raise UsageError(
                 "invalid OCI repository name (lowercase components separated by '/', 255 characters at most)",
                 details={"reference": text, "repository": repository},
@@ -462,7 +462,7 @@ def _sha256_file(path: Path) -> tuple[str, int]:
 
 
 def _blob_path(layout: Path, digest: str) -> Path:
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise BundleIntegrityError(
             "OCI layout names a blob with an unsupported digest", details={"digest": digest}
         )

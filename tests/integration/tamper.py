@@ -13,6 +13,8 @@ import re
 import shutil
 from pathlib import Path
 
+from backports import zstd
+
 from stella.bundle.sign import sign_bundle
 from stella.canonical import dumps
 from stella.signers.registry import load_signer
@@ -115,7 +117,8 @@ def resign(bundle: Path, key: Path) -> str:
     if not target.exists():  # encrypted: alter the plaintext claim only
         entry["digest"] = "sha256:" + "0" * 64
     else:
-        data = target.read_bytes() + b"\n"
+        # Another (empty) zstd frame: still a valid stream, with different bytes.
+        data = target.read_bytes() + zstd.compress(b"")
         target.write_bytes(data)
         entry["digest"], entry["bytes"] = "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
     (bundle / "export.json").write_bytes(dumps(manifest))

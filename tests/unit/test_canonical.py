@@ -68,7 +68,8 @@ def test_non_bmp_keys_sort_by_utf16_code_units() -> None:
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
-        (b'{"a": NaN}', "canonicalised"),
+        (b'{"a": NaN}', "NaN is not a JSON number"),
+        (b'{"a": 1, "a": 2}', "duplicate key"),
         (b"\xff\xfe{}", "UTF-8"),
         (b'{"a": 1', "invalid JSON"),
         (b'{"a": 123456789012345678901234567890}', "canonicalised"),

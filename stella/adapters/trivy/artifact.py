@@ -20,11 +20,11 @@ import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from stella import canonical, storage
+from stella import canonical, storage, timefmt
 from stella.errors import ConflictError, UsageError
 
 __all__ = [
@@ -109,11 +109,7 @@ def format_go_time(moment: datetime) -> str:
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise UsageError("Trivy metadata times must be timezone-aware", details={"value": moment.isoformat()})
-    utc = moment.astimezone(UTC)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += ("." + f"{utc.microsecond:06d}").rstrip("0")
-    return text + "Z"
+    return timefmt.format_go_time(moment)
 
 
 def trivy_metadata(

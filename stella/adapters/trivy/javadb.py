@@ -71,7 +71,7 @@ _PAGE_SIZE = 4096
 _JAR_TYPES = frozenset(
     {"jar", "bundle", "test-jar", "maven-plugin", "ejb", "ejb-client", "java-source", "javadoc"}
 )
-_SHA1_HEX = re.compile(r"^[0-9a-fA-F]{40}$")
+_SHA1_HEX = re.compile(r"[0-9a-fA-F]{40}")
 _CYCLONEDX_FORMATS = frozenset({DocFormat.CYCLONEDX.value, DocFormat.CYCLONEDX_VEX.value})
 # An SBOM is untrusted input: bound the number of components we walk so a hostile
 # document cannot make one export run unboundedly long.
@@ -178,7 +178,7 @@ def _rows_for(
     hashes = sorted({value.strip().lower() for value in sha1_values})
     if not hashes:
         return [], [SkippedComponent("no-sha1", purl_list[0])]
-    malformed = [value for value in hashes if not _SHA1_HEX.match(value)]
+    malformed = [value for value in hashes if not _SHA1_HEX.fullmatch(value)]
     if malformed:
         return [], [SkippedComponent("malformed-sha1", f"{purl_list[0]}: {malformed[0][:64]!r}")]
     if len(hashes) > 1:

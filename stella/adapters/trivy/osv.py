@@ -60,7 +60,7 @@ _STATUS_AFFECTED = 2
 _SEVERITY = {"LOW": 1, "MODERATE": 2, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 _CVSS_FIELD = {"CVSS_V2": "V2Vector", "CVSS_V3": "V3Vector", "CVSS_V4": "V40Vector"}
 # Go's time.Time accepts RFC 3339 only; anything else makes Trivy drop the whole record.
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +303,7 @@ def _vulnerability(
         out["CweIDs"] = _uniq(cwes)
     for field_name, key in (("published", "PublishedDate"), ("modified", "LastModifiedDate")):
         stamp = document.get(field_name)
-        if isinstance(stamp, str) and _RFC3339.match(stamp):
+        if isinstance(stamp, str) and _RFC3339.fullmatch(stamp):
             out[key] = stamp
         elif stamp is not None:
             problems.append(("malformed", f"{field_name} {stamp!r} is not RFC 3339"))

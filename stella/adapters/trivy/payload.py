@@ -68,7 +68,7 @@ __all__ = [
 
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
 _OCI_LAYOUT_MEDIA_TYPE = "application/vnd.oci.layout.header.v1+json"
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 # A NextUpdate further out than this is almost certainly a typo (or a DB nobody will refresh).
 _MAX_VALIDITY = timedelta(days=3660)
 _CHUNK = 1 << 20
@@ -102,7 +102,7 @@ JAVA_DB_LAYOUT = TrivyLayout(
 
 
 def _duration(text: str) -> timedelta | None:
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if match is None or not any(match.groups()):
         return None
     days, hours, minutes, seconds = (int(group or 0) for group in match.groups())

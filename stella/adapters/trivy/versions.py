@@ -98,11 +98,11 @@ _GENERIC = re.compile(
     r"(?:\+[0-9A-Za-z\-~]+(?:\.[0-9A-Za-z\-~]+)*)?$"
 )
 # RubyGems' Gem::Version pattern.
-_RUBYGEMS = re.compile(r"^[0-9]+(?:\.[0-9A-Za-z]+)*(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
+_RUBYGEMS = re.compile(r"[0-9]+(?:\.[0-9A-Za-z]+)*(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?")
 # Maven versions are free-form; the operator-form constraint parser needs a token with
 # no separators, operators or brackets in it.
-_MAVEN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._\-]*$")
-_OS = re.compile(r"^\S+$")
+_MAVEN = re.compile(r"[0-9A-Za-z][0-9A-Za-z._\-]*")
+_OS = re.compile(r"\S+")
 _UINT64_MAX = 2**64 - 1
 
 # Bounds meaning "from the very first version": OSV writes "0"; RustSec writes the
@@ -132,16 +132,16 @@ def _render(scheme: Scheme, raw: str) -> str | VersionProblem:
         # Canonical form: Trivy rejects upper case and long pre-release spellings.
         return str(parsed)
     if scheme is Scheme.NPM:
-        ok = _SEMVER.match(raw) is not None
+        ok = _SEMVER.fullmatch(raw) is not None
     elif scheme is Scheme.GENERIC:
-        match = _GENERIC.match(raw)
+        match = _GENERIC.fullmatch(raw)
         ok = match is not None and all(int(part) <= _UINT64_MAX for part in match.group(1).split("."))
     elif scheme is Scheme.RUBYGEMS:
-        ok = _RUBYGEMS.match(raw) is not None
+        ok = _RUBYGEMS.fullmatch(raw) is not None
     elif scheme is Scheme.MAVEN:
-        ok = _MAVEN.match(raw) is not None
+        ok = _MAVEN.fullmatch(raw) is not None
     else:
-        ok = _OS.match(raw) is not None
+        ok = _OS.fullmatch(raw) is not None
     if not ok:
         return VersionProblem(
             "unparsable-version", f"{raw!r} is not a {scheme.value} version Trivy can parse"
@@ -155,7 +155,7 @@ def _render(scheme: Scheme, raw: str) -> str | VersionProblem:
 @functools.lru_cache(maxsize=65536)
 def _semver_key(raw: str) -> tuple[Any, ...] | None:
     """SemVer 2.0 precedence as a sort key (build metadata ignored), or None."""
-    match = _SEMVER.match(raw)
+    match = _SEMVER.fullmatch(raw)
     if match is None:
         return None
     major, minor, patch, pre, _build = match.groups()

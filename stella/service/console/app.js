@@ -1,0 +1,263 @@
+// Stella Export Center Console: plain JavaScript, no build step, no third-party code.
+// It calls the same API as every other client, with the same token; the server enforces
+// every rule, the Console only hides what a token cannot do. Untrusted text is always
+// rendered with textContent.
+"use strict";
+
+const API = "/api/export";
+const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
+const state = { token: null, tenant: null, claims: null, run: null, stream: null };
+const $ = (id) => document.getElementById(id);
+
+function decodeClaims(token) {
+  const part = token.split(".")[1] || "";
+  const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
+  return JSON.parse(json);
+}
+
+function scopes() { return new Set(((state.claims && state.claims.scope) || "").split(" ")); }
+
+function headers(extra) {
+  const h = { Authorization: "Bearer " + state.token, ...(extra || {}) };
+  if (state.tenant) h["X-Stella-Tenant"] = state.tenant;
+  return h;
+}
+
+function showError(error) {
+  $("error-code").textContent = error.code || "ERR_EXPORT_INTERNAL";
+  $("error-message").textContent = error.message || String(error);
+  $("error-trace").textContent = error.traceId ? "trace " + error.traceId : "";
+  $("error").hidden = false;
+}
+
+function clearError() { $("error").hidden = true; }
+
+async function api(path, options) {
+  const response = await fetch(API + path, { ...(options || {}), headers: headers((options || {}).headers) });
+  if (!response.ok) {
+    let error;
+    try { error = await response.json(); } catch (_) { error = { code: "HTTP_" + response.status, message: response.statusText }; }
+    showError(error);
+    throw error;
+  }
+  return response;
+}
+
+function cell(row, text) { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; }
+
+async function loadProfiles() {
+  const data = await (await api("/profiles")).json();
+  const body = $("profiles").tBodies[0];
+  body.replaceChildren();
+  const select = $("run-profile");
+  select.replaceChildren();
+  for (const p of [...data.builtin, ...data.stored.map((s) => ({ ...s, kind: "stored (" + s.profile + ")", status: "rev " + s.revision }))]) {
+    const row = body.insertRow();
+    cell(row, p.name); cell(row, p.kind); cell(row, p.status); cell(row, p.contents || p.description || "");
+    if (p.status !== "planned") {
+      const option = document.createElement("option");
+      option.value = p.name; option.textContent = p.name;
+      select.appendChild(option);
+    }
+  }
+}
+
+async function loadRuns() {
+  const data = await (await api("/runs?limit=20")).json();
+  const body = $("runs").tBodies[0];
+  body.replaceChildren();
+  for (const run of data.items) {
+    const row = body.insertRow();
+    row.className = "clickable";
+    row.dataset.runId = run.runId;
+    cell(row, run.runId.slice(0, 16) + "…"); cell(row, run.profile);
+    cell(row, run.status).className = "status-" + run.status; cell(row, run.createdAt);
+    row.addEventListener("click", () => openRun(run.runId));
+  }
+}
+
+function renderRun(run) {
+  state.run = run;
+  $("run-detail").hidden = false;
+  $("run-id").textContent = run.runId;
+  $("run-status").textContent = run.status;
+  $("run-status").className = "status-" + run.status;
+  const progress = run.progress || {};
+  $("run-progress").value = run.status === "succeeded" ? 100 : (progress.percent || 0);
+  $("run-counts").textContent = progress.recordsRead !== undefined
+    ? progress.recordsRead + " records read, " + (progress.filesWritten || 0) + " files written" : "";
+  $("run-error").hidden = !run.error;
+  $("run-error").textContent = run.error ? run.error.code + ": " + run.error.message : "";
+  const ready = run.status === "succeeded";
+  $("download").disabled = !ready || !scopes().has("export:download");
+  $("verify").disabled = !ready || !scopes().has("export:download");
+  $("cancel").hidden = TERMINAL.has(run.status) || !scopes().has("export:run");
+  const body = $("artifacts").tBodies[0];
+  body.replaceChildren();
+  if (ready && run.result) {
+    for (const [name, bytes, digest] of [[run.result.archive, run.result.archiveBytes, run.result.archiveDigest], ["export.json", "", run.result.manifestDigest]]) {
+      const row = body.insertRow();
+      cell(row, name); cell(row, String(bytes)); cell(row, digest);
+    }
+  }
+}
+
+function addEvent(event) {
+  const item = document.createElement("li");
+  item.textContent = "#" + event.id + " " + event.type + " " + JSON.stringify(event.data);
+  item.dataset.type = event.type;
+  $("events").appendChild(item);
+}
+
+async function follow(runId) {
+  // SSE over fetch (EventSource cannot send Authorization); resumes with Last-Event-ID.
+  let last = 0;
+  const token = {};
+  state.stream = token;
+  while (state.stream === token) {
+    let finished = false;
+    try {
+      const response = await api("/runs/" + runId + "/events", { headers: { "Last-Event-ID": String(last) } });
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || state.stream !== token) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const event = { id: 0, type: "message", data: null };
+          for (const line of block.split("\n")) {
+            if (line.startsWith("id: ")) event.id = Number(line.slice(4));
+            else if (line.startsWith("event: ")) event.type = line.slice(7);
+            else if (line.startsWith("data: ")) event.data = JSON.parse(line.slice(6));
+          }
+          if (!event.data) continue;
+          last = event.id;
+          addEvent(event);
+          if (event.type === "progress" || event.type === "started" || TERMINAL.has(event.type)) {
+            renderRun(await (await api("/runs/" + runId)).json());
+          }
+          if (TERMINAL.has(event.type)) finished = true;
+        }
+      }
+    } catch (_) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    if (finished) break;
+    const current = await (await api("/runs/" + runId)).json();
+    if (TERMINAL.has(current.status)) { renderRun(current); break; }
+  }
+  loadRuns().catch(() => {});
+}
+
+async function openRun(runId) {
+  clearError();
+  $("events").replaceChildren();
+  $("download-result").hidden = true;
+  $("verify-result").hidden = true;
+  renderRun(await (await api("/runs/" + runId)).json());
+  follow(runId);
+}
+
+async function startRun(event) {
+  event.preventDefault();
+  clearError();
+  const selectors = $("run-selectors").value.split(/[\s;]+/).filter(Boolean);
+  const body = JSON.stringify({ profile: $("run-profile").value, selectors });
+  const response = await api("/runs", { method: "POST", body, headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() } });
+  const run = await response.json();
+  await loadRuns();
+  openRun(run.runId);
+}
+
+function hex(buffer) { return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join(""); }
+
+async function download() {
+  clearError();
+  const run = state.run;
+  const response = await api("/runs/" + run.runId + "/download");
+  const bytes = await response.arrayBuffer();
+  const digest = "sha256:" + hex(await crypto.subtle.digest("SHA-256", bytes));
+  const expected = (response.headers.get("ETag") || "").replace(/"/g, "");
+  $("download-bytes").textContent = String(bytes.byteLength);
+  $("download-digest").textContent = digest;
+  const ok = digest === expected && digest === run.result.archiveDigest;
+  $("download-check").textContent = ok ? "digest verified" : "DIGEST MISMATCH (expected " + expected + ")";
+  $("download-result").hidden = false;
+  if (!ok) return;
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([bytes], { type: "application/zstd" }));
+  link.download = run.result.archive;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}
+
+async function verify() {
+  clearError();
+  const report = await (await api("/runs/" + state.run.runId + "/verification")).json();
+  $("verify-result").textContent = report.ok
+    ? "Verified: " + report.filesChecked + " files match export.json (" + report.exportId + "); signature " + report.signature.status
+    : "Verification FAILED: " + report.mismatches.map((m) => m.path + " " + m.reason).join("; ");
+  $("verify-result").hidden = false;
+}
+
+async function cancelRun() {
+  await api("/runs/" + state.run.runId + "/cancel", { method: "POST" });
+}
+
+function signOut() {
+  sessionStorage.removeItem("stella.token");
+  sessionStorage.removeItem("stella.tenant");
+  location.reload();
+}
+
+async function enter(token, tenant) {
+  state.token = token;
+  state.claims = decodeClaims(token);
+  const tenants = state.claims.tenants || (state.claims.tenant ? [state.claims.tenant] : []);
+  state.tenant = tenant || tenants[0];
+  sessionStorage.setItem("stella.token", token);
+  sessionStorage.setItem("stella.tenant", state.tenant);
+  await loadProfiles();  // proves the token works before the workspace shows
+  $("sign-in").hidden = true;
+  $("workspace").hidden = false;
+  $("identity").hidden = false;
+  $("who").textContent = state.claims.sub + " @ " + state.tenant + " (" + [...scopes()].join(", ") + ")";
+  const canRun = scopes().has("export:run");
+  $("start-form").hidden = !canRun;
+  $("read-only-note").hidden = canRun;
+  await loadRuns();
+}
+
+function init() {
+  $("token").addEventListener("input", () => {
+    const select = $("tenant");
+    select.replaceChildren();
+    try {
+      const claims = decodeClaims($("token").value.trim());
+      for (const t of claims.tenants || [claims.tenant]) {
+        const option = document.createElement("option"); option.value = t; option.textContent = t; select.appendChild(option);
+      }
+    } catch (_) { /* not a token yet */ }
+  });
+  $("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearError();
+    enter($("token").value.trim(), $("tenant").value).catch(() => {});
+  });
+  $("start-form").addEventListener("submit", (event) => { startRun(event).catch(() => {}); });
+  $("refresh-runs").addEventListener("click", () => loadRuns().catch(() => {}));
+  $("download").addEventListener("click", () => download().catch(() => {}));
+  $("verify").addEventListener("click", () => verify().catch(() => {}));
+  $("cancel").addEventListener("click", () => cancelRun().catch(() => {}));
+  $("sign-out").addEventListener("click", signOut);
+  const saved = sessionStorage.getItem("stella.token");
+  if (saved) enter(saved, sessionStorage.getItem("stella.tenant")).catch(() => {});
+}
+
+init();

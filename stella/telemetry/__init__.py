@@ -1,0 +1,1 @@
+"""Telemetry shared by every surface: Prometheus metrics and structured JSON logs."""

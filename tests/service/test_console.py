@@ -1,0 +1,107 @@
+"""The Console in a real headless Chromium (Debian ``chromium``, driven by Playwright).
+
+An operator signs in, starts a json:raw run, watches it succeed live (SSE), downloads
+the bundle and checks its digest; a read-only user sees no start button, and a forged
+start (the hidden form shown by hand) is refused by the API with the error shown.
+Screenshots are kept under .cache/screenshots/ (test artifacts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.service.support import Service
+from tests.support import CACHE, require
+
+SHOTS = CACHE / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = shutil.which("chromium")
+    require(chromium is not None, "Debian chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _sign_in(page: Any, service: Service, token: str) -> None:
+    page.goto(f"{service.url}/console/")
+    page.fill("#token", token)
+    page.click("#sign-in-button")
+    page.wait_for_selector("#workspace:not([hidden])")
+    page.wait_for_selector("#profiles tbody tr")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
+def test_operator_runs_watches_and_downloads(browser: Any, service: Service, tmp_path: Path) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("request", lambda request: _loopback_only(request.url, service.url))
+    _sign_in(page, service, service.token("acme"))
+    assert page.is_visible("#start-run")
+    page.select_option("#run-profile", "json:raw")
+    page.fill("#run-selectors", "kind=advisory")
+    page.click("#start-run")
+    page.wait_for_selector("#events li[data-type='started']")
+    page.wait_for_selector("#run-status.status-succeeded", timeout=120_000)
+    events = page.locator("#events li").evaluate_all("items => items.map(i => i.dataset.type)")
+    assert events[0] == "queued" and events[-1] == "succeeded" and "progress" in events
+    run_id = page.text_content("#run-id")
+    with service.client(service.token("acme")) as client:
+        run = client.get(f"/api/export/runs/{run_id}").json()
+    with page.expect_download() as info:
+        page.click("#download")
+    saved = tmp_path / "bundle.tar.zst"
+    info.value.save_as(saved)
+    digest = "sha256:" + hashlib.sha256(saved.read_bytes()).hexdigest()
+    assert digest == run["result"]["archiveDigest"]
+    assert page.text_content("#download-digest") == digest
+    assert page.text_content("#download-check") == "digest verified"
+    page.click("#verify")
+    page.wait_for_selector("#verify-result:not([hidden])")
+    assert page.text_content("#verify-result").startswith("Verified:")
+    page.screenshot(path=str(SHOTS / "console-run.png"), full_page=True)
+    context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
+def test_read_only_user_sees_no_start_button_and_forgery_is_refused(browser: Any, service: Service) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 700})
+    page = context.new_page()
+    _sign_in(page, service, service.token("acme", scopes=["export:read", "export:download"]))
+    assert not page.is_visible("#start-run")
+    assert page.is_visible("#read-only-note")
+    page.evaluate("document.getElementById('start-form').hidden = false")  # forge the UI
+    page.select_option("#run-profile", "json:raw")
+    page.click("#start-run")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error-code") == "ERR_EXPORT_FORBIDDEN"
+    assert "export:run" in page.text_content("#error-message")
+    page.screenshot(path=str(SHOTS / "console-read-only.png"), full_page=True)
+    context.close()
+
+
+def _loopback_only(url: str, base: str) -> None:
+    assert url.startswith(base) or url.startswith(("blob:", "data:")), f"the Console fetched {url}"

@@ -1,0 +1,233 @@
+"""Runs through the API on both stores: events, idempotency, downloads, telemetry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from stella.bundle.verify import verify_bundle
+from tests.service.support import Service
+
+
+def _events(
+    service: Service, token: str, run_id: str, last_event_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Read an SSE stream to its end (the server closes it after the terminal event)."""
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    with (
+        service.client(token) as client,
+        client.stream("GET", f"/api/export/runs/{run_id}/events", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if not line:
+                if "event" in current:
+                    events.append(current)
+                current = {}
+            elif line.startswith("id: "):
+                current["id"] = int(line[4:])
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+    return events
+
+
+def test_events_resume_with_last_event_id_and_miss_nothing(service: Service) -> None:
+    token = service.token("acme")
+    created = service.submit(token, {"profile": "json:raw", "selectors": ["kind=advisory"]})
+    assert created.status_code == 202, created.text
+    run_id = created.json()["runId"]
+    everything = _events(service, token, run_id)  # follows the run live, to its end
+    kinds = [event["event"] for event in everything]
+    assert kinds[0] == "queued" and kinds[1] == "started" and kinds[-1] == "succeeded"
+    assert "progress" in kinds and kinds.count("artifact_ready") == 2
+    assert [event["id"] for event in everything] == list(range(1, len(everything) + 1))
+    progress = [e["data"] for e in everything if e["event"] == "progress"]
+    assert progress[-1]["percent"] == 100 and progress[-1]["recordsRead"] > 0
+    for cut in (1, len(everything) // 2, len(everything) - 1):
+        resumed = _events(service, token, run_id, last_event_id=cut)
+        assert resumed == everything[cut:]
+    assert _events(service, token, run_id, last_event_id=len(everything)) == []
+    ready = {e["data"]["path"]: e["data"] for e in everything if e["event"] == "artifact_ready"}
+    run = service.wait(token, run_id)
+    assert ready[run["result"]["archive"]]["sha256"] == run["result"]["archiveDigest"]
+
+
+def test_idempotency_key_replay_returns_the_first_run(service: Service) -> None:
+    token = service.token("acme")
+    key = uuid.uuid4().hex
+    body = {"profile": "json:raw", "selectors": ["kind=vex"]}
+    first = service.submit(token, body, **{"Idempotency-Key": key})
+    again = service.submit(token, body, **{"Idempotency-Key": key})
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["runId"] == first.json()["runId"]
+    other = service.submit(token, {**body, "selectors": ["kind=sbom"]}, **{"Idempotency-Key": key})
+    assert other.status_code == 409 and other.json()["code"] == "ERR_EXPORT_CONFLICT"
+    elsewhere = service.submit(service.token("globex"), body, **{"Idempotency-Key": key})
+    assert elsewhere.status_code == 202 and elsewhere.json()["runId"] != first.json()["runId"]
+    for tenant, response in (("acme", first), ("globex", elsewhere)):
+        assert service.wait(service.token(tenant), response.json()["runId"])["status"] == "succeeded"
+
+
+def test_download_cut_halfway_resumes_to_the_exact_bytes(
+    service: Service, finished_run: dict[str, Any], tmp_path: Path
+) -> None:
+    token = service.token("acme", scopes=["export:download"])
+    url = f"/api/export/runs/{finished_run['runId']}/download"
+    digest = finished_run["result"]["archiveDigest"]
+    with service.client(token) as client:
+        whole = client.get(url)
+        assert whole.status_code == 200 and whole.headers["etag"] == f'"{digest}"'
+        assert "sha256:" + hashlib.sha256(whole.content).hexdigest() == digest
+        half = len(whole.content) // 2
+        with client.stream("GET", url) as response:  # the client goes away after half the bytes
+            received = b""
+            for chunk in response.iter_bytes(4096):
+                received += chunk
+                if len(received) >= half:
+                    break
+        rest = client.get(url, headers={"Range": f"bytes={len(received)}-", "If-Range": f'"{digest}"'})
+        assert rest.status_code == 206
+        assert (
+            rest.headers["content-range"]
+            == f"bytes {len(received)}-{len(whole.content) - 1}/{len(whole.content)}"
+        )
+        assert received + rest.content == whole.content
+        stale = client.get(url, headers={"Range": "bytes=10-", "If-Range": '"sha256:0000"'})
+        assert stale.status_code == 200 and stale.content == whole.content  # changed file: start again
+        cached = client.get(url, headers={"If-None-Match": f'"{digest}"'})
+        assert cached.status_code == 304 and cached.content == b""
+        beyond = client.get(url, headers={"Range": f"bytes={len(whole.content) + 10}-"})
+        assert beyond.status_code == 416
+    archive = tmp_path / finished_run["result"]["archive"]
+    archive.write_bytes(whole.content)
+    report = verify_bundle(archive).report
+    assert report.ok and report.export_id == finished_run["exportId"]
+
+
+def test_manifest_provenance_and_single_files(service: Service, finished_run: dict[str, Any]) -> None:
+    token = service.token("acme", scopes=["export:download"])
+    base = f"/api/export/runs/{finished_run['runId']}"
+    with service.client(token) as client:
+        manifest = client.get(f"{base}/manifest")
+        assert manifest.status_code == 200
+        assert (
+            "sha256:" + hashlib.sha256(manifest.content).hexdigest()
+            == finished_run["result"]["manifestDigest"]
+        )
+        document = manifest.json()
+        assert document["exportId"] == finished_run["exportId"] and document["tenant"] == "acme"
+        provenance = client.get(f"{base}/provenance").json()
+        subjects = {"sha256:" + subject["digest"]["sha256"] for subject in provenance["subject"]}
+        assert finished_run["result"]["manifestDigest"] in subjects
+        for entry in document["contents"]:
+            served = client.get(f"{base}/files/{entry['path']}")
+            assert served.status_code == 200
+            assert "sha256:" + hashlib.sha256(served.content).hexdigest() == entry["digest"]
+            assert served.headers["etag"] == f'"{entry["digest"]}"'
+            part = client.get(f"{base}/files/{entry['path']}", headers={"Range": "bytes=0-9"})
+            assert part.status_code == 206 and part.content == served.content[:10]
+        for hostile in (
+            "..%2F..%2Fservice%2Fruns.db",
+            "data%2F..%2Fexport.json",
+            "nope.json",
+            "%2Fetc%2Fpasswd",
+        ):
+            refused = client.get(f"{base}/files/{hostile}")
+            assert refused.status_code in (400, 404), hostile
+        report = client.get(f"{base}/verification").json()
+        assert report["ok"] is True and report["bundle"] == finished_run["exportId"]
+        assert str(service.home) not in json.dumps(report)
+
+
+def test_listing_pages_and_filters(service: Service, finished_run: dict[str, Any]) -> None:
+    token = service.token("acme", scopes=["export:read"])
+    seen: list[str] = []
+    with service.client(token) as client:
+        cursor = None
+        while True:
+            params = {"limit": "1", **({"cursor": cursor} if cursor else {})}
+            page = client.get("/api/export/runs", params=params).json()
+            seen += [run["runId"] for run in page["items"]]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+        everything = client.get("/api/export/runs", params={"limit": "200"}).json()["items"]
+        assert seen == [run["runId"] for run in everything] and finished_run["runId"] in seen
+        assert len(seen) == len(set(seen))
+        succeeded = client.get("/api/export/runs", params={"status": "succeeded"}).json()["items"]
+        assert succeeded and all(run["status"] == "succeeded" for run in succeeded)
+        assert client.get("/api/export/runs", params={"profile": "trivy:db"}).json()["items"] == []
+        bad = client.get("/api/export/runs", params={"status": "done"})
+        assert bad.status_code == 400 and bad.json()["code"] == "ERR_EXPORT_USAGE"
+        assert client.get("/api/export/runs", params={"cursor": "!!"}).status_code == 400
+
+
+def test_bad_requests_name_the_field_and_queue_nothing(service: Service) -> None:
+    token = service.token("acme")
+    before = len(_all_runs(service, token))
+    cases = [
+        ({"profile": "json:nope"}, 400, "ERR_EXPORT_USAGE"),
+        ({"profile": "mirror:full"}, 501, "ERR_EXPORT_PROFILE_UNAVAILABLE"),
+        ({"profile": "json:raw", "selectors": ["colour=red"]}, 400, "ERR_EXPORT_USAGE"),
+        ({"profile": "json:raw", "encryptTo": ["rsa:/etc/passwd"]}, 400, "ERR_EXPORT_USAGE"),
+        ({"profile": "json:raw", "surprise": 1}, 400, "ERR_EXPORT_USAGE"),
+        ({"profile": "no-such-stored"}, 404, "ERR_EXPORT_NOT_FOUND"),
+    ]
+    for body, status, code in cases:
+        response = service.submit(token, body)
+        assert (response.status_code, response.json()["code"]) == (status, code), body
+    raw = httpx.post(
+        f"{service.url}/api/export/runs",
+        content=b'{"profile": "json:raw", "profile": "trivy:db"}',
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert raw.status_code == 400 and "profile" in raw.json()["message"]
+    empty_tenant = service.token("initech")
+    missing = service.submit(empty_tenant, {"profile": "json:raw"})
+    assert missing.status_code == 404  # no ledger for this tenant: refused before queueing
+    assert len(_all_runs(service, token)) == before
+
+
+def _all_runs(service: Service, token: str) -> list[dict[str, Any]]:
+    with service.client(token) as client:
+        items: list[dict[str, Any]] = client.get("/api/export/runs", params={"limit": "200"}).json()["items"]
+        return items
+
+
+def test_metrics_and_json_logs_carry_runs(service: Service, finished_run: dict[str, Any]) -> None:
+    text = httpx.get(f"{service.url}/metrics").text
+    assert 'exporter_run_duration_seconds_count{profile="json:raw",tenant="acme"}' in text
+    line = next(
+        entry
+        for entry in text.splitlines()
+        if entry.startswith('exporter_bundle_bytes_total{profile="json:raw",tenant="acme"}')
+    )
+    assert float(line.split()[-1]) >= finished_run["result"]["archiveBytes"]
+    assert "exporter_queue_depth" in text and "exporter_runs_in_flight" in text
+    with service.client(service.token("acme")) as client:
+        response = client.get(
+            f"/api/export/runs/{finished_run['runId']}", headers={"X-Request-Id": "trace-abcdef12"}
+        )
+    assert response.headers["x-trace-id"] == "trace-abcdef12"
+    lines = [json.loads(entry) for entry in service.log.read_text().splitlines() if entry.startswith("{")]
+    run_lines = {
+        entry["event"]
+        for entry in lines
+        if entry.get("correlationId") == finished_run["runId"] and "event" in entry
+    }
+    assert {"plan", "read", "adapter", "write", "publish"} <= run_lines
+    assert any(
+        entry.get("correlationId") == "trace-abcdef12" and entry.get("event") == "http_request"
+        for entry in lines
+    )

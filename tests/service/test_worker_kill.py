@@ -1,0 +1,128 @@
+"""A worker SIGKILLed mid-run: its run process dies with it, nothing partial is served,
+the lease runs out, another worker retries the run and it succeeds; a running run can
+also be cancelled. Workers here are separate ``stella worker`` processes, as on
+several machines sharing one store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stella.bundle.verify import verify_bundle
+from tests.service.support import Service, start_service
+from tests.support import T0
+
+LEASE = {"STELLA_LEASE_SECONDS": "3", "STELLA_HEARTBEAT_SECONDS": "0.5"}
+
+
+@pytest.fixture(scope="module")
+def bulk_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from stella.ledger.generate import generate_ledger
+    from stella.ledger.store import LedgerStore
+
+    root = tmp_path_factory.mktemp("bulk-ledger")
+    generate_ledger(LedgerStore(str(root)), "bulk", 6000, seed=5, ingested_at=T0, workers=1)
+    return root
+
+
+@contextlib.contextmanager
+def _worker(service: Service, ledger: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "STELLA_HOME": str(service.home), **LEASE}
+    command = [
+        sys.executable,
+        "-m",
+        "stella",
+        "worker",
+        "--store",
+        service.store_url,
+        "--ledger",
+        str(ledger),
+    ]
+    with (service.home / f"{name}.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_run_is_retried_and_nothing_partial_is_served(
+    tmp_path: Path, bulk_ledger: Path
+) -> None:
+    with start_service(
+        tmp_path / "home", bulk_ledger, f"sqlite:///{tmp_path / 'runs.db'}", workers=0, env=LEASE
+    ) as service:
+        token = service.token("bulk")
+        with _worker(service, bulk_ledger, "worker-a") as first:
+            run_id = service.submit(token, {"profile": "json:raw"}).json()["runId"]
+            service.wait(token, run_id, timeout=60, until=["running"])
+            deadline = time.monotonic() + 10
+            while not (children := _children(first.pid)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert children, "the worker runs each export in a child process"
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+            assert all(_gone(child) for child in children), "the run process outlived its worker"
+        with service.client(token) as client:
+            during = client.get(f"/api/export/runs/{run_id}")
+            assert during.json()["status"] in ("running", "queued")
+            refused = client.get(f"/api/export/runs/{run_id}/download")
+            assert refused.status_code == 409 and refused.json()["code"] == "ERR_EXPORT_NOT_READY"
+        bundles = service.home / "service" / "bundles" / "bulk"
+        assert not [p for p in bundles.glob("*") if not p.name.startswith(".stella-staging-")]
+        with _worker(service, bulk_ledger, "worker-b"):
+            run = service.wait(token, run_id, timeout=180)
+            assert run["status"] == "succeeded", run
+            assert run["attempts"] == 2
+            with service.client(token) as client:
+                events = client.get(f"/api/export/runs/{run_id}/events").text
+                assert "event: requeued" in events and events.count("event: started") == 2
+                archive = tmp_path / "bundle.tar.zst"
+                archive.write_bytes(client.get(f"/api/export/runs/{run_id}/download").content)
+            report = verify_bundle(archive).report
+            assert report.ok and report.export_id == run["exportId"]
+
+            cancelled_id = service.submit(
+                token, {"profile": "json:raw", "selectors": ["kind=advisory"]}
+            ).json()["runId"]
+            service.wait(token, cancelled_id, timeout=60, until=["running"])
+            with service.client(token) as client:
+                assert client.post(f"/api/export/runs/{cancelled_id}/cancel").status_code == 202
+            cancelled = service.wait(token, cancelled_id, timeout=60)
+            assert cancelled["status"] == "cancelled" and cancelled["exportId"] is None
