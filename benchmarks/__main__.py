@@ -2,7 +2,7 @@
 
     python -m benchmarks                    # the issue sizes: 1,000,000 documents, 1 GB payloads
     python -m benchmarks --records 100000   # a quicker pass
-    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, sign_encrypt, encryption
+    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, policy_findings, mirror, sign_encrypt, encryption
 
 Ledgers are generated once and cached under .cache/bench (STELLA_BENCH_CACHE).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import encryption_overhead, json_raw, sign_encrypt, trivy_db
+from benchmarks import encryption_overhead, json_raw, mirror, policy_findings, sign_encrypt, trivy_db
 
 
 def main() -> None:
@@ -24,11 +24,15 @@ def main() -> None:
     parser.add_argument(
         "--mb", type=int, default=1024, help="payload size for the signing/encryption benchmarks"
     )
-    parser.add_argument("--only", choices=["json_raw", "trivy_db", "sign_encrypt", "encryption"])
+    parser.add_argument(
+        "--only", choices=["json_raw", "trivy_db", "policy_findings", "mirror", "sign_encrypt", "encryption"]
+    )
     args = parser.parse_args()
     runs = {
         "json_raw": lambda: json_raw.run(args.records),
         "trivy_db": lambda: trivy_db.run(args.records),
+        "policy_findings": lambda: policy_findings.run(sboms=args.records // 100, advisories=args.records),
+        "mirror": lambda: mirror.run(args.records),
         "sign_encrypt": lambda: sign_encrypt.run(args.mb),
         "encryption": lambda: print(encryption_overhead.table(encryption_overhead.run(args.mb))),
     }

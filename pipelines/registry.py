@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from pipelines import json_raw, trivy_db, trivy_java_db
+from pipelines import json_policy, json_raw, mirror_delta, mirror_full, trivy_db, trivy_java_db
 from stella.bundle.request import ExportRequest
 from stella.errors import ProfileUnavailableError, UsageError
 from stella.profiles import Profile, ProfileStatus
@@ -45,21 +45,11 @@ def _table(*entries: ProfileEntry) -> Mapping[str, ProfileEntry]:
 
 REGISTRY: Mapping[str, ProfileEntry] = _table(
     ProfileEntry(json_raw.PROFILE, json_raw.build),
-    _planned(
-        "json:policy",
-        "json:raw + pinned policy snapshot + evaluated findings (own subtree)",
-        "any JSON tooling",
-    ),
+    ProfileEntry(json_policy.PROFILE, json_policy.build),
     ProfileEntry(trivy_db.PROFILE, trivy_db.build),
     ProfileEntry(trivy_java_db.PROFILE, trivy_java_db.build),
-    _planned(
-        "mirror:full",
-        "all evidence, indexes, policy snapshot and provenance for an air-gapped mirror",
-        "stella mirror import",
-    ),
-    _planned(
-        "mirror:delta", "changes since a base export: added, changed, tombstones", "stella mirror import"
-    ),
+    ProfileEntry(mirror_full.PROFILE, mirror_full.build),
+    ProfileEntry(mirror_delta.PROFILE, mirror_delta.build),
 )
 
 

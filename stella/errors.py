@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BaseMissingError",
     "BundleIntegrityError",
     "ConflictError",
     "EXIT_CODES",
@@ -20,6 +21,10 @@ __all__ = [
     "ErrorSpec",
     "ForbiddenError",
     "InputError",
+    "MirrorChainError",
+    "MirrorExpiredError",
+    "MirrorRollbackError",
+    "MirrorScopeError",
     "NotFoundError",
     "NotReadyError",
     "PipelineError",
@@ -88,6 +93,33 @@ _SPECS: tuple[ErrorSpec, ...] = (
     ),
     ErrorSpec(
         "ERR_EXPORT_POLICY_SNAPSHOT_NOT_FOUND", 6, 404, "no policy snapshot with that id for the tenant"
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_BASE_MISSING",
+        17,
+        409,
+        "a delta's base cannot be found or reconstructed (republish the base or export mirror:full)",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_ROLLBACK",
+        18,
+        409,
+        "the bundle is not newer than the mirror (sequence not above the current one, or already applied)",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_EXPIRED", 19, 409, "the mirror bundle expired before this import (freeze attack)"
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_CHAIN",
+        20,
+        409,
+        "a delta does not apply to the mirror's current state (wrong base, skipped or out of order)",
+    ),
+    ErrorSpec(
+        "ERR_EXPORT_MIRROR_SCOPE",
+        21,
+        409,
+        "the bundle belongs to another tenant or mirror name than the mirror",
     ),
 )
 
@@ -197,3 +229,23 @@ class PolicySnapshotRequiredError(UsageError):
 
 class PolicySnapshotNotFoundError(NotFoundError):
     code = "ERR_EXPORT_POLICY_SNAPSHOT_NOT_FOUND"
+
+
+class BaseMissingError(StellaError):
+    code = "ERR_EXPORT_BASE_MISSING"
+
+
+class MirrorRollbackError(StellaError):
+    code = "ERR_EXPORT_MIRROR_ROLLBACK"
+
+
+class MirrorExpiredError(StellaError):
+    code = "ERR_EXPORT_MIRROR_EXPIRED"
+
+
+class MirrorChainError(StellaError):
+    code = "ERR_EXPORT_MIRROR_CHAIN"
+
+
+class MirrorScopeError(StellaError):
+    code = "ERR_EXPORT_MIRROR_SCOPE"

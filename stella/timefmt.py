@@ -15,7 +15,8 @@ was written then, so :func:`is_placeholder` lets readers treat them as unknown.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 __all__ = [
@@ -25,11 +26,22 @@ __all__ = [
     "is_after",
     "is_placeholder",
     "later",
+    "parse_duration",
     "rfc3339",
 ]
 
 # Anything before this is a placeholder (Go zero time, Unix epoch 0), never a real date.
 PLACEHOLDER_BEFORE: Final = datetime(1970, 1, 2, tzinfo=UTC)
+_DURATION: Final = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``7d``, ``48h``, ``1d12h30m``: a validity period as profile options spell it; else None."""
+    match = _DURATION.fullmatch(text)
+    if match is None or not any(match.groups()):
+        return None
+    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def rfc3339(moment: datetime, *, fraction: str = "micro") -> str:

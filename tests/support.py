@@ -109,6 +109,40 @@ def ingest(
     return report
 
 
+PASS_ALL_POLICY = "apiVersion: stella.policy/v1\nkind: Policy\nmetadata: {name: pass-all}\nrules: [{id: all, verdict: pass}]\n"
+"""The policy every-profile tests pin for json:policy (findings are evaluated, all pass)."""
+
+
+def profile_options(
+    profile: str, ledger: Path | str, *, tenant: str = "acme", env: dict[str, str] | None = None
+) -> tuple[str, ...]:
+    """The ``--option`` arguments a profile cannot run without, set up in ``ledger``.
+
+    json:policy pins a policy snapshot: :data:`PASS_ALL_POLICY` is published with
+    ``stella policy publish`` (idempotent) and its id returned as the option.
+    """
+    if profile != "json:policy":
+        return ()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "policy.yaml"
+        path.write_text(PASS_ALL_POLICY)
+        result = stella_cli(
+            "policy",
+            "publish",
+            str(path),
+            "--tenant",
+            tenant,
+            "--ledger",
+            str(ledger),
+            "--json",
+            env=env,
+            check=True,
+        )
+    return ("--option", f"policy-snapshot={json.loads(result.stdout)['snapshotId']}")
+
+
 def export(
     ledger: Path | str,
     out: Path | str,
@@ -117,7 +151,12 @@ def export(
     profile: str = "json:raw",
     env: dict[str, str] | None = None,
 ) -> Path:
-    """``stella export run`` through the console script; returns the published bundle's path."""
+    """``stella export run`` through the console script; returns the published bundle's path.
+
+    A profile's required options (:func:`profile_options`) are added unless ``extra`` gives them.
+    """
+    if not any(arg.startswith("policy-snapshot=") for arg in extra):
+        extra = (*extra, *profile_options(profile, ledger, tenant=tenant, env=env))
     result = stella_cli(
         "export",
         "run",

@@ -3,19 +3,21 @@
 A run writes into a fresh staging folder beside the destination (same filesystem, so
 the final ``rename`` is atomic); payload first, ``provenance.json`` then ``export.json``
 (signatures, once signing runs, after that). A crash at any point leaves only a
-``.stella-staging-*`` folder that no reader mistakes for a bundle; ``stella export
-verify`` refuses anything without a manifest.
+``.stella-staging-<pid>-*`` folder that no reader mistakes for a bundle (``stella export
+verify`` refuses anything without a manifest), and the next run publishing into the
+same folder removes it once no live process has that pid.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from stella import storage
 from stella.errors import BundleIntegrityError, ConflictError, UsageError
+from stella.guards.files import check_folder_arg
 from stella.guards.ids import check_id
 
 __all__ = ["STAGING_PREFIX", "PublishOutcome", "discard_staging", "new_staging", "publish"]
@@ -36,9 +38,11 @@ def new_staging(out_dir: str) -> Path:
             f"--out {out_dir}: bundles are published to a local folder; push them to a registry or "
             "object store with the distribution commands"
         )
-    root = Path(out_dir)
+    root = Path(check_folder_arg(out_dir, "--out"))
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    # Staging folders of killed runs (their pid is gone) are removed by the next run.
+    storage.remove_stale(root, STAGING_PREFIX)
+    staging = root / storage.owned_name(STAGING_PREFIX)
     staging.mkdir()
     return staging
 
@@ -95,7 +99,7 @@ def publish(staging: Path, export_id: str, *, overwrite: bool = False) -> Publis
             f"{final} already exists with different content; remove it or pass --overwrite",
             details={"path": str(final)},
         )
-    trash = staging.parent / f"{STAGING_PREFIX}old-{uuid.uuid4().hex}"
+    trash = staging.parent / (storage.owned_name(STAGING_PREFIX) + "-old")
     os.rename(final, trash)
     os.rename(staging, final)
     shutil.rmtree(trash, ignore_errors=True)

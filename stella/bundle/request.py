@@ -14,6 +14,7 @@ from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
 from stella.ledger.store import LedgerStore, SegmentInfo
 from stella.model import validate_tenant
+from stella.policy.snapshot import SnapshotStore, parse_snapshot_id
 from stella.profiles import Profile, parse_profile_options
 from stella.selectors import Selectors, parse_selectors
 
@@ -36,6 +37,9 @@ class ExportRequest:
     as_of: str | None = None
     records_per_shard: int = DEFAULT_RECORDS_PER_SHARD
     policy_snapshot_id: str | None = None
+    # The pinned snapshot's canonical bytes, read from the tenant's store when the request
+    # is made: the pipeline then never reads the store, on whatever worker it runs.
+    policy_snapshot: bytes | None = None
     options: dict[str, Any] = field(default_factory=dict)
     # Recorded in the manifest (so an encrypted export has its own id); applied by the driver.
     encryption: EncryptionSpec | None = None
@@ -66,8 +70,10 @@ def new_request(
     order: the caller's own mistakes first, then whether the tenant has a ledger.
 
     Raises:
-        UsageError: a bad tenant, selector, option, ``as_of`` or ``records_per_shard``.
-        NotFoundError: the tenant has no ledger segments.
+        UsageError: a bad tenant, selector, option, ``as_of`` or ``records_per_shard``
+            (``ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED`` when a profile that pins a policy has none).
+        NotFoundError: the tenant has no ledger segments, or no snapshot with the pinned id
+            (``ERR_EXPORT_POLICY_SNAPSHOT_NOT_FOUND``).
     """
     tenant = validate_tenant(tenant)
     parsed = parse_selectors(selectors)
@@ -79,15 +85,21 @@ def new_request(
             raise UsageError(f"--as-of {as_of!r} is not an RFC 3339 time") from exc
     if records_per_shard < 1:
         raise UsageError("--records-per-shard must be at least 1")
+    pins_policy = any(option.key == "policy-snapshot" for option in profile.options)
+    snapshot_id = parse_snapshot_id(parsed_options.get("policySnapshot")) if pins_policy else None
+    segments = tuple(LedgerStore(ledger_root).require_segments(tenant))
+    snapshot = None if snapshot_id is None else SnapshotStore(ledger_root).load(tenant, snapshot_id)
     return ExportRequest(
         tenant=tenant,
         profile=profile,
         selectors=parsed,
         ledger_root=ledger_root,
-        segments=tuple(LedgerStore(ledger_root).require_segments(tenant)),
+        segments=segments,
         out_dir=out_dir,
         as_of=as_of or None,
         records_per_shard=records_per_shard,
+        policy_snapshot_id=None if snapshot is None else snapshot.id,
+        policy_snapshot=None if snapshot is None else snapshot.canonical,
         options=parsed_options,
         encryption=encryption,
     )

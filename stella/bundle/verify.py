@@ -32,7 +32,7 @@ from stella.bundle.paths import CONTROL_FILES, SIGNATURE_FILES
 from stella.bundle.sign import check_signatures
 from stella.errors import BundleIntegrityError, NotFoundError, SignatureError, StellaError, TrustError
 from stella.guards import strictjson
-from stella.guards.files import open_regular, scan_tree
+from stella.guards.files import open_regular, path_error, scan_tree
 from stella.guards.streams import MAX_WINDOW_LOG, READ_CHUNK
 
 if TYPE_CHECKING:
@@ -365,10 +365,11 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
         yield full.relative_to(root).as_posix(), full
 
 
-def iter_members(path: Path) -> Iterator[tuple[str, BinaryIO]]:
+def iter_members(path: Path, caps: Mapping[str, int] | None = None) -> Iterator[tuple[str, BinaryIO]]:
     """``(relative path, open stream)`` of every file of a bundle folder or ``.tar.zst``.
 
-    Archives are streamed member by member through the safe reader, never extracted.
+    Archives are streamed member by member through the safe reader, never extracted;
+    ``caps`` tightens its limits (``max_members``, ``max_member_bytes``, ``max_total_bytes``).
 
     Raises:
         NotFoundError: no such folder or archive.
@@ -381,8 +382,10 @@ def iter_members(path: Path) -> Iterator[tuple[str, BinaryIO]]:
             with open_regular(full, relative, error=BundleIntegrityError) as stream:
                 yield relative, stream
     elif path.is_file() and path.name.endswith(".tar.zst"):
-        for relative, _size, member in iter_tar_zst(path):
+        for relative, _size, member in iter_tar_zst(path, **(caps or {})):
             yield relative, member
+    elif not path.exists():
+        raise path_error(path, "bundle")  # says "symlink loop" or "does not exist", as it is
     else:
         raise NotFoundError(
             f"bundle {path} is neither a bundle folder nor a .tar.zst archive", details={"bundle": str(path)}
@@ -406,12 +409,14 @@ def _declared_sizes(path: Path) -> dict[str, int]:
     return {entry.path: entry.bytes for entry in entries}
 
 
-def observe_bundle(path: Path) -> tuple[dict[str, Observation], dict[str, bytes]]:
+def observe_bundle(
+    path: Path, caps: Mapping[str, int] | None = None
+) -> tuple[dict[str, Observation], dict[str, bytes]]:
     """Observe every file of a bundle (see :func:`iter_members`); keep the control files."""
     observed: dict[str, Observation] = {}
     control: dict[str, bytes] = {}
     limits = _declared_sizes(path)
-    for relative, stream in iter_members(path):
+    for relative, stream in iter_members(path, caps):
         seen, kept = observe(relative, stream, limit=limits.get(relative))
         observed[relative] = seen
         if kept is not None:
@@ -428,7 +433,9 @@ class BundleVerification:
     control: dict[str, bytes]
 
 
-def verify_bundle(path: Path, *, trust: TrustPolicy | None = None) -> BundleVerification:
+def verify_bundle(
+    path: Path, *, trust: TrustPolicy | None = None, caps: Mapping[str, int] | None = None
+) -> BundleVerification:
     """Verify a bundle folder or archive: signatures, then policy, then content.
 
     With ``trust=None`` the check is integrity-only: signatures are checked only against
@@ -438,7 +445,7 @@ def verify_bundle(path: Path, *, trust: TrustPolicy | None = None) -> BundleVeri
         NotFoundError: no such bundle.
         BundleIntegrityError: no ``export.json`` at all, or an unsafe archive.
     """
-    observed, control = observe_bundle(path)
+    observed, control = observe_bundle(path, caps)
     report = VerifyReport(bundle=str(path), trust=None if trust is None else trust.source)
     if "export.json" not in control:
         raise BundleIntegrityError(

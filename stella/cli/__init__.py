@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd, policy_cmd, serve_cmd
+    from stella.cli import export_cmd, keys_cmd, ledger_cmd, mirror_cmd, policy_cmd, serve_cmd
 
     parser = _Parser(
         prog="stella", description="StellaOps Export Center: signed, reproducible evidence bundles."
@@ -39,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stella {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("STELLA_SERVER") or None,
+        metavar="URL",
+        help="run export commands through an Export Center API (env STELLA_SERVER; token in STELLA_TOKEN)",
+    )
+    parser.add_argument(
+        "--tenant",
+        dest="server_tenant",
+        default=os.environ.get("STELLA_TENANT") or None,
+        help="with --server: the tenant to act for (env STELLA_TENANT)",
+    )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
     groups.required = True
     ledger_cmd.register(groups)
@@ -46,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cmd.register(groups)
     serve_cmd.register(groups)
     policy_cmd.register(groups)
+    mirror_cmd.register(groups)
     demo = groups.add_parser(
         "demo", help="make a demo ledger (if missing), export it with json:raw and verify it"
     )

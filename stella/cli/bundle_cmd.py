@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from stella.bundle.encrypt import AUTO_MODE, EncryptionSpec, parse_encryption
-from stella.bundle.trust import TrustPolicy, load_trust_root, record_seen, trust_key
-from stella.bundle.verify import VerifyReport, failure, verify_bundle
+from stella.bundle.trust import record_seen
+from stella.bundle.verify import failure, verify_bundle
 from stella.cli.common import emit_json
+from stella.cli.trust_flags import add_trust_arguments, print_verify, trust_from_args
 from stella.encryption.interface import MODES
 from stella.errors import NotFoundError, UsageError
 from stella.signers.interface import Signer
@@ -22,13 +23,10 @@ from stella.signers.registry import KEY_REF_SCHEMES, load_signer
 
 __all__ = [
     "add_run_arguments",
-    "add_trust_arguments",
     "encryption_from_args",
-    "print_verify",
     "register",
     "signer_from_args",
     "summary_fields",
-    "trust_from_args",
 ]
 
 
@@ -122,42 +120,11 @@ def register(commands: Any) -> None:
     decrypt.set_defaults(handler=_decrypt)
 
 
-def add_trust_arguments(parser: argparse.ArgumentParser, key_help: str) -> None:
-    """``--key PUB | --trust-root FILE``: every command that reads a bundle trusts the same way."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--key", metavar="PUB", help=key_help)
-    group.add_argument("--trust-root", metavar="FILE", help="trust-root file (docs/trust-root.md)")
-
-
-def trust_from_args(args: argparse.Namespace) -> TrustPolicy | None:
-    if args.key:
-        return trust_key(Path(args.key))
-    if args.trust_root:
-        return load_trust_root(Path(args.trust_root))
-    return None
-
-
-def print_verify(report: VerifyReport) -> None:
-    signature = report.signature
-    if report.ok:
-        print(f"OK  {report.bundle}: {report.checked} files match export.json ({report.export_id})")
-    else:
-        print(f"FAILED  {report.bundle}: {len(report.mismatches)} problem(s)")
-        for mismatch in report.mismatches:
-            print(f"  {mismatch.path}: {mismatch.reason}")
-    status = signature.get("status")
-    if status == "trusted":
-        print(f"signed by {signature['keyId']} ({signature['algorithm']}), trusted via {report.trust}")
-    elif status == "untrusted":
-        print(
-            f"signatures NOT checked against a trusted key: consistent with the bundle's own key "
-            f"{signature['keyId']}, which proves nothing; pass --key or --trust-root"
-        )
-    elif status == "unsigned":
-        print("unsigned bundle: integrity only (nothing proves who made it)")
-
-
 def _verify(args: argparse.Namespace) -> int:
+    if getattr(args, "server", None):
+        from stella.cli import remote_cmd
+
+        return remote_cmd.verify(args)  # BUNDLE is a run id on the server
     if args.record and not args.trust_root:
         raise UsageError("--record updates a trust root: give --trust-root FILE")
     result = verify_bundle(Path(args.bundle), trust=trust_from_args(args))

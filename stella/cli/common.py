@@ -10,13 +10,14 @@ from typing import Any
 
 from stella.documents.interface import format_time, normalize_time
 from stella.errors import InputError, UsageError
+from stella.guards.files import check_folder_arg
 from stella.ledger.store import default_ledger_root
 
 __all__ = ["emit_json", "human_bytes", "ingest_time", "ledger_root", "progress_line"]
 
 
 def ledger_root(value: str | None) -> str:
-    return value or default_ledger_root()
+    return check_folder_arg(value or default_ledger_root(), "--ledger")
 
 
 def ingest_time(value: str | None) -> str:
@@ -36,8 +37,10 @@ def ingest_time(value: str | None) -> str:
     if epoch:
         try:
             return format_time(datetime.fromtimestamp(int(epoch), UTC))
-        except ValueError as exc:
-            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from exc
+        except (ValueError, OverflowError, OSError) as exc:
+            raise UsageError(
+                f"SOURCE_DATE_EPOCH={epoch!r} is not an integer number of seconds between year 1 and 9999"
+            ) from exc
     return format_time(datetime.now(UTC).replace(microsecond=0))
 
 

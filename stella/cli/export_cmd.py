@@ -8,8 +8,9 @@ from typing import Any
 from pipelines.registry import REGISTRY, get_profile
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
-from stella.cli import bundle_cmd, push_cmd
+from stella.cli import bundle_cmd, push_cmd, remote_cmd, trust_flags
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
+from stella.errors import UsageError
 from stella.ledger.store import LedgerStore
 from stella.profiles import Profile
 from stella.selectors import selector_help
@@ -34,7 +35,9 @@ def register(groups: Any) -> None:
         + _profile_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--tenant", required=True)
+    run.add_argument(
+        "--tenant", help="tenant to export (required locally; with --server, the global --tenant)"
+    )
     run.add_argument("--profile", required=True, help=f"one of: {', '.join(REGISTRY)}")
     run.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]")
     run.add_argument("--out", default="out", help="folder the bundle is published in (default ./out)")
@@ -72,6 +75,7 @@ def register(groups: Any) -> None:
     profiles.set_defaults(handler=_profiles)
 
     push_cmd.register(commands)
+    remote_cmd.register(commands)
 
 
 def _registered() -> list[Profile]:
@@ -143,6 +147,11 @@ def _run(args: argparse.Namespace) -> int:
     from runners.options import worker_args
     from runners.remote import check_remote_runner
 
+    if args.server:
+        return remote_cmd.run(args)
+    if not args.tenant:
+        raise UsageError("stella export run: --tenant is required")
+
     beam_args = worker_args(args.workers, args.beam_args)  # usage errors before the ledger is read
     check_remote_runner(beam_args, staging=args.staging, ledger=ledger_root(args.ledger))
     request = _request(args)
@@ -167,6 +176,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _profiles(args: argparse.Namespace) -> int:
+    if args.server:
+        return remote_cmd.profiles(args)
     if args.json:
         emit_json(
             [
@@ -211,5 +222,5 @@ def run_demo(args: argparse.Namespace) -> int:
         emit_json(summary)
     else:
         _print_summary(summary)
-        bundle_cmd.print_verify(report)
+        trust_flags.print_verify(report)
     return 0 if report.ok else 3

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from stella.cli.common import emit_json, human_bytes, ingest_time, ledger_root, progress_line
+from stella.errors import UsageError
 from stella.ledger.generate import generate_ledger
 from stella.ledger.ingest import ingest_paths
 from stella.ledger.stats import ledger_stats
@@ -35,7 +37,12 @@ def register(groups: Any) -> None:
         "--strict", action="store_true", help="exit 7 if any document was rejected or any input file refused"
     )
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
-    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument(
+        "--from-mirror",
+        metavar="DIR",
+        help="load a mirror's records (stella mirror import) with their original provenance, instead of PATHs",
+    )
+    ingest.add_argument("paths", nargs="*", metavar="PATH")
     ingest.set_defaults(handler=_ingest)
 
     generate = commands.add_parser("generate", help="add realistic synthetic documents (demo, benchmarks)")
@@ -58,13 +65,20 @@ def register(groups: Any) -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     store = LedgerStore(ledger_root(args.ledger))
-    report = ingest_paths(
-        store,
-        validate_tenant(args.tenant),
-        args.paths,
-        ingested_at=ingest_time(args.ingested_at),
-        progress=lambda n: progress_line(f"read {n} documents..."),
-    )
+    if bool(args.from_mirror) == bool(args.paths):
+        raise UsageError("give either PATHs to ingest or --from-mirror DIR")
+    if args.from_mirror:
+        from stella.mirror.ledger import ingest_mirror
+
+        report = ingest_mirror(store, validate_tenant(args.tenant), Path(args.from_mirror))
+    else:
+        report = ingest_paths(
+            store,
+            validate_tenant(args.tenant),
+            args.paths,
+            ingested_at=ingest_time(args.ingested_at),
+            progress=lambda n: progress_line(f"read {n} documents..."),
+        )
     if args.json:
         emit_json(report.to_json())
     else:

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
 from stella.cli.common import emit_json, progress_line
+from stella.cli.trust_flags import add_trust_arguments, trust_from_args
 from stella.targets.bundles import push_bundle
 from stella.targets.interface import ALLOWLIST_ENV, egress_allowlist
 from stella.targets.oci import PASSWORD_ENV, OciRegistryTarget, registry_credentials

@@ -90,7 +90,10 @@ def normalize_time(text: str | None, *, field: str, required: bool = False) -> s
         raise InputError(f"field {field!r}: {text!r} is not an RFC 3339 timestamp") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return format_time(parsed)
+    try:
+        return format_time(parsed)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
+        raise InputError(f"field {field!r}: {text!r} is outside years 1-9999 in UTC") from exc
 
 
 def dated(*candidates: tuple[str, str | None]) -> tuple[str | None, str | None]:

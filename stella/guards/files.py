@@ -20,7 +20,17 @@ from typing import BinaryIO
 
 from stella.errors import InputError, NotFoundError, StellaError, UsageError
 
-__all__ = ["Refused", "TreeScan", "check_regular", "kind_of", "open_regular", "path_error", "scan_tree"]
+__all__ = [
+    "Refused",
+    "TreeScan",
+    "check_file_arg",
+    "check_folder_arg",
+    "check_regular",
+    "kind_of",
+    "open_regular",
+    "path_error",
+    "scan_tree",
+]
 
 _KINDS = (
     (stat.S_ISREG, "regular file"),
@@ -127,6 +137,43 @@ def scan_tree(root: Path, *, skip_hidden: bool = False) -> TreeScan:
     scan.files.sort()
     scan.refused.sort(key=lambda r: r.path)
     return scan
+
+
+def check_folder_arg(path: str, what: str) -> str:
+    """``path`` if it is (or can be created as) a local folder; else a usage error.
+
+    ``--out`` or ``--ledger`` naming a file (or a path under one) is the caller's
+    mistake, to be said as such (exit 2), not found later as an internal error.
+    Remote URLs (``gs://``) are left to their filesystem.
+    """
+    if "://" in path and not path.startswith("file://"):
+        return path
+    local = Path(path.removeprefix("file://"))
+    probe = local
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    try:
+        info = os.stat(probe)
+    except OSError as exc:
+        raise path_error(probe, what) from exc
+    if not stat.S_ISDIR(info.st_mode):
+        where = "is" if probe == local else f"is under {probe}, which is"
+        raise UsageError(
+            f"{what} {path} {where} a {kind_of(info.st_mode)}, not a folder",
+            details={"file": path, "reason": "not-a-folder"},
+        )
+    return path
+
+
+def check_file_arg(path: str, what: str) -> str:
+    """``path`` if a file can be written there: not a folder, and its folder is one."""
+    local = Path(path)
+    if local.is_dir():
+        raise UsageError(
+            f"{what} {path} is a folder; name a file", details={"file": path, "reason": "is-a-folder"}
+        )
+    check_folder_arg(str(local.parent), f"the folder of {what}")
+    return path
 
 
 def path_error(path: str | Path, what: str) -> StellaError:

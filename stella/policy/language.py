@@ -23,6 +23,7 @@ import yaml
 
 from stella.documents.interface import normalize_time
 from stella.errors import InputError
+from stella.guards.files import open_regular
 
 __all__ = [
     "API_VERSION",
@@ -199,7 +200,7 @@ def parse_policy(text: str, *, source: str = "policy.yaml", now: datetime | None
 def load_policy(path: str, *, now: datetime | None = None) -> Policy:
     """:func:`parse_policy` of a file (errors name the file)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, "policy file") as handle:
             raw = handle.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise _fail(path, None, f"cannot read: {exc.strerror or exc}") from exc

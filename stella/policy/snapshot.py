@@ -20,6 +20,7 @@ from typing import Any
 from stella import storage
 from stella.canonical import canonical_document, dumps, sha256_digest
 from stella.errors import InputError, PolicySnapshotNotFoundError, PolicySnapshotRequiredError, UsageError
+from stella.guards.ids import check_id
 from stella.model import validate_tenant
 from stella.policy.language import Policy, parse_policy
 
@@ -100,7 +101,8 @@ class SnapshotStore:
         return storage.join(self.root, "tenants", validate_tenant(tenant), "policy", "snapshots")
 
     def _path(self, tenant: str, snapshot_id: str) -> str:
-        return storage.join(self._dir(tenant), parse_snapshot_id(snapshot_id).split(":", 1)[1] + ".json")
+        name = check_id(parse_snapshot_id(snapshot_id).split(":", 1)[1], "policy snapshot id")
+        return storage.join(self._dir(tenant), name + ".json")
 
     def publish(self, tenant: str, snapshot: PolicySnapshot) -> tuple[str, bool]:
         """Store ``snapshot``; returns (path, created). Written beside and renamed into place."""

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from stella.errors import UsageError
+from stella.guards import strictjson
 
 __all__ = [
     "COSIGN_PASSWORD_VAR",
@@ -146,8 +147,10 @@ def decrypt_cosign_key(data: bytes, *, password: bytes, source: str = "cosign ke
     if match is None:
         raise UsageError(f"{source}: no {PEM_LABEL} (or {_LEGACY_PEM_LABEL}) PEM block")
     try:
-        document = json.loads(base64.b64decode(b"".join(match.group(2).split()), validate=True))
-    except (binascii.Error, ValueError) as exc:
+        document = strictjson.loads(
+            base64.b64decode(b"".join(match.group(2).split()), validate=True), what=source, error=UsageError
+        )
+    except (binascii.Error, UsageError) as exc:
         raise UsageError(f"{source}: PEM body is not base64 of JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise UsageError(f"{source}: PEM body is not a JSON object")

@@ -31,7 +31,9 @@ from http.client import HTTPException, HTTPMessage
 from pathlib import Path
 from typing import IO, Any
 
-from stella.errors import BundleIntegrityError, RemoteError, UsageError
+from stella.errors import BundleIntegrityError, RemoteError, StellaError, UsageError
+from stella.guards import strictjson
+from stella.guards.files import open_regular
 from stella.targets.interface import PublishResult, check_egress, is_loopback
 
 __all__ = [
@@ -486,8 +488,9 @@ def _checked_blob(layout: Path, descriptor: Mapping[str, Any]) -> _Blob:
 
 def _load_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        with open_regular(path, what, error=BundleIntegrityError) as handle:
+            return strictjson.loads(handle.read(), what=what, error=BundleIntegrityError)
+    except (OSError, StellaError) as exc:
         raise BundleIntegrityError(
             f"cannot read the OCI layout's {what}", details={"file": path.name}
         ) from exc

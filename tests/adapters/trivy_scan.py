@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -97,14 +97,19 @@ def sbom_components(sbom: Mapping[str, Any]) -> list[Component]:
     return out
 
 
-def scan_sbom(trivy: str, cache_dir: Path, sbom: Path, *, home: Path | None = None) -> set[Finding]:
-    """Run the real Trivy offline on ``sbom``; return (PkgName, InstalledVersion, VulnerabilityID)."""
+def scan_sbom(
+    trivy: str, cache_dir: Path, sbom: Path, *, home: Path | None = None, extra: Sequence[str] = ()
+) -> set[Finding]:
+    """Run the real Trivy offline on ``sbom``; return (PkgName, InstalledVersion, VulnerabilityID).
+
+    ``extra`` adds arguments (``--vex FILE``...).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIVY_")}
     env["HOME"] = str(home or cache_dir / "home")
     proc = subprocess.run(
         [
             trivy, "sbom", "--skip-db-update", "--skip-java-db-update", "--offline-scan",
-            "--cache-dir", str(cache_dir), "--format", "json", "--quiet", str(sbom),
+            "--cache-dir", str(cache_dir), "--format", "json", "--quiet", *extra, str(sbom),
         ],
         capture_output=True, text=True, env=env, check=False, timeout=600,
     )  # fmt: skip

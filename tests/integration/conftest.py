@@ -19,4 +19,6 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
 
 
 # Signed / encrypted bundle fixtures (issue 4) live in their own module.
+# Mirror histories (issue 8): a ledger over three moments and its signed mirror bundles.
+from tests.integration.mirror_fixtures import *  # noqa: E402, F403
 from tests.integration.signed_fixtures import *  # noqa: E402, F403

@@ -11,7 +11,6 @@ one supplies the replayed signatures and the files swapped in. ``--as-of`` pins 
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from pipelines.registry import REGISTRY
 from stella.signers.registry import generate_key
 from tests.signing.conftest import softhsm_token  # re-exported fixture (SoftHSM2 token)
-from tests.support import require_tool, stella_cli
+from tests.support import export, require_tool, stella_cli
 
 __all__ = [
     "EARLY_AS_OF",
@@ -32,6 +31,7 @@ __all__ = [
     "encrypted_bundles",
     "export_bundle",
     "ledgers",
+    "profile_args",
     "signed_bundles",
     "signing_keys",
     "softhsm_token",
@@ -129,11 +129,15 @@ def export_bundle(
     ledger: Path, out: Path, profile: str, *extra: str, env: dict[str, str] | None = None
 ) -> Path:
     """One ``stella export run`` through the real console script; returns the bundle folder."""
-    result = stella_cli(
-        "export", "run", "--tenant", "acme", "--profile", profile, "--ledger", str(ledger),
-        "--out", str(out), "--json", *extra, env=env, check=True,
-    )  # fmt: skip
-    return Path(json.loads(result.stdout)["bundle"])
+    return export(ledger, out, *extra, profile=profile, env=env)
+
+
+def profile_args(profile: str, ledger: Path, out: Path, *common: str) -> tuple[str, ...]:
+    """What a profile needs beyond the common flags: a delta needs a base (a mirror:full of advisories)."""
+    if profile != "mirror:delta":
+        return ()
+    base = export_bundle(ledger, out / "base", "mirror:full", "--selector", "kind=advisory", *common)
+    return ("--option", f"base={base}")
 
 
 @pytest.fixture(scope="session")
@@ -145,12 +149,14 @@ def signed_bundles(
     pairs = {}
     for profile in PROFILE_NAMES:
         sign = ("--sign-key", str(signing_keys.ec_key), "--archive")
-        early = export_bundle(
-            early_ledger, tmp_path_factory.mktemp("early"), profile, *sign, "--as-of", EARLY_AS_OF
-        )
-        late = export_bundle(
-            late_ledger, tmp_path_factory.mktemp("late"), profile, *sign, "--as-of", LATE_AS_OF
-        )
+        runs = []
+        for ledger, name, as_of in ((early_ledger, "early", EARLY_AS_OF), (late_ledger, "late", LATE_AS_OF)):
+            out = tmp_path_factory.mktemp(name)
+            common = (*sign, "--as-of", as_of)
+            runs.append(
+                export_bundle(ledger, out, profile, *common, *profile_args(profile, ledger, out, *common))
+            )
+        early, late = runs
         pairs[profile] = BundlePair(early, late)
     return pairs
 

@@ -26,8 +26,10 @@ from pipelines.registry import REGISTRY, get_profile
 from runners.options import runner_args
 from stella.bundle.request import ExportRequest
 from stella.ledger.store import SegmentInfo
+from stella.policy.language import parse_policy
+from stella.policy.snapshot import canonical_snapshot
 from stella.selectors import parse_selectors
-from tests.support import REPO
+from tests.support import PASS_ALL_POLICY, REPO
 
 PROFILES = sorted(name for name, entry in REGISTRY.items() if entry.build is not None)
 _PORTABLE = {
@@ -43,6 +45,8 @@ def _remote_request(profile: str) -> ExportRequest:
     segment = SegmentInfo(
         "gs://acme/ledger/tenants/acme/segments/0001.avro", "0001", "sha256:" + "0" * 64, 1, 1
     )
+    pins = any(option.key == "policy-snapshot" for option in get_profile(profile).options)
+    snapshot = canonical_snapshot(parse_policy(PASS_ALL_POLICY)) if pins else None
     return ExportRequest(
         tenant="acme",
         profile=get_profile(profile),
@@ -50,6 +54,8 @@ def _remote_request(profile: str) -> ExportRequest:
         ledger_root="gs://acme/ledger",
         segments=(segment,),
         out_dir="out",
+        policy_snapshot_id=snapshot.id if snapshot else None,
+        policy_snapshot=snapshot.canonical if snapshot else None,
     )
 
 

@@ -24,6 +24,7 @@ from tests.integration.signed_fixtures import (
     BundlePair,
     Keys,
     export_bundle,
+    profile_args,
 )
 from tests.services.registry import Registry
 from tests.support import require_tool, stella_cli, tree_digests
@@ -145,15 +146,9 @@ def test_signed_bundle_and_archive_are_byte_identical_across_runs(
     tmp_path: Path,
 ) -> None:
     first = signed_bundles[profile].late
+    common = ("--sign-key", str(signing_keys.ec_key), "--archive", "--as-of", LATE_AS_OF)
     again = export_bundle(
-        ledgers[1],
-        tmp_path,
-        profile,
-        "--sign-key",
-        str(signing_keys.ec_key),
-        "--archive",
-        "--as-of",
-        LATE_AS_OF,
+        ledgers[1], tmp_path, profile, *common, *profile_args(profile, ledgers[1], tmp_path, *common)
     )
     assert tree_digests(again) == tree_digests(first)
     archive = f"{first.name}.tar.zst"

@@ -27,6 +27,7 @@ __all__ = [
     "Ecosystem",
     "Placement",
     "Unplaceable",
+    "ecosystem_of",
     "language_ecosystems",
     "normalize_name",
     "place",
@@ -99,6 +100,11 @@ def language_ecosystems() -> tuple[Ecosystem, ...]:
     return _LANGUAGES
 
 
+def ecosystem_of(osv_ecosystem: str) -> Ecosystem | None:
+    """The language ecosystem for an OSV ecosystem name (case-insensitive), if Trivy has it."""
+    return _BY_OSV.get(osv_ecosystem.lower())
+
+
 def normalize_name(osv_ecosystem: str, name: str) -> str | None:
     """The package key Trivy looks up for a language package, or None if unsupported."""
     eco = _BY_OSV.get(osv_ecosystem.lower())
@@ -151,6 +157,7 @@ class _Distro:
     osv: str  # OSV ecosystem name before ":"
     bucket: Callable[[str], str | None]  # release → bucket name, None when unusable
     source: DataSource
+    scheme: Scheme
     needs_release: bool = True
     # Trivy's Debian, Ubuntu and Alpine detectors report an advisory with no FixedVersion
     # (every version affected); its Red Hat-family and Wolfi/Chainguard detectors compare
@@ -200,40 +207,47 @@ _DISTROS: tuple[_Distro, ...] = (
             "Debian Security Tracker",
             "https://salsa.debian.org/security-tracker-team/security-tracker",
         ),
+        Scheme.DPKG,
         reports_unfixed=True,
     ),
     _Distro(
         "Alpine",
         _alpine,
         DataSource("alpine", "Alpine Secdb", "https://secdb.alpinelinux.org/"),
+        Scheme.APK,
         reports_unfixed=True,
     ),
     _Distro(
         "Ubuntu",
         _ubuntu,
         DataSource("ubuntu", "Ubuntu CVE Tracker", "https://git.launchpad.net/ubuntu-cve-tracker"),
+        Scheme.DPKG,
         reports_unfixed=True,
     ),
     _Distro(
         "Rocky Linux",
         _major("rocky"),
         DataSource("rocky", "Rocky Linux updateinfo", "https://download.rockylinux.org/pub/rocky/"),
+        Scheme.RPM,
     ),
     _Distro(
         "AlmaLinux",
         _major("alma"),
         DataSource("alma", "AlmaLinux Product Errata", "https://errata.almalinux.org/"),
+        Scheme.RPM,
     ),
     _Distro(
         "Wolfi",
         _fixed("wolfi"),
         DataSource("wolfi", "Wolfi Secdb", "https://packages.wolfi.dev/os/security.json"),
+        Scheme.APK,
         False,
     ),
     _Distro(
         "Chainguard",
         _fixed("chainguard"),
         DataSource("chainguard", "Chainguard Secdb", "https://packages.cgr.dev/chainguard/security.json"),
+        Scheme.APK,
         False,
     ),
 )
@@ -283,4 +297,4 @@ def place(osv_ecosystem: str, name: str, *, record_id: str) -> Placement | Unpla
             "unsupported-ecosystem",
             f"ecosystem {osv_ecosystem!r}: no Trivy bucket for that release (package {name!r})",
         )
-    return Placement(bucket, name, distro.source, Scheme.OS, True, distro.reports_unfixed)
+    return Placement(bucket, name, distro.source, distro.scheme, True, distro.reports_unfixed)

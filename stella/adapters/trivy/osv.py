@@ -35,7 +35,6 @@ from stella.adapters.trivy.ecosystems import DataSource, Placement, Unplaceable,
 from stella.adapters.trivy.versions import (
     Interval,
     IntervalSet,
-    Scheme,
     VersionProblem,
     exact_constraint,
     render_interval,
@@ -46,6 +45,9 @@ from stella.canonical import JSONValue, dumps
 
 __all__ = [
     "AdapterOutput",
+    "AffectedPackage",
+    "affected_packages",
+    "vulnerability_ids",
     "TrivyEntry",
     "Untranslated",
     "merge_value",
@@ -87,7 +89,7 @@ class AdapterOutput:
 
 
 @dataclass(slots=True)
-class _Package:
+class AffectedPackage:
     """Everything the affected entries of one record say about one (bucket, package)."""
 
     placement: Placement
@@ -109,12 +111,28 @@ def _string_list(value: Any) -> list[str] | None:
     return list(value)
 
 
-def _vuln_ids(record_id: str, aliases: list[str]) -> tuple[list[str], list[str]]:
+def vulnerability_ids(record_id: str, aliases: list[str]) -> tuple[list[str], list[str]]:
+    """(ids a finding is reported under: the CVE aliases, else the record id; the other ids)."""
     everything = _uniq([record_id, *aliases])
     cves = [i for i in everything if i.startswith("CVE-")]
     if not cves:
         return [record_id], [a for a in _uniq(aliases) if a != record_id]
     return cves, [i for i in everything if not i.startswith("CVE-")]
+
+
+def affected_packages(
+    affected: list[Any], record_id: str
+) -> tuple[dict[tuple[str, str], AffectedPackage], list[VersionProblem]]:
+    """What an OSV record's ``affected`` list says, per (bucket, package key), and what it could not.
+
+    Shared by the Trivy DB and the findings matcher: both read the same ranges, the same
+    way, so a finding in json:policy and a Trivy match come from one reading of OSV.
+    """
+    packages: dict[tuple[str, str], AffectedPackage] = {}
+    problems: list[VersionProblem] = []
+    for index, item in enumerate(affected):
+        problems.extend(_read_affected(item, index, record_id, packages))
+    return packages, problems
 
 
 def translate_osv(document: Mapping[str, Any], *, upstream_id: str) -> AdapterOutput:
@@ -143,12 +161,10 @@ def translate_osv(document: Mapping[str, Any], *, upstream_id: str) -> AdapterOu
     if not isinstance(affected, list):
         return bad("affected is not a list")
 
-    packages: dict[tuple[str, str], _Package] = {}
-    for index, item in enumerate(affected):
-        found = _read_affected(item, index, record_id, packages)
-        problems.extend(Untranslated(p.reason, f"{upstream_id}: {p.detail}") for p in found)
+    packages, found = affected_packages(affected, record_id)
+    problems.extend(Untranslated(p.reason, f"{upstream_id}: {p.detail}") for p in found)
 
-    vuln_ids, vendor_ids = _vuln_ids(record_id, aliases)
+    vuln_ids, vendor_ids = vulnerability_ids(record_id, aliases)
     if any(len(v.encode()) > MAX_KEY_BYTES for v in vuln_ids):
         return bad(f"an alias is longer than {MAX_KEY_BYTES} bytes")
     entries: list[TrivyEntry] = []
@@ -182,7 +198,7 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_affected(
-    item: Any, index: int, record_id: str, packages: dict[tuple[str, str], _Package]
+    item: Any, index: int, record_id: str, packages: dict[tuple[str, str], AffectedPackage]
 ) -> list[VersionProblem]:
     where = f"affected[{index}]"
     if not isinstance(item, Mapping):
@@ -224,7 +240,7 @@ def _read_affected(
         elif not problems:
             problems.append(VersionProblem("no-affected-versions", f"{where}: neither ranges nor versions"))
         return problems
-    pkg = packages.setdefault((placement.bucket, placement.package), _Package(placement))
+    pkg = packages.setdefault((placement.bucket, placement.package), AffectedPackage(placement))
     pkg.intervals.extend(result.intervals)
     pkg.fixed.extend(result.fixed)
     pkg.listed.extend(listed)
@@ -232,7 +248,7 @@ def _read_affected(
     return problems
 
 
-def _language_advisory(pkg: _Package) -> dict[str, Any] | VersionProblem:
+def _language_advisory(pkg: AffectedPackage) -> dict[str, Any] | VersionProblem:
     scheme = pkg.placement.scheme
     ranges = IntervalSet(scheme, pkg.intervals)
     vulnerable = [render_interval(scheme, i) for i in pkg.intervals]
@@ -252,7 +268,7 @@ def _language_advisory(pkg: _Package) -> dict[str, Any] | VersionProblem:
     return value
 
 
-def _os_advisory(pkg: _Package) -> dict[str, Any] | VersionProblem:
+def _os_advisory(pkg: AffectedPackage) -> dict[str, Any] | VersionProblem:
     # An OS advisory holds one FixedVersion compared as "installed < fixed" (B.6), so only
     # "every version before X" (or "every version", unfixed) is expressible. Listed
     # versions beside such a range are taken as its enumeration (distro versions can't
@@ -263,7 +279,9 @@ def _os_advisory(pkg: _Package) -> dict[str, Any] | VersionProblem:
         return VersionProblem("os-range-unrepresentable", f"{where}: {len(intervals)} ranges")
     (interval,) = intervals
     if interval.lower is not None or interval.upper_inclusive or interval.limit is not None:
-        return VersionProblem("os-range-unrepresentable", f"{where}: {render_interval(Scheme.OS, interval)}")
+        return VersionProblem(
+            "os-range-unrepresentable", f"{where}: {render_interval(pkg.placement.scheme, interval)}"
+        )
     if interval.upper is None:
         if not pkg.placement.reports_unfixed:
             return VersionProblem(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -53,6 +52,7 @@ from stella.bundle.manifest import ContentEntry
 from stella.bundle.paths import OCI_DIR
 from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
+from stella.timefmt import parse_duration
 
 __all__ = [
     "JAVA_DB_LAYOUT",
@@ -68,7 +68,6 @@ __all__ = [
 
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
 _OCI_LAYOUT_MEDIA_TYPE = "application/vnd.oci.layout.header.v1+json"
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 # A NextUpdate further out than this is almost certainly a typo (or a DB nobody will refresh).
 _MAX_VALIDITY = timedelta(days=3660)
 _CHUNK = 1 << 20
@@ -101,14 +100,6 @@ JAVA_DB_LAYOUT = TrivyLayout(
 )
 
 
-def _duration(text: str) -> timedelta | None:
-    match = _DURATION.fullmatch(text)
-    if match is None or not any(match.groups()):
-        return None
-    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-
-
 @dataclass(frozen=True, slots=True)
 class TrivyOptions:
     """The Trivy profiles' options, validated before the pipeline is built."""
@@ -119,7 +110,7 @@ class TrivyOptions:
         """``NextUpdate`` for a DB updated at ``updated_at`` (see the module docstring)."""
         if self.next_update is None:
             return updated_at + default
-        delta = _duration(self.next_update)
+        delta = parse_duration(self.next_update)
         if delta is not None:
             return updated_at + delta
         moment = normalize_time(self.next_update, field="next-update")
@@ -140,7 +131,7 @@ def parse_trivy_options(options: Mapping[str, Any]) -> TrivyOptions:
     if options.get("nextUpdate") is None:
         return TrivyOptions()
     text = str(options["nextUpdate"])
-    delta = _duration(text)
+    delta = parse_duration(text)
     if delta is not None and delta > _MAX_VALIDITY:
         raise UsageError(f"next-update={text!r} is more than ten years", details={"nextUpdate": text})
     if delta is None:

@@ -8,10 +8,14 @@ single string fails to parse, so every bound is checked here against the grammar
 ecosystem's Trivy comparer accepts, and a bound it would reject is reported instead of
 written: one bad version must not silently disable the rest of an advisory.
 
-OSV evaluates events after sorting them by version. Where this module can order
-versions exactly (PEP 440 through ``packaging``, SemVer 2.0 by its precedence rules)
-it sorts; for the other schemes it keeps the producer's order, which every feed we
-know writes ascending.
+OSV evaluates events after sorting them by version. :func:`version_key` is the one
+ordering of each scheme in this project (PEP 440 through ``packaging``, SemVer 2.0 by its
+precedence rules, go-version's dotted numbers with pre-releases, Maven, RubyGems and the
+dpkg/apk/rpm schemes through ``univers``): events are swept in that order here, and the
+findings matcher (:mod:`stella.findings.match`) compares installed versions with it, so
+a Trivy DB and a json:policy export can never disagree about which version is newer.
+OS ranges are not re-ordered for the Trivy DB (its OS detectors compare one fixed
+version), so the producer's order is kept there.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ __all__ = [
     "intervals_from_events",
     "render_interval",
     "render_version",
+    "same_version",
     "translate_ranges",
+    "version_key",
 ]
 
 
@@ -47,7 +53,14 @@ class Scheme(enum.Enum):
     GENERIC = "generic"  # go, cargo, composer, nuget, pub, hex, swift, ...: aquasecurity/go-version
     MAVEN = "maven"  # maven: masahiro331/go-mvn-version
     RUBYGEMS = "rubygems"  # rubygems: aquasecurity/go-gem-version
-    OS = "os"  # dpkg / apk / rpm strings, compared by the OS detector, never parsed here
+    DPKG = "dpkg"  # Debian, Ubuntu: knqyf263/go-deb-version
+    APK = "apk"  # Alpine, Wolfi, Chainguard: knqyf263/go-apk-version
+    RPM = "rpm"  # Rocky, Alma: knqyf263/go-rpm-version
+
+    @property
+    def is_os(self) -> bool:
+        """OS versions are compared by Trivy's OS detector, never parsed as constraints."""
+        return self in (Scheme.DPKG, Scheme.APK, Scheme.RPM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +188,90 @@ def _pep440_key(raw: str) -> Version | None:
         return None
 
 
+# go-version: dotted numbers (trailing zeros insignificant), then an optional pre-release
+# that sorts below the release; build metadata is ignored.
+_GENERIC_PARTS = re.compile(r"v?(\d+(?:\.\d+)*)(?:-?([0-9A-Za-z\-~]+(?:\.[0-9A-Za-z\-~]+)*))?(?:\+.*)?")
+
+
+def _identifiers(pre: str) -> tuple[Any, ...]:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+
+
+@functools.lru_cache(maxsize=65536)
+def _generic_key(raw: str) -> tuple[Any, ...] | None:
+    if _GENERIC.fullmatch(raw) is None:
+        return None
+    match = _GENERIC_PARTS.fullmatch(raw)
+    if match is None:
+        return None
+    release = [int(part) for part in match.group(1).split(".")]
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    pre = match.group(2)
+    return (tuple(release), (1,) if pre is None else (0, _identifiers(pre)))
+
+
+def _univers(cls_name: str) -> Callable[[str], Any]:
+    @functools.lru_cache(maxsize=65536)
+    def key(raw: str) -> Any:
+        from univers import versions
+
+        try:
+            return getattr(versions, cls_name)(raw)
+        except Exception:  # univers raises InvalidVersion, ValueError or TypeError by scheme
+            return None
+
+    return key
+
+
+_KEYS: Mapping[Scheme, Callable[[str], Any]] = {
+    Scheme.PEP440: _pep440_key,
+    Scheme.NPM: _semver_key,
+    Scheme.GENERIC: _generic_key,
+    Scheme.MAVEN: _univers("MavenVersion"),
+    Scheme.RUBYGEMS: _univers("RubygemsVersion"),
+    Scheme.DPKG: _univers("DebianVersion"),
+    Scheme.APK: _univers("AlpineLinuxVersion"),
+    Scheme.RPM: _univers("RpmVersion"),
+}
+
+
+def version_key(scheme: Scheme, raw: str) -> Any | None:
+    """A value ordering versions of ``scheme`` as that ecosystem does; None if unparsable.
+
+    Keys of one scheme compare with each other only.
+    """
+    if not isinstance(raw, str) or not raw:
+        return None
+    return _KEYS[scheme](raw)
+
+
+def same_version(scheme: Scheme, listed: str, installed: str) -> bool:
+    """Is ``installed`` the ``listed`` version (OSV ``versions``, Trivy ``=v``)?
+
+    Equal in the scheme's ordering; for PEP 440 a listed public version also matches an
+    installed one with a local label (``2.0.1`` matches ``2.0.1+cu118``), which is how
+    PEP 440's ``==`` -- and so Trivy's -- treats local versions.
+    """
+    if listed == installed:
+        return True
+    key = version_key(scheme, installed)
+    if key is None:
+        return False
+    other = version_key(scheme, listed)
+    if other is not None and other == key:
+        return True
+    return (
+        scheme is Scheme.PEP440 and other is not None and other.local is None and key.public == other.public
+    )
+
+
 def _sort_key(scheme: Scheme, range_type: str) -> Callable[[str], Any] | None:
-    if scheme is Scheme.PEP440:
-        return _pep440_key
-    if range_type == "SEMVER" or scheme is Scheme.NPM:
-        return _semver_key
-    return None
+    if scheme.is_os:
+        return None
+    if range_type == "SEMVER" and scheme is Scheme.GENERIC:
+        return _semver_key  # a SEMVER range is SemVer whatever the ecosystem
+    return _KEYS[scheme]
 
 
 # --- events → intervals ------------------------------------------------------------------
@@ -325,9 +416,7 @@ class IntervalSet:
     __slots__ = ("_key", "_keyed")
 
     def __init__(self, scheme: Scheme, intervals: Iterable[Interval]) -> None:
-        self._key: Callable[[str], Any] | None = (
-            None if scheme is Scheme.OS else _pep440_key if scheme is Scheme.PEP440 else _semver_key
-        )
+        self._key: Callable[[str], Any] | None = None if scheme.is_os else _KEYS[scheme]
         keyed: list[tuple[Any, Any, bool, Any]] | None = []
         for interval in intervals:
             keys = [

@@ -1,0 +1,69 @@
+"""The mirror adapter: one record (or one envelope line) -> its raw line and its index rows.
+
+The exporter runs :func:`mirror_items` on ledger records; the importer runs
+:func:`items_of_line` on the lines it holds after applying a delta. Both end in
+:func:`_items`, and both outputs go through the same sort, sharding and writers
+(:func:`mirror_shard_path`, :func:`write_mirror_shard`), which is why the two mirrors
+are the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from stella.adapters.jsonraw import envelope_line, shard_path
+from stella.adapters.mirror.indexes import INDEX_GROUP, index_items, index_path, write_parquet_index
+from stella.adapters.mirror.records import key_of_envelope, line_digest
+from stella.bundle.manifest import ContentEntry
+from stella.bundle.shards import write_jsonl_shard
+from stella.errors import BundleIntegrityError
+from stella.model import LedgerRecord
+from stella.sorting import SortItem
+
+__all__ = ["items_of_line", "mirror_items", "mirror_shard_path", "write_mirror_shard"]
+
+
+def _items(envelope: Mapping[str, Any], key: bytes, line: bytes) -> Iterator[SortItem]:
+    yield str(envelope["kind"]), key, line
+    yield from index_items(envelope, key, line_digest(line))
+
+
+def mirror_items(record: LedgerRecord) -> Iterator[SortItem]:
+    envelope = {
+        "kind": record.kind.value,
+        "id": record.upstream_id,
+        "modified": record.modified,
+        "digest": record.digest,
+        "source": record.source,
+        "ingestedAt": record.ingested_at,
+        "linkset": record.linkset.to_json(),
+    }
+    yield from _items(envelope, record.sort_key, envelope_line(record))
+
+
+def items_of_line(line: bytes, *, where: str) -> Iterator[SortItem]:
+    """Raises BundleIntegrityError: the line is not a record envelope."""
+    try:
+        envelope = json.loads(line)
+        key = key_of_envelope(envelope)
+        items = list(_items(envelope, key, line))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleIntegrityError(
+            f"{where}: not a mirror record line: {exc}", details={"file": where}
+        ) from exc
+    yield from items
+
+
+def mirror_shard_path(group: str, index: int, total: int) -> str:
+    if group.startswith(INDEX_GROUP):
+        return index_path(group[len(INDEX_GROUP) :], index, total)
+    return shard_path(group, index, total)
+
+
+def write_mirror_shard(root: str, path: str, pairs: Iterable[tuple[bytes, bytes]]) -> ContentEntry:
+    values = (value for _key, value in pairs)
+    if path.endswith(".parquet"):
+        return write_parquet_index(root, path, values)
+    return write_jsonl_shard(root, path, values)

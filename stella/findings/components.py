@@ -1,0 +1,88 @@
+"""SBOM records -> the components that can be matched (a language purl with a version).
+
+CycloneDX components are walked at every depth (nested components are installed too)
+plus ``metadata.component``; SPDX packages contribute their ``purl`` external
+references. A component without a purl, or with a purl of an ecosystem we don't match,
+is counted, not guessed at: matching by bare name would invent findings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stella.documents.interface import opt_str, walk_dicts
+from stella.findings.purls import PackageRef, parse_purl
+from stella.model import DocFormat, Kind, LedgerRecord
+
+__all__ = ["Component", "is_sbom_record", "sbom_components"]
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One matchable component of one SBOM record."""
+
+    sbom: str  # the SBOM record's upstream id
+    sbom_digest: str
+    serial: str | None  # CycloneDX serialNumber, for BOM-Link VEX references
+    subject: str | None  # the SBOM's own purl (metadata.component), for OpenVEX subcomponents
+    bom_ref: str | None
+    name: str  # as the SBOM names it (group/name)
+    ref: PackageRef
+
+    @property
+    def version(self) -> str:
+        assert self.ref.version is not None
+        return self.ref.version
+
+
+def is_sbom_record(record: LedgerRecord) -> bool:
+    return record.kind is Kind.SBOM and record.format in (DocFormat.CYCLONEDX, DocFormat.SPDX)
+
+
+def _cyclonedx(doc: Mapping[str, Any]) -> Iterator[tuple[str, str | None, str | None]]:
+    """(purl, bom-ref, name) of every component."""
+    meta = doc.get("metadata")
+    found = list(walk_dicts(doc.get("components"), "components"))
+    if isinstance(meta, Mapping) and isinstance(meta.get("component"), Mapping):
+        found.append(meta["component"])
+    for comp in found:
+        purl = opt_str(comp, "purl")
+        if purl:
+            group, name = opt_str(comp, "group"), opt_str(comp, "name") or ""
+            yield purl, opt_str(comp, "bom-ref"), f"{group}/{name}" if group else name
+
+
+def _spdx(doc: Mapping[str, Any]) -> Iterator[tuple[str, str | None, str | None]]:
+    packages = doc.get("packages")
+    for package in packages if isinstance(packages, list) else []:
+        if not isinstance(package, Mapping):
+            continue
+        refs = package.get("externalRefs")
+        for ref in refs if isinstance(refs, list) else []:
+            if isinstance(ref, Mapping) and ref.get("referenceType") == "purl":
+                purl = opt_str(ref, "referenceLocator")
+                if purl:
+                    yield purl, opt_str(package, "SPDXID"), opt_str(package, "name")
+
+
+def sbom_components(record: LedgerRecord) -> list[Component]:
+    """The matchable components of one SBOM record, once each (by purl), in document order."""
+    doc = json.loads(record.document)
+    if not isinstance(doc, Mapping):
+        return []
+    cyclonedx = record.format is DocFormat.CYCLONEDX
+    serial = opt_str(doc, "serialNumber") if cyclonedx else None
+    meta = doc.get("metadata") if cyclonedx else None
+    subject = opt_str(meta.get("component"), "purl") if isinstance(meta, Mapping) else None
+    out: dict[str, Component] = {}
+    for purl, bom_ref, name in _cyclonedx(doc) if cyclonedx else _spdx(doc):
+        ref = parse_purl(purl)
+        if ref is None or not ref.version or purl in out:
+            continue
+        out[purl] = Component(
+            record.upstream_id, record.digest, serial, subject, bom_ref, name or ref.name, ref
+        )
+    return list(out.values())

@@ -1,0 +1,238 @@
+"""stella mirror import | status through the real CLI: chains, refusals, dry run, encryption, ledger round trip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stella.mirror.importer import state_lines
+from tests.integration.mirror_fixtures import NOW, MirrorHistory, mirror_digest, mirror_import
+from tests.support import export, stella_cli, tree_digests
+
+
+def _state(mirror: Path) -> dict[str, object]:
+    value: dict[str, object] = json.loads((mirror / "current" / "mirror.json").read_bytes())
+    return value
+
+
+def _data(mirror: Path) -> dict[str, str]:
+    return tree_digests(mirror / "current" / "data")
+
+
+@pytest.fixture(scope="module")
+def chained(mirror_history: MirrorHistory, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Mirrors after each step of the chain (copies), and the one imported from full2 alone."""
+    h = mirror_history
+    root = tmp_path_factory.mktemp("mirrors")
+    steps: dict[str, Path] = {}
+    live = root / "live"
+    for name, bundle in (("full0", h.full0), ("delta1", h.delta1), ("delta2", h.delta2)):
+        assert mirror_import(bundle, live, h.trust_root) == (0, "")
+        steps[name] = root / name
+        shutil.copytree(live, steps[name], symlinks=True)
+    steps["full2"] = root / "full2"
+    assert mirror_import(h.full2, steps["full2"], h.trust_root) == (0, "")
+    return steps
+
+
+def test_full_then_deltas_equals_the_newer_full(chained: dict[str, Path]) -> None:
+    chain, fresh = chained["delta2"], chained["full2"]
+    assert _data(chain) == _data(fresh)
+    left, right = _state(chain), _state(fresh)
+    for field in ("contents", "recordSet", "counts", "tenant", "name", "generatedAt"):
+        assert left[field] == right[field], field
+    # The chain really changed things: records were added and removed on the way.
+    assert _state(chained["full0"])["recordSet"] != left["recordSet"]
+    log = [
+        json.loads(line) for line in (chain / "current" / "appliedExportIds.log").read_bytes().splitlines()
+    ]
+    assert [entry["mode"] for entry in log] == ["full", "delta", "delta"]
+    assert [entry["sequence"] for entry in log] == [1, 2, 3]
+    # Append-only: each state's log extends the previous state's log.
+    before = (chained["delta1"] / "current" / "appliedExportIds.log").read_bytes()
+    assert (chain / "current" / "appliedExportIds.log").read_bytes().startswith(before)
+
+
+def test_the_mirror_holds_exactly_the_selected_records(chained: dict[str, Path]) -> None:
+    ids = {json.loads(line)["id"] for _where, line in state_lines(chained["delta2"] / "current")}
+    assert "PSF-2007-1" not in ids and not any(i.startswith("PSF-2019-") for i in ids)
+    assert any(i.startswith("GHSA-") for i in ids)
+    assert "PSF-2007-1" in {json.loads(line)["id"] for _w, line in state_lines(chained["full0"] / "current")}
+
+
+@pytest.mark.parametrize(
+    ("start", "bundle", "code"),
+    [
+        ("delta1", "delta1", "ERR_EXPORT_MIRROR_ROLLBACK"),  # replay
+        ("full2", "full0", "ERR_EXPORT_MIRROR_ROLLBACK"),  # rollback to an older full
+        ("delta2", "delta1", "ERR_EXPORT_MIRROR_ROLLBACK"),  # an old delta again, out of order
+        ("full0", "delta2", "ERR_EXPORT_MIRROR_CHAIN"),  # delta1 skipped
+        ("full2", "delta2", "ERR_EXPORT_MIRROR_ROLLBACK"),  # not newer than the state
+        ("empty", "delta1", "ERR_EXPORT_MIRROR_CHAIN"),  # a delta needs a base
+    ],
+)
+def test_refusals_leave_the_mirror_unchanged(
+    start: str,
+    bundle: str,
+    code: str,
+    chained: dict[str, Path],
+    mirror_history: MirrorHistory,
+    tmp_path: Path,
+) -> None:
+    mirror = tmp_path / "mirror"
+    if start != "empty":
+        shutil.copytree(chained[start], mirror, symlinks=True)
+    before = mirror_digest(mirror)
+    returncode, error = mirror_import(getattr(mirror_history, bundle), mirror, mirror_history.trust_root)
+    assert (returncode, error) == (18 if code.endswith("ROLLBACK") else 20, code)
+    assert mirror_digest(mirror) == before or (start == "empty" and not (mirror / "current").exists())
+
+
+def test_expired_bundles_are_refused_at_the_import_clock(
+    chained: dict[str, Path], mirror_history: MirrorHistory, tmp_path: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(chained["full0"], mirror, symlinks=True)
+    before = mirror_digest(mirror)
+    expires = json.loads(
+        (
+            mirror_history.delta1.parent / mirror_history.delta1.name.removesuffix(".tar.zst") / "export.json"
+        ).read_bytes()
+    )["mirror"]["expires"]
+    result = stella_cli(
+        "mirror", "import", str(mirror_history.delta1), "--into", str(mirror),
+        "--trust-root", str(mirror_history.trust_root), "--now", "2027-06-01T00:00:00Z",
+    )  # fmt: skip
+    assert (
+        result.returncode == 16 and "ERR_EXPORT_MIRROR_EXPIRED" in result.stderr and expires in result.stderr
+    )
+    assert mirror_digest(mirror) == before
+
+
+def test_another_tenant_or_mirror_name_is_refused(
+    chained: dict[str, Path], mirror_history: MirrorHistory, shared_data: Path, tmp_path: Path
+) -> None:
+    h = mirror_history
+    sign = ("--sign-key", str(h.keys.ec_key), "--archive", "--option", "sequence=50", "--as-of", NOW)
+    other_name = export(h.ledger, tmp_path / "out", *sign, "--option", "name=lab", profile="mirror:full")
+    beta_ledger = tmp_path / "beta-ledger"
+    stella_cli(
+        "ledger", "ingest", "--tenant", "beta", "--ledger", str(beta_ledger), "--ingested-at", NOW,
+        str(shared_data / "advisories" / "osv-psf.jsonl.zst"), check=True,
+    )  # fmt: skip
+    other_tenant = export(beta_ledger, tmp_path / "beta", *sign, tenant="beta", profile="mirror:full")
+    mirror = tmp_path / "mirror"
+    shutil.copytree(chained["delta2"], mirror, symlinks=True)
+    before = mirror_digest(mirror)
+    for bundle in (other_name, other_tenant):
+        assert mirror_import(Path(f"{bundle}.tar.zst"), mirror, h.trust_root) == (
+            18,
+            "ERR_EXPORT_MIRROR_SCOPE",
+        )
+    assert mirror_digest(mirror) == before
+
+
+def test_dry_run_reports_and_changes_nothing(
+    chained: dict[str, Path], mirror_history: MirrorHistory, tmp_path: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(chained["delta1"], mirror, symlinks=True)
+    before = mirror_digest(mirror)
+    result = stella_cli(
+        "mirror", "import", str(mirror_history.delta2), "--into", str(mirror), "--trust-root",
+        str(mirror_history.trust_root), "--now", NOW, "--dry-run", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    manifest = json.loads(
+        (
+            mirror_history.out / mirror_history.delta2.name.removesuffix(".tar.zst") / "export.json"
+        ).read_bytes()
+    )
+    assert report["dryRun"] and {k: report[k] for k in ("added", "changed", "removed")} == {
+        k: manifest["delta"][k] for k in ("added", "changed", "removed")
+    }
+    assert report["removed"] > 0 and report["added"] > 0
+    assert mirror_digest(mirror) == before
+    # A full bundle's dry run diffs record indexes: full2 over delta1's state = delta2's changes.
+    result = stella_cli(
+        "mirror", "import", str(mirror_history.full2), "--into", str(mirror), "--trust-root",
+        str(mirror_history.trust_root), "--now", NOW, "--dry-run", "--json",
+    )  # fmt: skip
+    full = json.loads(result.stdout)
+    assert {k: full[k] for k in ("added", "changed", "removed")} == {
+        k: report[k] for k in ("added", "changed", "removed")
+    }
+    assert mirror_digest(mirror) == before
+
+
+def test_status_reports_the_state_and_freshness(chained: dict[str, Path]) -> None:
+    result = stella_cli("mirror", "status", str(chained["delta2"]), "--now", NOW, "--json", check=True)
+    status = json.loads(result.stdout)
+    state = _state(chained["delta2"])
+    assert (status["exportId"], status["sequence"], status["expired"]) == (state["exportId"], 3, False)
+    assert len(status["applied"]) == 3
+    later = stella_cli("mirror", "status", str(chained["delta2"]), "--now", "2030-01-01T00:00:00Z", "--json")
+    assert json.loads(later.stdout)["expired"] is True
+
+
+def test_unsigned_and_wrongly_signed_bundles_are_refused(
+    mirror_history: MirrorHistory, tmp_path: Path
+) -> None:
+    h = mirror_history
+    unsigned = export(h.ledger, tmp_path / "u", "--archive", profile="mirror:full")
+    rogue = export(
+        h.ledger, tmp_path / "r", "--archive", "--sign-key", str(h.keys.rogue_key), profile="mirror:full"
+    )
+    mirror = tmp_path / "mirror"
+    assert mirror_import(Path(f"{unsigned}.tar.zst"), mirror, h.trust_root) == (4, "ERR_EXPORT_SIGNATURE")
+    assert mirror_import(Path(f"{rogue}.tar.zst"), mirror, h.trust_root)[1] in (
+        "ERR_EXPORT_TRUST",
+        "ERR_EXPORT_SIGNATURE",
+    )
+    assert not (mirror / "current").exists()
+
+
+def test_encrypted_bundles_import_with_an_identity(mirror_history: MirrorHistory, tmp_path: Path) -> None:
+    h = mirror_history
+    bundle = export(
+        h.ledger, tmp_path / "enc", "--archive", "--sign-key", str(h.keys.ec_key), "--encrypt-to", h.keys.age_recipient,
+        "--option", "expires=7d", "--option", "sequence=9", "--as-of", "2026-11-29T00:00:00Z", *(a for s in h.selectors for a in ("--selector", s)),
+        profile="mirror:full",
+    )  # fmt: skip
+    mirror = tmp_path / "mirror"
+    archive = Path(f"{bundle}.tar.zst")
+    assert mirror_import(archive, mirror, h.trust_root)[0] == 2  # no identity: a usage error
+    assert not (mirror / "current").exists()
+    assert mirror_import(archive, mirror, h.trust_root, "--identity", str(h.keys.age_identity)) == (0, "")
+    plain = tmp_path / "plain"
+    assert mirror_import(h.full2, plain, h.trust_root) == (0, "")
+    assert _data(mirror) == _data(plain)
+
+
+def test_ledger_round_trip_gives_the_same_json_raw_export(
+    chained: dict[str, Path], mirror_history: MirrorHistory, tmp_path: Path
+) -> None:
+    h = mirror_history
+    far = tmp_path / "far-ledger"
+    report = stella_cli(
+        "ledger", "ingest", "--tenant", "acme", "--ledger", str(far), "--from-mirror", str(chained["delta2"]), "--json",
+        check=True,
+    )  # fmt: skip
+    assert json.loads(report.stdout)["added"]
+    selection = tuple(a for s in h.selectors for a in ("--selector", s))
+    near_bundle = export(h.ledger, tmp_path / "near", *selection)
+    far_bundle = export(far, tmp_path / "far", *selection)
+    near, far_files = tree_digests(near_bundle), tree_digests(far_bundle)
+    assert {p: d for p, d in near.items() if p != "provenance.json"} == {
+        p: d for p, d in far_files.items() if p != "provenance.json"
+    }
+    # Loading the same mirror again adds nothing (digests are the ledger's identity).
+    again = stella_cli(
+        "ledger", "ingest", "--tenant", "acme", "--ledger", str(far), "--from-mirror", str(chained["delta2"]), "--json",
+        check=True,
+    )  # fmt: skip
+    assert json.loads(again.stdout)["added"] == 0
