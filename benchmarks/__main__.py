@@ -2,7 +2,8 @@
 
     python -m benchmarks                    # the issue sizes: 1,000,000 documents, 1 GB payloads
     python -m benchmarks --records 100000   # a quicker pass
-    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, policy_findings, mirror, sign_encrypt, encryption
+    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, policy_findings, mirror, sign_encrypt,
+                                            # encryption, service_load
 
 Ledgers are generated once and cached under .cache/bench (STELLA_BENCH_CACHE).
 """
@@ -11,7 +12,15 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import encryption_overhead, json_raw, mirror, policy_findings, sign_encrypt, trivy_db
+from benchmarks import (
+    encryption_overhead,
+    json_raw,
+    mirror,
+    policy_findings,
+    service_load,
+    sign_encrypt,
+    trivy_db,
+)
 
 
 def main() -> None:
@@ -25,7 +34,16 @@ def main() -> None:
         "--mb", type=int, default=1024, help="payload size for the signing/encryption benchmarks"
     )
     parser.add_argument(
-        "--only", choices=["json_raw", "trivy_db", "policy_findings", "mirror", "sign_encrypt", "encryption"]
+        "--only",
+        choices=[
+            "json_raw",
+            "trivy_db",
+            "policy_findings",
+            "mirror",
+            "sign_encrypt",
+            "encryption",
+            "service_load",
+        ],
     )
     args = parser.parse_args()
     runs = {
@@ -35,6 +53,7 @@ def main() -> None:
         "mirror": lambda: mirror.run(args.records),
         "sign_encrypt": lambda: sign_encrypt.run(args.mb),
         "encryption": lambda: print(encryption_overhead.table(encryption_overhead.run(args.mb))),
+        "service_load": lambda: service_load.run(min(args.records, 20_000)),
     }
     for name, run in runs.items():
         if args.only in (None, name):

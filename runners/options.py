@@ -11,12 +11,24 @@ Every other runner and option (Dask, Flink, Dataflow, ``--direct_running_mode``,
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-__all__ = ["DASK_RUNNER", "OFFLINE_RUNNER", "pipeline_options", "runner_args", "worker_args"]
+__all__ = [
+    "DASK_RUNNER",
+    "OFFLINE_RUNNER",
+    "beam_option_strings",
+    "pipeline_options",
+    "quiet_workers",
+    "runner_args",
+    "validate_beam_args",
+    "worker_args",
+]
 
 OFFLINE_RUNNER = "FnApiRunner"
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -83,5 +95,64 @@ def worker_args(workers: int | None, beam_args: Sequence[str]) -> list[str]:
     return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 
+def quiet_workers(beam_args: Sequence[str]) -> list[str]:
+    """Beam's SDK workers log at WARNING unless the user chose a level (the CLI's ``-v`` keeps INFO).
+
+    Multi-process workers otherwise print dozens of INFO lines (gRPC channels, bundle
+    processors) that bury our progress; the flag changes nothing in the bundle.
+    """
+    args = list(beam_args)
+    if any(a.startswith("--default_sdk_harness_log_level") for a in args):
+        return args
+    return [*args, "--default_sdk_harness_log_level=WARNING"]
+
+
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return PipelineOptions(runner_args(beam_args))
+
+
+def beam_option_strings() -> frozenset[str]:
+    """Every ``--flag`` a PipelineOptions class defines (runner options included)."""
+    parser = _option_registry()
+    return frozenset(s for action in parser._actions for s in action.option_strings)
+
+
+def _option_registry() -> argparse.ArgumentParser:
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    from stella.errors import UsageError
+
+    with contextlib.suppress(ImportError):  # Dask's options exist only when its runner is installed
+        import apache_beam.runners.dask.dask_runner  # noqa: F401
+
+    class _Registry(_BeamArgumentParser):  # type: ignore[misc]
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"Beam option: {message}")
+
+    parser = _Registry(allow_abbrev=False, add_help=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def validate_beam_args(beam_args: Sequence[str], *, own_options: Iterable[str] = ()) -> list[str]:
+    """Accept only options Beam's PipelineOptions registry defines; anything else is a usage error.
+
+    Beam itself drops an unknown flag with a log warning, so a typo (``--runnr=dask``) or
+    one of our own options misspelt (``--sign-keys``) would silently change the result.
+    The suggestion draws on ``own_options`` (the command's flags) and Beam's.
+
+    Raises:
+        UsageError: an unknown option, a stray argument, or a value Beam's parser refuses.
+    """
+    from stella.cli.parser import unknown_option_error
+
+    args = list(beam_args)
+    if not args:
+        return args
+    parser = _option_registry()
+    _known, unknown = parser.parse_known_args(args)
+    if unknown:
+        candidates = [*own_options, *(s for a in parser._actions for s in a.option_strings)]
+        raise unknown_option_error(unknown[0], candidates, where="export run")
+    return args

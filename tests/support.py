@@ -83,6 +83,35 @@ def stella_cli(
     return result
 
 
+CLI_SCHEMAS = REPO / "schemas" / "cli"
+
+
+def cli_schema_name(command: str) -> str:
+    """``"ledger quarantine ls"`` -> ``ledger-quarantine-ls.schema.json``."""
+    return command.replace(" ", "-") + ".schema.json"
+
+
+def check_cli_json(stdout: str) -> dict[str, Any]:
+    """Parse a ``--json`` output and validate it against its command's schema (docs/cli.md)."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    value: dict[str, Any] = json.loads(stdout)
+    assert isinstance(value, dict), "the --json output is an object"
+    registry: Registry[Any] = Registry().with_resources(
+        (
+            f"https://stellaops.example/schemas/cli/{path.name}",
+            Resource.from_contents(json.loads(path.read_text())),
+        )
+        for path in CLI_SCHEMAS.glob("*.schema.json")
+    )
+    name = cli_schema_name(value["command"]) if value.get("command") else "envelope.schema.json"
+    schema = json.loads((CLI_SCHEMAS / name).read_text())
+    errors = sorted(Draft202012Validator(schema, registry=registry).iter_errors(value), key=str)
+    assert not errors, f"{name}: " + "; ".join(e.message for e in errors[:5])
+    return value
+
+
 T0 = "2026-11-27T00:00:00Z"
 """The received-at time tests ingest with, so ledgers (and bundles) are reproducible."""
 
@@ -105,8 +134,7 @@ def ingest(
         env=env,
         check=True,
     )
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
+    return check_cli_json(result.stdout)
 
 
 PASS_ALL_POLICY = "apiVersion: stella.policy/v1\nkind: Policy\nmetadata: {name: pass-all}\nrules: [{id: all, verdict: pass}]\n"
@@ -173,4 +201,4 @@ def export(
         env=env,
         check=True,
     )
-    return Path(json.loads(result.stdout)["bundle"])
+    return Path(check_cli_json(result.stdout)["bundle"])

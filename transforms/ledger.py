@@ -47,12 +47,24 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
             size += len(record.document)
             if len(batch) >= self._batch_size or size >= self._batch_bytes:
                 self._read.inc(len(batch))
+                _read_progress(path, len(batch), size)
                 yield batch
                 batch, size = RecordBatch(), 0
         if batch:
             self._read.inc(len(batch))
+            _read_progress(path, len(batch), size)
             yield batch
-        _LOG.info("read %s: %d records", path.rsplit("/", 1)[-1], total)
+        _LOG.debug("read %s: %d records", path.rsplit("/", 1)[-1], total)
+
+
+def _read_progress(path: str, records: int, size: int) -> None:
+    """One batch read: a progress update for the CLI's display (stella.cli.progress)."""
+    _LOG.info(
+        "read %s: %d records",
+        path.rsplit("/", 1)[-1],
+        records,
+        extra={"progress": {"stage": "read", "records": records, "bytes": size}},
+    )
 
 
 class ReadLedger(beam.PTransform):  # type: ignore[misc]

@@ -76,7 +76,13 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
         (group, index, total), slices = element
         path = self._path_for(group, index, total)
         entry = self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
-        _LOG.info("wrote %s: %s records, %d bytes", path, entry.records, entry.bytes)
+        _LOG.info(
+            "wrote %s: %s records, %d bytes",
+            path,
+            entry.records,
+            entry.bytes,
+            extra={"progress": {"stage": "write", "records": entry.records or 0, "bytes": entry.bytes}},
+        )
         yield entry
 
 

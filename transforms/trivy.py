@@ -61,12 +61,19 @@ def _merge(slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns) -
     for piece in slices:
         by_group[piece.group].append(piece)
     counts = {group: sum(p.count for p in pieces) for group, pieces in sorted(by_group.items())}
-    _LOG.info(
-        "merging sorted runs into the database: %s", ", ".join(f"{g} {n} items" for g, n in counts.items())
-    )
+    if counts:
+        _LOG.info(
+            "merging sorted runs into the database: %s",
+            ", ".join(f"{g} {n:,} items" for g, n in counts.items()),
+        )
     entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
     for entry in entries:
-        _LOG.info("wrote %s: %d bytes", entry.path, entry.bytes)
+        _LOG.info(
+            "wrote %s: %d bytes",
+            entry.path,
+            entry.bytes,
+            extra={"progress": {"stage": "write", "records": 0, "bytes": entry.bytes}},
+        )
     return entries
 
 

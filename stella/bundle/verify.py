@@ -30,7 +30,13 @@ from stella.bundle.encrypt import CiphertextFile, ciphertext_files
 from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manifest
 from stella.bundle.paths import CONTROL_FILES, SIGNATURE_FILES
 from stella.bundle.sign import check_signatures
-from stella.errors import BundleIntegrityError, NotFoundError, SignatureError, StellaError, TrustError
+from stella.errors import (
+    BundleIntegrityError,
+    SignatureError,
+    StellaError,
+    TrustError,
+    UsageError,
+)
 from stella.guards import strictjson
 from stella.guards.files import open_regular, path_error, scan_tree
 from stella.guards.streams import MAX_WINDOW_LOG, READ_CHUNK
@@ -46,6 +52,7 @@ __all__ = [
     "check_observations",
     "failure",
     "iter_members",
+    "not_a_bundle",
     "observe",
     "observe_bundle",
     "verify_bundle",
@@ -387,8 +394,9 @@ def iter_members(path: Path, caps: Mapping[str, int] | None = None) -> Iterator[
     elif not path.exists():
         raise path_error(path, "bundle")  # says "symlink loop" or "does not exist", as it is
     else:
-        raise NotFoundError(
-            f"bundle {path} is neither a bundle folder nor a .tar.zst archive", details={"bundle": str(path)}
+        raise UsageError(
+            f"{path} is not a bundle: neither a bundle folder nor a .tar.zst archive",
+            details={"bundle": str(path)},
         )
 
 
@@ -433,6 +441,21 @@ class BundleVerification:
     control: dict[str, bytes]
 
 
+def not_a_bundle(path: Path) -> UsageError:
+    """A folder with none of a bundle's control files: the wrong path, not a tampered bundle.
+
+    Tampering that removes ``export.json`` still leaves ``provenance.json`` or signatures,
+    so it is reported as a checksum failure; a folder with neither was never a bundle.
+    The message names bundles inside it, since the usual mistake is giving their parent.
+    """
+    inside = sorted(p.parent.name for p in path.glob("*/export.json"))[:5] if path.is_dir() else []
+    hint = f"; bundles inside it: {', '.join(inside)}" if inside else ""
+    return UsageError(
+        f"{path} is not a bundle (no export.json, provenance.json or signatures/){hint}",
+        details={"bundle": str(path), "bundlesInside": inside},
+    )
+
+
 def verify_bundle(
     path: Path, *, trust: TrustPolicy | None = None, caps: Mapping[str, int] | None = None
 ) -> BundleVerification:
@@ -443,10 +466,13 @@ def verify_bundle(
 
     Raises:
         NotFoundError: no such bundle.
-        BundleIntegrityError: no ``export.json`` at all, or an unsafe archive.
+        UsageError: a folder or archive with no control file at all (:func:`not_a_bundle`).
+        BundleIntegrityError: no ``export.json`` but other bundle files, or an unsafe archive.
     """
     observed, control = observe_bundle(path, caps)
     report = VerifyReport(bundle=str(path), trust=None if trust is None else trust.source)
+    if not control and not any(name.startswith("signatures/") for name in observed):
+        raise not_a_bundle(path)
     if "export.json" not in control:
         raise BundleIntegrityError(
             f"{path}: no export.json: not a bundle, or an unfinished one", details={"file": "export.json"}

@@ -1,44 +1,102 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``stella`` command line.
 
 The CLI only parses, builds request objects, calls library code and renders results.
 Errors are caught in exactly one place (:func:`main`) and mapped to the documented exit
-codes of :mod:`stella.errors`; tracebacks appear only with ``--verbose``.
+codes of :mod:`stella.errors` (docs/cli.md); tracebacks appear only with ``--verbose``.
+
+Conventions every command follows (docs/cli.md): unknown options are usage errors with a
+suggestion (:mod:`stella.cli.parser`), Beam options only where a command runs a pipeline
+and only if Beam defines them; ``--json`` prints one envelope on success and failure
+(:mod:`stella.cli.output`); progress on stderr (:mod:`stella.cli.progress`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
+import signal
 import sys
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import FrameType
+from typing import TextIO
 
-from stella import __version__
-from stella.errors import StellaError, UsageError
+from stella.cli.output import Output
+from stella.cli.parser import (
+    CommandParser,
+    command_path,
+    leaf_parser,
+    split_passthrough,
+    unknown_option_error,
+)
+from stella.cli.progress import Progress, ProgressHandler, own_stderr
+from stella.errors import StellaError
 from stella.timefmt import format_time
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_INTERRUPTED", "build_parser", "main", "version_text"]
+
+EXIT_INTERRUPTED = 130
+_OUR_LOGGERS = ("stella", "transforms", "pipelines", "runners")
+_NOISY_LOGGERS = ("apache_beam", "grpc", "absl", "distributed", "urllib3", "google")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so one catch site maps it."""
+def version_text() -> str:
+    """Tool, Beam, Trivy DB schemas and the git commit: what a bug report needs."""
+    import apache_beam
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+    from stella import __version__
+    from stella.adapters.trivy.artifact import TRIVY_DB, TRIVY_JAVA_DB
+
+    return (
+        f"stella {__version__} (commit {_git_commit()})\n"
+        f"Apache Beam {apache_beam.__version__}\n"
+        f"Trivy DB schema {TRIVY_DB.schema_version}, Trivy Java DB schema {TRIVY_JAVA_DB.schema_version}"
+    )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _git_commit() -> str:
+    """The checkout's commit when running from one (editable installs), else ``unknown``."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return "unknown"
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return found.stdout.strip() or "unknown"
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, help="print versions (tool, Beam, Trivy DB schema, commit)"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
+def build_parser() -> CommandParser:
     from stella.cli import export_cmd, keys_cmd, ledger_cmd, mirror_cmd, policy_cmd, serve_cmd
 
-    parser = _Parser(
-        prog="stella", description="StellaOps Export Center: signed, reproducible evidence bundles."
+    parser = CommandParser(
+        prog="stella",
+        description="StellaOps Export Center: signed, reproducible evidence bundles.",
+        epilog="docs/cli.md documents every command, the --json contract and the exit codes.",
     )
-    parser.add_argument("--version", action="version", version=f"stella {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument(
         "--server",
         default=os.environ.get("STELLA_SERVER") or None,
@@ -49,79 +107,142 @@ def build_parser() -> argparse.ArgumentParser:
         "--tenant",
         dest="server_tenant",
         default=os.environ.get("STELLA_TENANT") or None,
-        help="with --server: the tenant to act for (env STELLA_TENANT)",
+        help="the tenant to act for, before the command (env STELLA_TENANT)",
     )
-    groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
-    groups.required = True
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=CommandParser)
     ledger_cmd.register(groups)
     export_cmd.register(groups)
     keys_cmd.register(groups)
     serve_cmd.register(groups)
     policy_cmd.register(groups)
     mirror_cmd.register(groups)
-    demo = groups.add_parser(
-        "demo", help="make a demo ledger (if missing), export it with json:raw and verify it"
-    )
-    demo.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger, ~/.stella when unset)")
-    demo.add_argument("--out", default="out", help="where bundles go (default ./out)")
-    demo.add_argument("--records", type=int, default=5000, help="documents in the demo ledger (default 5000)")
-    demo.add_argument("--json", action="store_true", help="print the result as JSON")
-    demo.set_defaults(handler=export_cmd.run_demo)
+    export_cmd.register_demo(groups)
     return parser
 
 
-def _configure_logging(*, verbose: bool, quiet: bool) -> None:
-    """Progress lines from our own packages on stderr (stdout stays for results)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("  %(message)s"))
+def _configure_logging(progress: Progress, stream: TextIO, *, verbose: bool, quiet: bool) -> None:
+    """Our packages' logs feed the progress display; everyone else's stay quiet unless -v."""
+    handler = ProgressHandler(progress, stream)
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    for name in ("stella", "transforms", "pipelines", "runners"):
+    for name in _OUR_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+@contextmanager
+def _interrupt_flag() -> Iterator[threading.Event]:
+    """Remember a Ctrl-C even when a library (Beam) turns it into another exception."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        flag.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _complete(parser: CommandParser) -> None:
+    """Shell completion (argcomplete): answers and exits only when the shell asks."""
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+
+
+def _timestamp() -> str:
+    return format_time(datetime.now(UTC).replace(microsecond=0))
+
+
+def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: Progress) -> int:
+    ours, passthrough = split_passthrough(argv)
+    args, extra = parser.parse_known_args(ours)
+    leaf = leaf_parser(parser, args)
+    output.command = command_path(parser, args)
+    output.json = bool(getattr(args, "json", output.json))
+    if not hasattr(args, "handler"):
+        leaf.print_help()
+        return 0
+    option_strings = leaf.option_strings() if isinstance(leaf, CommandParser) else []
+    if getattr(args, "accepts_beam_args", False):
+        from runners.options import validate_beam_args
+
+        args.beam_args = validate_beam_args([*extra, *passthrough], own_options=option_strings)
+    elif extra or passthrough:
+        raise unknown_option_error((extra or passthrough)[0], option_strings, where=output.command)
+    else:
+        args.beam_args = []
+    if getattr(args, "tenant", []) is None:
+        args.tenant = getattr(args, "server_tenant", None)  # `stella --tenant T command` counts too
+    args.output, args.progress = output, progress
+    output.before_result = progress.close
+    with progress:
+        code: int = args.handler(args)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in args_list or "--verbose" in args_list
-    _configure_logging(verbose=verbose, quiet="-q" in args_list or "--quiet" in args_list)
+    ours = split_passthrough(args_list)[0]
+    verbose = "-v" in ours or "--verbose" in ours
+    quiet = "-q" in ours or "--quiet" in ours
+    output = Output(command="", json="--json" in ours, quiet=quiet, verbose=verbose)
+    stream = own_stderr()
+    progress = Progress.for_terminal(quiet=quiet, stream=stream)
+    _configure_logging(progress, stream, verbose=verbose, quiet=quiet)
     trace_id = uuid.uuid4().hex
-    try:
-        parser = build_parser()
-        args, extra = parser.parse_known_args(args_list)
-        if extra and not getattr(args, "accepts_beam_args", False):
-            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
-        args.beam_args = extra
-        code: int = args.handler(args)
-        return code
-    except StellaError as exc:
-        payload = exc.to_payload(
-            trace_id=trace_id, timestamp=format_time(datetime.now(UTC).replace(microsecond=0))
-        )
-        if "--json" in args_list:
-            print(json.dumps({"error": payload}, indent=2, sort_keys=True))
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
-        if verbose and exc.details:
-            print(json.dumps(exc.details, indent=2, sort_keys=True, default=str), file=sys.stderr)
-        if verbose and exc.__cause__ is not None:
-            import traceback
+    with _interrupt_flag() as interrupted:
+        try:
+            parser = build_parser()
+            _complete(parser)
+            if not args_list:
+                parser.print_help()
+                return 0
+            return _dispatch(parser, args_list, output, progress)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except StellaError as exc:
+            if interrupted.is_set():
+                print("interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            output.failure(exc.to_payload(trace_id=trace_id, timestamp=_timestamp()))
+            print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+            if verbose and exc.details:
+                import json
 
-            traceback.print_exception(exc.__cause__, file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception as exc:  # the one place an unexpected error becomes exit code 1
-        print(
-            f"error [ERR_EXPORT_INTERNAL]: {type(exc).__name__}: {exc} (trace {trace_id}; -v for details)",
-            file=sys.stderr,
-        )
-        if verbose:
-            import traceback
+                print(json.dumps(exc.details, indent=2, sort_keys=True, default=str), file=sys.stderr)
+            if verbose and exc.__cause__ is not None:
+                import traceback
 
-            traceback.print_exc()
-        return 1
+                traceback.print_exception(exc.__cause__, file=sys.stderr)
+            return exc.exit_code
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except Exception as exc:  # the one place an unexpected error becomes exit code 1
+            if interrupted.is_set():
+                print("interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            internal = StellaError(f"{type(exc).__name__}: {exc}", details={"traceId": trace_id})
+            output.failure(internal.to_payload(trace_id=trace_id, timestamp=_timestamp()))
+            print(
+                f"error [ERR_EXPORT_INTERNAL]: {type(exc).__name__}: {exc} (trace {trace_id}; -v for details)",
+                file=sys.stderr,
+            )
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            return 1

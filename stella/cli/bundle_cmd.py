@@ -14,7 +14,7 @@ from typing import Any
 from stella.bundle.encrypt import AUTO_MODE, EncryptionSpec, parse_encryption
 from stella.bundle.trust import record_seen
 from stella.bundle.verify import failure, verify_bundle
-from stella.cli.common import emit_json
+from stella.cli.common import plural
 from stella.cli.trust_flags import add_trust_arguments, print_verify, trust_from_args
 from stella.encryption.interface import MODES
 from stella.errors import NotFoundError, UsageError
@@ -83,28 +83,26 @@ def register(commands: Any) -> None:
         "4 signature (missing, malformed, not verifying, modified after signing), "
         "5 trust (unknown key, replayed signature, rollback, key not allowed for tenant/profile).",
     )
-    verify.add_argument("bundle", metavar="BUNDLE")
+    verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder or .tar.zst archive")
     add_trust_arguments(verify, "the one public key (PEM) to trust")
     verify.add_argument(
         "--record",
         action="store_true",
         help="after success, raise the trust root's lastSeen for this tenant/profile (rollback protection)",
     )
-    verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=_verify)
 
     archive = commands.add_parser("archive", help="write a bundle folder as one deterministic .tar.zst")
-    archive.add_argument("bundle", metavar="BUNDLE")
+    archive.add_argument("bundle", metavar="BUNDLE", help="bundle folder")
     archive.add_argument(
         "--out", metavar="FILE", help="archive path (default: <exportId>.tar.zst beside BUNDLE)"
     )
-    archive.add_argument("--json", action="store_true")
     archive.set_defaults(handler=_archive)
 
     decrypt = commands.add_parser(
         "decrypt", help="verify an encrypted bundle and write its plaintext form to <out>/<exportId>"
     )
-    decrypt.add_argument("bundle", metavar="BUNDLE")
+    decrypt.add_argument("bundle", metavar="BUNDLE", help="encrypted bundle folder or .tar.zst archive")
     decrypt.add_argument(
         "--identity",
         action="append",
@@ -115,8 +113,9 @@ def register(commands: Any) -> None:
     )
     decrypt.add_argument("--out", required=True, metavar="DIR", help="folder the plaintext bundle goes in")
     add_trust_arguments(decrypt, "verify signatures with this public key first")
-    decrypt.add_argument("--overwrite", action="store_true")
-    decrypt.add_argument("--json", action="store_true")
+    decrypt.add_argument(
+        "--overwrite", action="store_true", help="replace a different plaintext bundle already in --out"
+    )
     decrypt.set_defaults(handler=_decrypt)
 
 
@@ -129,10 +128,12 @@ def _verify(args: argparse.Namespace) -> int:
         raise UsageError("--record updates a trust root: give --trust-root FILE")
     result = verify_bundle(Path(args.bundle), trust=trust_from_args(args))
     report = result.report
-    if not args.json:
+    if report.ok:
+        args.output.result(report.to_json())
+    else:
+        args.output.keep(report.to_json())
+    if not args.output.json:
         print_verify(report)
-    elif report.ok:
-        emit_json(report.to_json())
     if not report.ok:
         raise failure(report)
     if args.record and result.manifest is not None:
@@ -147,9 +148,8 @@ def _archive(args: argparse.Namespace) -> int:
     if not bundle.is_dir():
         raise NotFoundError(f"bundle folder {bundle} does not exist", details={"bundle": str(bundle)})
     target = archive_bundle(bundle, Path(args.out) if args.out else None)
-    if args.json:
-        emit_json({"bundle": str(bundle), "archive": str(target)})
-    else:
+    args.output.result({"bundle": str(bundle), "archive": str(target)})
+    if not args.output.json:
         print(f"archive     {target}")
         print(f"verify with stella export verify {target}")
     return 0
@@ -170,10 +170,9 @@ def _decrypt(args: argparse.Namespace) -> int:
         "signature": outcome.signature,
         "unchanged": outcome.unchanged,
     }
-    if args.json:
-        emit_json(summary)
-    else:
+    args.output.result(summary)
+    if not args.output.json:
         print(f"bundle      {outcome.path}")
-        print(f"decrypted   {outcome.files} files; plaintext verified against export.json")
+        print(f"decrypted   {plural(outcome.files, 'file')}; plaintext verified against export.json")
         print(f"verify with stella export verify {outcome.path}")
     return 0

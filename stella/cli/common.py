@@ -1,23 +1,101 @@
-"""Small pieces every command shares: where the ledger is, what time it is, how to print."""
+"""Small pieces every command shares: defaults (flag, environment, config file), time, output.
+
+Defaults resolve in one order for every command: the flag, then the environment
+(``STELLA_TENANT``, ``STELLA_LEDGER``), then ``$STELLA_HOME/config.toml`` (keys ``tenant``
+and ``ledger``), then the built-in default. A missing tenant is a usage error naming all
+three ways to give one.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
+from stella.cli.progress import human_bytes, plural
 from stella.documents.interface import format_time, normalize_time
 from stella.errors import InputError, UsageError
 from stella.guards.files import check_folder_arg
 from stella.ledger.store import default_ledger_root
+from stella.model import validate_tenant
 
-__all__ = ["emit_json", "human_bytes", "ingest_time", "ledger_root", "progress_line"]
+__all__ = [
+    "CONFIG_KEYS",
+    "Settings",
+    "human_bytes",
+    "ingest_time",
+    "ledger_root",
+    "load_settings",
+    "plural",
+    "tenant_of",
+]
+
+CONFIG_KEYS = ("tenant", "ledger")
+TENANT_HELP = "tenant (default $STELLA_TENANT, then config.toml)"
+LEDGER_HELP = "ledger folder or gs:// URL (default $STELLA_LEDGER, config.toml, else $STELLA_HOME/ledger)"
 
 
-def ledger_root(value: str | None) -> str:
-    return check_folder_arg(value or default_ledger_root(), "--ledger")
+@dataclass(frozen=True)
+class Settings:
+    """Defaults from the environment and ``$STELLA_HOME/config.toml``."""
+
+    tenant: str | None = None
+    ledger: str | None = None
+    source: str | None = None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the optional config file, then let the environment override it.
+
+    Raises:
+        UsageError: the config file is not TOML or has keys this version does not know.
+    """
+    env = os.environ if environ is None else environ
+    home = Path(env.get("STELLA_HOME") or Path("~/.stella").expanduser())
+    path = home / "config.toml"
+    values: dict[str, object] = {}
+    if path.is_file():
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: not valid TOML: {exc}", details={"path": str(path)}) from exc
+        unknown = sorted(set(values) - set(CONFIG_KEYS))
+        if unknown:
+            raise UsageError(
+                f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(CONFIG_KEYS)})",
+                details={"path": str(path), "unknown": unknown},
+            )
+        if any(not isinstance(v, str) for v in values.values()):
+            raise UsageError(f"{path}: settings are strings", details={"path": str(path)})
+    return Settings(
+        tenant=env.get("STELLA_TENANT") or _str(values.get("tenant")),
+        ledger=env.get("STELLA_LEDGER") or _str(values.get("ledger")),
+        source=str(path) if values else None,
+    )
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def ledger_root(value: str | None, environ: Mapping[str, str] | None = None) -> str:
+    chosen = value or load_settings(environ).ledger or default_ledger_root(dict(environ or os.environ))
+    return check_folder_arg(chosen, "--ledger")
+
+
+def tenant_of(value: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The tenant to act for: the flag, else ``STELLA_TENANT``, else the config file.
+
+    Raises:
+        UsageError: none of them names a tenant, or the name is not a valid tenant id.
+    """
+    chosen = value or load_settings(environ).tenant
+    if not chosen:
+        raise UsageError("--tenant is required (or set STELLA_TENANT, or tenant in $STELLA_HOME/config.toml)")
+    return validate_tenant(chosen)
 
 
 def ingest_time(value: str | None) -> str:
@@ -42,24 +120,3 @@ def ingest_time(value: str | None) -> str:
                 f"SOURCE_DATE_EPOCH={epoch!r} is not an integer number of seconds between year 1 and 9999"
             ) from exc
     return format_time(datetime.now(UTC).replace(microsecond=0))
-
-
-def emit_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def progress_line(text: str) -> None:
-    """Progress goes to stderr so stdout stays parseable."""
-    if sys.stderr.isatty():
-        print(f"\r{text}", end="", file=sys.stderr, flush=True)
-    else:
-        print(text, file=sys.stderr, flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stella.bundle.trust import build_trust_root
-from stella.cli.common import emit_json
+from stella.cli.common import plural
 from stella.errors import ConflictError, NotFoundError, UsageError
 from stella.signers.interface import load_verifier
 from stella.signers.registry import generate_key, key_reference, load_signer
@@ -27,7 +27,6 @@ _FORMATS = ("pkcs8", "cosign")
 def register(groups: Any) -> None:
     keys = groups.add_parser("keys", help="generate signing keys and trust roots")
     commands = keys.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
 
     generate = commands.add_parser(
         "generate",
@@ -35,7 +34,7 @@ def register(groups: Any) -> None:
         description="ecdsa-p256 also yields a cosign-style blob signature (openssl/cosign verify it); "
         "ed25519 signs the DSSE envelopes only. Both sign deterministically.",
     )
-    generate.add_argument("--type", required=True, choices=_KINDS, dest="kind")
+    generate.add_argument("--type", required=True, choices=_KINDS, dest="kind", help="key algorithm")
     generate.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
     generate.add_argument(
         "--password-env",
@@ -48,7 +47,6 @@ def register(groups: Any) -> None:
         default="pkcs8",
         help="pkcs8 PEM (default) or cosign's encrypted cosign.key (needs --password-env)",
     )
-    generate.add_argument("--json", action="store_true")
     generate.set_defaults(handler=_generate)
 
     public = commands.add_parser(
@@ -56,21 +54,27 @@ def register(groups: Any) -> None:
         help="write the public key of any key reference (PEM file, env://, cosign://, pkcs11:) as PEM",
         description="For keys that never leave a token: export the public half to give to verifiers.",
     )
-    public.add_argument("ref", metavar="REF")
-    public.add_argument("--out", required=True, metavar="FILE")
+    public.add_argument(
+        "ref", metavar="REF", help="key reference: PEM file, env://VAR, cosign://FILE, pkcs11:…"
+    )
+    public.add_argument(
+        "--out", required=True, metavar="FILE", help="where the public PEM goes (never overwritten)"
+    )
     public.set_defaults(handler=_public)
 
     key_id = commands.add_parser(
         "id", help="print the key id (sha256 of the SubjectPublicKeyInfo) of a public key"
     )
-    key_id.add_argument("public", metavar="PUB")
+    key_id.add_argument("public", metavar="PUB", help="public key PEM file")
     key_id.set_defaults(handler=_key_id)
 
     root = commands.add_parser(
         "trust-root", help="write a trust-root file pinning public keys (docs/trust-root.md)"
     )
     root.add_argument("public", nargs="+", metavar="PUB", help="public key PEM files to trust")
-    root.add_argument("--out", required=True, metavar="FILE")
+    root.add_argument(
+        "--out", required=True, metavar="FILE", help="trust-root file to write (never overwritten)"
+    )
     root.add_argument("--tenant", action="append", default=[], help="only for these tenants (repeatable)")
     root.add_argument("--profile", action="append", default=[], help="only for these profiles (repeatable)")
     root.add_argument(
@@ -93,9 +97,8 @@ def _generate(args: argparse.Namespace) -> int:
         raise NotFoundError(f"folder {private.parent} does not exist", details={"path": str(private.parent)})
     key_id = generate_key(args.kind, private, public, password=password, key_format=args.format)
     ref = key_reference(private, key_format=args.format, password_env=args.password_env)
-    if args.json:
-        emit_json({"keyId": key_id, "private": str(private), "public": str(public), "signKeyRef": ref})
-    else:
+    args.output.result({"keyId": key_id, "private": str(private), "public": str(public), "signKeyRef": ref})
+    if not args.output.json:
         print(f"key id      {key_id}")
         print(f"private     {private}  (mode 0600; sign with --sign-key {ref})")
         print(f"public      {public}  (give to verifiers: stella export verify BUNDLE --key {public})")
@@ -108,8 +111,10 @@ def _public(args: argparse.Namespace) -> int:
     if out.exists():
         raise ConflictError(f"refusing to overwrite existing file {out}", details={"path": str(out)})
     out.write_bytes(signer.public_key_pem())
-    print(f"key id      {signer.key_id}")
-    print(f"public      {out}")
+    args.output.result({"keyId": signer.key_id, "public": str(out)})
+    if not args.output.json:
+        print(f"key id      {signer.key_id}")
+        print(f"public      {out}")
     return 0
 
 
@@ -122,7 +127,10 @@ def _read_public(name: str) -> bytes:
 
 
 def _key_id(args: argparse.Namespace) -> int:
-    print(load_verifier(_read_public(args.public)).key_id)
+    key_id = load_verifier(_read_public(args.public)).key_id
+    args.output.result({"keyId": key_id, "public": args.public})
+    if not args.output.json:
+        print(key_id)
     return 0
 
 
@@ -137,5 +145,7 @@ def _trust_root(args: argparse.Namespace) -> int:
         minimum_generated_at=args.minimum_generated_at,
     )
     out.write_bytes(data)
-    print(f"trust root  {out}  ({len(args.public)} key(s))")
+    args.output.result({"trustRoot": str(out), "keys": len(args.public)})
+    if not args.output.json:
+        print(f"trust root  {out}  ({plural(len(args.public), 'key')})")
     return 0

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from stella.cli import trust_flags
-from stella.cli.common import emit_json, progress_line
 from stella.documents.interface import normalize_time
 from stella.encryption.recipients import load_identities
 from stella.errors import InputError, NotFoundError, UsageError
@@ -22,7 +21,6 @@ def register(groups: Any) -> None:
         "mirror", help="import mirror bundles into an air-gapped mirror and inspect it"
     )
     commands = mirror.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
 
     run = commands.add_parser(
         "import",
@@ -39,13 +37,11 @@ def register(groups: Any) -> None:
     )
     run.add_argument("--now", help="the import's clock (RFC 3339; default: the system clock, read once)")
     run.add_argument("--dry-run", action="store_true", help="verify and report, change nothing")
-    run.add_argument("--json", action="store_true")
     run.set_defaults(handler=_import)
 
     status = commands.add_parser("status", help="what a mirror holds: export, sequence, freshness, history")
-    status.add_argument("mirror", metavar="DIR")
+    status.add_argument("mirror", metavar="DIR", help="the mirror folder")
     status.add_argument("--now", help="clock for the freshness check (default: the system clock)")
-    status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
 
 
@@ -66,7 +62,7 @@ def _import(args: argparse.Namespace) -> int:
     trust = trust_flags.trust_from_args(args)
     if trust is None:
         raise UsageError("a mirror imports only verified bundles: give --trust-root FILE or --key PUB")
-    progress_line(f"verifying {args.bundle}...")
+    args.progress.note(f"verifying {args.bundle}...")
     outcome = import_bundle(
         Path(args.bundle),
         Path(args.into),
@@ -75,8 +71,8 @@ def _import(args: argparse.Namespace) -> int:
         identities=load_identities(args.identity, environ=os.environ),
         dry_run=args.dry_run,
     )
-    if args.json:
-        emit_json(outcome.to_json())
+    args.output.result(outcome.to_json())
+    if args.output.json:
         return 0
     verb = "would apply" if outcome.dry_run else "applied"
     print(f"{verb:<11} {outcome.export_id} ({outcome.mode}, sequence {outcome.sequence}) to {outcome.mirror}")
@@ -112,8 +108,8 @@ def _status(args: argparse.Namespace) -> int:
         "files": len(value["contents"]),
         "applied": log,
     }
-    if args.json:
-        emit_json(summary)
+    args.output.result(summary)
+    if args.output.json:
         return 0
     counts = ", ".join(f"{k} {v}" for k, v in value["counts"].items()) or "no records"
     print(f"mirror      {root}   tenant {value['tenant']}   name {value['name']}")

@@ -6,8 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from stella.cli.common import emit_json, ledger_root
-from stella.model import validate_tenant
+from stella.cli.common import LEDGER_HELP, TENANT_HELP, ledger_root, tenant_of
 from stella.policy.language import load_policy
 from stella.policy.snapshot import SnapshotStore, canonical_snapshot
 
@@ -17,28 +16,23 @@ __all__ = ["register"]
 def register(groups: Any) -> None:
     policy = groups.add_parser("policy", help="publish and list pinned policy snapshots (json:policy)")
     commands = policy.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
 
     publish = commands.add_parser(
         "publish", help="validate a policy YAML file and store it as a content-addressed snapshot"
     )
-    publish.add_argument("path", metavar="POLICY.yaml")
-    publish.add_argument("--tenant", required=True)
-    publish.add_argument(
-        "--ledger", help="ledger location (default $STELLA_HOME/ledger); a gs:// URL works too"
-    )
-    publish.add_argument("--json", action="store_true", help="print the result as JSON")
+    publish.add_argument("path", metavar="POLICY.yaml", help="policy file (docs/policy.md)")
+    publish.add_argument("--tenant", help=TENANT_HELP)
+    publish.add_argument("--ledger", help=LEDGER_HELP)
     publish.set_defaults(handler=_publish)
 
     listing = commands.add_parser("list", help="the tenant's published snapshots")
-    listing.add_argument("--tenant", required=True)
-    listing.add_argument("--ledger")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--tenant", help=TENANT_HELP)
+    listing.add_argument("--ledger", help=LEDGER_HELP)
     listing.set_defaults(handler=_list)
 
 
 def _publish(args: argparse.Namespace) -> int:
-    tenant = validate_tenant(args.tenant)
+    tenant = tenant_of(args.tenant)
     snapshot = canonical_snapshot(load_policy(args.path, now=datetime.now(UTC)))
     _path, created = SnapshotStore(ledger_root(args.ledger)).publish(tenant, snapshot)
     result = {
@@ -49,15 +43,14 @@ def _publish(args: argparse.Namespace) -> int:
         "exceptions": len(snapshot.policy.exceptions),
         "created": created,
     }
-    if args.json:
-        emit_json(result)
-    else:
+    args.output.result(result)
+    if not args.output.json:
         print(snapshot.id)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    tenant = validate_tenant(args.tenant)
+    tenant = tenant_of(args.tenant)
     snapshots = SnapshotStore(ledger_root(args.ledger)).list(tenant)
     rows = [
         {
@@ -69,8 +62,8 @@ def _list(args: argparse.Namespace) -> int:
         }
         for s in snapshots
     ]
-    if args.json:
-        emit_json(rows)
+    args.output.result({"tenant": tenant, "snapshots": rows})
+    if args.output.json:
         return 0
     print(f"{'snapshot id':<72} {'name':<24} rules exceptions")
     for row in rows:

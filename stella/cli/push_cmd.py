@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stella.cli.common import emit_json, progress_line
 from stella.cli.trust_flags import add_trust_arguments, trust_from_args
 from stella.targets.bundles import push_bundle
 from stella.targets.interface import ALLOWLIST_ENV, egress_allowlist
@@ -49,7 +48,6 @@ def register(commands: Any) -> None:
         help="allow plain HTTP to a non-loopback registry (loopback may always use it)",
     )
     push.add_argument("--username", help=f"registry user name; the password is read from ${PASSWORD_ENV}")
-    push.add_argument("--json", action="store_true", help="print the result as JSON")
     push.set_defaults(handler=_push)
 
 
@@ -60,19 +58,18 @@ def _push(args: argparse.Namespace) -> int:
         allow_plain_http=args.allow_plain_http,
         credentials=registry_credentials(args.username, os.environ),
     )
-    progress_line(f"pushing {args.bundle} to {args.to}...")
+    args.progress.note(f"pushing {args.bundle} to {args.to}...")
     pushed = push_bundle(Path(args.bundle), target, trust=trust_from_args(args))
-    if args.json:
-        emit_json(
-            {
-                "bundle": str(pushed.bundle),
-                "exportId": pushed.export_id,
-                "reference": args.to,
-                "location": pushed.published.location,
-                "digest": pushed.published.digest,
-                "signature": pushed.signature,
-            }
-        )
-    else:
+    args.output.result(
+        {
+            "bundle": str(pushed.bundle),
+            "exportId": pushed.export_id,
+            "reference": args.to,
+            "location": pushed.published.location,
+            "digest": pushed.published.digest,
+            "signature": pushed.signature,
+        }
+    )
+    if not args.output.json:
         print(f"pushed {pushed.export_id} to {args.to} as {pushed.published.digest}")
     return 0

@@ -9,6 +9,7 @@ Failures carry the server's error code, so exit codes are those of a local run.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import tempfile
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stella.bundle.verify import failure, verify_bundle
-from stella.cli.common import emit_json, human_bytes, progress_line
+from stella.cli.common import human_bytes
 from stella.errors import UsageError
 from stella.service.client import ApiClient, RemoteApiError, download_resumable
 
@@ -26,28 +27,27 @@ __all__ = ["download", "list_runs", "profiles", "register", "run", "status", "ve
 def register(commands: Any) -> None:
     """The commands that exist only against a server (``status``, ``list``, ``download``)."""
     status_cmd = commands.add_parser("status", help="a run's status and progress (with --server)")
-    status_cmd.add_argument("run_id", metavar="RUN_ID")
-    status_cmd.add_argument("--json", action="store_true")
+    status_cmd.add_argument("run_id", metavar="RUN_ID", help="the run's id (from export run or list)")
     status_cmd.set_defaults(handler=status)
 
     listing = commands.add_parser("list", help="the tenant's runs, newest first (with --server)")
     listing.add_argument(
-        "--status", choices=["queued", "running", "succeeded", "failed", "cancelled", "expired"]
+        "--status",
+        choices=["queued", "running", "succeeded", "failed", "cancelled", "expired"],
+        help="only runs in this state",
     )
-    listing.add_argument("--profile")
-    listing.add_argument("--limit", type=int, default=20)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--profile", help="only runs of this profile")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many runs (1-200, default 20)")
     listing.set_defaults(handler=list_runs)
 
     fetch = commands.add_parser(
         "download", help="download a run's bundle (resumes), verify every digest (with --server)"
     )
-    fetch.add_argument("run_id", metavar="RUN_ID")
+    fetch.add_argument("run_id", metavar="RUN_ID", help="the run's id (from export run or list)")
     fetch.add_argument("--out", default="out", help="folder for <exportId>.tar.zst (default ./out)")
     from stella.cli.trust_flags import add_trust_arguments
 
     add_trust_arguments(fetch, "verify signatures with this public key")
-    fetch.add_argument("--json", action="store_true")
     fetch.set_defaults(handler=download)
 
 
@@ -87,15 +87,16 @@ def run(args: argparse.Namespace) -> int:
     with _client(args, args.tenant) as client:
         submitted = client.submit(body, idempotency_key=uuid.uuid4().hex)
         run_id = submitted["runId"]
-        progress_line(f"run {run_id} queued on {args.server}")
+        args.progress.note(f"run {run_id} queued on {args.server}")
+        seen = {"records": 0, "files": 0}
         for kind, data in client.events(run_id):
             if kind == "progress":
-                progress_line(
-                    f"{data.get('percent', 0):>3}%  {data.get('recordsRead', 0)} records read, "
-                    f"{data.get('filesWritten', 0)} files written"
-                )
+                records, files = int(data.get("recordsRead", 0)), int(data.get("filesWritten", 0))
+                args.progress.advance("read", done=records - seen["records"])
+                args.progress.advance("write", done=files - seen["files"], unit="files")
+                seen.update(records=records, files=files)
             elif kind in ("started", "requeued", "cancel_requested"):
-                progress_line(f"{kind} (attempt {data.get('attempt', '-')})")
+                args.progress.note(f"{kind} (attempt {data.get('attempt', '-')})")
         final = client.run(run_id)
         if final["status"] != "succeeded":
             error = final.get("error") or {"code": "ERR_EXPORT_PIPELINE", "message": f"run {final['status']}"}
@@ -104,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
             )
         archive, report = _fetch_and_verify(client, final, Path(args.out), None)
     summary = _summary(final, archive, report.ok)
-    if args.json:
-        emit_json(summary)
-    else:
+    args.output.result(summary)
+    if not args.output.json:
         _print(summary)
     return 0
 
@@ -119,7 +119,9 @@ def _fetch_and_verify(client: ApiClient, run_doc: dict[str, Any], out: Path, tru
         run_doc,
         target,
         progress=lambda done, _total: (
-            progress_line(f"downloaded {human_bytes(done)} of {human_bytes(size)}") if done == size else None
+            logging.getLogger(__name__).info("downloaded %s of %s", human_bytes(done), human_bytes(size))
+            if done == size
+            else None
         ),
     )
     report = verify_bundle(target, trust=trust).report
@@ -159,8 +161,8 @@ def _print(summary: dict[str, Any]) -> None:
 def status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         run_doc = client.run(args.run_id)
-    if args.json:
-        emit_json(run_doc)
+    args.output.result({"run": run_doc})
+    if args.output.json:
         return 0
     progress = run_doc.get("progress") or {}
     print(f"run         {run_doc['runId']}   {run_doc['status']}   attempts {run_doc['attempts']}")
@@ -179,8 +181,8 @@ def list_runs(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be between 1 and 200")
     with _client(args) as client:
         page = client.runs(status=args.status or "", profile=args.profile or "", limit=str(args.limit))
-    if args.json:
-        emit_json(page["items"])
+    args.output.result({"runs": page["items"]})
+    if args.output.json:
         return 0
     print(f"{'run':<38} {'status':<10} {'profile':<14} created")
     for item in page["items"]:
@@ -195,9 +197,8 @@ def download(args: argparse.Namespace) -> int:
         archive, report = _fetch_and_verify(
             client, client.run(args.run_id), Path(args.out), trust_from_args(args)
         )
-    if args.json:
-        emit_json({"bundle": str(archive), **report.to_json(), "verified": True})
-    else:
+    args.output.result({**report.to_json(), "bundle": str(archive), "verified": True})
+    if not args.output.json:
         print(f"bundle      {archive}")
         print(f"verified    {report.checked} files match export.json ({report.export_id})")
     return 0
@@ -213,9 +214,8 @@ def verify(args: argparse.Namespace) -> int:
         _archive, report = _fetch_and_verify(
             client, client.run(args.bundle), Path(scratch), trust_from_args(args)
         )
-        if args.json:
-            emit_json(report.to_json())
-        else:
+        args.output.result(report.to_json())
+        if not args.output.json:
             print_verify(report)
     return 0
 
@@ -223,8 +223,8 @@ def verify(args: argparse.Namespace) -> int:
 def profiles(args: argparse.Namespace) -> int:
     with _client(args) as client:
         data = client.profiles()
-    if args.json:
-        emit_json(data)
+    args.output.result(data)
+    if args.output.json:
         return 0
     print(f"{'profile':<22} {'status':<10} contents")
     for item in data["builtin"]:

@@ -16,7 +16,6 @@ import sys
 import threading
 from typing import Any
 
-from stella.cli.common import emit_json
 from stella.errors import UsageError
 
 __all__ = ["register"]
@@ -49,7 +48,6 @@ def register(groups: Any) -> None:
 
     auth = groups.add_parser("auth", help="tokens for the Export Center API")
     commands = auth.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
     token = commands.add_parser("token", help="issue a bearer token from this machine's service key")
     token.add_argument("--tenant", action="append", required=True, help="tenant (repeatable)")
     token.add_argument(
@@ -60,7 +58,6 @@ def register(groups: Any) -> None:
     )
     token.add_argument("--ttl", default="8h", help="lifetime: 3600, 15m, 8h, 7d (default 8h)")
     token.add_argument("--subject", default=os.environ.get("USER", "operator"), help="who the token is for")
-    token.add_argument("--json", action="store_true")
     token.set_defaults(handler=_token)
 
 
@@ -86,9 +83,8 @@ def _token(args: argparse.Namespace) -> int:
     token = issue_token(
         keys, tenants=args.tenant, scopes=scopes, subject=args.subject, ttl_seconds=parse_ttl(args.ttl)
     )
-    if args.json:
-        emit_json({"token": token, "tenants": args.tenant, "scopes": sorted(set(scopes))})
-    else:
+    args.output.result({"token": token, "tenants": args.tenant, "scopes": sorted(set(scopes))})
+    if not args.output.json:
         print(token)
     return 0
 

@@ -173,6 +173,7 @@ def _import_locked(
     mirror = manifest["mirror"]
     outcome = ImportOutcome(root, str(manifest["exportId"]), mode, int(mirror["sequence"]), dry_run)
     entries = [ContentEntry.from_json(c) for c in manifest["contents"]]
+    _check_layout(entries, mode)
     if mode == "delta":
         delta = manifest["delta"]
         outcome.added, outcome.changed, outcome.removed = delta["added"], delta["changed"], delta["removed"]
@@ -281,6 +282,20 @@ def _check_policy(
                 details={"reason": "skipped" if skipped else "base-mismatch", "base": delta["baseExportId"]},
             )
     return mode
+
+
+def _check_layout(entries: Sequence[ContentEntry], mode: str) -> None:
+    """Only the mirror layout enters a state: raw shards, indexes (full), the change list (delta)."""
+    allowed = (_RAW, _INDEXES) if mode == "full" else (_RAW, CHANGES_PATH)
+    for entry in entries:
+        if not entry.path.startswith(allowed):
+            raise BundleIntegrityError(
+                f"{entry.path} is not part of a mirror:{mode} bundle's layout", details={"file": entry.path}
+            )
+    if mode == "delta" and CHANGES_PATH not in {e.path for e in entries}:
+        raise BundleIntegrityError(
+            f"a mirror:delta bundle without {CHANGES_PATH}", details={"file": CHANGES_PATH}
+        )
 
 
 def _unpack(source: Path, entries: Sequence[ContentEntry], into: Path, caps: Mapping[str, int]) -> None:

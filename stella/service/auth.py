@@ -163,6 +163,11 @@ class Authenticator:
         self._issuer = issuer
         self._audience = audience
 
+    @property
+    def needs_io(self) -> bool:
+        """True when verifying may fetch keys (JWKS): callers then verify off the event loop."""
+        return self._jwks is not None
+
     def _claims(self, token: str) -> Mapping[str, Any]:
         try:
             if self._jwks is not None:

@@ -73,6 +73,10 @@ def _options(body: Mapping[str, Any]) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) and len(v) <= 256 for k, v in value.items()
     ):
         raise UsageError("options must be an object of string values", details={"field": "options"})
+    if "base" in value:
+        # Locally a delta's base may be a path; through the API it is one of the tenant's
+        # published export ids, looked up in the tenant's bundle folder, never a server path.
+        check_id(value["base"], "options.base (an export id)")
     return dict(value)
 
 

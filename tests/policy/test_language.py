@@ -11,7 +11,7 @@ import pytest
 from stella.errors import InputError, PolicySnapshotNotFoundError, PolicySnapshotRequiredError, UsageError
 from stella.policy.language import parse_policy
 from stella.policy.snapshot import SnapshotStore, canonical_snapshot, parse_snapshot_id
-from tests.support import stella_cli
+from tests.support import check_cli_json, stella_cli
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -140,9 +140,9 @@ def test_cli_publish_and_list(tmp_path: Path) -> None:
     )
     snapshot_id = published.stdout.strip()
     assert snapshot_id == canonical_snapshot(parse_policy(POLICY)).id
-    listed = json.loads(
+    listed = check_cli_json(
         stella_cli("policy", "list", "--tenant", "acme", "--ledger", ledger, "--json", check=True).stdout
-    )
+    )["snapshots"]
     assert [row["snapshotId"] for row in listed] == [snapshot_id]
     assert listed[0]["nextExpiry"] == "2027-06-29T22:00:00Z"
     policy.write_text(POLICY.replace("  name: baseline", "  name: baseline\n  name: again"))

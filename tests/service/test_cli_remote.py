@@ -8,14 +8,13 @@ Exit codes are the local ones.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.service.support import Service
-from tests.support import stella_cli
+from tests.support import check_cli_json, stella_cli
 
 
 def _cli(service: Service, *args: str, token: str | None = None) -> Any:
@@ -30,18 +29,18 @@ def test_run_status_list_profiles_verify_through_the_server(service: Service, tm
         service, "run", "--profile", "json:raw", "--selector", "kind=vex", "--out", str(tmp_path), "--json"
     )
     assert ran.returncode == 0, ran.stderr
-    summary = json.loads(ran.stdout)
+    summary = check_cli_json(ran.stdout)
     archive = Path(summary["bundle"])
     assert archive.parent == tmp_path and summary["verified"] is True
     assert "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest() == summary["digest"]
-    assert "records read" in ran.stderr  # live progress from the event stream
+    assert "read: " in ran.stderr  # progress from the event stream (plain lines: not a terminal)
 
     status = _cli(service, "status", summary["runId"], "--json")
-    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "succeeded"
+    assert status.returncode == 0 and check_cli_json(status.stdout)["run"]["status"] == "succeeded"
     listed = _cli(service, "list", "--status", "succeeded", "--json")
-    assert summary["runId"] in [item["runId"] for item in json.loads(listed.stdout)]
+    assert summary["runId"] in [item["runId"] for item in check_cli_json(listed.stdout)["runs"]]
     profiles = _cli(service, "profiles", "--json")
-    assert "json:raw" in [item["name"] for item in json.loads(profiles.stdout)["builtin"]]
+    assert "json:raw" in [item["name"] for item in check_cli_json(profiles.stdout)["builtin"]]
     verified = _cli(service, "verify", summary["runId"])
     assert verified.returncode == 0 and verified.stdout.startswith("OK")
 
@@ -67,7 +66,7 @@ def test_download_resumes_a_cut_file_and_verifies(
     fetched = _cli(service, "download", finished_run["runId"], "--out", str(tmp_path), "--json")
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / name).read_bytes() == whole and not (tmp_path / f"{name}.part").exists()
-    assert json.loads(fetched.stdout)["ok"] is True
+    assert check_cli_json(fetched.stdout)["ok"] is True
     assert service.log.read_text().count('"status": 206') == before + 1  # only the rest was fetched
 
     garbage = tmp_path / "again"

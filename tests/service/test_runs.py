@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,7 @@ def test_bad_requests_name_the_field_and_queue_nothing(service: Service) -> None
     before = len(_all_runs(service, token))
     cases = [
         ({"profile": "json:nope"}, 400, "ERR_EXPORT_USAGE"),
-        ({"profile": "mirror:full"}, 501, "ERR_EXPORT_PROFILE_UNAVAILABLE"),
+        ({"profile": "mirror:delta", "options": {"base": "/etc"}}, 400, "ERR_EXPORT_USAGE"),
         ({"profile": "json:raw", "selectors": ["colour=red"]}, 400, "ERR_EXPORT_USAGE"),
         ({"profile": "json:raw", "encryptTo": ["rsa:/etc/passwd"]}, 400, "ERR_EXPORT_USAGE"),
         ({"profile": "json:raw", "surprise": 1}, 400, "ERR_EXPORT_USAGE"),
@@ -220,14 +221,44 @@ def test_metrics_and_json_logs_carry_runs(service: Service, finished_run: dict[s
             f"/api/export/runs/{finished_run['runId']}", headers={"X-Request-Id": "trace-abcdef12"}
         )
     assert response.headers["x-trace-id"] == "trace-abcdef12"
-    lines = [json.loads(entry) for entry in service.log.read_text().splitlines() if entry.startswith("{")]
+    deadline = time.monotonic() + 10  # the access line is written just after the response is sent
+    while True:
+        lines = [json.loads(entry) for entry in service.log.read_text().splitlines() if entry.startswith("{")]
+        if any(
+            e.get("correlationId") == "trace-abcdef12" and e.get("event") == "http_request" for e in lines
+        ):
+            break
+        assert time.monotonic() < deadline, "no JSON access log line carries the request's trace id"
+        time.sleep(0.1)
     run_lines = {
-        entry["event"]
-        for entry in lines
-        if entry.get("correlationId") == finished_run["runId"] and "event" in entry
+        e["event"] for e in lines if e.get("correlationId") == finished_run["runId"] and "event" in e
     }
     assert {"plan", "read", "adapter", "write", "publish"} <= run_lines
-    assert any(
-        entry.get("correlationId") == "trace-abcdef12" and entry.get("event") == "http_request"
-        for entry in lines
-    )
+
+
+def test_stored_profile_runs_with_its_revision(service: Service) -> None:
+    token = service.token("acme")
+    name = f"vex-only-{uuid.uuid4().hex[:6]}"
+    with service.client(token) as client:
+        created = client.post(
+            "/api/export/profiles", json={"name": name, "profile": "json:raw", "selectors": ["kind=sbom"]}
+        )
+        assert created.status_code == 201 and created.json()["revision"] == 1
+        updated = client.put(
+            f"/api/export/profiles/{name}", json={"profile": "json:raw", "selectors": ["kind=vex"]}
+        )
+        assert updated.status_code == 200 and updated.json()["revision"] == 2
+        assert client.get(f"/api/export/profiles/{name}", params={"revision": "1"}).json()["selectors"] == [
+            "kind=sbom"
+        ]
+        listed = client.get("/api/export/profiles").json()
+        assert [p["revision"] for p in listed["stored"] if p["name"] == name] == [2]
+        bad = client.put(
+            f"/api/export/profiles/{name}", json={"profile": "json:raw", "options": {"next-update": "1h"}}
+        )
+        assert bad.status_code == 400  # json:raw has no such option: refused, no revision 3
+    run = service.submit(token, {"profile": name})
+    assert run.status_code == 202, run.text
+    assert run.json()["storedProfile"] == name and run.json()["selectors"] == ["kind=vex"]
+    done = service.wait(token, run.json()["runId"])
+    assert done["status"] == "succeeded" and set(done["result"]["counts"]) == {"vex"}

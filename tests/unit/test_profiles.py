@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -12,7 +11,7 @@ from pipelines.registry import REGISTRY, builder_for, get_profile
 from stella.cli import main
 from stella.errors import ProfileUnavailableError, UsageError
 from stella.profiles import Profile, ProfileStatus
-from tests.support import REPO
+from tests.support import REPO, check_cli_json
 
 
 def test_available_exactly_when_built() -> None:
@@ -43,7 +42,7 @@ def test_lookup_errors_name_the_profiles(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_cli_lists_exactly_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "profiles", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    listed = check_cli_json(capsys.readouterr().out)["profiles"]
     assert [p["name"] for p in listed] == list(REGISTRY)
     for item in listed:
         profile = REGISTRY[item["name"]].profile

@@ -1,13 +1,16 @@
 """The embedded run store: one SQLite file under ``$STELLA_HOME`` (WAL mode).
 
-A connection per transaction keeps it safe across threads (Starlette's thread pool)
-and across ``fork`` (a worker's run process); ``BEGIN IMMEDIATE`` takes SQLite's one
-write lock up front, which is what makes :meth:`claim_run` atomic between workers.
+One connection per thread (Starlette's thread pool), reopened after a ``fork`` (a
+worker's run process) because connections must not cross processes; ``BEGIN
+IMMEDIATE`` takes SQLite's one write lock up front, which is what makes
+:meth:`claim_run` atomic between workers.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,8 +47,16 @@ class SqliteRunStore(SqlRunStore):
         super().__init__(clock)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
+        self._local = threading.local()
+        self._connection().execute("PRAGMA journal_mode=WAL")
+
+    def _connection(self) -> sqlite3.Connection:
+        cached: tuple[int, sqlite3.Connection] | None = getattr(self._local, "connection", None)
+        if cached is not None and cached[0] == os.getpid():
+            return cached[1]
+        connection = self._connect()
+        self._local.connection = (os.getpid(), connection)
+        return connection
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -56,14 +67,11 @@ class SqliteRunStore(SqlRunStore):
 
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Cursor]:
-        connection = self._connect()
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield _SqliteCursor(connection.cursor())
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
+            yield _SqliteCursor(connection.cursor())
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
