@@ -28,6 +28,7 @@ from typing import Any, Final
 from urllib.parse import unquote, unquote_to_bytes
 
 from stella.errors import NotFoundError, UsageError
+from stella.guards.files import read_user_file
 
 __all__ = ["MODULE_ENV_VAR", "Pkcs11Ref", "open_session", "parse_pkcs11_uri", "resolve_pin"]
 
@@ -115,9 +116,9 @@ def resolve_pin(pin_source: str, *, environ: Mapping[str, str]) -> str:
     if kind == "file":
         path = Path(target[2:] if target.startswith("//") else target)
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"PKCS#11 PIN file {path} does not exist") from exc
+            return read_user_file(path, "PKCS#11 PIN file").decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"PKCS#11 PIN file {path} is not UTF-8 text") from exc
     raise UsageError(f"PKCS#11 pin-source {pin_source!r} must be env:VAR or file:PATH")
 
 

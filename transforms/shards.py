@@ -53,14 +53,16 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
 
     Deliberately stateless (one run per element, nothing emitted from
     ``finish_bundle``): the Dask runner drops finish_bundle output, and batches are
-    already large (see ``ReadLedger``), so runs stay few.
+    already large (see ``ReadLedger``), so runs stay few. ``bucketed=False`` is for
+    merges that take every bucket of a group (one output file, no shards).
     """
 
-    def __init__(self, temp_dir: str) -> None:
+    def __init__(self, temp_dir: str, *, bucketed: bool = True) -> None:
         self._temp_dir = temp_dir
+        self._bucketed = bucketed
 
     def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
-        yield from write_run(self._temp_dir, items)
+        yield from write_run(self._temp_dir, items, bucketed=self._bucketed)
 
 
 class MergeShardFn(beam.DoFn):  # type: ignore[misc]

@@ -142,7 +142,7 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
 
         payload = (
             items
-            | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir)).with_output_types(RunSlice)
+            | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir, bucketed=False)).with_output_types(RunSlice)
             | "CollectRuns" >> beam.combiners.ToList()
             | "BuildArtifact"
             >> beam.Map(build, summary=beam.pvalue.AsSingleton(self._summary)).with_output_types(

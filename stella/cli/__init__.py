@@ -35,7 +35,7 @@ from stella.cli.parser import (
     unknown_option_error,
 )
 from stella.cli.progress import Progress, ProgressHandler, own_stderr
-from stella.errors import StellaError
+from stella.errors import StellaError, UsageError
 from stella.timefmt import format_time
 
 __all__ = ["EXIT_INTERRUPTED", "build_parser", "main", "version_text"]
@@ -204,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     trace_id = uuid.uuid4().hex
     with _interrupt_flag() as interrupted:
         try:
+            if any("\x00" in arg for arg in args_list):  # no shell can pass one; no path may hold one
+                raise UsageError("an argument contains a NUL character")
             parser = build_parser()
             _complete(parser)
             if not args_list:

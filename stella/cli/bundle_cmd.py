@@ -18,6 +18,7 @@ from stella.cli.common import plural
 from stella.cli.trust_flags import add_trust_arguments, print_verify, trust_from_args
 from stella.encryption.interface import MODES
 from stella.errors import NotFoundError, UsageError
+from stella.guards.files import check_file_arg, check_folder_arg
 from stella.signers.interface import Signer
 from stella.signers.registry import KEY_REF_SCHEMES, load_signer
 
@@ -145,9 +146,9 @@ def _archive(args: argparse.Namespace) -> int:
     from stella.bundle.finish import archive_bundle
 
     bundle = Path(args.bundle)
-    if not bundle.is_dir():
+    if not os.path.isdir(check_folder_arg(args.bundle, "bundle folder")):
         raise NotFoundError(f"bundle folder {bundle} does not exist", details={"bundle": str(bundle)})
-    target = archive_bundle(bundle, Path(args.out) if args.out else None)
+    target = archive_bundle(bundle, Path(check_file_arg(args.out, "--out")) if args.out else None)
     args.output.result({"bundle": str(bundle), "archive": str(target)})
     if not args.output.json:
         print(f"archive     {target}")

@@ -18,7 +18,8 @@ from typing import Final
 
 from stella.encryption.interface import AGE_KIND, RSA_OAEP_KIND, Identity, Recipient, rsa_key_id
 from stella.encryption.pkcs11_wrap import pkcs11_identity, pkcs11_recipient
-from stella.errors import NotFoundError, UsageError
+from stella.errors import StellaError, UsageError
+from stella.guards.files import read_user_file
 
 __all__ = ["load_identities", "parse_identities", "parse_recipient"]
 
@@ -71,9 +72,9 @@ def _rsa_recipient(text: str, path_text: str) -> Recipient:
 
     path = Path(path_text)
     try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise _usage(text, f"cannot read {path}: {exc.strerror}") from exc
+        pem = read_user_file(path, "RSA recipient key")
+    except StellaError as exc:
+        raise _usage(text, f"cannot read {path}: {exc.message}") from exc
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
@@ -150,8 +151,5 @@ def load_identities(names: Sequence[str], *, environ: Mapping[str, str]) -> tupl
         if name.lower().startswith("pkcs11:"):
             identities.append(pkcs11_identity(name, environ=environ))
             continue
-        path = Path(name)
-        if not path.is_file():
-            raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})
-        identities.extend(parse_identities(path.read_bytes(), source=str(path)))
+        identities.extend(parse_identities(read_user_file(name, "identity file"), source=name))
     return tuple(identities)

@@ -248,7 +248,12 @@ async def create_run(request: Request) -> Response:
         max_active=config.max_active_runs,
         retry_after=config.retry_after,
     )
-    headers = {"Location": f"{_PREFIX}/runs/{run.id}"}
+    active = await _call(store.active_runs, principal.tenant)
+    headers = {
+        "Location": f"{_PREFIX}/runs/{run.id}",
+        "X-Stella-Quota-Limit": str(config.max_active_runs),
+        "X-Stella-Quota-Remaining": str(max(0, config.max_active_runs - active)),
+    }
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(_render_run(run), status_code=202 if created else 200, headers=headers)

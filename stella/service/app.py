@@ -59,6 +59,8 @@ def error_response(request: Request, exc: StellaError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="stella-export"'
     if isinstance(exc, QuotaError):
         headers["Retry-After"] = str(exc.retry_after)
+        headers["X-Stella-Quota-Limit"] = str(exc.details.get("limit", ""))
+        headers["X-Stella-Quota-Remaining"] = "0"
     payload = exc.to_payload(trace_id=request.state.trace_id, timestamp=_timestamp())
     return JSONResponse(payload, status_code=exc.spec.http_status, headers=headers)
 

@@ -46,6 +46,7 @@ class ServiceConfig:
     audience: str | None = None
     sign_key: str | None = None
     beam_args: tuple[str, ...] = ()
+    staging: str | None = None  # where pipeline steps write (docs/runners.md); None: beside the bundles
     max_active_runs: int = 4
     retry_after: int = 5
     lease_seconds: float = 30.0
@@ -68,6 +69,7 @@ class ServiceConfig:
             issuer=env.get("STELLA_OIDC_ISSUER") or None,
             audience=env.get("STELLA_OIDC_AUDIENCE") or None,
             sign_key=env.get("STELLA_SERVICE_SIGN_KEY") or None,
+            staging=env.get("STELLA_STAGING") or None,
             max_active_runs=int(_number(env, "STELLA_MAX_ACTIVE_RUNS", 4)),
             lease_seconds=_number(env, "STELLA_LEASE_SECONDS", 30.0),
             heartbeat_seconds=_number(env, "STELLA_HEARTBEAT_SECONDS", 5.0),

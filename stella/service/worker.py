@@ -148,7 +148,7 @@ def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tu
         logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
     try:
         lifecycle(_LOG, "read", **common)
-        outcome = run_export(request, config.beam_args, signer=signer, archive=True)
+        outcome = run_export(request, config.beam_args, signer=signer, archive=True, staging=config.staging)
     finally:
         for logger in loggers:
             logger.removeHandler(handler)

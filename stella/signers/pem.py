@@ -19,7 +19,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from stella.errors import NotFoundError, UsageError
+from stella.errors import UsageError
+from stella.guards.files import read_user_file
 from stella.signers import cosign
 from stella.signers.interface import ED25519, Algorithm, algorithm_of, key_id_of
 
@@ -158,12 +159,7 @@ def load_pem_signer(path: Path, *, password_env: str | None, environ: Mapping[st
         NotFoundError: the file does not exist.
         UsageError: see :func:`signer_from_pem`.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"key file {path} does not exist", details={"path": str(path)}) from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"key reference {path} is a directory, not a key file") from exc
+    data = read_user_file(path, "key file")
     password = password_from_env(password_env, environ=environ, source=str(path))
     signer = signer_from_pem(data, password=password, source=str(path), environ=environ)
     if signer.algorithm != ED25519:
@@ -190,10 +186,7 @@ def load_cosign_ref(ref: str, *, environ: Mapping[str, str]) -> PrivateKeySigner
     if not target:
         raise UsageError(f"key reference {ref!r} has no path")
     path = Path(target)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"cosign key file {path} does not exist", details={"path": str(path)}) from exc
+    data = read_user_file(path, "cosign key file")
     if not cosign.is_cosign_key(data):
         raise UsageError(f"{path}: cosign:// names a file without a {cosign.PEM_LABEL} PEM block")
     variable = options.get("password-env")

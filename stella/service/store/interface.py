@@ -165,6 +165,9 @@ class RunStore(Protocol):
 
     def get_run(self, tenant: str, run_id: str) -> Run | None: ...
 
+    def active_runs(self, tenant: str) -> int:
+        """Queued plus running runs of the tenant (what the quota counts)."""
+
     def list_runs(
         self,
         tenant: str,
