@@ -191,18 +191,23 @@ def merge_slices(
     """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once.
 
     Ordering by value too makes equal keys come out the same way whatever the run files
-    were called or which worker wrote them. With more than ``fan_in`` slices, groups of
-    ``fan_in`` are first merged into intermediate runs under ``temp_dir`` (a merge tree:
-    one more sequential pass per level).
+    were called or which worker wrote them. With more than ``fan_in`` slices, the smallest
+    are first merged into intermediate runs under ``temp_dir``, just enough of them for the
+    rest to fit (so only those records take one more sequential pass).
 
     Raises:
         ValueError: ``fan_in`` below 2, or more than ``fan_in`` slices and no ``temp_dir``.
     """
     if fan_in < 2:
         raise ValueError(f"fan_in must be at least 2, got {fan_in}")
-    level = sorted(slices, key=lambda s: (s.path, s.offset))
+    level = sorted(slices, key=lambda s: (s.count, s.path, s.offset))
     while len(level) > fan_in:
         if temp_dir is None:
             raise ValueError(f"merging {len(level)} slices with fan_in {fan_in} needs a temp_dir")
-        level = [_spill(level[start : start + fan_in], temp_dir) for start in range(0, len(level), fan_in)]
+        # Merge only as many of the smallest slices as it takes for the rest to fit: just
+        # past the fan-in, a few records take the extra pass instead of all of them.
+        take = min(fan_in, len(level) - fan_in + 1)
+        level = sorted(
+            [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
+        )
     return heapq.merge(*(_read_slice(s) for s in level))

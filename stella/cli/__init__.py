@@ -121,9 +121,18 @@ def build_parser() -> CommandParser:
 
 
 def _configure_logging(progress: Progress, stream: TextIO, *, verbose: bool, quiet: bool) -> None:
-    """Our packages' logs feed the progress display; everyone else's stay quiet unless -v."""
-    handler = ProgressHandler(progress, stream)
+    """Our packages' logs feed the progress display; everyone else's stay quiet unless -v.
+
+    ``STELLA_LOG_FORMAT=json`` makes them structured JSON lines carrying the run's trace
+    id instead (docs/distribution.md), for log shippers.
+    """
+    handler: logging.Handler = ProgressHandler(progress, stream)
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("STELLA_LOG_FORMAT", "").lower() == "json":
+        from stella.telemetry.logs import JsonFormatter
+
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
     for name in _OUR_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
@@ -187,6 +196,9 @@ def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: 
         args.tenant = getattr(args, "server_tenant", None)  # `stella --tenant T command` counts too
     args.output, args.progress = output, progress
     output.before_result = progress.close
+    from stella.telemetry.tracing import configure_from_env
+
+    configure_from_env()  # off unless STELLA_OTEL_EXPORTER names an exporter
     with progress:
         code: int = args.handler(args)
     return code

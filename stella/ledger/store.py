@@ -29,6 +29,7 @@ from typing import Any
 
 import fastavro
 import zstandard
+from backports import zstd
 
 from stella import storage
 from stella.errors import ConflictError, InputError, NotFoundError
@@ -148,9 +149,10 @@ def read_segment(path: str) -> Iterator[LedgerRecord]:
         try:
             for row in fastavro.reader(handle):
                 yield record_from_row(row)  # type: ignore[arg-type]
-        except (ValueError, EOFError, OSError) as exc:
+        except (ValueError, EOFError, OSError, zstandard.ZstdError, zstd.ZstdError) as exc:
+            # truncated, padded or corrupt (fastavro's codec raises the zstd errors as they are)
             raise InputError(
-                f"ledger segment {path} is unreadable: {exc}", details={"segment": path}
+                f"ledger segment {path} is unreadable: {exc}", details={"segment": path, "file": path}
             ) from exc
 
 

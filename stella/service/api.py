@@ -37,6 +37,7 @@ from stella.service.bodies import (
 )
 from stella.service.config import ServiceConfig
 from stella.service.store.interface import TERMINAL, Run, RunStatus, RunStore
+from stella.service.targets import service_targets
 
 __all__ = ["routes"]
 
@@ -218,6 +219,9 @@ def _run_params(
         }
     if body.as_of is not None:
         params["asOf"] = body.as_of
+    if body.targets:
+        service_targets(body.targets)  # a denied host is refused (403) before anything is queued
+        params["targets"] = body.targets
     if params["sign"] and not config.sign_key:
         raise UsageError("sign: true needs a service signing key (stella serve --sign-key)")
     new_request(  # the same checks as the CLI (and the worker), before anything is queued

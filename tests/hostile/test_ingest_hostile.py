@@ -226,3 +226,27 @@ def test_stale_temp_files_of_dead_writers_are_cleaned_and_live_ones_kept(
     ]
     assert live.exists()
     assert LedgerStore(str(home / "ledger")).quarantined("acme") == []
+
+
+@pytest.mark.parametrize("damage", ["truncate-avro", "pad-avro", "truncate-digests"])
+def test_a_damaged_segment_is_named_not_a_crash(
+    capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path, damage: str
+) -> None:
+    (tmp_path / "doc.json").write_text('{"id": "GHSA-1", "modified": "2026-01-01T00:00:00Z", "affected": []}')
+    assert _ingest(capsys, tmp_path / "doc.json").code == 0
+    [avro] = (home / "ledger" / "tenants" / "acme" / "segments").glob("*.avro")
+    if damage == "truncate-avro":
+        avro.write_bytes(avro.read_bytes()[:-20])
+    elif damage == "pad-avro":
+        avro.write_bytes(avro.read_bytes() + b"trailing garbage")
+    else:
+        digests = avro.with_suffix(".digests.zst")
+        digests.write_bytes(digests.read_bytes()[:-3])
+    command = (
+        ("ledger", "stats", "--tenant", "acme")
+        if damage != "truncate-digests"
+        else ("ledger", "ingest", "--tenant", "acme", str(tmp_path / "doc.json"))
+    )
+    run = stella(capsys, *command)
+    assert run.code == 7, run.stderr  # ERR_EXPORT_INPUT, naming the damaged file
+    assert avro.stem in run.stderr

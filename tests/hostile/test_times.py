@@ -111,3 +111,12 @@ def test_trivy_loads_a_db_built_from_go_zero_time_records_and_reports_findings(
         pkg == "github.com/gin-gonic/gin" and vid in {"CVE-2020-36567", "GO-2020-0001"}
         for pkg, _v, vid in found
     ), found
+
+
+def test_api_and_log_times_use_the_same_writer() -> None:
+    from stella.service.store.interface import iso
+
+    assert (
+        rfc3339(datetime(1, 2, 3, 4, 5, 6, 7000, tzinfo=UTC), fraction="milli") == "0001-02-03T04:05:06.007Z"
+    )
+    assert iso(0.5) == "1970-01-01T00:00:00.500Z"
