@@ -57,6 +57,13 @@ class ServiceConfig:
     sse_heartbeat_seconds: float = 15.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # The CLI's check, at start-up: a worker must not find out per run that Dataflow
+        # or Flink options it was given can never work.
+        from runners.remote import check_remote_runner
+
+        check_remote_runner(self.beam_args, staging=self.staging, ledger=self.ledger_root)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:
         env = os.environ if environ is None else environ
