@@ -44,7 +44,7 @@ _CHUNK = 10_000
 
 def dump_main(db_path: str, out: str) -> None:
     """Write every entry of ``db_path`` (in order) to ``out`` as pickled lists of tuples."""
-    from stella.adapters.trivy.boltread import BoltReader
+    from tests.adapters.boltread import BoltReader
 
     count = 0
     with BoltReader.open(db_path) as reader, open(out, "wb") as handle:

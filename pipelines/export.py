@@ -41,6 +41,20 @@ __all__ = ["ExportOutcome", "export_and_publish", "run_export"]
 
 _LOG = logging.getLogger(__name__)
 
+# Exceptions that mean a bug in this code, not a failed run: they surface as they are
+# (the CLI reports ERR_EXPORT_INTERNAL, with the traceback under -v) instead of being
+# dressed up as a pipeline failure the user could fix by retrying.
+_BUGS = (
+    TypeError,
+    AttributeError,
+    NameError,
+    LookupError,
+    AssertionError,
+    ArithmeticError,
+    NotImplementedError,
+    RecursionError,
+)
+
 
 @dataclass(frozen=True)
 class ExportOutcome:
@@ -97,8 +111,9 @@ def run_export(
     own ``stella-run-<random>`` folder there, removed after the run.
 
     Raises:
-        StellaError: the request is unusable, the pipeline failed (``PipelineError``),
-            or the destination conflicts.
+        StellaError: the request is unusable, the pipeline failed (``PipelineError``:
+            the runner, a worker or storage failed), or the destination conflicts.
+        TypeError, AttributeError, ...: a bug (see ``_BUGS``), unchanged.
     """
     builder = builder_for(request.profile.name)
     started = time.monotonic()
@@ -125,14 +140,10 @@ def run_export(
         with span("export.sign", **{"stella.signed": signer is not None}):
             manifest = finish_bundle(local, request, signer=signer)
         outcome: PublishOutcome = publish(local, manifest["exportId"], overwrite=overwrite)
-    except StellaError:
+    except BaseException as exc:
         discard_staging(local)
-        raise
-    except Exception as exc:
-        discard_staging(local)
-        raise PipelineError(f"export pipeline failed: {type(exc).__name__}: {exc}") from exc
-    except BaseException:
-        discard_staging(local)
+        if isinstance(exc, Exception) and not isinstance(exc, (StellaError, *_BUGS)):
+            raise PipelineError(f"export pipeline failed: {type(exc).__name__}: {exc}") from exc
         raise
     finally:
         if work != str(local):

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "EXIT_CODES",
     "BaseMissingError",
     "BundleIntegrityError",
     "ConflictError",
+    "EXIT_CODES",
     "EgressDeniedError",
     "EmptySelectionError",
     "ErrorSpec",
-    "InputError",
     "ForbiddenError",
+    "InputError",
     "MirrorChainError",
     "MirrorExpiredError",
     "MirrorRollbackError",
@@ -33,8 +33,8 @@ __all__ = [
     "PolicySnapshotRequiredError",
     "ProfileUnavailableError",
     "QuotaError",
-    "SignatureError",
     "RemoteError",
+    "SignatureError",
     "StellaError",
     "TrustError",
     "UnauthenticatedError",

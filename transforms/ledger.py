@@ -21,7 +21,7 @@ from stella.telemetry.tracing import TraceContext, stage_span
 from stella.timefmt import later
 from transforms.coders import RecordBatch
 
-__all__ = ["KeepRecords", "ReadLedger", "RecordSummary", "SelectRecords", "SummarizeRecords"]
+__all__ = ["KeepRecords", "ReadLedger", "ReadSegmentFn", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 
 Batch = RecordBatch
 _LOG = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
 
-__all__ = ["RUNS_DIR", "AdaptRecords", "ShardWriter", "WriteSortedShards"]
+__all__ = ["RUNS_DIR", "AdaptRecords", "MergeShardFn", "ShardWriter", "WriteRunsFn", "WriteSortedShards"]
 
 _LOG = logging.getLogger(__name__)
 

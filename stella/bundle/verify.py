@@ -30,7 +30,8 @@ from backports import zstd
 
 from stella.bundle.encrypt import CiphertextFile, ciphertext_files
 from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manifest
-from stella.bundle.sign import SIGNATURE_FILES, check_signatures
+from stella.bundle.paths import CONTROL_FILES, SIGNATURE_FILES
+from stella.bundle.sign import check_signatures
 from stella.errors import (
     BundleIntegrityError,
     SignatureError,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from stella.bundle.trust import TrustPolicy
 
 __all__ = [
-    "CONTROL_FILES",
     "BundleVerification",
     "Mismatch",
     "Observation",
@@ -60,7 +60,6 @@ __all__ = [
     "verify_bundle",
 ]
 
-CONTROL_FILES = ("export.json", "provenance.json")
 _CONTROL_MAX = 64 * 1024 * 1024
 _CHUNK = 1 << 20
 _CHECKSUM = BundleIntegrityError.code

@@ -8,6 +8,7 @@ three ways to give one.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from stella.cli.progress import human_bytes, plural
 from stella.documents.interface import format_time, normalize_time
-from stella.errors import InputError, UsageError
+from stella.errors import InputError, NotFoundError, UsageError
 from stella.guards.files import check_folder_arg
 from stella.ledger.store import default_ledger_root
 from stella.model import validate_tenant
@@ -30,6 +31,7 @@ __all__ = [
     "ledger_root",
     "load_settings",
     "plural",
+    "recipients_from_args",
     "tenant_of",
 ]
 
@@ -120,3 +122,26 @@ def ingest_time(value: str | None) -> str:
                 f"SOURCE_DATE_EPOCH={epoch!r} is not an integer number of seconds between year 1 and 9999"
             ) from exc
     return format_time(datetime.now(UTC).replace(microsecond=0))
+
+
+def recipients_from_args(args: argparse.Namespace) -> list[str]:
+    """``--encrypt-to`` values plus every recipient line of the ``-R`` files (age's format).
+
+    Raises:
+        NotFoundError: a recipients file does not exist.
+        UsageError: a recipients file is not text or lists no recipient.
+    """
+    recipients = list(getattr(args, "encrypt_to", []))
+    for name in getattr(args, "encrypt_to_file", []):
+        path = Path(name)
+        if not path.is_file():
+            raise NotFoundError(f"recipients file {path} does not exist", details={"path": str(path)})
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"recipients file {path} is not text", details={"path": str(path)}) from exc
+        found = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not found:
+            raise UsageError(f"recipients file {path} lists no recipient", details={"path": str(path)})
+        recipients += found
+    return recipients

@@ -12,7 +12,7 @@ from typing import Any
 from pipelines.registry import REGISTRY, get_profile
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
-from stella.cli import bundle_cmd, outbox_cmd, publish_cmd, push_cmd, remote_cmd, schedule_cmd
+from stella.cli import bundle_cmd, outbox_cmd, publish_cmd, push_cmd, remote_cmd, schedule_cmd, trust_flags
 from stella.cli.common import (
     LEDGER_HELP,
     TENANT_HELP,
@@ -302,5 +302,5 @@ def run_demo(args: argparse.Namespace) -> int:
     args.output.result(summary)
     if not args.output.json:
         _print_summary(summary)
-        bundle_cmd.print_verify(report)
+        trust_flags.print_verify(report)
     return 0 if report.ok else 3

@@ -16,7 +16,8 @@ from stella.bundle.trust import build_trust_root
 from stella.cli.common import plural
 from stella.errors import ConflictError, NotFoundError, UsageError
 from stella.guards.files import check_file_arg, read_user_file
-from stella.signers.interface import generate_key, load_signer, load_verifier
+from stella.signers.interface import load_verifier
+from stella.signers.registry import generate_key, key_reference, load_signer
 
 __all__ = ["register"]
 
@@ -97,9 +98,7 @@ def _generate(args: argparse.Namespace) -> int:
     if private.parent and not private.parent.is_dir():
         raise NotFoundError(f"folder {private.parent} does not exist", details={"path": str(private.parent)})
     key_id = generate_key(args.kind, private, public, password=password, key_format=args.format)
-    ref = f"cosign://{private}" if args.format == "cosign" else str(private)
-    if args.password_env and args.format == "pkcs8":
-        ref = f"file://{private}?password-env={args.password_env}"
+    ref = key_reference(private, key_format=args.format, password_env=args.password_env)
     args.output.result({"keyId": key_id, "private": str(private), "public": str(public), "signKeyRef": ref})
     if not args.output.json:
         print(f"key id      {key_id}")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
+from stella.cli.trust_flags import add_trust_arguments, trust_from_args
 from stella.errors import UsageError
 from stella.targets.distribute import RetryPolicy, check_targets, failed, parse_target, publish_bundle
 from stella.targets.egress import ALLOWLIST_ENV, policy_from

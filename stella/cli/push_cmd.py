@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
+from stella.cli.trust_flags import add_trust_arguments, trust_from_args
 from stella.targets.bundles import push_bundle
 from stella.targets.egress import ALLOWLIST_ENV, policy_from
 from stella.targets.oci import PASSWORD_ENV, OciRegistryTarget, registry_credentials

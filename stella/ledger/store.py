@@ -42,6 +42,7 @@ __all__ = [
     "SEGMENT_MAX_RECORDS",
     "LedgerStore",
     "SegmentInfo",
+    "batched",
     "default_ledger_root",
     "read_segment",
     "record_from_row",

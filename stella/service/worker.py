@@ -134,7 +134,7 @@ def _execute(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> N
 def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tuple[dict[str, Any], str]:
     from pipelines.export import export_and_publish
     from stella.canonical import sha256_digest
-    from stella.signers.interface import load_signer
+    from stella.signers.registry import load_signer
 
     common = {"runId": run.id, "tenant": run.tenant, "profile": run.profile}
     targets = service_targets(run.params.get("targets", []))  # egress refused before the ledger is read

@@ -16,8 +16,8 @@ import hashlib
 from pathlib import Path
 
 from stella.adapters.trivy.artifact import write_oci_layout
-from stella.adapters.trivy.payload import OCI_DIR
 from stella.bundle.finish import archive_bundle
+from stella.bundle.paths import OCI_DIR
 from stella.errors import BundleIntegrityError
 from stella.guards import strictjson
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stella.adapters.trivy.payload import OCI_DIR
 from stella.bundle.encrypt import ciphertext_files
+from stella.bundle.paths import OCI_DIR, PROVENANCE
 from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.errors import BundleIntegrityError, UsageError
@@ -55,9 +55,7 @@ def push_bundle(bundle: Path, target: Target, *, trust: TrustPolicy | None = Non
     manifest: dict[str, Any] = checked.manifest or {}
     profile = manifest.get("profile", {}).get("name")
     if ciphertext_files(
-        strictjson.loads(
-            checked.control.get("provenance.json", b"{}"), what="provenance.json", error=BundleIntegrityError
-        )
+        strictjson.loads(checked.control.get(PROVENANCE, b"{}"), what=PROVENANCE, error=BundleIntegrityError)
     ):
         raise UsageError(
             f"bundle {bundle.name} is encrypted: decrypt it first (stella export decrypt), then push",

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 import zstandard
 
-from stella.adapters.trivy.boltread import read_entries
 from stella.adapters.trivy.javadb import java_index_rows
 from stella.adapters.trivy.osv import translate_osv
+from tests.adapters.boltread import read_entries
 from tests.adapters.conftest import boltchk  # noqa: F401  (the bbolt Tx.Check fixture)
 from tests.adapters.trivy_oracle import DIVERGENCES, expected_findings
 from tests.adapters.trivy_scan import compare_findings, findings_context, sbom_components, scan_sbom
