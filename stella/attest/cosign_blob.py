@@ -59,7 +59,10 @@ def verify_blob(data: bytes, sig_b64: bytes | str, *, public_pem: bytes) -> None
     try:
         public_key = serialization.load_pem_public_key(public_pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise UsageError(f"not a PEM public key: {exc}") from exc
+        from stella.keyfiles import describe
+
+        kind = describe(public_pem)
+        raise UsageError(f"expected a PEM public key, but this is {kind}", details={"kind": kind}) from exc
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP256R1
     ):

@@ -89,5 +89,5 @@ def test_refusals(tmp_path: Path) -> None:
         verify_blob(BLOB, base64.b64encode(b"not DER"), public_pem=public)
     with pytest.raises(UsageError, match="P-256"):
         verify_blob(BLOB, signature, public_pem=(tmp_path / "ed.pub").read_bytes())
-    with pytest.raises(UsageError, match="not a PEM public key"):
+    with pytest.raises(UsageError, match="expected a PEM public key, but this is not a key file"):
         verify_blob(BLOB, signature, public_pem=b"nope")

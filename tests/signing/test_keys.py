@@ -177,7 +177,7 @@ def test_verifier_rejects_bad_signatures(ed25519_key: KeyFiles, ecdsa_key: KeyFi
             verifier.verify(DATA + b"x", signature)
         with pytest.raises(SignatureError):
             verifier.verify(DATA, b"\x00" * len(signature))
-    with pytest.raises(UsageError, match="not a PEM public key"):
+    with pytest.raises(UsageError, match="expected a PEM public key"):
         load_verifier(b"garbage")
 
 
