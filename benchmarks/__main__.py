@@ -2,7 +2,7 @@
 
     python -m benchmarks                    # the issue sizes: 1,000,000 documents, 1 GB payloads
     python -m benchmarks --records 100000   # a quicker pass
-    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, policy_findings, mirror, sign_encrypt,
+    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, ingest, policy_findings, mirror, sign_encrypt,
                                             # encryption, service_load
 
 Ledgers are generated once and cached under .cache/bench (STELLA_BENCH_CACHE).
@@ -14,6 +14,7 @@ import argparse
 
 from benchmarks import (
     encryption_overhead,
+    ingest,
     json_raw,
     mirror,
     policy_findings,
@@ -38,6 +39,7 @@ def main() -> None:
         choices=[
             "json_raw",
             "trivy_db",
+            "ingest",
             "policy_findings",
             "mirror",
             "sign_encrypt",
@@ -49,6 +51,7 @@ def main() -> None:
     runs = {
         "json_raw": lambda: json_raw.run(args.records),
         "trivy_db": lambda: trivy_db.run(args.records),
+        "ingest": lambda: ingest.run(),
         "policy_findings": lambda: policy_findings.run(sboms=args.records // 100, advisories=args.records),
         "mirror": lambda: mirror.run(args.records),
         "sign_encrypt": lambda: sign_encrypt.run(args.mb),

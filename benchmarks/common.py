@@ -1,7 +1,10 @@
 """What every benchmark shares: a cached synthetic ledger and measuring a child process.
 
 Each measured run is its own process, so its peak RSS (``ru_maxrss`` of the waited-for
-child) belongs to that run alone; wall time is measured around it.
+child) belongs to that run alone; wall time is measured around it, and CPU time (user +
+system of the process and the workers it waited for) beside it. On a machine shared with
+other work, wall-time ratios drift with the load while CPU-time ratios do not; both are
+printed, and ratios are only ever taken between runs of the same invocation.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Measurement", "bench_ledger", "measure", "print_table"]
+__all__ = ["Measurement", "bench_ledger", "measure", "print_table", "ratio_line"]
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,6 +32,7 @@ class Measurement:
     items: int
     megabytes: float
     output: str
+    cpu_seconds: float = 0.0
 
     @property
     def items_per_second(self) -> float:
@@ -48,8 +52,8 @@ def measure(
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "dt = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'rc': p.returncode, 'seconds': dt, 'rss': rss, 'out': p.stdout[-4000:], 'err': p.stderr[-4000:]}))\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'rc': p.returncode, 'seconds': dt, 'rss': u.ru_maxrss / 1024, 'cpu': u.ru_utime + u.ru_stime, 'out': p.stdout[-4000:], 'err': p.stderr[-4000:]}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", wrapper, *command],
@@ -60,7 +64,7 @@ def measure(
     data = json.loads(result.stdout)
     if data["rc"] != 0:
         raise SystemExit(f"{name} failed ({data['rc']}):\n{data['out']}\n{data['err']}")
-    return Measurement(name, data["seconds"], data["rss"], items, megabytes, data["out"])
+    return Measurement(name, data["seconds"], data["rss"], items, megabytes, data["out"], data["cpu"])
 
 
 def bench_ledger(records: int, *, seed: int = 7, advisories_only: bool = True) -> Path:
@@ -97,8 +101,21 @@ def bench_ledger(records: int, *, seed: int = 7, advisories_only: bool = True) -
 
 def print_table(title: str, rows: list[Measurement], *, unit: str = "docs") -> None:
     print(f"\n{title}")
-    print(f"{'run':<34} {'seconds':>9} {unit + '/s':>12} {'MB/s':>8} {'peak RSS MB':>12}")
+    print(f"{'run':<40} {'seconds':>8} {'cpu s':>8} {unit + '/s':>12} {'MB/s':>8} {'peak RSS MB':>12}")
     for row in rows:
         print(
-            f"{row.name:<34} {row.seconds:>9.2f} {row.items_per_second:>12,.0f} {row.mb_per_second:>8.1f} {row.peak_rss_mb:>12.0f}"
+            f"{row.name:<40} {row.seconds:>8.2f} {row.cpu_seconds:>8.2f} {row.items_per_second:>12,.0f} "
+            f"{row.mb_per_second:>8.1f} {row.peak_rss_mb:>12.0f}"
         )
+
+
+def ratio_line(label: str, run: Measurement, base: Measurement, *, target: str = "") -> str:
+    """``run``'s throughput over ``base``'s, by wall time and by CPU time (same items per run)."""
+    wall = (run.items / run.seconds) / (base.items / base.seconds)
+    cpu = (
+        (run.items / run.cpu_seconds) / (base.items / base.cpu_seconds)
+        if run.cpu_seconds and base.cpu_seconds
+        else 0.0
+    )
+    aim = f" (target {target})" if target else ""
+    return f"{label}: {wall:.2f}x by wall time, {cpu:.2f}x by CPU time{aim}"

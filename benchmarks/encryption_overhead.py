@@ -151,7 +151,7 @@ def _aes_decrypt(src: Path, dst: Path, _: dict[str, Any]) -> str:
 
 def _age_encrypt(src: Path, dst: Path, keys: dict[str, Any]) -> str:
     from stella.encryption.age_mode import encrypt_stream_age
-    from stella.encryption.interface import parse_recipient
+    from stella.encryption.recipients import parse_recipient
 
     with src.open("rb") as reader, dst.open("wb") as writer:
         return encrypt_stream_age(reader, writer, [parse_recipient(keys["age_public"])]).ciphertext_digest
@@ -159,7 +159,7 @@ def _age_encrypt(src: Path, dst: Path, keys: dict[str, Any]) -> str:
 
 def _age_decrypt(src: Path, dst: Path, keys: dict[str, Any]) -> str:
     from stella.encryption.age_mode import decrypt_stream_age
-    from stella.encryption.interface import parse_identities
+    from stella.encryption.recipients import parse_identities
 
     with src.open("rb") as reader, dst.open("wb") as writer:
         return decrypt_stream_age(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["LoadReport", "run", "run_load"]
+__all__ = ["LoadReport", "baseline_status_ms", "run", "run_load"]
 
 
 @dataclass
@@ -74,6 +74,18 @@ async def _client(
             report.errors += [
                 f"{r.request.url.path} -> {r.status_code}" for r in responses if r.status_code >= 400
             ]
+
+
+def baseline_status_ms(url: str, token: str, run_id: str, calls: int = 50) -> dict[str, float]:
+    """The in-run baseline: one client, one status call at a time (no queueing)."""
+    timings = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        for _ in range(calls):
+            started = time.perf_counter()
+            client.get(f"/api/export/runs/{run_id}").raise_for_status()
+            timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    return {"p50ms": round(statistics.median(timings), 2), "p95ms": round(timings[int(calls * 0.95) - 1], 2)}
 
 
 def run_load(

@@ -127,7 +127,7 @@ def finish_main(ledger: str, bundle: str, staging: str, key: str, recipient: str
     from stella.bundle.request import ExportRequest
     from stella.ledger.store import LedgerStore
     from stella.selectors import parse_selectors
-    from stella.signers.interface import load_signer
+    from stella.signers.registry import load_signer
 
     shutil.copytree(bundle, staging, copy_function=os.link)  # encryption replaces links, never the originals
     shutil.rmtree(Path(staging) / "signatures", ignore_errors=True)

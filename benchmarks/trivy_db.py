@@ -12,10 +12,14 @@
    else in the export can be faster than this, and since the input and the writer are
    the same, its output must be byte-identical to the exported DB (checked).
 
-The export does much more than the floor -- decode every document, translate OSV to
-Trivy entries, external sort, revision resolution, merge, tarball, OCI layout, hashes --
-so the interesting figures are its absolute cost per advisory and its memory, which
-must stay flat (bounded by batch and merge fan-in, not by the ledger size).
+4. The adapter-alone loop: read the segments, translate every advisory
+   (``trivy_db_items``), sort each group in memory and write the DB and its reports
+   with the export's own ``write_db_outputs``, no Beam, no external sort, one process.
+   Its ``trivy.db`` must be byte-identical to the export's (checked). Target: the
+   export at >= 0.6x its throughput.
+5. The export again with ``--workers 2`` (target >= 1.6x one worker; same bundle).
+
+Ratios are printed by wall time and by CPU time; on a shared machine trust the latter.
 """
 
 from __future__ import annotations
@@ -28,18 +32,19 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.common import BIN, Measurement, bench_ledger, measure, print_table
+from benchmarks.common import BIN, Measurement, bench_ledger, measure, print_table, ratio_line
 
-__all__ = ["dump_main", "floor_main", "run"]
+__all__ = ["adapter_main", "dump_main", "floor_main", "run"]
 
 _CHUNK = 10_000
 
 
 def dump_main(db_path: str, out: str) -> None:
     """Write every entry of ``db_path`` (in order) to ``out`` as pickled lists of tuples."""
-    from stella.adapters.trivy.boltread import BoltReader
+    from tests.adapters.boltread import BoltReader
 
     count = 0
     with BoltReader.open(db_path) as reader, open(out, "wb") as handle:
@@ -73,24 +78,65 @@ def floor_main(pairs: str, out: str) -> None:
     print(json.dumps({"entries": stats.entries, "bytes": stats.file_bytes}))
 
 
+def adapter_main(ledger: str, out: str) -> None:
+    """The adapter-alone loop: read -> translate -> in-memory sort -> the export's DB writer."""
+    from collections import defaultdict
+
+    from stella.adapters.trivy.dbitems import is_osv_advisory, trivy_db_items, write_db_outputs
+    from stella.ledger.store import LedgerStore, read_segment
+
+    groups: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
+    count = 0
+    for segment in LedgerStore(ledger).segments("bench"):
+        for record in read_segment(segment.path):
+            if is_osv_advisory(record):
+                count += 1
+                for group, key, value in trivy_db_items(record):
+                    groups[group].append((key, value))
+    for pairs in groups.values():
+        pairs.sort()
+    entries = write_db_outputs(out, lambda group: iter(groups.get(group, [])))
+    print(json.dumps({"advisories": count, "files": [e.path for e in entries]}))
+
+
+def _export(ledger: Path, out: Path, records: int, workers: int, beam_args: Sequence[str]) -> Measurement:
+    label = " ".join(beam_args) or f"--workers {workers}"
+    flags = list(beam_args) if beam_args else ["--workers", str(workers)]
+    return measure(
+        f"trivy:db export, {label}",
+        [str(BIN / "stella"), "export", "run", "--tenant", "bench", "--profile", "trivy:db",
+         "--ledger", str(ledger), "--out", str(out), "--json", *flags],
+        items=records,
+    )  # fmt: skip
+
+
 def run(records: int, beam_args: Sequence[str] = ()) -> dict[str, object]:
     ledger = bench_ledger(records)
     work = Path(tempfile.mkdtemp(prefix="stella-bench-trivy-"))
-    label = " ".join(beam_args) or "FnApiRunner, in process"
     try:
-        export = measure(
-            f"trivy:db export ({label})",
-            [str(BIN / "stella"), "export", "run", "--tenant", "bench", "--profile", "trivy:db",
-             "--ledger", str(ledger), "--out", str(work / "out"), "--json", *beam_args],
-            items=records,
-        )  # fmt: skip
+        export = _export(ledger, work / "one", records, 1, beam_args)
         summary = json.loads(export.output)
         bundle = Path(summary["bundle"])
         manifest = json.loads((bundle / "export.json").read_bytes())
         db_file = bundle / manifest["trivy"]["dbFile"]
         db_mb = db_file.stat().st_size / 1e6
         assert summary["counts"] == {"advisory": records}, summary
-        export = Measurement(export.name, export.seconds, export.peak_rss_mb, records, db_mb, export.output)
+        export = replace(export, megabytes=db_mb)
+        adapter = measure(
+            "adapter alone: read, translate, sort, write",
+            [sys.executable, "-m", "benchmarks.trivy_db", "--adapter", str(ledger), str(work / "adapter")],
+            items=records,
+            megabytes=db_mb,
+        )
+        adapter_identical = filecmp.cmp(
+            work / "adapter" / manifest["trivy"]["dbFile"], db_file, shallow=False
+        )
+        two = None
+        if not beam_args:
+            two = replace(_export(ledger, work / "two", records, 2, ()), megabytes=db_mb)
+            assert json.loads(two.output)["exportId"] == summary["exportId"], (
+                "worker count changed the bundle"
+            )
 
         pairs = work / "entries.pickle"
         measure(
@@ -106,7 +152,9 @@ def run(records: int, beam_args: Sequence[str] = ()) -> dict[str, object]:
         identical = filecmp.cmp(work / "floor.db", db_file, shallow=False)
 
         print_table(
-            f"trivy:db, {records:,} advisories -> {entries:,} DB entries", [export], unit="advisories"
+            f"trivy:db, {records:,} advisories -> {entries:,} DB entries",
+            [adapter, export, *([two] if two else [])],
+            unit="advisories",
         )
         print_table("floor", [floor], unit="entries")
         print(
@@ -116,6 +164,10 @@ def run(records: int, beam_args: Sequence[str] = ()) -> dict[str, object]:
             f"export {export.seconds:,.1f} s = {export.seconds / floor.seconds:.1f}x the floor's {floor.seconds:,.1f} s"
         )
         print(f"floor output byte-identical to the exported trivy.db: {identical}")
+        print(f"adapter-alone trivy.db byte-identical to the exported one: {adapter_identical}")
+        print(ratio_line("export / adapter-alone loop", export, adapter, target=">= 0.6"))
+        if two:
+            print(ratio_line("--workers 2 / --workers 1", two, export, target=">= 1.6"))
         print(f"untranslated: {json.dumps(manifest['untranslated'], sort_keys=True)}")
         return {
             "records": records,
@@ -124,6 +176,9 @@ def run(records: int, beam_args: Sequence[str] = ()) -> dict[str, object]:
             "export": export.__dict__,
             "floor": floor.__dict__,
             "floor_identical": identical,
+            "adapter": adapter.__dict__,
+            "adapter_identical": adapter_identical,
+            "workers2": two.__dict__ if two else None,
             "untranslated": manifest["untranslated"],
         }
     finally:
@@ -145,7 +200,11 @@ def main() -> None:
     )
     parser.add_argument("--dump", nargs=2, metavar=("DB", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--floor", nargs=2, metavar=("PAIRS", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--adapter", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.adapter:
+        adapter_main(*args.adapter)
+        return
     if args.dump:
         dump_main(*args.dump)
     elif args.floor:

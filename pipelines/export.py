@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import apache_beam as beam
@@ -30,11 +30,29 @@ from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, 
 from stella.bundle.request import ExportRequest
 from stella.errors import PipelineError, StellaError
 from stella.signers.interface import Signer
+from stella.targets.distribute import RetryPolicy, check_targets, publish_bundle
+from stella.targets.interface import Target, TargetResult
+from stella.telemetry.logs import current_correlation
+from stella.telemetry.tracing import carrier, span
 from transforms.shards import RUNS_DIR
 
-__all__ = ["ExportOutcome", "run_export"]
+__all__ = ["ExportOutcome", "export_and_publish", "run_export"]
 
 _LOG = logging.getLogger(__name__)
+
+# Exceptions that mean a bug in this code, not a failed run: they surface as they are
+# (the CLI reports ERR_EXPORT_INTERNAL, with the traceback under -v) instead of being
+# dressed up as a pipeline failure the user could fix by retrying.
+_BUGS = (
+    TypeError,
+    AttributeError,
+    NameError,
+    LookupError,
+    AssertionError,
+    ArithmeticError,
+    NotImplementedError,
+    RecursionError,
+)
 
 
 @dataclass(frozen=True)
@@ -69,16 +87,19 @@ def run_export(
     own ``stella-run-<random>`` folder there, removed after the run.
 
     Raises:
-        StellaError: the request is unusable, the pipeline failed (``PipelineError``),
-            or the destination conflicts.
+        StellaError: the request is unusable, the pipeline failed (``PipelineError``:
+            the runner, a worker or storage failed), or the destination conflicts.
+        TypeError, AttributeError, ...: a bug (see ``_BUGS``), unchanged.
     """
     builder = builder_for(request.profile.name)
     started = time.monotonic()
+    request = replace(request, trace_context=carrier())  # worker spans join this run's trace
     local = new_staging(request.out_dir)
     work = str(local) if staging is None else _run_folder(staging)
     try:
-        pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-        builder(pipeline, request, work)
+        with span("export.plan", **{"stella.profile": request.profile.name}):
+            pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+            builder(pipeline, request, work)
         result = pipeline.run()
         state = result.wait_until_finish()
         if state not in (PipelineState.DONE, None):
@@ -91,16 +112,13 @@ def run_export(
         storage.remove_tree(storage.join(work, RUNS_DIR))
         if work != str(local):
             storage.download_tree(work, local)
-        manifest = finish_bundle(local, request, signer=signer)
+        with span("export.sign", **{"stella.signed": signer is not None}):
+            manifest = finish_bundle(local, request, signer=signer)
         outcome: PublishOutcome = publish(local, manifest["exportId"], overwrite=overwrite)
-    except StellaError:
+    except BaseException as exc:
         discard_staging(local)
-        raise
-    except Exception as exc:
-        discard_staging(local)
-        raise PipelineError(f"export pipeline failed: {type(exc).__name__}: {exc}") from exc
-    except BaseException:
-        discard_staging(local)
+        if isinstance(exc, Exception) and not isinstance(exc, (StellaError, *_BUGS)):
+            raise PipelineError(f"export pipeline failed: {type(exc).__name__}: {exc}") from exc
         raise
     finally:
         if work != str(local):
@@ -113,3 +131,39 @@ def run_export(
         seconds=time.monotonic() - started,
         archive=archive_bundle(outcome.path) if archive else None,
     )
+
+
+def export_and_publish(
+    request: ExportRequest,
+    beam_args: Sequence[str] = (),
+    *,
+    targets: Sequence[Target] = (),
+    retry: RetryPolicy | None = None,
+    overwrite: bool = False,
+    signer: Signer | None = None,
+    archive: bool = False,
+    staging: str | None = None,
+) -> tuple[ExportOutcome, list[TargetResult]]:
+    """One run as every surface launches it (CLI, schedules, service): export, then publish to ``targets``.
+
+    Everything happens inside one ``export.run`` span, so plan, read, adapt, write, sign
+    and each target's publish are its children. The targets are checked (egress) again
+    before the export starts, so a denied host costs no pipeline run.
+
+    Raises:
+        EgressDeniedError: a target's host is not allowed (checked before the export).
+        StellaError: as :func:`run_export`. A target that fails is reported in its
+            :class:`TargetResult`, not raised: the bundle itself was published locally.
+    """
+    check_targets(targets)
+    attributes = {"stella.tenant": request.tenant, "stella.profile": request.profile.name}
+    correlation = current_correlation()  # the service's run id; the CLI's logs use the trace id
+    if correlation:
+        attributes["stella.correlation_id"] = correlation
+    with span("export.run", **attributes) as current:
+        outcome = run_export(
+            request, beam_args, overwrite=overwrite, signer=signer, archive=archive, staging=staging
+        )
+        current.set_attribute("stella.export_id", outcome.export_id)
+        results = publish_bundle(outcome.path, targets, retry=retry, verify=False)
+    return outcome, results

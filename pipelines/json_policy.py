@@ -127,12 +127,12 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam
     root = staging
     selected = (
         pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+        | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
         | "SelectRecords" >> SelectRecords(request.selectors)
     )
     summary = selected | "SummarizeRecords" >> SummarizeRecords()
     as_of = summary | "EvaluationTime" >> beam.Map(lambda s: generated_at(request, s.high_water))
-    raw = selected | "AdaptRecords" >> AdaptRecords(jsonraw_items)
+    raw = selected | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
     found = selected | "FindFindings" >> FindFindings(snapshot.policy, as_of)
     shards = (
         (raw, found["items"])
@@ -144,6 +144,7 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam
             path_for=_path,
             writer=_write,
             records_per_shard=request.records_per_shard,
+            trace=request.trace_context,
         )
     )
     pinned = (

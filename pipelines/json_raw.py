@@ -37,13 +37,13 @@ def _write(root: str, path: str, pairs: object) -> object:
 def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     selected = (
         pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+        | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
         | "SelectRecords" >> SelectRecords(request.selectors)
     )
     summary = selected | "SummarizeRecords" >> SummarizeRecords()
     return (
         selected
-        | "AdaptRecords" >> AdaptRecords(jsonraw_items)
+        | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
         | "WriteSortedShards"
         >> WriteSortedShards(
             temp_dir=storage.join(staging, RUNS_DIR),
@@ -51,6 +51,7 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam
             path_for=shard_path,
             writer=_write,  # type: ignore[arg-type]
             records_per_shard=request.records_per_shard,
+            trace=request.trace_context,
         )
         | "AssembleBundle" >> AssembleBundle(staging, request, summary)
     )

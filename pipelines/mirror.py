@@ -2,7 +2,7 @@
 
 mirror:full::
 
-    ReadLedger -> SelectRecords -> AdaptRecords(mirror_items) -> WriteSortedShards -> AssembleBundle
+    ReadLedger -> SelectRecords -> AdaptRecords(mirror_items, request.trace_context) -> WriteSortedShards -> AssembleBundle
                                \\-> SummarizeMirror (counts, high water, record-set digest) --/
 
 ``mirror_items`` yields each record's json:raw line (same bytes as json:raw) and its
@@ -238,7 +238,7 @@ def _mirror_block(
 def _read_selected(pipeline: beam.Pipeline, request: ExportRequest) -> beam.PCollection:
     return (
         pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+        | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
         | "SelectRecords" >> SelectRecords(request.selectors)
     )
 
@@ -250,6 +250,7 @@ def _write_shards(staging: str, request: ExportRequest) -> WriteSortedShards:
         path_for=mirror_shard_path,
         writer=write_mirror_shard,
         records_per_shard=request.records_per_shard,
+        trace=request.trace_context,
     )
 
 
@@ -290,7 +291,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     current = _read_selected(pipeline, request)
     previous = (
         pipeline
-        | "ReadBaseLedger" >> ReadLedger([s.path for s in base.segments])
+        | "ReadBaseLedger" >> ReadLedger([s.path for s in base.segments], trace=request.trace_context)
         | "SelectBaseRecords" >> SelectRecords(base.selectors)
     )
     summary = current | "SummarizeMirror" >> SummarizeMirror()
@@ -305,7 +306,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         | "ReadCarriedLedger" >> ReadLedger([s.path for s in request.segments])
         | "SelectCarriedRecords" >> SelectRecords(request.selectors)
         | "KeepChangedRecords" >> KeepChangedRecords(changes)
-        | "AdaptRecords" >> AdaptRecords(jsonraw_items)
+        | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
         | "WriteSortedShards" >> _write_shards(staging, request)
     )
 

@@ -5,7 +5,8 @@ A profile is one module under ``pipelines/`` exporting ``PROFILE`` (a
 defaults) and ``build(pipeline, request, staging)``; registering it is one line in
 :data:`REGISTRY`. ``stella export profiles``, ``stella export run --help``, the docs and
 :func:`pipelines.export.run_export` all read this table. Planned profiles are listed
-here without a builder until their module lands.
+in the table without a builder (``ProfileEntry(Profile(..., status=ProfileStatus.PLANNED))``)
+until their module lands.
 """
 
 from __future__ import annotations
@@ -32,11 +33,6 @@ class ProfileEntry:
 
     profile: Profile
     build: Builder | None = None
-
-
-def _planned(name: str, contents: str, consumer: str) -> ProfileEntry:
-    kind, _, variant = name.partition(":")
-    return ProfileEntry(Profile(name, kind, variant, "r1", ProfileStatus.PLANNED, contents, consumer))
 
 
 def _table(*entries: ProfileEntry) -> Mapping[str, ProfileEntry]:

@@ -50,14 +50,14 @@ class TrivyPipeline:
         options = parse_trivy_options(request.options)  # a bad option fails before anything runs
         kept = (
             pipeline
-            | "ReadLedger" >> ReadLedger([s.path for s in request.segments])
+            | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
             | "SelectRecords" >> SelectRecords(request.selectors)
             | self.keep_label >> KeepRecords(self.keep)
         )
         summary = kept | "SummarizeRecords" >> SummarizeRecords()
         written = (
             kept
-            | "AdaptRecords" >> AdaptRecords(self.adapter)
+            | "AdaptRecords" >> AdaptRecords(self.adapter, request.trace_context)
             | self.write_label
             >> WriteTrivyArtifact(
                 staging=staging,

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "EXIT_CODES",
     "BaseMissingError",
     "BundleIntegrityError",
     "ConflictError",
+    "EXIT_CODES",
     "EgressDeniedError",
     "ErrorSpec",
-    "InputError",
     "ForbiddenError",
+    "InputError",
     "MirrorChainError",
     "MirrorExpiredError",
     "MirrorRollbackError",
@@ -32,8 +32,8 @@ __all__ = [
     "PolicySnapshotRequiredError",
     "ProfileUnavailableError",
     "QuotaError",
-    "SignatureError",
     "RemoteError",
+    "SignatureError",
     "StellaError",
     "TrustError",
     "UnauthenticatedError",
@@ -72,7 +72,9 @@ _SPECS: tuple[ErrorSpec, ...] = (
     ),
     ErrorSpec("ERR_EXPORT_NOT_FOUND", 6, 404, "ledger, tenant, bundle, run or key not found"),
     ErrorSpec("ERR_EXPORT_INPUT", 7, 422, "input documents could not be read or none were usable"),
-    ErrorSpec("ERR_EXPORT_EGRESS", 8, 403, "a network destination is not allowed by the egress allowlist"),
+    ErrorSpec(
+        "ERR_EXPORT_EGRESS_DENIED", 8, 403, "a network destination is not allowed by the egress allowlist"
+    ),
     ErrorSpec("ERR_EXPORT_CONFLICT", 9, 409, "the destination already exists with different content"),
     ErrorSpec(
         "ERR_EXPORT_PROFILE_UNAVAILABLE", 10, 501, "the profile is known but not available in this build"
@@ -180,7 +182,7 @@ class InputError(StellaError):
 
 
 class EgressDeniedError(StellaError):
-    code = "ERR_EXPORT_EGRESS"
+    code = "ERR_EXPORT_EGRESS_DENIED"
 
 
 class ConflictError(StellaError):

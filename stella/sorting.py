@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import io
 import struct
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
 
 import zstandard
 
@@ -43,10 +42,13 @@ BUCKETS = 64
 # At most this many run slices are open (one file handle and one zstd decoder each) in a
 # merge; more are first merged into intermediate runs. Bounds memory and open files
 # whatever the data size (an unbounded fan-in once cost 1 GB at a million records).
-DEFAULT_FAN_IN = 64
+DEFAULT_FAN_IN = 512
 _LENGTHS = struct.Struct(">II")
-_RUN_LEVEL = 1  # runs are temporary: favour speed over size
-_READ_CHUNK = 1 << 16
+# Runs are temporary: favour speed over size, and a small window, because a merge holds
+# one decoder (window + chunk) per open slice: 32 KiB windows keep DEFAULT_FAN_IN
+# slices within a few tens of MB.
+_RUN_PARAMS = zstandard.ZstdCompressionParameters.from_level(1, window_log=15)
+_READ_CHUNK = 1 << 13
 _WRITE_CHUNK = 1 << 20
 
 SortItem = tuple[str, bytes, bytes]
@@ -82,71 +84,84 @@ def shard_of_bucket(bucket: int, shards: int) -> int:
     return bucket * shards // BUCKETS
 
 
-def write_run(directory: str, items: Iterable[SortItem]) -> list[RunSlice]:
+def write_run(directory: str, items: Iterable[SortItem], *, bucketed: bool = True) -> list[RunSlice]:
     """Sort ``items`` and write them as one run file under ``directory``.
+
+    Items are spread over their (group, bucket) lists in arrival order and each list is
+    sorted on its own: input that is already in key order (a batch of one ledger
+    segment, which stores records sorted) costs one linear pass instead of a full
+    sort. ``bucketed=False`` puts a whole group in one slice (bucket 0), for outputs
+    that merge every bucket anyway (a Trivy DB): fewer, longer slices to merge.
 
     The file name is random: a retried Beam bundle writes a new file, and only the
     slices of the attempt that committed are ever merged.
     """
-    keyed = sorted((group, bucket_of(key), key, value) for group, key, value in items)
-    if not keyed:
+    lists: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+    for group, key, value in items:
+        lists[group, bucket_of(key) if bucketed else 0].append((key, value))
+    if not lists:
         return []
     path = storage.join(directory, f"run-{uuid.uuid4().hex}.bin")
     slices: list[RunSlice] = []
-    compressor = zstandard.ZstdCompressor(level=_RUN_LEVEL)
+    compressor = zstandard.ZstdCompressor(compression_params=_RUN_PARAMS)
     offset = 0
+    pack = _LENGTHS.pack
     with storage.open_write(path) as handle:
-        start = 0
-        while start < len(keyed):
-            group, bucket = keyed[start][0], keyed[start][1]
-            end = start
-            buffer = io.BytesIO()
-            while end < len(keyed) and keyed[end][0] == group and keyed[end][1] == bucket:
-                _, _, key, value = keyed[end]
-                buffer.write(_LENGTHS.pack(len(key), len(value)))
-                buffer.write(key)
-                buffer.write(value)
-                end += 1
-            frame = compressor.compress(buffer.getvalue())
+        for (group, bucket), pairs in sorted(lists.items()):
+            pairs.sort()
+            parts: list[bytes] = []
+            for key, value in pairs:
+                parts += (pack(len(key), len(value)), key, value)
+            frame = compressor.compress(b"".join(parts))
             handle.write(frame)
-            slices.append(RunSlice(path, group, bucket, offset, len(frame), end - start))
+            slices.append(RunSlice(path, group, bucket, offset, len(frame), len(pairs)))
             offset += len(frame)
-            start = end
     return slices
 
 
-class _RangeReader(io.RawIOBase):
-    """Exposes bytes [offset, offset+length) of a file as a stream."""
-
-    def __init__(self, handle: IO[bytes], offset: int, length: int) -> None:
-        self._handle = handle
-        self._remaining = length
-        handle.seek(offset)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._remaining <= 0:
-            return 0
-        data = self._handle.read(min(len(buffer), self._remaining, _READ_CHUNK))
-        buffer[: len(data)] = data
-        self._remaining -= len(data)
-        return len(data)
+def _compressed_chunks(piece: RunSlice) -> Iterator[bytes]:
+    """The slice's compressed bytes in chunks: streamed from a local file; fetched in one
+    ranged read from object storage (whose readers buffer 16 MB each, too much per open slice)."""
+    with storage.open_read(piece.path) as handle:
+        handle.seek(piece.offset)
+        if storage.is_remote(piece.path):
+            data = handle.read(piece.length)
+            handle.close()
+            for start in range(0, len(data), _READ_CHUNK):
+                yield data[start : start + _READ_CHUNK]
+            return
+        remaining = piece.length
+        while remaining > 0:
+            chunk = handle.read(min(_READ_CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
 
 
 def _read_slice(piece: RunSlice) -> Iterator[tuple[bytes, bytes]]:
-    with storage.open_read(piece.path) as handle:
-        raw = _RangeReader(handle, piece.offset, piece.length)
-        stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))  # type: ignore[arg-type]
-        for _ in range(piece.count):
-            header = stream.read(_LENGTHS.size)
-            if len(header) != _LENGTHS.size:
-                raise OSError(f"run file {piece.path} is truncated")
-            key_len, value_len = _LENGTHS.unpack(header)
-            key = stream.read(key_len)
-            value = stream.read(value_len)
-            yield key, value
+    """The pairs of one slice, decompressed a chunk at a time (memory: a chunk, not the slice)."""
+    unpack = _LENGTHS.unpack_from
+    header = _LENGTHS.size
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    produced = 0
+    buffer = b""
+    for chunk in _compressed_chunks(piece):
+        data = decompressor.decompress(chunk)
+        buffer = buffer + data if buffer else data
+        position, end = 0, len(buffer)
+        while end - position >= header:
+            key_len, value_len = unpack(buffer, position)
+            stop = position + header + key_len + value_len
+            if stop > end:
+                break
+            start = position + header
+            yield buffer[start : start + key_len], buffer[start + key_len : stop]
+            produced += 1
+            position = stop
+        buffer = buffer[position:]
+    if produced != piece.count or buffer:
+        raise OSError(f"run file {piece.path} is truncated")
 
 
 def _spill(slices: Sequence[RunSlice], temp_dir: str) -> RunSlice:
@@ -155,7 +170,8 @@ def _spill(slices: Sequence[RunSlice], temp_dir: str) -> RunSlice:
     count = 0
     with storage.open_write(path) as handle:
         sink = storage.HashingWriter(handle, hashing=False)
-        with zstandard.ZstdCompressor(level=_RUN_LEVEL).stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
+        compressor = zstandard.ZstdCompressor(compression_params=_RUN_PARAMS)
+        with compressor.stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
             buffer: list[bytes] = []
             size = 0
             for key, value in heapq.merge(*(_read_slice(s) for s in slices)):
@@ -175,18 +191,23 @@ def merge_slices(
     """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once.
 
     Ordering by value too makes equal keys come out the same way whatever the run files
-    were called or which worker wrote them. With more than ``fan_in`` slices, groups of
-    ``fan_in`` are first merged into intermediate runs under ``temp_dir`` (a merge tree:
-    one more sequential pass per level).
+    were called or which worker wrote them. With more than ``fan_in`` slices, the smallest
+    are first merged into intermediate runs under ``temp_dir``, just enough of them for the
+    rest to fit (so only those records take one more sequential pass).
 
     Raises:
         ValueError: ``fan_in`` below 2, or more than ``fan_in`` slices and no ``temp_dir``.
     """
     if fan_in < 2:
         raise ValueError(f"fan_in must be at least 2, got {fan_in}")
-    level = sorted(slices, key=lambda s: (s.path, s.offset))
+    level = sorted(slices, key=lambda s: (s.count, s.path, s.offset))
     while len(level) > fan_in:
         if temp_dir is None:
             raise ValueError(f"merging {len(level)} slices with fan_in {fan_in} needs a temp_dir")
-        level = [_spill(level[start : start + fan_in], temp_dir) for start in range(0, len(level), fan_in)]
+        # Merge only as many of the smallest slices as it takes for the rest to fit: just
+        # past the fan-in, a few records take the extra pass instead of all of them.
+        take = min(fan_in, len(level) - fan_in + 1)
+        level = sorted(
+            [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
+        )
     return heapq.merge(*(_read_slice(s) for s in level))

@@ -48,12 +48,15 @@ def rfc3339(moment: datetime, *, fraction: str = "micro") -> str:
     """``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` in UTC, every field zero-padded.
 
     ``fraction``: ``micro`` writes six digits when there are microseconds (the ledger's
-    spelling); ``go`` trims trailing zeros as Go's ``time.Time`` marshals them.
+    spelling); ``go`` trims trailing zeros as Go's ``time.Time`` marshals them; ``milli``
+    always writes three (API and log times).
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"timestamp {moment!r} has no time zone")
     utc = moment.astimezone(UTC)
     text = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    if fraction == "milli":
+        return text + f".{utc.microsecond // 1000:03d}Z"
     if utc.microsecond:
         digits = f"{utc.microsecond:06d}"
         text += "." + (digits.rstrip("0") if fraction == "go" else digits)

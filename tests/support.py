@@ -7,10 +7,13 @@ proves nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,24 @@ DATA = SHARED / "data"
 TOOLS = SHARED / "tools"
 CACHE = Path(os.environ.get("STELLA_TEST_CACHE", REPO / ".cache")).resolve()
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
+
+
+_CLI_LOGGERS = ("stella", "transforms", "pipelines", "runners", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+@contextlib.contextmanager
+def preserved_logging() -> Iterator[None]:
+    """Undo what an in-process ``stella.cli.main`` does to logging (handlers bound to a test's
+    captured stderr, levels), so one test's CLI call cannot change what the next one logs."""
+    loggers = [logging.getLogger(name) for name in _CLI_LOGGERS]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate, disabled in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
 
 
 def in_ci() -> bool:

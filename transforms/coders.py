@@ -1,11 +1,11 @@
-"""Element types for batches, with coders that size them cheaply.
+"""Element types for batches, and the one coder that sizes them cheaply.
 
 Beam samples the encoded size of elements to report throughput; with the default
 coder that means *pickling* the element. Our elements are batches of thousands of
 records, and Beam samples every one of the first elements of a bundle, so the default
-cost one full pickle of every record (~30% of a json:raw export). These coders estimate
-size from lengths already known, and are only asked to really encode when a batch
-crosses a process boundary (multi-processing, Dask, Flink, Dataflow).
+cost one full pickle of every record (~30% of a json:raw export). :class:`BatchCoder`
+asks the batch for an estimate from lengths already known, and really encodes only
+when a batch crosses a process boundary (multi-processing, Dask, Flink, Dataflow).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import apache_beam as beam
 from stella.model import LedgerRecord
 from stella.sorting import SortItem
 
-__all__ = ["ItemBatch", "ItemBatchCoder", "RecordBatch", "RecordBatchCoder"]
+__all__ = ["BatchCoder", "ItemBatch", "RecordBatch"]
 
 _RECORD_OVERHEAD = 256  # envelope fields and linkset, roughly, per record
 
@@ -26,44 +26,45 @@ _RECORD_OVERHEAD = 256  # envelope fields and linkset, roughly, per record
 class RecordBatch(list[LedgerRecord]):
     """A batch of ledger records: the element ReadLedger and SelectRecords produce."""
 
+    def size_estimate(self) -> int:
+        return sum(len(r.document) for r in self) + _RECORD_OVERHEAD * len(self)
+
 
 class ItemBatch(list[SortItem]):
     """A batch of (group, key, value) items: the element AdaptRecords produces."""
 
+    def size_estimate(self) -> int:
+        return sum(len(k) + len(v) + len(g) for g, k, v in self)
 
-class RecordBatchCoder(beam.coders.Coder):  # type: ignore[misc]
-    def encode(self, value: RecordBatch) -> bytes:
+
+Batch = RecordBatch | ItemBatch
+
+
+class BatchCoder(beam.coders.Coder):  # type: ignore[misc]
+    """Pickles a batch as a plain list and restores its type; sizes it without encoding."""
+
+    def __init__(self, batch_type: type[Batch]) -> None:
+        self._batch_type = batch_type
+
+    @classmethod
+    def from_type_hint(cls, typehint: type[Batch], unused_registry: Any) -> BatchCoder:
+        return cls(typehint)
+
+    def encode(self, value: Batch) -> bytes:
         return pickle.dumps(list(value), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def decode(self, encoded: bytes) -> RecordBatch:
-        return RecordBatch(pickle.loads(encoded))
+    def decode(self, encoded: bytes) -> Batch:
+        return self._batch_type(pickle.loads(encoded))
 
     def is_deterministic(self) -> bool:
         return False
 
-    def estimate_size(self, value: RecordBatch) -> int:
-        return sum(len(r.document) for r in value) + _RECORD_OVERHEAD * len(value)
+    def estimate_size(self, value: Batch) -> int:
+        return value.size_estimate()
 
     def to_type_hint(self) -> Any:
-        return RecordBatch
+        return self._batch_type
 
 
-class ItemBatchCoder(beam.coders.Coder):  # type: ignore[misc]
-    def encode(self, value: ItemBatch) -> bytes:
-        return pickle.dumps(list(value), protocol=pickle.HIGHEST_PROTOCOL)
-
-    def decode(self, encoded: bytes) -> ItemBatch:
-        return ItemBatch(pickle.loads(encoded))
-
-    def is_deterministic(self) -> bool:
-        return False
-
-    def estimate_size(self, value: ItemBatch) -> int:
-        return sum(len(k) + len(v) + len(g) for g, k, v in value)
-
-    def to_type_hint(self) -> Any:
-        return ItemBatch
-
-
-beam.coders.registry.register_coder(RecordBatch, RecordBatchCoder)
-beam.coders.registry.register_coder(ItemBatch, ItemBatchCoder)
+beam.coders.registry.register_coder(RecordBatch, BatchCoder)
+beam.coders.registry.register_coder(ItemBatch, BatchCoder)

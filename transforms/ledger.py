@@ -17,10 +17,11 @@ from apache_beam.metrics import Metrics
 from stella.ledger.store import read_segment
 from stella.model import LedgerRecord
 from stella.selectors import Selectors
+from stella.telemetry.tracing import TraceContext, stage_span
 from stella.timefmt import later
 from transforms.coders import RecordBatch
 
-__all__ = ["KeepRecords", "ReadLedger", "RecordSummary", "SelectRecords", "SummarizeRecords"]
+__all__ = ["KeepRecords", "ReadLedger", "ReadSegmentFn", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 
 Batch = RecordBatch
 _LOG = logging.getLogger(__name__)
@@ -33,27 +34,30 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
     they are large enough to keep runs few and small enough to bound worker memory.
     """
 
-    def __init__(self, batch_size: int, batch_bytes: int) -> None:
+    def __init__(self, batch_size: int, batch_bytes: int, trace: TraceContext = ()) -> None:
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
+        self._trace = trace
         self._read = Metrics.counter("ledger", "records_read")
 
     def process(self, path: str) -> Iterator[Batch]:
-        batch = RecordBatch()
-        size = total = 0
-        for record in read_segment(path):
-            total += 1
-            batch.append(record)
-            size += len(record.document)
-            if len(batch) >= self._batch_size or size >= self._batch_bytes:
+        with stage_span("export.read", self._trace, **{"stella.segment": path.rsplit("/", 1)[-1]}) as span:
+            batch = RecordBatch()
+            size = total = 0
+            for record in read_segment(path):
+                total += 1
+                batch.append(record)
+                size += len(record.document)
+                if len(batch) >= self._batch_size or size >= self._batch_bytes:
+                    self._read.inc(len(batch))
+                    _read_progress(path, len(batch), size)
+                    yield batch
+                    batch, size = RecordBatch(), 0
+            if batch:
                 self._read.inc(len(batch))
                 _read_progress(path, len(batch), size)
                 yield batch
-                batch, size = RecordBatch(), 0
-        if batch:
-            self._read.inc(len(batch))
-            _read_progress(path, len(batch), size)
-            yield batch
+            span.set_attribute("stella.records", total)
         _LOG.debug("read %s: %d records", path.rsplit("/", 1)[-1], total)
 
 
@@ -79,8 +83,10 @@ class ReadLedger(beam.PTransform):  # type: ignore[misc]
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
+        trace: TraceContext = (),
     ) -> None:
         super().__init__()
+        self._trace = trace
         if batch_size < 1 or batch_bytes < 1:
             raise ValueError(f"batch_size and batch_bytes must be positive, got {batch_size}, {batch_bytes}")
         self._paths = sorted(segment_paths)
@@ -93,7 +99,9 @@ class ReadLedger(beam.PTransform):  # type: ignore[misc]
             | "ListSegments" >> beam.Create(self._paths)
             | "SpreadSegments" >> beam.Reshuffle()
             | "ReadSegments"
-            >> beam.ParDo(ReadSegmentFn(self._batch_size, self._batch_bytes)).with_output_types(Batch)
+            >> beam.ParDo(ReadSegmentFn(self._batch_size, self._batch_bytes, self._trace)).with_output_types(
+                Batch
+            )
         )
 
 

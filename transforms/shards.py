@@ -18,9 +18,10 @@ from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
 from stella.model import LedgerRecord
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
+from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
 
-__all__ = ["RUNS_DIR", "AdaptRecords", "ShardWriter", "WriteSortedShards"]
+__all__ = ["RUNS_DIR", "AdaptRecords", "MergeShardFn", "ShardWriter", "WriteRunsFn", "WriteSortedShards"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -35,15 +36,17 @@ PathFor = Callable[[str, int, int], str]
 class AdaptRecords(beam.PTransform):  # type: ignore[misc]
     """Batches of records -> batches of (group, key, value) items, via a pure adapter."""
 
-    def __init__(self, adapter: RecordAdapter) -> None:
+    def __init__(self, adapter: RecordAdapter, trace: TraceContext = ()) -> None:
         super().__init__()
         self._adapter = adapter
+        self._trace = trace
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        adapter = self._adapter
+        adapter, trace = self._adapter, self._trace
 
         def adapt(batch: list[LedgerRecord]) -> ItemBatch:
-            return ItemBatch(item for record in batch for item in adapter(record))
+            with stage_span("export.adapt", trace, **{"stella.records": len(batch)}):
+                return ItemBatch(item for record in batch for item in adapter(record))
 
         return batches | "ApplyAdapter" >> beam.Map(adapt).with_output_types(ItemBatch)
 
@@ -53,29 +56,35 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
 
     Deliberately stateless (one run per element, nothing emitted from
     ``finish_bundle``): the Dask runner drops finish_bundle output, and batches are
-    already large (see ``ReadLedger``), so runs stay few.
+    already large (see ``ReadLedger``), so runs stay few. ``bucketed=False`` is for
+    merges that take every bucket of a group (one output file, no shards).
     """
 
-    def __init__(self, temp_dir: str) -> None:
+    def __init__(self, temp_dir: str, *, bucketed: bool = True) -> None:
         self._temp_dir = temp_dir
+        self._bucketed = bucketed
 
     def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
-        yield from write_run(self._temp_dir, items)
+        yield from write_run(self._temp_dir, items, bucketed=self._bucketed)
 
 
 class MergeShardFn(beam.DoFn):  # type: ignore[misc]
     """Merges one shard's slices into its output file (bounded fan-in: see stella.sorting)."""
 
-    def __init__(self, out_root: str, path_for: PathFor, writer: ShardWriter, temp_dir: str) -> None:
+    def __init__(
+        self, out_root: str, path_for: PathFor, writer: ShardWriter, temp_dir: str, trace: TraceContext = ()
+    ) -> None:
         self._root = out_root
         self._path_for = path_for
         self._writer = writer
         self._temp_dir = temp_dir
+        self._trace = trace
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
         path = self._path_for(group, index, total)
-        entry = self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
+        with stage_span("export.write", self._trace, **{"stella.shard": path}):
+            entry = self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
         _LOG.info(
             "wrote %s: %s records, %d bytes",
             path,
@@ -106,8 +115,10 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         path_for: PathFor,
         writer: ShardWriter,
         records_per_shard: int,
+        trace: TraceContext = (),
     ) -> None:
         super().__init__()
+        self._trace = trace
         if records_per_shard < 1:
             raise ValueError(f"records_per_shard must be positive, got {records_per_shard}")
         self._temp_dir = temp_dir
@@ -140,6 +151,6 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
             | "GroupRunsByShard" >> beam.GroupByKey()
             | "MergeShards"
             >> beam.ParDo(
-                MergeShardFn(self._out_root, self._path_for, self._writer, self._temp_dir)
+                MergeShardFn(self._out_root, self._path_for, self._writer, self._temp_dir, self._trace)
             ).with_output_types(ContentEntry)
         )

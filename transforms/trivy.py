@@ -26,6 +26,7 @@ from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.sorting import RunSlice, merge_slices
+from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.ledger import RecordSummary
 from transforms.shards import RUNS_DIR, WriteRunsFn
 
@@ -56,7 +57,9 @@ def artifact_times(
     return updated_at, options.next_update_after(updated_at, layout.default_validity)
 
 
-def _merge(slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns) -> list[ContentEntry]:
+def _merge(
+    slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns, trace: TraceContext
+) -> list[ContentEntry]:
     by_group: dict[str, list[RunSlice]] = defaultdict(list)
     for piece in slices:
         by_group[piece.group].append(piece)
@@ -66,7 +69,8 @@ def _merge(slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns) -
             "merging sorted runs into the database: %s",
             ", ".join(f"{g} {n:,} items" for g, n in counts.items()),
         )
-    entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
+    with stage_span("export.write", trace, **{"stella.artifact": "trivy"}):
+        entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
     for entry in entries:
         _LOG.info(
             "wrote %s: %d bytes",
@@ -132,7 +136,7 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         def build(slices: list[RunSlice], summary: RecordSummary) -> ArtifactPayload:
             updated_at, next_update = artifact_times(request, summary, layout, options)
             with storage.local_folder_for(staging) as root:
-                contents = _merge(slices, str(root), temp_dir, merge_runs)
+                contents = _merge(slices, str(root), temp_dir, merge_runs, request.trace_context)
                 contents += write_artifact_files(root, layout, updated_at=updated_at, next_update=next_update)
                 trivy = artifact_fields(
                     root, layout, contents, updated_at=updated_at, next_update=next_update
@@ -142,7 +146,7 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
 
         payload = (
             items
-            | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir)).with_output_types(RunSlice)
+            | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir, bucketed=False)).with_output_types(RunSlice)
             | "CollectRuns" >> beam.combiners.ToList()
             | "BuildArtifact"
             >> beam.Map(build, summary=beam.pvalue.AsSingleton(self._summary)).with_output_types(

@@ -8,6 +8,7 @@ from typing import Any
 
 from stella import storage
 from stella.bundle.manifest import ContentEntry, build_manifest
+from stella.bundle.paths import MANIFEST, PROVENANCE
 from stella.bundle.provenance import build_provenance
 from stella.bundle.request import ExportRequest
 from stella.canonical import dumps, sha256_digest
@@ -45,6 +46,6 @@ def assemble_bundle(
     manifest_bytes = dumps(manifest)
     provenance = build_provenance(request, manifest, manifest_digest=sha256_digest(manifest_bytes))
     # provenance first: the manifest's presence is what tells the driver the step finished
-    storage.write_atomic(storage.join(str(staging), "provenance.json"), dumps(provenance))
-    storage.write_atomic(storage.join(str(staging), "export.json"), manifest_bytes)
+    storage.write_atomic(storage.join(str(staging), PROVENANCE), dumps(provenance))
+    storage.write_atomic(storage.join(str(staging), MANIFEST), manifest_bytes)
     return manifest

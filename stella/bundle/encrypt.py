@@ -38,8 +38,8 @@ from stella.encryption.interface import (
     Identity,
     Recipient,
     WrappedKey,
-    parse_recipient,
 )
+from stella.encryption.recipients import parse_recipient
 from stella.errors import BundleIntegrityError, UsageError
 
 __all__ = [

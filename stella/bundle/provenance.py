@@ -15,6 +15,7 @@ from typing import Any
 
 from stella import TOOL_NAME, __version__
 from stella.attest.intoto import BUILD_TYPE, provenance_statement
+from stella.bundle.paths import MANIFEST
 from stella.bundle.request import ExportRequest
 
 __all__ = ["BUILDER_ID", "BUILD_TYPE", "build_provenance", "segment_uri"]
@@ -47,7 +48,7 @@ def build_provenance(
     encrypted run: it lands in ``internalParameters.encryption`` and its ciphertexts
     become subjects, so the signature over provenance covers the bytes actually shipped.
     """
-    subjects = {"export.json": manifest_digest}
+    subjects = {MANIFEST: manifest_digest}
     subjects.update({str(entry["path"]): str(entry["digest"]) for entry in manifest["contents"]})
     internal: dict[str, Any] = {}
     if encryption is not None:

@@ -43,6 +43,8 @@ class ExportRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # Recorded in the manifest (so an encrypted export has its own id); applied by the driver.
     encryption: EncryptionSpec | None = None
+    # W3C trace-context headers of the run's span, so worker spans join its trace; never in the bundle.
+    trace_context: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def manifest_options(self) -> dict[str, Any]:
         """Options that change bundle bytes, recorded so a rerun can be checked."""

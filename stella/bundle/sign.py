@@ -37,6 +37,16 @@ from typing import TYPE_CHECKING, Any, Final
 from stella.attest.cosign_blob import sign_blob
 from stella.attest.dsse import VerifiedEnvelope, b64decode_any, open_envelope, sign_envelope
 from stella.attest.intoto import PAYLOAD_TYPE as INTOTO_PAYLOAD_TYPE
+from stella.bundle.paths import (
+    BLOB_SIGNATURE,
+    MANIFEST,
+    MANIFEST_ENVELOPE,
+    PROVENANCE,
+    PROVENANCE_ENVELOPE,
+    SIGNATURE_FILES,
+    SIGNATURES_DIR,
+    SIGNER_KEY,
+)
 from stella.canonical import dumps
 from stella.errors import BundleIntegrityError, SignatureError, TrustError, UsageError
 from stella.guards import strictjson
@@ -46,12 +56,7 @@ if TYPE_CHECKING:
     from stella.bundle.trust import TrustPolicy
 
 __all__ = [
-    "BLOB_SIGNATURE",
-    "MANIFEST_ENVELOPE",
     "MANIFEST_PAYLOAD_TYPE",
-    "PROVENANCE_ENVELOPE",
-    "SIGNATURE_FILES",
-    "SIGNER_KEY",
     "Problem",
     "SignatureCheck",
     "check_signatures",
@@ -60,11 +65,6 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-MANIFEST_ENVELOPE: Final = "signatures/export.dsse.json"
-PROVENANCE_ENVELOPE: Final = "signatures/provenance.dsse.json"
-BLOB_SIGNATURE: Final = "signatures/export.sig"
-SIGNER_KEY: Final = "signatures/signer.pub"
-SIGNATURE_FILES: Final = (BLOB_SIGNATURE, MANIFEST_ENVELOPE, PROVENANCE_ENVELOPE, SIGNER_KEY)
 # StellaOps names its DSSE payload types application/vnd.stellaops.<thing>+json.
 MANIFEST_PAYLOAD_TYPE: Final = "application/vnd.stellaops.export.manifest+json"
 
@@ -84,8 +84,8 @@ def sign_bundle(staging: Path, signer: Signer) -> list[str]:
             "key %s signs with random nonces: the bundle is valid but not byte-identical across runs",
             signer.key_id,
         )
-    manifest = (staging / "export.json").read_bytes()
-    provenance = (staging / "provenance.json").read_bytes()
+    manifest = (staging / MANIFEST).read_bytes()
+    provenance = (staging / PROVENANCE).read_bytes()
     files = {
         MANIFEST_ENVELOPE: dumps(sign_envelope(manifest, MANIFEST_PAYLOAD_TYPE, signers=[signer])),
         PROVENANCE_ENVELOPE: dumps(sign_envelope(provenance, INTOTO_PAYLOAD_TYPE, signers=[signer])),
@@ -93,7 +93,7 @@ def sign_bundle(staging: Path, signer: Signer) -> list[str]:
     }
     if signer.algorithm == ECDSA_P256_SHA256:
         files[BLOB_SIGNATURE] = sign_blob(manifest, signer=signer)
-    (staging / "signatures").mkdir(exist_ok=True)
+    (staging / SIGNATURES_DIR).mkdir(exist_ok=True)
     for name, data in sorted(files.items()):
         (staging / name).write_bytes(data)
     return sorted(files)
@@ -268,12 +268,12 @@ class _Checker:
         return verified
 
     def _covers_manifest(self, signed: bytes) -> None:
-        present = self.control["export.json"]
+        present = self.control[MANIFEST]
         if signed == present:
             return
         # Which file is foreign? If the bundle's own provenance agrees with export.json,
         # the files belong together and the signature came from elsewhere (replay).
-        if _subject_digest(self.control.get("provenance.json"), "export.json") == _sha256(present):
+        if _subject_digest(self.control.get(PROVENANCE), MANIFEST) == _sha256(present):
             raise _fail(
                 MANIFEST_ENVELOPE,
                 f"is a valid signature over another export's manifest ({_describe_manifest(signed)}): "
@@ -286,15 +286,15 @@ class _Checker:
         )
 
     def _covers_provenance(self, signed: bytes) -> None:
-        manifest_digest = _sha256(self.control["export.json"])
-        if _subject_digest(signed, "export.json") != manifest_digest:
+        manifest_digest = _sha256(self.control[MANIFEST])
+        if _subject_digest(signed, MANIFEST) != manifest_digest:
             raise _fail(
                 PROVENANCE_ENVELOPE,
                 "is a valid signature over provenance that does not bind this export.json: "
                 "replayed or mixed in from another bundle",
                 TRUST,
             )
-        present = self.control.get("provenance.json")
+        present = self.control.get(PROVENANCE)
         if present is None:
             raise _fail("provenance.json", "listed in the signed bundle but missing", CHECKSUM)
         if signed != present:
@@ -318,7 +318,7 @@ class _Checker:
         if base64.b64encode(der) != data:
             raise _fail(BLOB_SIGNATURE, "is not the exact base64 the signer wrote (modified)")
         try:
-            verifier.verify(self.control["export.json"], der)
+            verifier.verify(self.control[MANIFEST], der)
         except SignatureError as exc:
             raise _fail(BLOB_SIGNATURE, f"does not verify over export.json: {exc.message}") from exc
 

@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from stella.bundle.sign import MANIFEST_ENVELOPE
+from stella.bundle.paths import MANIFEST_ENVELOPE
 from stella.errors import UsageError
 from stella.guards import strictjson
 from stella.guards.files import open_regular, path_error

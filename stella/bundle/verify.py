@@ -19,6 +19,8 @@ status, so a forged manifest reads as a signature failure, not as a digest misma
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,8 @@ from backports import zstd
 
 from stella.bundle.encrypt import CiphertextFile, ciphertext_files
 from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manifest
-from stella.bundle.sign import SIGNATURE_FILES, check_signatures
+from stella.bundle.paths import CONTROL_FILES, SIGNATURE_FILES
+from stella.bundle.sign import check_signatures
 from stella.errors import (
     BundleIntegrityError,
     SignatureError,
@@ -44,7 +47,6 @@ if TYPE_CHECKING:
     from stella.bundle.trust import TrustPolicy
 
 __all__ = [
-    "CONTROL_FILES",
     "BundleVerification",
     "Mismatch",
     "Observation",
@@ -58,7 +60,6 @@ __all__ = [
     "verify_bundle",
 ]
 
-CONTROL_FILES = ("export.json", "provenance.json")
 _CONTROL_MAX = 64 * 1024 * 1024
 _CHUNK = 1 << 20
 _CHECKSUM = BundleIntegrityError.code
@@ -385,15 +386,17 @@ def iter_members(path: Path, caps: Mapping[str, int] | None = None) -> Iterator[
     """
     from stella.bundle.archive import iter_tar_zst
 
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:
+        raise path_error(path, "bundle") from exc  # "symlink loop", "does not exist"... as it is
+    if stat.S_ISDIR(mode):
         for relative, full in _walk(path):
             with open_regular(full, relative, error=BundleIntegrityError) as stream:
                 yield relative, stream
-    elif path.is_file() and path.name.endswith(".tar.zst"):
+    elif stat.S_ISREG(mode) and path.name.endswith(".tar.zst"):
         for relative, _size, member in iter_tar_zst(path, **(caps or {})):
             yield relative, member
-    elif not path.exists():
-        raise path_error(path, "bundle")  # says "symlink loop" or "does not exist", as it is
     else:
         raise UsageError(
             f"{path} is not a bundle: neither a bundle folder nor a .tar.zst archive",
@@ -408,7 +411,10 @@ def _declared_sizes(path: Path) -> dict[str, int]:
     An archive streams ``export.json`` after the data it lists; there the decompressor's
     ratio guard bounds what a lying member can cost instead.
     """
-    if not path.is_dir():
+    try:
+        if not stat.S_ISDIR(os.stat(path).st_mode):
+            return {}
+    except (OSError, ValueError):
         return {}
     try:
         with open_regular(path / "export.json", "export.json", error=BundleIntegrityError) as handle:

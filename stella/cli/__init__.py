@@ -35,7 +35,7 @@ from stella.cli.parser import (
     unknown_option_error,
 )
 from stella.cli.progress import Progress, ProgressHandler, own_stderr
-from stella.errors import StellaError
+from stella.errors import StellaError, UsageError
 from stella.timefmt import format_time
 
 __all__ = ["EXIT_INTERRUPTED", "build_parser", "main", "version_text"]
@@ -121,9 +121,18 @@ def build_parser() -> CommandParser:
 
 
 def _configure_logging(progress: Progress, stream: TextIO, *, verbose: bool, quiet: bool) -> None:
-    """Our packages' logs feed the progress display; everyone else's stay quiet unless -v."""
-    handler = ProgressHandler(progress, stream)
+    """Our packages' logs feed the progress display; everyone else's stay quiet unless -v.
+
+    ``STELLA_LOG_FORMAT=json`` makes them structured JSON lines carrying the run's trace
+    id instead (docs/distribution.md), for log shippers.
+    """
+    handler: logging.Handler = ProgressHandler(progress, stream)
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("STELLA_LOG_FORMAT", "").lower() == "json":
+        from stella.telemetry.logs import JsonFormatter
+
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
     for name in _OUR_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
@@ -187,6 +196,9 @@ def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: 
         args.tenant = getattr(args, "server_tenant", None)  # `stella --tenant T command` counts too
     args.output, args.progress = output, progress
     output.before_result = progress.close
+    from stella.telemetry.tracing import configure_from_env
+
+    configure_from_env()  # off unless STELLA_OTEL_EXPORTER names an exporter
     with progress:
         code: int = args.handler(args)
     return code
@@ -204,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     trace_id = uuid.uuid4().hex
     with _interrupt_flag() as interrupted:
         try:
+            if any("\x00" in arg for arg in args_list):  # no shell can pass one; no path may hold one
+                raise UsageError("an argument contains a NUL character")
             parser = build_parser()
             _complete(parser)
             if not args_list:

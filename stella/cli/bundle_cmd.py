@@ -12,23 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from stella.bundle.encrypt import AUTO_MODE, EncryptionSpec, parse_encryption
-from stella.bundle.trust import TrustPolicy, load_trust_root, record_seen, trust_key
-from stella.bundle.verify import VerifyReport, failure, verify_bundle
+from stella.bundle.trust import record_seen
+from stella.bundle.verify import failure, verify_bundle
 from stella.cli.common import plural
-from stella.encryption.interface import MODES, Identity
+from stella.cli.trust_flags import add_trust_arguments, print_verify, trust_from_args
+from stella.encryption.interface import MODES
 from stella.errors import NotFoundError, UsageError
-from stella.signers.interface import KEY_REF_SCHEMES, Signer, load_signer
+from stella.guards.files import check_file_arg, check_folder_arg
+from stella.signers.interface import Signer
+from stella.signers.registry import KEY_REF_SCHEMES, load_signer
 
 __all__ = [
     "add_run_arguments",
-    "add_trust_arguments",
     "encryption_from_args",
-    "identities_from_args",
-    "print_verify",
     "register",
     "signer_from_args",
     "summary_fields",
-    "trust_from_args",
 ]
 
 
@@ -121,41 +120,6 @@ def register(commands: Any) -> None:
     decrypt.set_defaults(handler=_decrypt)
 
 
-def add_trust_arguments(parser: argparse.ArgumentParser, key_help: str) -> None:
-    """``--key PUB | --trust-root FILE``: every command that reads a bundle trusts the same way."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--key", metavar="PUB", help=key_help)
-    group.add_argument("--trust-root", metavar="FILE", help="trust-root file (docs/trust-root.md)")
-
-
-def trust_from_args(args: argparse.Namespace) -> TrustPolicy | None:
-    if args.key:
-        return trust_key(Path(args.key))
-    if args.trust_root:
-        return load_trust_root(Path(args.trust_root))
-    return None
-
-
-def print_verify(report: VerifyReport) -> None:
-    signature = report.signature
-    if report.ok:
-        print(f"OK  {report.bundle}: {report.checked} files match export.json ({report.export_id})")
-    else:
-        print(f"FAILED  {report.bundle}: {len(report.mismatches)} problem(s)")
-        for mismatch in report.mismatches:
-            print(f"  {mismatch.path}: {mismatch.reason}")
-    status = signature.get("status")
-    if status == "trusted":
-        print(f"signed by {signature['keyId']} ({signature['algorithm']}), trusted via {report.trust}")
-    elif status == "untrusted":
-        print(
-            f"signatures NOT checked against a trusted key: consistent with the bundle's own key "
-            f"{signature['keyId']}, which proves nothing; pass --key or --trust-root"
-        )
-    elif status == "unsigned":
-        print("unsigned bundle: integrity only (nothing proves who made it)")
-
-
 def _verify(args: argparse.Namespace) -> int:
     if getattr(args, "server", None):
         from stella.cli import remote_cmd
@@ -182,9 +146,9 @@ def _archive(args: argparse.Namespace) -> int:
     from stella.bundle.finish import archive_bundle
 
     bundle = Path(args.bundle)
-    if not bundle.is_dir():
+    if not os.path.isdir(check_folder_arg(args.bundle, "bundle folder")):
         raise NotFoundError(f"bundle folder {bundle} does not exist", details={"bundle": str(bundle)})
-    target = archive_bundle(bundle, Path(args.out) if args.out else None)
+    target = archive_bundle(bundle, Path(check_file_arg(args.out, "--out")) if args.out else None)
     args.output.result({"bundle": str(bundle), "archive": str(target)})
     if not args.output.json:
         print(f"archive     {target}")
@@ -192,27 +156,11 @@ def _archive(args: argparse.Namespace) -> int:
     return 0
 
 
-def identities_from_args(names: list[str]) -> list[Identity]:
-    """``--identity FILE|PKCS11-URI`` values: age identity files, RSA keys, token AES keys."""
-    from stella.encryption.interface import parse_identities
-    from stella.encryption.pkcs11_wrap import pkcs11_identity
-
-    identities: list[Identity] = []
-    for name in names:
-        if name.lower().startswith("pkcs11:"):
-            identities.append(pkcs11_identity(name, environ=os.environ))
-            continue
-        path = Path(name)
-        if not path.is_file():
-            raise NotFoundError(f"identity file {path} does not exist", details={"path": str(path)})
-        identities.extend(parse_identities(path.read_bytes(), source=str(path)))
-    return identities
-
-
 def _decrypt(args: argparse.Namespace) -> int:
     from stella.bundle.decrypt import decrypt_bundle
+    from stella.encryption.recipients import load_identities
 
-    identities = identities_from_args(args.identity)
+    identities = load_identities(args.identity, environ=os.environ)
     outcome = decrypt_bundle(
         Path(args.bundle), identities, Path(args.out), trust=trust_from_args(args), overwrite=args.overwrite
     )

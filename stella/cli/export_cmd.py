@@ -11,7 +11,7 @@ from typing import Any
 from pipelines.registry import REGISTRY, get_profile
 from stella.bundle.request import DEFAULT_RECORDS_PER_SHARD, ExportRequest, new_request
 from stella.bundle.verify import verify_bundle
-from stella.cli import bundle_cmd, push_cmd, remote_cmd
+from stella.cli import bundle_cmd, publish_cmd, push_cmd, remote_cmd, schedule_cmd, trust_flags
 from stella.cli.common import (
     LEDGER_HELP,
     TENANT_HELP,
@@ -88,6 +88,7 @@ def register(groups: Any) -> None:
     )
     bundle_cmd.add_run_arguments(run)
     run.add_argument("--overwrite", action="store_true", help="replace a different bundle with the same id")
+    publish_cmd.add_target_arguments(run)
     run.set_defaults(handler=_run, accepts_beam_args=True)
 
     bundle_cmd.register(commands)  # verify, archive, decrypt
@@ -97,6 +98,8 @@ def register(groups: Any) -> None:
 
     push_cmd.register(commands)
     remote_cmd.register(commands)
+    publish_cmd.register(commands)
+    schedule_cmd.register(commands)
 
 
 def register_demo(groups: Any) -> None:
@@ -195,12 +198,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.export import run_export
+    from pipelines.export import export_and_publish
     from runners.options import quiet_workers, worker_args
     from runners.remote import check_remote_runner
+    from stella.targets.distribute import RetryPolicy, failed
 
     if args.server:
         return remote_cmd.run(args)
+    targets = publish_cmd.targets_from_args(args)  # a denied host fails before any work
     verbose = bool(getattr(args, "verbose", False))
     beam_args = worker_args(args.workers, args.beam_args)  # usage errors before the ledger is read
     check_remote_runner(beam_args, staging=args.staging, ledger=ledger_root(args.ledger))
@@ -212,18 +217,29 @@ def _run(args: argparse.Namespace) -> int:
         f"{plural(len(request.segments), 'ledger segment')}..."
     )
     with nullcontext() if verbose else silenced_stderr():
-        outcome = run_export(
+        outcome, results = export_and_publish(
             request,
             beam_args if verbose else quiet_workers(beam_args),
+            targets=targets,
+            retry=RetryPolicy(attempts=args.retries),
             overwrite=args.overwrite,
             signer=signer,
             archive=args.archive,
             staging=args.staging,
         )
     summary = {**_summary(outcome), **bundle_cmd.summary_fields(outcome, signer)}
-    args.output.result(summary)
+    if targets:
+        summary["targets"] = [result.to_json() for result in results]
+    error = failed(results)  # the bundle is published locally; a target failure is still a failure
+    if error is not None:
+        args.output.keep(summary)
+    else:
+        args.output.result(summary)
     if not args.output.json:
         _print_summary(summary)
+        publish_cmd.print_results(results)
+    if error is not None:
+        raise error
     return 0
 
 
@@ -275,5 +291,5 @@ def run_demo(args: argparse.Namespace) -> int:
     args.output.result(summary)
     if not args.output.json:
         _print_summary(summary)
-        bundle_cmd.print_verify(report)
+        trust_flags.print_verify(report)
     return 0 if report.ok else 3

@@ -15,7 +15,9 @@ from typing import Any
 from stella.bundle.trust import build_trust_root
 from stella.cli.common import plural
 from stella.errors import ConflictError, NotFoundError, UsageError
-from stella.signers.interface import generate_key, load_signer, load_verifier
+from stella.guards.files import check_file_arg, read_user_file
+from stella.signers.interface import load_verifier
+from stella.signers.registry import generate_key, key_reference, load_signer
 
 __all__ = ["register"]
 
@@ -91,13 +93,12 @@ def _generate(args: argparse.Namespace) -> int:
         password = value.encode("utf-8")
     if args.format == "cosign" and password is None:
         raise UsageError("--format cosign keys are always encrypted: give --password-env VAR")
-    private, public = Path(f"{args.out}.key"), Path(f"{args.out}.pub")
+    private = Path(check_file_arg(f"{args.out}.key", "--out"))
+    public = Path(check_file_arg(f"{args.out}.pub", "--out"))
     if private.parent and not private.parent.is_dir():
         raise NotFoundError(f"folder {private.parent} does not exist", details={"path": str(private.parent)})
     key_id = generate_key(args.kind, private, public, password=password, key_format=args.format)
-    ref = f"cosign://{private}" if args.format == "cosign" else str(private)
-    if args.password_env and args.format == "pkcs8":
-        ref = f"file://{private}?password-env={args.password_env}"
+    ref = key_reference(private, key_format=args.format, password_env=args.password_env)
     args.output.result({"keyId": key_id, "private": str(private), "public": str(public), "signKeyRef": ref})
     if not args.output.json:
         print(f"key id      {key_id}")
@@ -108,7 +109,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _public(args: argparse.Namespace) -> int:
     signer = load_signer(args.ref, environ=os.environ)
-    out = Path(args.out)
+    out = Path(check_file_arg(args.out, "--out"))
     if out.exists():
         raise ConflictError(f"refusing to overwrite existing file {out}", details={"path": str(out)})
     out.write_bytes(signer.public_key_pem())
@@ -120,11 +121,7 @@ def _public(args: argparse.Namespace) -> int:
 
 
 def _read_public(name: str) -> bytes:
-    path = Path(name)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"public key {path} does not exist", details={"path": str(path)}) from exc
+    return read_user_file(name, "public key")
 
 
 def _key_id(args: argparse.Namespace) -> int:
@@ -136,7 +133,7 @@ def _key_id(args: argparse.Namespace) -> int:
 
 
 def _trust_root(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = Path(check_file_arg(args.out, "--out"))
     if out.exists():
         raise ConflictError(f"refusing to overwrite existing trust root {out}", details={"path": str(out)})
     data = build_trust_root(

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,7 @@ def _ingest(args: argparse.Namespace) -> int:
     else:
         with _stdin_paths(list(args.paths)) as paths:
             report = ingest_paths(store, tenant, paths, ingested_at=when, progress=_counter("read", args))
+    _notify_schedules(report.tenant, {kind for (kind, _fmt), n in report.added.items() if n})
     summary = report.to_json()
     if report.total_added + report.total_duplicates == 0:
         args.output.keep(summary)
@@ -173,6 +175,20 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.strict and (report.rejections or report.refused):
         return 7
     return 0
+
+
+def _notify_schedules(tenant: str, kinds: set[str]) -> None:
+    """Record one ``ingest:<kind>`` event per kind added, for ``--on ingest:…`` schedules.
+
+    Only into an existing SQLite store (or a configured PostgreSQL one): without a
+    store nobody listens, and an ingest must not create a database as a side effect.
+    """
+    from stella.cli.schedule_cmd import default_store, open_store
+    from stella.schedules.scheduler import record_ingest
+
+    url = default_store()
+    if kinds and (not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).is_file()):
+        record_ingest(open_store(url), tenant, kinds, datetime.now(UTC))
 
 
 def _print_ingest(store: LedgerStore, report: Any) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stella.cli import bundle_cmd
+from stella.cli import trust_flags
 from stella.documents.interface import normalize_time
+from stella.encryption.recipients import load_identities
 from stella.errors import InputError, NotFoundError, UsageError
 
 __all__ = ["register"]
@@ -29,7 +31,7 @@ def register(groups: Any) -> None:
     )
     run.add_argument("bundle", metavar="BUNDLE", help="bundle folder or .tar.zst")
     run.add_argument("--into", required=True, metavar="DIR", help="the mirror folder (created if missing)")
-    bundle_cmd.add_trust_arguments(run, "the exporter's public key (PEM) to trust")
+    trust_flags.add_trust_arguments(run, "the exporter's public key (PEM) to trust")
     run.add_argument(
         "--identity", action="append", default=[], metavar="FILE|PKCS11-URI", help="key for encrypted bundles"
     )
@@ -57,7 +59,7 @@ def _now(value: str | None) -> datetime:
 def _import(args: argparse.Namespace) -> int:
     from stella.mirror.importer import import_bundle
 
-    trust = bundle_cmd.trust_from_args(args)
+    trust = trust_flags.trust_from_args(args)
     if trust is None:
         raise UsageError("a mirror imports only verified bundles: give --trust-root FILE or --key PUB")
     args.progress.note(f"verifying {args.bundle}...")
@@ -66,7 +68,7 @@ def _import(args: argparse.Namespace) -> int:
         Path(args.into),
         trust=trust,
         now=_now(args.now),
-        identities=bundle_cmd.identities_from_args(args.identity),
+        identities=load_identities(args.identity, environ=os.environ),
         dry_run=args.dry_run,
     )
     args.output.result(outcome.to_json())

@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stella.cli.bundle_cmd import add_trust_arguments, trust_from_args
+from stella.cli.trust_flags import add_trust_arguments, trust_from_args
 from stella.targets.bundles import push_bundle
-from stella.targets.interface import ALLOWLIST_ENV, egress_allowlist
+from stella.targets.egress import ALLOWLIST_ENV, policy_from
 from stella.targets.oci import PASSWORD_ENV, OciRegistryTarget, registry_credentials
 
 __all__ = ["register"]
@@ -40,7 +40,7 @@ def register(commands: Any) -> None:
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help=f"add a registry to the egress allowlist (repeatable; also ${ALLOWLIST_ENV}); loopback is always allowed",
+        help=f"add a registry to the egress allowlist (repeatable; also ${ALLOWLIST_ENV}); localhost, 127.0.0.1 and ::1 are always allowed",
     )
     push.add_argument(
         "--allow-plain-http",
@@ -54,8 +54,7 @@ def register(commands: Any) -> None:
 def _push(args: argparse.Namespace) -> int:
     target = OciRegistryTarget(
         reference=args.to,
-        allowlist=egress_allowlist(args.allow_host, os.environ),
-        allow_plain_http=args.allow_plain_http,
+        policy=policy_from(args.allow_host, os.environ, allow_plain_http=args.allow_plain_http),
         credentials=registry_credentials(args.username, os.environ),
     )
     args.progress.note(f"pushing {args.bundle} to {args.to}...")

@@ -45,7 +45,7 @@ def register(commands: Any) -> None:
     )
     fetch.add_argument("run_id", metavar="RUN_ID", help="the run's id (from export run or list)")
     fetch.add_argument("--out", default="out", help="folder for <exportId>.tar.zst (default ./out)")
-    from stella.cli.bundle_cmd import add_trust_arguments
+    from stella.cli.trust_flags import add_trust_arguments
 
     add_trust_arguments(fetch, "verify signatures with this public key")
     fetch.set_defaults(handler=download)
@@ -191,7 +191,7 @@ def list_runs(args: argparse.Namespace) -> int:
 
 
 def download(args: argparse.Namespace) -> int:
-    from stella.cli.bundle_cmd import trust_from_args
+    from stella.cli.trust_flags import trust_from_args
 
     with _client(args) as client:
         archive, report = _fetch_and_verify(
@@ -206,7 +206,7 @@ def download(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """``export verify RUN_ID`` against a server: fetch into a temp folder, verify as locally."""
-    from stella.cli.bundle_cmd import print_verify, trust_from_args
+    from stella.cli.trust_flags import print_verify, trust_from_args
 
     if args.record:
         raise UsageError("--record applies to local bundles: download the run, then verify it with --record")

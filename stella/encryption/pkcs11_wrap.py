@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from stella.encryption.interface import DecryptionError, Identity, Recipient, WrappedKey
 from stella.errors import NotFoundError, RemoteError, UsageError
-from stella.signers.pkcs11 import Pkcs11Ref, open_session, parse_pkcs11_uri, resolve_pin
+from stella.pkcs11_session import Pkcs11Ref, open_session, parse_pkcs11_uri, resolve_pin
 
 __all__ = ["PKCS11_AES_KIND", "Pkcs11AesKeyWrapper", "pkcs11_identity", "pkcs11_recipient"]
 

@@ -11,7 +11,7 @@ comparers skip it too), which is counted by the caller rather than guessed at.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stella.adapters.trivy.versions import Interval, same_version, version_key
@@ -89,5 +89,8 @@ def match_partition(components: Iterable[Component], affected: Iterable[Affected
     out: list[Match] = []
     for ident, (component, items) in sorted(found.items()):
         ordered = sorted(items, key=lambda a: (a.advisory, a.digest))
-        out.append(Match(component, ident[3], tuple(ordered), tuple(items[a] for a in ordered)))
+        # Ranges and listed versions are spent once matched (``matched`` keeps what held);
+        # dropped, so the next shuffle does not carry every release PyPA lists.
+        slim = tuple(replace(a, intervals=(), listed=()) for a in ordered)
+        out.append(Match(component, ident[3], slim, tuple(items[a] for a in ordered)))
     return out

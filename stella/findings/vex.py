@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from packageurl import PackageURL
+
 from stella.documents.interface import normalize_time, opt_str, walk_dicts
 from stella.errors import InputError
 from stella.findings.components import Component
@@ -307,20 +309,34 @@ def applies(statement: Statement, component: Component, vulnerability: str) -> b
             if product.bom_link == (component.serial, component.bom_ref):
                 return True
             continue
-        if product.ref is None:
-            continue
         if product.subcomponents:
-            subject = parse_purl(component.subject) if component.subject else None
+            # The product is what the SBOM describes (often an OCI image or an application,
+            # not a package we match), the subcomponent is the component.
             if (
-                subject is not None
-                and _purl_matches(product.ref, subject)
+                component.subject is not None
+                and _same_artifact(product.raw, component.subject)
                 and any(_purl_matches(sub, component.ref) for sub in product.subcomponents)
             ):
                 return True
             continue
-        if _purl_matches(product.ref, component.ref):
+        if product.ref is not None and _purl_matches(product.ref, component.ref):
             return True
     return False
+
+
+def _same_artifact(product: str, subject: str) -> bool:
+    """Purl equality for any purl type: type, namespace, name; version and qualifiers if the product gives them."""
+    try:
+        want, have = PackageURL.from_string(product), PackageURL.from_string(subject)
+    except ValueError:
+        return product == subject
+    if (want.type, want.namespace, want.name) != (have.type, have.namespace, have.name):
+        return False
+    if want.version is not None and want.version != have.version:
+        return False
+    wanted = want.qualifiers if isinstance(want.qualifiers, dict) else {}
+    held = have.qualifiers if isinstance(have.qualifiers, dict) else {}
+    return all(held.get(k) == v for k, v in wanted.items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import BinaryIO
 from stella.errors import InputError, NotFoundError, StellaError, UsageError
 
 __all__ = [
+    "USER_FILE_MAX_BYTES",
     "Refused",
     "TreeScan",
     "check_file_arg",
@@ -29,6 +30,7 @@ __all__ = [
     "kind_of",
     "open_regular",
     "path_error",
+    "read_user_file",
     "scan_tree",
 ]
 
@@ -51,6 +53,11 @@ def kind_of(mode: int) -> str:
     return "special file"
 
 
+def _no_nul(path: str | Path, what: str) -> None:
+    if "\x00" in str(path):
+        raise UsageError(f"{what} {str(path)!r} contains a NUL character", details={"reason": "nul-in-path"})
+
+
 def _refuse(path: str | Path, what: str, kind: str, error: type[StellaError]) -> StellaError:
     return error(
         f"{what} {path} is a {kind}, not a regular file: refused",
@@ -66,6 +73,7 @@ def check_regular(
     ``follow_links`` is for a path the user named on the command line: a link there is
     the user's choice, but what it points at must still be a regular file.
     """
+    _no_nul(path, what)
     try:
         info = os.stat(path) if follow_links else os.lstat(path)
     except FileNotFoundError as exc:
@@ -139,6 +147,30 @@ def scan_tree(root: Path, *, skip_hidden: bool = False) -> TreeScan:
     return scan
 
 
+# Keys, identities, PIN files, trust roots and policies are small; nothing we read as a
+# whole from a path the user names is larger than this.
+USER_FILE_MAX_BYTES = 16 << 20
+
+
+def read_user_file(path: str | Path, what: str, *, limit: int = USER_FILE_MAX_BYTES) -> bytes:
+    """The bytes of a file the user named (a key, identity, PIN or policy file).
+
+    A link is followed (the user chose it), but what it names must be a regular file:
+    a FIFO would block the command forever, ``/dev/zero`` would never end. Missing
+    files are "not found" (6); loops, folders and special files are usage errors (2).
+    """
+    try:
+        with open_regular(path, what, error=UsageError, follow_links=True) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise path_error(path, what) from exc
+    if len(data) > limit:
+        raise UsageError(
+            f"{what} {path} is larger than {limit} bytes", details={"file": str(path), "reason": "too-large"}
+        )
+    return data
+
+
 def check_folder_arg(path: str, what: str) -> str:
     """``path`` if it is (or can be created as) a local folder; else a usage error.
 
@@ -146,9 +178,12 @@ def check_folder_arg(path: str, what: str) -> str:
     mistake, to be said as such (exit 2), not found later as an internal error.
     Remote URLs (``gs://``) are left to their filesystem.
     """
+    _no_nul(path, what)
     if "://" in path and not path.startswith("file://"):
         return path
     local = Path(path.removeprefix("file://"))
+    if len(os.fsencode(local)) >= 4096 or any(len(os.fsencode(part)) > 255 for part in local.parts):
+        raise UsageError(f"{what} {path[:80]}... is too long a path", details={"reason": "name-too-long"})
     probe = local
     while not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent
@@ -166,11 +201,19 @@ def check_folder_arg(path: str, what: str) -> str:
 
 
 def check_file_arg(path: str, what: str) -> str:
-    """``path`` if a file can be written there: not a folder, and its folder is one."""
+    """``path`` if a file can be written there: not a folder or special file, its folder a folder."""
+    _no_nul(path, what)
     local = Path(path)
-    if local.is_dir():
+    try:
+        info: os.stat_result | None = os.stat(local)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise path_error(local, what) from exc
+    if info is not None and not stat.S_ISREG(info.st_mode):
         raise UsageError(
-            f"{what} {path} is a folder; name a file", details={"file": path, "reason": "is-a-folder"}
+            f"{what} {path} is a {kind_of(info.st_mode)}; name a file",
+            details={"file": path, "reason": "not-regular-file"},
         )
     check_folder_arg(str(local.parent), f"the folder of {what}")
     return path
@@ -181,6 +224,8 @@ def path_error(path: str | Path, what: str) -> StellaError:
 
     A symlink loop or a dangling link is not "does not exist": the name is there.
     """
+    if "\x00" in str(path):
+        return UsageError(f"{what} {str(path)!r} contains a NUL character", details={"reason": "nul-in-path"})
     try:
         os.stat(path)
     except OSError as exc:
@@ -196,6 +241,15 @@ def path_error(path: str | Path, what: str) -> StellaError:
         if exc.errno == errno.EACCES:
             return UsageError(
                 f"{what} {path} is not accessible", details={"file": str(path), "reason": "permission"}
+            )
+        if exc.errno == errno.ENAMETOOLONG:
+            return UsageError(
+                f"{what} {str(path)[:80]}... is too long a path", details={"reason": "name-too-long"}
+            )
+        if exc.errno == errno.ENOTDIR:
+            return UsageError(
+                f"{what} {path} goes through a file as if it were a folder",
+                details={"file": str(path), "reason": "not-a-folder"},
             )
         return NotFoundError(f"{what} {path} does not exist", details={"file": str(path)})
     return UsageError(f"{what} {path} cannot be used here", details={"file": str(path)})

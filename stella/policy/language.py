@@ -22,8 +22,8 @@ import jsonschema
 import yaml
 
 from stella.documents.interface import normalize_time
-from stella.errors import InputError
-from stella.guards.files import open_regular
+from stella.errors import InputError, StellaError
+from stella.guards.files import read_user_file
 
 __all__ = [
     "API_VERSION",
@@ -200,10 +200,9 @@ def parse_policy(text: str, *, source: str = "policy.yaml", now: datetime | None
 def load_policy(path: str, *, now: datetime | None = None) -> Policy:
     """:func:`parse_policy` of a file (errors name the file)."""
     try:
-        with open_regular(path, "policy file") as handle:
-            raw = handle.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise _fail(path, None, f"cannot read: {exc.strerror or exc}") from exc
+        raw = read_user_file(path, "policy file", limit=MAX_POLICY_BYTES + 1)
+    except StellaError as exc:
+        raise _fail(path, None, f"cannot read: {exc.message}") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -37,6 +37,7 @@ from stella.service.bodies import (
 )
 from stella.service.config import ServiceConfig
 from stella.service.store.interface import TERMINAL, Run, RunStatus, RunStore
+from stella.service.targets import service_targets
 
 __all__ = ["routes"]
 
@@ -218,6 +219,9 @@ def _run_params(
         }
     if body.as_of is not None:
         params["asOf"] = body.as_of
+    if body.targets:
+        service_targets(body.targets)  # a denied host is refused (403) before anything is queued
+        params["targets"] = body.targets
     if params["sign"] and not config.sign_key:
         raise UsageError("sign: true needs a service signing key (stella serve --sign-key)")
     new_request(  # the same checks as the CLI (and the worker), before anything is queued
@@ -248,7 +252,12 @@ async def create_run(request: Request) -> Response:
         max_active=config.max_active_runs,
         retry_after=config.retry_after,
     )
-    headers = {"Location": f"{_PREFIX}/runs/{run.id}"}
+    active = await _call(store.active_runs, principal.tenant)
+    headers = {
+        "Location": f"{_PREFIX}/runs/{run.id}",
+        "X-Stella-Quota-Limit": str(config.max_active_runs),
+        "X-Stella-Quota-Remaining": str(max(0, config.max_active_runs - active)),
+    }
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(_render_run(run), status_code=202 if created else 200, headers=headers)

@@ -25,13 +25,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stella.errors import QuotaError, StellaError, UnauthenticatedError
-from stella.service import api
+from stella.service import api, schedules_api
 from stella.service.auth import AUDIENCE, ISSUER, Authenticator, LocalKeys
 from stella.service.config import ServiceConfig
 from stella.service.openapi import openapi_document
 from stella.service.store.interface import RunStore
+from stella.service.store.schedules import schedule_store_for
+from stella.service.targets import service_scheduler
 from stella.telemetry.logs import correlation
 from stella.telemetry.metrics import CONTENT_TYPE, ServiceMetrics
+from stella.timefmt import format_time
 
 __all__ = ["create_app", "error_response"]
 
@@ -50,7 +53,7 @@ CONSOLE = Path(__file__).with_name("console")
 
 
 def _timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC).replace(microsecond=0))
 
 
 def error_response(request: Request, exc: StellaError) -> JSONResponse:
@@ -59,6 +62,8 @@ def error_response(request: Request, exc: StellaError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="stella-export"'
     if isinstance(exc, QuotaError):
         headers["Retry-After"] = str(exc.retry_after)
+        headers["X-Stella-Quota-Limit"] = str(exc.details.get("limit", ""))
+        headers["X-Stella-Quota-Remaining"] = "0"
     payload = exc.to_payload(trace_id=request.state.trace_id, timestamp=_timestamp())
     return JSONResponse(payload, status_code=exc.spec.http_status, headers=headers)
 
@@ -172,7 +177,8 @@ def create_app(
             )
         else:
             authenticator = Authenticator(keys=LocalKeys.load_or_create(config.token_key))
-    metrics = ServiceMetrics(store.stats)
+    schedules = schedule_store_for(store)
+    metrics = ServiceMetrics(store.stats, schedules.distribution_stats)
     routes: list[Any] = [
         Route("/", lambda request: RedirectResponse("/console/"), include_in_schema=False),
         Route("/healthz", _health),
@@ -180,6 +186,7 @@ def create_app(
         Route("/metrics", _metrics),
         Route("/openapi.json", _openapi),
         *api.routes(),
+        *schedules_api.routes(),
         Mount("/console", app=StaticFiles(directory=CONSOLE, html=True), name="console"),
     ]
     app = Starlette(
@@ -194,5 +201,7 @@ def create_app(
     app.state.store = store
     app.state.auth = authenticator
     app.state.metrics = metrics
+    app.state.schedules = schedules
+    app.state.scheduler = service_scheduler(config, store, schedules)
     app.add_middleware(_Telemetry, metrics=metrics)
     return app

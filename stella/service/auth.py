@@ -39,7 +39,13 @@ __all__ = [
     "parse_ttl",
 ]
 
-SCOPES: tuple[str, ...] = ("export:read", "export:run", "export:download", "export:profile:manage")
+SCOPES: tuple[str, ...] = (
+    "export:read",
+    "export:run",
+    "export:download",
+    "export:profile:manage",
+    "export:trigger",
+)
 ISSUER = "stella-export-center"
 AUDIENCE = "stella-export"
 _LEEWAY = 5.0

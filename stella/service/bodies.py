@@ -163,8 +163,11 @@ class RunBody:
     as_of: str | None
     encrypt_to: list[str]
     sign: bool
+    targets: list[str]
 
-    _FIELDS = frozenset({"profile", "profileRevision", "selectors", "options", "asOf", "encryptTo", "sign"})
+    _FIELDS = frozenset(
+        {"profile", "profileRevision", "selectors", "options", "asOf", "encryptTo", "sign", "targets"}
+    )
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> RunBody:
@@ -193,4 +196,5 @@ class RunBody:
             as_of,
             _recipients(body),
             _flag(body, "sign"),
+            _strings(body, "targets"),
         )

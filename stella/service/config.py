@@ -46,6 +46,7 @@ class ServiceConfig:
     audience: str | None = None
     sign_key: str | None = None
     beam_args: tuple[str, ...] = ()
+    staging: str | None = None  # where pipeline steps write (docs/runners.md); None: beside the bundles
     max_active_runs: int = 4
     retry_after: int = 5
     lease_seconds: float = 30.0
@@ -55,6 +56,13 @@ class ServiceConfig:
     poll_seconds: float = 0.5
     sse_heartbeat_seconds: float = 15.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The CLI's check, at start-up: a worker must not find out per run that Dataflow
+        # or Flink options it was given can never work.
+        from runners.remote import check_remote_runner
+
+        check_remote_runner(self.beam_args, staging=self.staging, ledger=self.ledger_root)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:
@@ -68,6 +76,7 @@ class ServiceConfig:
             issuer=env.get("STELLA_OIDC_ISSUER") or None,
             audience=env.get("STELLA_OIDC_AUDIENCE") or None,
             sign_key=env.get("STELLA_SERVICE_SIGN_KEY") or None,
+            staging=env.get("STELLA_STAGING") or None,
             max_active_runs=int(_number(env, "STELLA_MAX_ACTIVE_RUNS", 4)),
             lease_seconds=_number(env, "STELLA_LEASE_SECONDS", 30.0),
             heartbeat_seconds=_number(env, "STELLA_HEARTBEAT_SECONDS", 5.0),

@@ -22,6 +22,7 @@ _SCOPES = {
     "export:run": "start and cancel runs",
     "export:download": "download bundles, manifests, provenance and single files",
     "export:profile:manage": "create and update stored profiles",
+    "export:trigger": "fire a webhook-triggered schedule (POST /api/export/triggers/{name}) and nothing else",
 }
 
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
@@ -50,6 +51,7 @@ _COMMON_ERRORS = {
     "401": _error("no valid bearer token (ERR_EXPORT_UNAUTHENTICATED)"),
     "403": _error("missing scope, or X-Stella-Tenant not in the token (ERR_EXPORT_FORBIDDEN)"),
 }
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _NOT_FOUND = {"404": _error("not found for this tenant (ERR_EXPORT_NOT_FOUND)")}
 _NOT_READY = {"409": _error("the run has no published bundle (ERR_EXPORT_NOT_READY)")}
 _RUN_ID = {
@@ -154,6 +156,41 @@ def _schemas() -> dict[str, Any]:
                 "asOf": {"type": "string", "format": "date-time"},
                 "encryptTo": {"type": "array", "items": {"type": "string", "pattern": "^age1"}},
                 "sign": {"type": "boolean"},
+                "targets": {
+                    **_STRINGS,
+                    "description": "file://, gs:// or oci:// URLs (docs/distribution.md)",
+                },
+            },
+        },
+        "ScheduleRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "profile"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"},
+                "profile": {"type": "string"},
+                "cron": {"type": "string", "description": "five-field cron expression"},
+                "timezone": {"type": "string", "description": "IANA zone of the cron expression"},
+                "at": {"type": "string", "format": "date-time"},
+                "on": {"type": "string", "description": "ingest:<kind>, ingest:any or webhook"},
+                "quietSeconds": {"type": "integer", "minimum": 0},
+                "maxDelaySeconds": {"type": "integer", "minimum": 0},
+                "selectors": _STRINGS,
+                "options": _STRINGS,
+                "targets": _STRINGS,
+                "catchUp": {"type": "string", "enum": ["once", "skip"]},
+            },
+        },
+        "Schedule": {
+            "type": "object",
+            "required": ["name", "tenant", "profile", "trigger", "paused", "fires"],
+            "properties": {
+                "name": {"type": "string"},
+                "tenant": {"type": "string"},
+                "profile": {"type": "string"},
+                "trigger": {"type": "object"},
+                "paused": {"type": "boolean"},
+                "fires": {"type": "array", "items": {"type": "object"}},
             },
         },
         "Run": {
@@ -399,6 +436,75 @@ def openapi_document() -> dict[str, Any]:
             "downloadFile",
             [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
         ),
+        "/api/export/schedules": {
+            "get": _op(
+                "the tenant's schedules with their latest fired slots",
+                "export:read",
+                {"200": _json("schedules", {"type": "object"})},
+                operation_id="listSchedules",
+            ),
+            "post": _op(
+                "store a schedule (cron, one-off or event trigger) with its targets",
+                "export:run",
+                {
+                    "201": _json("created", _ref("Schedule")),
+                    "409": _error("the name is taken (ERR_EXPORT_CONFLICT)"),
+                },
+                body=_ref("ScheduleRequest"),
+                operation_id="createSchedule",
+            ),
+        },
+        "/api/export/schedules/{name}": {
+            "get": _op(
+                "one schedule and its latest fired slots",
+                "export:read",
+                {"200": _json("schedule", _ref("Schedule")), **_NOT_FOUND},
+                parameters=[_NAME],
+                operation_id="getSchedule",
+            ),
+            "delete": _op(
+                "remove a schedule",
+                "export:run",
+                {"204": {"description": "deleted"}, **_NOT_FOUND},
+                parameters=[_NAME],
+                operation_id="deleteSchedule",
+            ),
+        },
+        "/api/export/schedules/{name}/run": {
+            "post": _op(
+                "fire the schedule now: a queued run with its targets",
+                "export:run",
+                {"202": _json("the fired slot (its result names the run)", {"type": "object"}), **_NOT_FOUND},
+                parameters=[_NAME],
+                operation_id="runScheduleNow",
+            )
+        },
+        "/api/export/schedules/{name}/{action}": {
+            "post": _op(
+                "pause or resume (a pause is never caught up)",
+                "export:run",
+                {"200": _json("schedule", _ref("Schedule")), **_NOT_FOUND},
+                parameters=[
+                    _NAME,
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"enum": ["pause", "resume"]},
+                    },
+                ],
+                operation_id="changeSchedule",
+            )
+        },
+        "/api/export/triggers/{name}": {
+            "post": _op(
+                "webhook: fire a schedule created with on=webhook (bursts coalesced)",
+                "export:trigger",
+                {"202": _json("event recorded", {"type": "object"}), **_NOT_FOUND},
+                parameters=[_NAME],
+                operation_id="triggerSchedule",
+            )
+        },
         f"{runs}/verification": {
             "get": _op(
                 "offline verification of the published bundle (digests, counts, provenance binding)",

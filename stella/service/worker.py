@@ -33,6 +33,8 @@ from stella.bundle.publish import STAGING_PREFIX
 from stella.errors import StellaError, UsageError
 from stella.service.config import ServiceConfig
 from stella.service.store.interface import Lease, Run, RunStatus, RunStore
+from stella.service.store.schedules import schedule_store_for
+from stella.service.targets import service_scheduler, service_targets
 from stella.telemetry.logs import correlation, lifecycle
 
 __all__ = ["Worker", "run_params_request"]
@@ -129,11 +131,12 @@ def _execute(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> N
 
 
 def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tuple[dict[str, Any], str]:
-    from pipelines.export import run_export
+    from pipelines.export import export_and_publish
     from stella.canonical import sha256_digest
-    from stella.signers.interface import load_signer
+    from stella.signers.registry import load_signer
 
     common = {"runId": run.id, "tenant": run.tenant, "profile": run.profile}
+    targets = service_targets(run.params.get("targets", []))  # egress refused before the ledger is read
     request = run_params_request(config, run)
     signer = None
     if run.params.get("sign"):
@@ -148,7 +151,9 @@ def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tu
         logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
     try:
         lifecycle(_LOG, "read", **common)
-        outcome = run_export(request, config.beam_args, signer=signer, archive=True)
+        outcome, published = export_and_publish(
+            request, config.beam_args, targets=targets, signer=signer, archive=True, staging=config.staging
+        )
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
@@ -175,6 +180,10 @@ def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tu
         "unchanged": outcome.unchanged,
         "seconds": round(outcome.seconds, 3),
     }
+    if targets:
+        result["targets"] = [target.to_json() for target in published]
+        for target in published:
+            store.append_event(run.id, "published", {"runId": run.id, **target.to_json()})
     for name, digest, size in (
         (outcome.archive.name, archive_digest, archive_bytes),
         ("export.json", result["manifestDigest"], len(manifest_bytes)),
@@ -203,6 +212,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._clock = clock
         self._last_prune = 0.0
+        self.scheduler = service_scheduler(config, store, schedule_store_for(store))
 
     def run_forever(self, stop: Callable[[], bool]) -> None:
         import pipelines.export  # noqa: F401  (import once, before forking: each run starts fast)
@@ -222,6 +232,7 @@ class Worker:
         if self._clock() - self._last_prune > 60.0:
             self.prune()
             self._last_prune = self._clock()
+        self.scheduler.tick()  # due slots become queued runs (each claimed by one instance only)
         lease = self.store.claim_run(self.id, self.config.lease_seconds)
         if lease is None:
             return False

@@ -29,22 +29,14 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from stella.errors import NotFoundError, UsageError
+from stella.errors import UsageError
 from stella.guards import strictjson
-from stella.signers.pem import (
-    PrivateKey,
-    PrivateKeySigner,
-    signer_from_pem,
-    signer_from_private_key,
-    split_ref_options,
-)
 
 __all__ = [
     "COSIGN_PASSWORD_VAR",
@@ -52,8 +44,8 @@ __all__ = [
     "cosign_password",
     "decrypt_cosign_key",
     "encrypt_cosign_key",
+    "is_cosign_key",
     "load_cosign_private_key",
-    "load_cosign_ref",
 ]
 
 PEM_LABEL: Final = "ENCRYPTED SIGSTORE PRIVATE KEY"
@@ -196,39 +188,16 @@ def decrypt_cosign_key(data: bytes, *, password: bytes, source: str = "cosign ke
         ) from exc
 
 
-def load_cosign_private_key(data: bytes, *, password: bytes, source: str = "cosign key") -> PrivateKey:
-    """Decrypt and decode a cosign key into a private key object."""
+def is_cosign_key(data: bytes) -> bool:
+    """Whether ``data`` holds a cosign encrypted-key PEM block (either label)."""
+    return _PEM_BLOCK.search(data) is not None
+
+
+def load_cosign_private_key(data: bytes, *, password: bytes, source: str = "cosign key") -> object:
+    """Decrypt and decode a cosign key into a private key object (of whatever type it holds)."""
     der = decrypt_cosign_key(data, password=password, source=source)
     try:
         key = serialization.load_der_private_key(der, password=None)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise UsageError(f"{source}: decrypted cosign key is not PKCS#8 DER: {exc}") from exc
-    return signer_from_private_key(key).private_key
-
-
-def load_cosign_ref(ref: str, *, environ: Mapping[str, str]) -> PrivateKeySigner:
-    """``cosign://PATH[?password-env=VAR]``: ``VAR`` overrides ``COSIGN_PASSWORD``.
-
-    Raises:
-        NotFoundError: the file does not exist.
-        UsageError: not a cosign key, wrong or missing password.
-    """
-    target, options = split_ref_options(ref[len("cosign://") :], allowed=frozenset({"password-env"}), ref=ref)
-    if not target:
-        raise UsageError(f"key reference {ref!r} has no path")
-    path = Path(target)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"cosign key file {path} does not exist", details={"path": str(path)}) from exc
-    if _PEM_BLOCK.search(data) is None:
-        raise UsageError(f"{path}: cosign:// names a file without a {PEM_LABEL} PEM block")
-    variable = options.get("password-env")
-    if variable is not None:
-        value = environ.get(variable)
-        if value is None:
-            raise UsageError(f"{path}: password variable {variable} is not set")
-        password = value.encode("utf-8")
-    else:
-        password = cosign_password(environ, source=str(path))
-    return signer_from_pem(data, password=password, source=str(path), environ=environ)
+    return key

@@ -5,18 +5,9 @@ deterministic: Ed25519 (RFC 8032 is deterministic by construction) or ECDSA P-25
 RFC 6979 nonces. The one exception is an HSM that only offers randomised ECDSA; such a
 signer says so in :attr:`Signer.deterministic` and callers decide whether to accept it.
 
-A key reference names where the private key lives; :func:`load_signer` dispatches on
-its scheme so the CLI, the API and pipelines accept the same strings:
-
-====================================  =====================================================
-``PATH`` or ``file://PATH``           PEM file (PKCS#8, SEC1 or cosign's encrypted format);
-                                      ``?password-env=VAR`` names the password variable
-``env://VAR``                         PEM text (or base64 of it) in an environment variable;
-                                      ``?password-env=VAR`` as above
-``cosign://PATH``                     cosign's ``ENCRYPTED SIGSTORE PRIVATE KEY``; the
-                                      password comes from ``COSIGN_PASSWORD``
-``pkcs11:token=T;object=O?...``       a key that never leaves a PKCS#11 token (RFC 7512)
-====================================  =====================================================
+Where a key comes from (a file, a variable, cosign's format, a PKCS#11 token) is the
+business of :mod:`stella.signers.registry`, which maps key references to the
+implementations; this module names no implementation, so each of them can import it.
 
 Key ids are ``sha256:<hex>`` of the public key's SubjectPublicKeyInfo DER: stable,
 derived from the key alone, and equal for a signer and the verifier built from its PEM.
@@ -24,11 +15,7 @@ derived from the key alone, and equal for a signer and the verifier built from i
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -37,22 +24,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from stella.canonical import sha256_digest
-from stella.errors import ConflictError, SignatureError, UsageError
+from stella.errors import SignatureError, UsageError
 
 __all__ = [
     "ECDSA_P256_SHA256",
     "ED25519",
-    "KEY_REF_SCHEMES",
     "Algorithm",
-    "KeyKind",
     "PublicKey",
     "PublicKeyVerifier",
     "Signer",
     "Verifier",
     "algorithm_of",
-    "generate_key",
     "key_id_of",
-    "load_signer",
     "load_verifier",
 ]
 
@@ -60,19 +43,7 @@ ECDSA_P256_SHA256: Final = "ecdsa-p256-sha256"
 ED25519: Final = "ed25519"
 
 Algorithm: TypeAlias = Literal["ecdsa-p256-sha256", "ed25519"]
-KeyKind: TypeAlias = Literal["ecdsa-p256", "ed25519"]
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-
-# Shown in the UsageError for an unknown scheme, so users see every valid spelling.
-KEY_REF_SCHEMES: Final = (
-    "PATH",
-    "file://PATH[?password-env=VAR]",
-    "env://VAR[?password-env=VAR]",
-    "cosign://PATH[?password-env=VAR]",
-    "pkcs11:token=LABEL;object=LABEL[?module-path=PATH&pin-source=env:VAR]",
-)
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
 
 
 @runtime_checkable
@@ -188,113 +159,3 @@ def load_verifier(pem: bytes) -> PublicKeyVerifier:
     algorithm_of(public_key)
     assert isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
     return PublicKeyVerifier.from_public_key(public_key)
-
-
-def load_signer(ref: str, *, environ: Mapping[str, str]) -> Signer:
-    """Open the private key a key reference names (syntax in the module docstring).
-
-    ``environ`` is passed in, never read from ``os.environ`` here, so that passwords and
-    PINs come from what the caller chose to expose.
-
-    Raises:
-        UsageError: unknown scheme, malformed reference, wrong password, unsupported key.
-        NotFoundError: the file, variable, token or object does not exist.
-    """
-    if not ref:
-        raise UsageError("empty key reference", details={"validSchemes": list(KEY_REF_SCHEMES)})
-    match = _SCHEME.match(ref)
-    scheme = match.group(1).lower() if match else None
-    if scheme == "pkcs11":
-        from stella.signers import pkcs11
-
-        return pkcs11.load_pkcs11_signer(ref, environ=environ)
-    if match is None or match.group(2) is None:
-        # No scheme, or "name:rest" without "//": a plain filesystem path.
-        from stella.signers import pem
-
-        return pem.load_pem_signer(Path(ref), password_env=None, environ=environ)
-    if scheme == "file":
-        from stella.signers import pem
-
-        return pem.load_file_ref(ref, environ=environ)
-    if scheme == "env":
-        from stella.signers import env
-
-        return env.load_env_signer(ref, environ=environ)
-    if scheme == "cosign":
-        from stella.signers import cosign
-
-        return cosign.load_cosign_ref(ref, environ=environ)
-    raise UsageError(
-        f"unknown key reference scheme {scheme!r}; valid forms: {', '.join(KEY_REF_SCHEMES)}",
-        details={"scheme": scheme, "validSchemes": list(KEY_REF_SCHEMES)},
-    )
-
-
-def generate_key(
-    kind: KeyKind,
-    private_out: Path,
-    public_out: Path,
-    *,
-    password: bytes | None,
-    key_format: Literal["pkcs8", "cosign"] = "pkcs8",
-) -> str:
-    """Create a key pair, write the private key (mode 0600) and public PEM, return the key id.
-
-    ``key_format="cosign"`` writes cosign's encrypted ``cosign.key`` (then ``password``
-    is required, as in ``cosign generate-key-pair``). Existing files are never overwritten,
-    so a typo cannot destroy a production key.
-
-    Raises:
-        UsageError: unknown kind, or cosign format without a password.
-        ConflictError: either output already exists.
-    """
-    private_key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-    if kind == "ecdsa-p256":
-        private_key = ec.generate_private_key(ec.SECP256R1())
-    elif kind == "ed25519":
-        private_key = ed25519.Ed25519PrivateKey.generate()
-    else:
-        raise UsageError(f"unknown key kind {kind!r}; use 'ecdsa-p256' or 'ed25519'")
-    for path in (private_out, public_out):
-        if path.exists():
-            raise ConflictError(
-                f"refusing to overwrite existing key file {path}", details={"path": str(path)}
-            )
-
-    pkcs8_der = private_key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    if key_format == "cosign":
-        if password is None:
-            raise UsageError("cosign-format keys are always encrypted: give a password")
-        from stella.signers import cosign
-
-        private_bytes = cosign.encrypt_cosign_key(pkcs8_der, password=password)
-    elif key_format == "pkcs8":
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-        )
-        private_bytes = private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
-    else:
-        raise UsageError(f"unknown key format {key_format!r}; use 'pkcs8' or 'cosign'")
-
-    public_key = private_key.public_key()
-    public_pem = public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    _write_new(private_out, private_bytes, mode=0o600)
-    _write_new(public_out, public_pem, mode=0o644)
-    return key_id_of(public_key)
-
-
-def _write_new(path: Path, data: bytes, *, mode: int) -> None:
-    # O_EXCL: the existence check above and the create are one step for the file system.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError as exc:
-        raise ConflictError(f"refusing to overwrite existing key file {path}") from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)

@@ -19,12 +19,15 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from stella.errors import NotFoundError, UsageError
+from stella.errors import UsageError
+from stella.guards.files import read_user_file
+from stella.signers import cosign
 from stella.signers.interface import ED25519, Algorithm, algorithm_of, key_id_of
 
 __all__ = [
     "PrivateKey",
     "PrivateKeySigner",
+    "load_cosign_ref",
     "load_file_ref",
     "load_pem_signer",
     "password_from_env",
@@ -93,8 +96,6 @@ def signer_from_pem(
         UsageError: not a private key PEM, encrypted without a password, wrong password.
     """
     if any(label in data for label in _COSIGN_LABELS):
-        from stella.signers import cosign
-
         if password is None:
             password = cosign.cosign_password(environ, source=source)
         return signer_from_private_key(cosign.load_cosign_private_key(data, password=password, source=source))
@@ -158,12 +159,7 @@ def load_pem_signer(path: Path, *, password_env: str | None, environ: Mapping[st
         NotFoundError: the file does not exist.
         UsageError: see :func:`signer_from_pem`.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"key file {path} does not exist", details={"path": str(path)}) from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"key reference {path} is a directory, not a key file") from exc
+    data = read_user_file(path, "key file")
     password = password_from_env(password_env, environ=environ, source=str(path))
     signer = signer_from_pem(data, password=password, source=str(path), environ=environ)
     if signer.algorithm != ED25519:
@@ -177,3 +173,28 @@ def load_file_ref(ref: str, *, environ: Mapping[str, str]) -> PrivateKeySigner:
     if not target:
         raise UsageError(f"key reference {ref!r} has no path")
     return load_pem_signer(Path(target), password_env=options.get("password-env"), environ=environ)
+
+
+def load_cosign_ref(ref: str, *, environ: Mapping[str, str]) -> PrivateKeySigner:
+    """``cosign://PATH[?password-env=VAR]``: ``VAR`` overrides ``COSIGN_PASSWORD``.
+
+    Raises:
+        NotFoundError: the file does not exist.
+        UsageError: not a cosign key, wrong or missing password.
+    """
+    target, options = split_ref_options(ref[len("cosign://") :], allowed=frozenset({"password-env"}), ref=ref)
+    if not target:
+        raise UsageError(f"key reference {ref!r} has no path")
+    path = Path(target)
+    data = read_user_file(path, "cosign key file")
+    if not cosign.is_cosign_key(data):
+        raise UsageError(f"{path}: cosign:// names a file without a {cosign.PEM_LABEL} PEM block")
+    variable = options.get("password-env")
+    if variable is not None:
+        value = environ.get(variable)
+        if value is None:
+            raise UsageError(f"{path}: password variable {variable} is not set")
+        password = value.encode("utf-8")
+    else:
+        password = cosign.cosign_password(environ, source=str(path))
+    return signer_from_pem(data, password=password, source=str(path), environ=environ)

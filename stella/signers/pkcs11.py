@@ -2,17 +2,8 @@
 
 This is the "KMS provider behind one interface" of BRIEF contract 6: the private key is
 used through ``C_Sign`` only, and the public key is read from the token so the key id
-matches the exported PEM. The reference is an RFC 7512 PKCS#11 URI::
-
-    pkcs11:token=LABEL;object=LABEL[;id=%01][;serial=S][;type=private]
-          ?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:VAR
-
-* path attributes (RFC 7512 §2.3) select the token and the key; values are
-  percent-decoded; unknown attributes are refused rather than ignored;
-* ``module-path`` names the PKCS#11 library (default: ``STELLA_PKCS11_MODULE`` in the
-  injected environment);
-* ``pin-source`` is ``env:VAR`` or ``file:PATH`` (§2.4); ``pin-value`` is refused so
-  that PINs do not end up in logs and shell history.
+matches the exported PEM. The reference is an RFC 7512 PKCS#11 URI
+(:mod:`stella.pkcs11_session`, shared with the token key wrapper of encryption).
 
 Determinism: an Ed25519 key (``CKK_EC_EDWARDS``, mechanism ``CKM_EDDSA``, available in
 SoftHSM2 >= 2.6 built against OpenSSL 1.1.1+) signs deterministically, as RFC 8032
@@ -30,121 +21,24 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final
-from urllib.parse import unquote, unquote_to_bytes
+from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from stella.errors import NotFoundError, RemoteError, UsageError
+from stella.pkcs11_session import Pkcs11Ref, open_session, parse_pkcs11_uri, resolve_pin
 from stella.signers.interface import ECDSA_P256_SHA256, ED25519, Algorithm, PublicKey, key_id_of
 
-__all__ = [
-    "MODULE_ENV_VAR",
-    "Pkcs11Ref",
-    "Pkcs11Signer",
-    "load_pkcs11_signer",
-    "open_session",
-    "parse_pkcs11_uri",
-    "resolve_pin",
-]
+__all__ = ["Pkcs11Signer", "load_pkcs11_signer"]
 
 _logger = logging.getLogger(__name__)
 
-MODULE_ENV_VAR: Final = "STELLA_PKCS11_MODULE"
-
-_PATH_ATTRS: Final = frozenset({"token", "object", "id", "serial", "type"})
-_QUERY_ATTRS: Final = frozenset({"module-path", "pin-source"})
 # DER of the curve identifiers a token may store in CKA_EC_PARAMS.
 _OID_P256: Final = bytes.fromhex("06082a8648ce3d030107")
 _OID_ED25519: Final = bytes.fromhex("06032b6570")
 _PRINTABLE_ED25519: Final = b"\x13\x0cedwards25519"
-
-
-@dataclass(frozen=True, slots=True)
-class Pkcs11Ref:
-    """A parsed ``pkcs11:`` reference; the PIN itself is resolved only when needed."""
-
-    module_path: str
-    token: str | None
-    serial: str | None
-    object: str | None
-    object_id: bytes | None
-    pin_source: str
-
-
-def _attrs(text: str, sep: str, allowed: frozenset[str], where: str, ref: str) -> dict[str, str]:
-    attrs: dict[str, str] = {}
-    for part in filter(None, text.split(sep)):
-        name, eq, value = part.partition("=")
-        if not eq:
-            raise UsageError(f"PKCS#11 URI {where} attribute {part!r} has no '=' in {ref!r}")
-        if name == "pin-value":
-            raise UsageError("PKCS#11 URI pin-value is refused: use pin-source=env:VAR or file:PATH")
-        if name not in allowed:
-            raise UsageError(
-                f"unsupported PKCS#11 URI {where} attribute {name!r}; supported: {', '.join(sorted(allowed))}",
-                details={"attribute": name},
-            )
-        if name in attrs:
-            raise UsageError(f"PKCS#11 URI attribute {name!r} given twice in {ref!r}")
-        attrs[name] = value
-    return attrs
-
-
-def parse_pkcs11_uri(ref: str, *, environ: Mapping[str, str], key_type: str = "private") -> Pkcs11Ref:
-    """Parse the RFC 7512 subset above; ``key_type`` is the one ``type=`` the caller can use
-    (``private`` for signing keys, ``secret-key`` for the AES keys that wrap data keys).
-
-    Raises:
-        UsageError: not ``pkcs11:``, unknown attributes, no key selector, no module or PIN source.
-    """
-    if not ref.lower().startswith("pkcs11:"):
-        raise UsageError(f"not a PKCS#11 URI: {ref!r}")
-    path, _, query = ref[len("pkcs11:") :].partition("?")
-    path_attrs = _attrs(path, ";", _PATH_ATTRS, "path", ref)
-    query_attrs = _attrs(query, "&", _QUERY_ATTRS, "query", ref)
-    if path_attrs.get("type", key_type) != key_type:
-        raise UsageError(f"PKCS#11 URI type must be {key_type!r} here, not {path_attrs['type']!r}")
-    object_label = unquote(path_attrs["object"]) if "object" in path_attrs else None
-    object_id = unquote_to_bytes(path_attrs["id"]) if "id" in path_attrs else None
-    if object_label is None and object_id is None:
-        raise UsageError(f"PKCS#11 URI {ref!r} selects no key: give object=LABEL and/or id=%XX")
-    module_path = unquote(query_attrs.get("module-path", "")) or environ.get(MODULE_ENV_VAR, "")
-    if not module_path:
-        raise UsageError(
-            f"PKCS#11 URI {ref!r} needs module-path=PATH (or {MODULE_ENV_VAR} in the environment)"
-        )
-    pin_source = unquote(query_attrs.get("pin-source", ""))
-    if not pin_source:
-        raise UsageError(f"PKCS#11 URI {ref!r} needs pin-source=env:VAR or pin-source=file:PATH")
-    return Pkcs11Ref(
-        module_path=module_path,
-        token=unquote(path_attrs["token"]) if "token" in path_attrs else None,
-        serial=unquote(path_attrs["serial"]) if "serial" in path_attrs else None,
-        object=object_label,
-        object_id=object_id,
-        pin_source=pin_source,
-    )
-
-
-def resolve_pin(pin_source: str, *, environ: Mapping[str, str]) -> str:
-    """The PIN named by ``pin-source`` (``env:VAR`` or ``file:PATH``); never from the URI itself."""
-    kind, _, target = pin_source.partition(":")
-    if kind == "env":
-        value = environ.get(target)
-        if value is None:
-            raise UsageError(f"PKCS#11 PIN variable {target} is not set", details={"variable": target})
-        return value
-    if kind == "file":
-        path = Path(target[2:] if target.startswith("//") else target)
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"PKCS#11 PIN file {path} does not exist") from exc
-    raise UsageError(f"PKCS#11 pin-source {pin_source!r} must be env:VAR or file:PATH")
 
 
 def _unwrap_octet_string(point: bytes, size: int) -> bytes:
@@ -207,32 +101,6 @@ class Pkcs11Signer:
             raise RemoteError(f"PKCS#11 token refused to sign: {type(exc).__name__} {exc}") from exc
         half = len(raw) // 2
         return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
-
-
-def open_session(ref: Pkcs11Ref, pin: str) -> Any:
-    """A logged-in session on the token ``ref`` names (a context manager), with clear errors."""
-    import pkcs11
-    from pkcs11.exceptions import (
-        MultipleTokensReturned,
-        NoSuchToken,
-        PinIncorrect,
-        PinLenRange,
-    )
-
-    if not Path(ref.module_path).is_file():
-        raise NotFoundError(f"PKCS#11 module {ref.module_path} does not exist")
-    # python-pkcs11 caches one handle per module path, so C_Initialize runs once per process.
-    lib = pkcs11.lib(ref.module_path)
-    try:
-        token = lib.get_token(token_label=ref.token, token_serial=ref.serial.encode() if ref.serial else None)
-    except NoSuchToken as exc:
-        raise NotFoundError(f"no PKCS#11 token labelled {ref.token!r}", details={"token": ref.token}) from exc
-    except MultipleTokensReturned as exc:
-        raise UsageError("several PKCS#11 tokens match; add token=LABEL or serial=S") from exc
-    try:
-        return token.open(user_pin=pin)
-    except (PinIncorrect, PinLenRange) as exc:
-        raise UsageError(f"PKCS#11 PIN rejected by token {ref.token!r}") from exc
 
 
 def load_pkcs11_signer(ref: str, *, environ: Mapping[str, str]) -> Pkcs11Signer:

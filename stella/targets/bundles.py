@@ -1,8 +1,8 @@
 """Publishing a finished bundle to a target: verify it, then hand the target its OCI layout.
 
-Every surface that pushes (``stella export push``, the service, schedules) goes through
-:func:`push_bundle`, so none of them can skip a step: the target's own refusals first
-(egress, a malformed destination: before a byte of the bundle is read), then the whole
+``stella export push`` (the Trivy-shaped push) goes through :func:`push_bundle`, so it
+skips no step: the target's own refusals first (egress, a malformed destination:
+before a byte of the bundle is read), then the whole
 bundle verified -- against the trust policy when given, so an unsigned or foreign-signed
 bundle never leaves the machine -- then a refusal of encrypted bundles (a registry would
 serve ciphertext Trivy cannot read), and only then the layout, which an archive streams
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stella.adapters.trivy.payload import OCI_DIR
 from stella.bundle.encrypt import ciphertext_files
+from stella.bundle.paths import OCI_DIR, PROVENANCE
 from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.errors import BundleIntegrityError, UsageError
@@ -55,27 +55,28 @@ def push_bundle(bundle: Path, target: Target, *, trust: TrustPolicy | None = Non
     manifest: dict[str, Any] = checked.manifest or {}
     profile = manifest.get("profile", {}).get("name")
     if ciphertext_files(
-        strictjson.loads(
-            checked.control.get("provenance.json", b"{}"), what="provenance.json", error=BundleIntegrityError
-        )
+        strictjson.loads(checked.control.get(PROVENANCE, b"{}"), what=PROVENANCE, error=BundleIntegrityError)
     ):
         raise UsageError(
             f"bundle {bundle.name} is encrypted: decrypt it first (stella export decrypt), then push",
             details={"bundle": str(bundle), "profile": profile},
         )
     with tempfile.TemporaryDirectory(prefix="stella-push-") as scratch:
-        layout = bundle / OCI_DIR if bundle.is_dir() else _extract_layout(bundle, Path(scratch))
-        if not (layout / "index.json").is_file():
+        folder = bundle if bundle.is_dir() else Path(scratch)
+        if not bundle.is_dir():
+            _extract_layout(bundle, folder / OCI_DIR)
+        if not (folder / OCI_DIR / "index.json").is_file():
             raise UsageError(
                 f"bundle {bundle.name} (profile {profile}) carries no OCI layout; "
-                "only trivy:db and trivy:java-db bundles can be pushed",
+                "only trivy:db and trivy:java-db bundles can be pushed (export publish --target oci://… "
+                "pushes any bundle as an artifact)",
                 details={"bundle": str(bundle), "profile": profile},
             )
-        published = target.publish(layout)
+        published = target.publish(folder)
     return PushedBundle(bundle, manifest.get("exportId"), published, checked.report.signature.get("status"))
 
 
-def _extract_layout(archive: Path, scratch: Path) -> Path:
+def _extract_layout(archive: Path, scratch: Path) -> None:
     """Copy the archive's ``data/oci/`` members into ``scratch`` (member names are checked safe)."""
     prefix = OCI_DIR + "/"
     for relative, stream in iter_members(archive):
@@ -84,4 +85,3 @@ def _extract_layout(archive: Path, scratch: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             with target.open("wb") as out:
                 shutil.copyfileobj(stream, out, 1 << 20)
-    return scratch

@@ -1,94 +1,94 @@
-"""The targets port: where a finished bundle goes, and the egress rule every remote target obeys.
+"""The targets port: where a finished bundle goes, and what every target promises.
 
-A target receives something already built and verified locally (a staged bundle folder
-or an OCI image layout) and publishes it; it never builds content. Remote targets are
-explicit configuration: the export is offline by default, so a destination host must be
-on the operator's allowlist (loopback excepted, which never leaves the machine).
+A target receives a bundle already built and verified locally and publishes it; it
+never builds content. Remote targets are explicit configuration: the export is offline
+by default, so each target refuses, in :meth:`Target.check` and before a byte of the
+bundle is read, a destination the egress allowlist does not name
+(:mod:`stella.targets.egress`).
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from stella.errors import EgressDeniedError
+from stella.targets.egress import ALLOWLIST_ENV, check_egress, egress_allowlist, is_loopback
 
-__all__ = ["ALLOWLIST_ENV", "PublishResult", "Target", "check_egress", "egress_allowlist", "is_loopback"]
-
-# The operator's standing egress allowlist: comma-separated ``host`` or ``host:port`` entries.
-ALLOWLIST_ENV = "STELLA_EGRESS_ALLOWLIST"
-
-_LOOPBACK_NAMES = frozenset({"localhost"})
+__all__ = [
+    "ALLOWLIST_ENV",
+    "PublishResult",
+    "Target",
+    "TargetResult",
+    "check_egress",
+    "egress_allowlist",
+    "is_loopback",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
-    """Where the content landed and the digest that names it there."""
+    """Where the content landed, the digest that names it there, and whether it was already there."""
 
     location: str
     digest: str
+    unchanged: bool = False
 
 
 @runtime_checkable
 class Target(Protocol):
-    """Publishes locally staged content to one destination."""
+    """Publishes a verified local bundle folder to one destination.
+
+    ``publish`` must be idempotent: the same bundle (same manifest digest) published
+    again is reported ``unchanged`` and sends nothing.
+    """
+
+    @property
+    def kind(self) -> str:
+        """``file``, ``gs`` or ``oci``: the metric label and the result's type."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """The destination as configured, without credentials."""
+        ...
 
     def check(self) -> None:
         """Refuse, without connecting, a destination this target may not reach (egress, syntax).
 
-        Called before the content is even read, so a refusal costs nothing.
+        Called for every target before any bundle is read, so a refusal costs nothing
+        and no target sends a byte when another one is refused.
         """
         ...
 
-    def publish(self, source: Path) -> PublishResult:
-        """Publish ``source``; raise a :class:`stella.errors.StellaError` on refusal or failure."""
+    def publish(self, bundle: Path) -> PublishResult:
+        """Publish the bundle folder; raise a :class:`stella.errors.StellaError` on refusal or failure."""
         ...
 
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``, ``127.0.0.0/8`` and ``::1`` (brackets allowed): traffic that stays on this machine."""
-    name = host.strip().lower()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """What one target did with one bundle: recorded on the run, shown by every surface."""
 
+    target: str
+    kind: str
+    status: str  # published | unchanged | failed
+    attempts: int
+    location: str | None = None
+    digest: str | None = None
+    error: dict[str, Any] | None = None
 
-def check_egress(host: str, port: int | None, allowlist: Sequence[str]) -> None:
-    """Refuse a destination that is neither loopback nor on the allowlist, before any connection.
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
 
-    Allowlist entries are ``host`` (any port) or ``host:port``, compared case-insensitively;
-    IPv6 literals are written in brackets (``[2001:db8::1]:5000``).
-
-    Raises:
-        EgressDeniedError: the destination is not allowed; the message names it.
-    """
-    if is_loopback(host):
-        return
-    name = host.strip().lower()
-    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
-    shown = f"[{bare}]" if ":" in bare else bare
-    candidates = {shown, bare}
-    if port is not None:
-        candidates |= {f"{shown}:{port}"}
-    allowed = {entry.strip().lower() for entry in allowlist}
-    if candidates & allowed:
-        return
-    destination = f"{shown}:{port}" if port is not None else shown
-    raise EgressDeniedError(
-        f"egress to {destination} is not allowed: add it to the egress allowlist to publish there",
-        details={"host": bare, "port": port, "allowlist": sorted(allowed)},
-    )
-
-
-def egress_allowlist(extra: Sequence[str], environ: Mapping[str, str]) -> tuple[str, ...]:
-    """The allowlist in force: ``$STELLA_EGRESS_ALLOWLIST`` plus ``extra`` (e.g. ``--allow-host``)."""
-    from_env = [entry.strip() for entry in environ.get(ALLOWLIST_ENV, "").split(",") if entry.strip()]
-    return tuple(dict.fromkeys([*from_env, *extra]))
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "location": self.location,
+            "digest": self.digest,
+            "error": self.error,
+        }

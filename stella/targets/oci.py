@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import ssl
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,13 +35,15 @@ from typing import IO, Any
 from stella.errors import BundleIntegrityError, RemoteError, StellaError, UsageError
 from stella.guards import strictjson
 from stella.guards.files import open_regular
-from stella.targets.interface import PublishResult, check_egress, is_loopback
+from stella.targets.egress import EgressPolicy, is_loopback
+from stella.targets.interface import PublishResult
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "PASSWORD_ENV",
     "OciReference",
     "OciRegistryTarget",
+    "publish_layout",
     "push_layout",
     "registry_credentials",
 ]
@@ -177,7 +180,7 @@ _Body = Callable[[], "bytes | _FileSlice | None"]
 class _EgressRedirectHandler(urllib.request.HTTPRedirectHandler):
     """Follows redirects only to allowed hosts, and never carries credentials to another host."""
 
-    def __init__(self, policy: _Policy) -> None:
+    def __init__(self, policy: EgressPolicy) -> None:
         super().__init__()
         self._policy = policy
 
@@ -200,35 +203,13 @@ class _EgressRedirectHandler(urllib.request.HTTPRedirectHandler):
         return new
 
 
-@dataclass(frozen=True, slots=True)
-class _Policy:
-    allowlist: tuple[str, ...]
-    allow_plain_http: bool
-
-    def plain_http_ok(self, host: str) -> bool:
-        return self.allow_plain_http or is_loopback(host)
-
-    def check_url(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        check_egress(host, parts.port, self.allowlist)
-        if parts.scheme == "https":
-            return
-        if parts.scheme == "http" and self.plain_http_ok(host):
-            return
-        raise UsageError(
-            "refusing a non-HTTPS registry URL (plain HTTP is only for loopback or allow_plain_http)",
-            details={"host": host, "scheme": parts.scheme},
-        )
-
-
 class _Session:
     """One registry, one repository: request plumbing, auth challenges, error mapping."""
 
     def __init__(
         self,
         ref: OciReference,
-        policy: _Policy,
+        policy: EgressPolicy,
         opener: urllib.request.OpenerDirector,
         *,
         timeout: float,
@@ -405,6 +386,16 @@ class _Session:
             )
         return True
 
+    def manifest_digest(self, reference: str) -> str | None:
+        """The digest the registry serves for ``reference`` now, or None if it has none."""
+        response = self.request(
+            "HEAD",
+            f"/v2/{self.ref.repository}/manifests/{reference}",
+            expect=(200, 404),
+            headers={"Accept": _MANIFEST_ACCEPT},
+        )
+        return response.headers.get("Docker-Content-Digest") if response.status == 200 else None
+
     def push_manifest(self, reference: str, media_type: str, manifest: bytes, digest: str) -> str:
         response = self.request(
             "PUT",
@@ -529,17 +520,40 @@ def push_layout(
     timeout: float = _DEFAULT_TIMEOUT,
     opener: urllib.request.OpenerDirector | None = None,
 ) -> str:
+    """:func:`publish_layout` returning only the manifest digest."""
+    return publish_layout(
+        layout_dir,
+        reference,
+        policy=EgressPolicy(tuple(allowlist), allow_plain_http),
+        credentials=credentials,
+        chunk_size=chunk_size,
+        timeout=timeout,
+        opener=opener,
+    ).digest
+
+
+def publish_layout(
+    layout_dir: Path | str,
+    reference: str,
+    *,
+    policy: EgressPolicy,
+    credentials: tuple[str, str] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    timeout: float = _DEFAULT_TIMEOUT,
+    opener: urllib.request.OpenerDirector | None = None,
+) -> PublishResult:
     """Push the (single) manifest of an OCI image layout and its blobs to ``reference``.
 
     The egress and transport checks run first, so a refused destination is never
     contacted. Blobs are verified against their descriptors before upload, skipped when
     the registry already has them (HEAD), sent monolithically (POST, then PUT
     ``?digest=``) or in PATCH chunks above ``chunk_size``; the manifest goes last, so a
-    tag never points at missing blobs. ``opener`` exists for tests; a custom one must
-    enforce the redirect rules itself.
+    tag never points at missing blobs. A tag that already names this manifest is left
+    alone (``unchanged``): nothing is uploaded. ``opener`` exists for tests; a custom
+    one must enforce the redirect rules itself.
 
     Returns:
-        The pushed manifest's digest (``sha256:…``).
+        The manifest's location (``host/repo@sha256:…``) and digest.
 
     Raises:
         EgressDeniedError: the host is neither loopback nor on ``allowlist``.
@@ -548,8 +562,7 @@ def push_layout(
         RemoteError: the registry refused or failed (status and its error body in details).
     """
     ref = OciReference.parse(reference)
-    policy = _Policy(allowlist=tuple(allowlist), allow_plain_http=allow_plain_http)
-    check_egress(ref.host, ref.port, policy.allowlist)
+    policy.check(ref.host, ref.port)
     if chunk_size <= 0:
         raise UsageError("chunk_size must be positive", details={"chunk_size": chunk_size})
     layout = Path(layout_dir)
@@ -587,12 +600,16 @@ def push_layout(
         credentials=credentials,
     )
     session.connect()
+    location = f"{ref.netloc}/{ref.repository}@{manifest_blob.digest}"
+    if session.manifest_digest(str(tag)) == manifest_blob.digest:
+        logger.info("%s:%s already is %s: nothing to push", location.split("@")[0], tag, manifest_blob.digest)
+        return PublishResult(location=location, digest=manifest_blob.digest, unchanged=True)
     for blob in sorted({blob.digest: blob for blob in blobs}.values(), key=lambda item: item.digest):
         sent = session.push_blob(blob, chunk_size=chunk_size)
         logger.info("blob %s %s", blob.digest, "uploaded" if sent else "already present")
     digest = session.push_manifest(str(tag), media_type, manifest_bytes, manifest_blob.digest)
     logger.info("pushed %s/%s:%s as %s", ref.netloc, ref.repository, tag, digest)
-    return digest
+    return PublishResult(location=location, digest=digest)
 
 
 def registry_credentials(username: str | None, environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -611,24 +628,36 @@ def registry_credentials(username: str | None, environ: Mapping[str, str]) -> tu
 
 @dataclass(frozen=True, slots=True)
 class OciRegistryTarget:
-    """The registry target: publishes an OCI layout folder to one reference."""
+    """The registry target (``oci://HOST[:PORT]/REPO[:TAG]``): a bundle as an OCI artifact.
+
+    Trivy bundles go up in Trivy's exact shape (their ``data/oci`` layout); any other
+    bundle as the Export Center artifact of :mod:`stella.targets.artifact`.
+    """
 
     reference: str
-    allowlist: tuple[str, ...] = ()
-    allow_plain_http: bool = False
+    policy: EgressPolicy = EgressPolicy()
     credentials: tuple[str, str] | None = field(default=None, repr=False)  # never in logs
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    kind: str = "oci"
+
+    @property
+    def url(self) -> str:
+        return f"oci://{self.reference}"
 
     def check(self) -> None:
         ref = OciReference.parse(self.reference)
-        check_egress(ref.host, ref.port, self.allowlist)
+        self.policy.check(ref.host, ref.port)
 
-    def publish(self, source: Path) -> PublishResult:
-        digest = push_layout(
-            source,
-            self.reference,
-            allow_plain_http=self.allow_plain_http,
-            allowlist=self.allowlist,
-            credentials=self.credentials,
-        )
+    def publish(self, bundle: Path) -> PublishResult:
+        from stella.targets.artifact import bundle_layout
+
         ref = OciReference.parse(self.reference)
-        return PublishResult(location=f"{ref.netloc}/{ref.repository}@{digest}", digest=digest)
+        with tempfile.TemporaryDirectory(prefix="stella-oci-") as scratch:
+            layout = bundle_layout(bundle, Path(scratch), ref.tag or "latest")
+            return publish_layout(
+                layout,
+                self.reference,
+                policy=self.policy,
+                credentials=self.credentials,
+                chunk_size=self.chunk_size,
+            )

@@ -1,1 +1,1 @@
-"""Telemetry shared by every surface: Prometheus metrics and structured JSON logs."""
+"""Telemetry shared by every surface: Prometheus metrics, structured JSON logs and OpenTelemetry traces."""

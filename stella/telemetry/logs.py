@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from stella.telemetry.tracing import current_ids
+from stella.timefmt import rfc3339
+
 __all__ = ["JsonFormatter", "configure_json_logging", "correlation", "current_correlation", "lifecycle"]
 
 _CORRELATION: contextvars.ContextVar[str | None] = contextvars.ContextVar("stella_correlation", default=None)
@@ -41,12 +44,15 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": rfc3339(datetime.fromtimestamp(record.created, UTC), fraction="milli"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        correlation_id = getattr(record, "correlationId", None) or _CORRELATION.get()
+        ids = current_ids()
+        if ids is not None:
+            line["traceId"], line["spanId"] = ids
+        correlation_id = getattr(record, "correlationId", None) or _CORRELATION.get() or (ids and ids[0])
         if correlation_id:
             line["correlationId"] = correlation_id
         line.update(

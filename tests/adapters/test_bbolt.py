@@ -31,8 +31,8 @@ from stella.adapters.trivy.bbolt import (
     meta_page,
     write_bolt,
 )
-from stella.adapters.trivy.boltread import BoltFormatError, BoltReader, read_entries
 from stella.errors import UsageError
+from tests.adapters.boltread import BoltFormatError, BoltReader, read_entries
 from tests.support import require_tool
 
 Tree = Mapping[bytes, Union[bytes, "Tree"]]

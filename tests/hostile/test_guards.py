@@ -273,5 +273,7 @@ def test_docs_state_the_limits_the_code_enforces() -> None:
         f"{streams.MAX_DOCUMENT_BYTES // mib} MiB (`MAX_DOCUMENT_BYTES`)",
         f"{streams.MAX_LINE_BYTES // mib} MiB (`MAX_LINE_BYTES`)",
         f"first {streams.QUARANTINE_PREFIX_BYTES >> 10} KiB",
+        f"larger than {files.USER_FILE_MAX_BYTES >> 20} MiB",
+        f"up to\n{streams.MAX_LINE_BYTES >> 20} MiB",
     ):
         assert fragment in text, fragment

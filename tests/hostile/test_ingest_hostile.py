@@ -49,7 +49,7 @@ def test_a_truncated_stream_keeps_what_came_before_and_quarantines_the_file(
     assert kept == cut.read_bytes()  # the file as received, for whoever investigates
     [reason] = _quarantine(home).values()
     assert reason["fault"] == "truncated" and reason["sources"] == [cut.name]
-    stats = stella(capsys, "ledger", "stats", "--tenant", "acme", "--json").payload
+    [stats] = stella(capsys, "ledger", "stats", "--tenant", "acme", "--json").payload["tenants"]
     assert (stats["records"], stats["quarantined"], stats["quarantineRejections"]) == (report["added"], 1, 1)
 
 
@@ -158,9 +158,8 @@ def test_a_fifo_named_on_the_command_line_is_refused_too(home: Path, tmp_path: P
         env=env,
         timeout=120,
     )
-    assert done.returncode == 0 and json.loads(done.stdout)["refusedFiles"] == [
-        {"kind": "FIFO", "source": "pipe.jsonl"}
-    ]
+    assert done.returncode == 7  # nothing usable was given
+    assert json.loads(done.stdout)["refusedFiles"] == [{"kind": "FIFO", "source": "pipe.jsonl"}]
 
 
 def test_symlink_loops_and_dangling_links_are_named_as_such(
@@ -200,7 +199,7 @@ def test_torn_quarantine_records_are_reported_not_fatal(
     (folder / ("ab" * 32 + ".json")).write_bytes(b'{"source": "x", "rea')  # torn by an old crash
     stats = stella(capsys, "ledger", "stats", "--tenant", "acme", "--json")
     assert stats.code == 0
-    assert stats.payload["quarantineTorn"] == ["ab" * 32 + ".json"]
+    assert stats.payload["tenants"][0]["quarantineTorn"] == ["ab" * 32 + ".json"]
     text = stella(capsys, "ledger", "stats", "--tenant", "acme")
     assert text.code == 0 and "torn" in text.stdout
 
@@ -227,3 +226,27 @@ def test_stale_temp_files_of_dead_writers_are_cleaned_and_live_ones_kept(
     ]
     assert live.exists()
     assert LedgerStore(str(home / "ledger")).quarantined("acme") == []
+
+
+@pytest.mark.parametrize("damage", ["truncate-avro", "pad-avro", "truncate-digests"])
+def test_a_damaged_segment_is_named_not_a_crash(
+    capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path, damage: str
+) -> None:
+    (tmp_path / "doc.json").write_text('{"id": "GHSA-1", "modified": "2026-01-01T00:00:00Z", "affected": []}')
+    assert _ingest(capsys, tmp_path / "doc.json").code == 0
+    [avro] = (home / "ledger" / "tenants" / "acme" / "segments").glob("*.avro")
+    if damage == "truncate-avro":
+        avro.write_bytes(avro.read_bytes()[:-20])
+    elif damage == "pad-avro":
+        avro.write_bytes(avro.read_bytes() + b"trailing garbage")
+    else:
+        digests = avro.with_suffix(".digests.zst")
+        digests.write_bytes(digests.read_bytes()[:-3])
+    command = (
+        ("ledger", "stats", "--tenant", "acme")
+        if damage != "truncate-digests"
+        else ("ledger", "ingest", "--tenant", "acme", str(tmp_path / "doc.json"))
+    )
+    run = stella(capsys, *command)
+    assert run.code == 7, run.stderr  # ERR_EXPORT_INPUT, naming the damaged file
+    assert avro.stem in run.stderr

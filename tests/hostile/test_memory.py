@@ -48,7 +48,7 @@ def test_ingest_of_a_zstd_bomb(tmp_path: Path, zero_bomb: bytes, name: str) -> N
     source.write_bytes(zero_bomb)
     home = tmp_path / "home"
     run = stella_measured("ledger", "ingest", "--tenant", "acme", str(source), env={"STELLA_HOME": str(home)})
-    assert run.code == 0, run.stderr
+    assert run.code == 7, run.stderr  # nothing usable: exit 7, the bytes quarantined
     print(f"peak RSS {run.peak_rss_mb:.0f} MB")
     assert run.peak_rss_mb < RSS_LIMIT_MB, run.peak_rss_mb
     [reason_file] = (home / "ledger" / "tenants" / "acme" / "quarantine").glob("*.json")
@@ -67,7 +67,7 @@ def test_ingest_of_a_gzip_bomb_without_newlines(tmp_path: Path) -> None:
     source.write_bytes(buffer.getvalue())
     home = tmp_path / "home"
     run = stella_measured("ledger", "ingest", "--tenant", "acme", str(source), env={"STELLA_HOME": str(home)})
-    assert run.code == 0, run.stderr
+    assert run.code == 7, run.stderr  # nothing usable: exit 7, the bytes quarantined
     print(f"peak RSS {run.peak_rss_mb:.0f} MB")
     assert run.peak_rss_mb < RSS_LIMIT_MB, run.peak_rss_mb
     quarantine = home / "ledger" / "tenants" / "acme" / "quarantine"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.registry import REGISTRY
-from stella.signers.interface import generate_key
+from stella.signers.registry import generate_key
 from tests.signing.conftest import softhsm_token  # re-exported fixture (SoftHSM2 token)
 from tests.support import export, require_tool, stella_cli
 

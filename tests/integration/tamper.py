@@ -17,7 +17,7 @@ from backports import zstd
 
 from stella.bundle.sign import sign_bundle
 from stella.canonical import dumps
-from stella.signers.interface import load_signer
+from stella.signers.registry import load_signer
 
 __all__ = [
     "CONTROL_KINDS",

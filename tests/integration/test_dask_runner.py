@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.registry import REGISTRY
+from stella.policy.language import parse_policy
+from stella.policy.snapshot import SnapshotStore, canonical_snapshot
+from tests.policy.scenario import POLICY
 from tests.services.dask_cluster import dask_cluster
 from tests.services.gcs import create_bucket, gcs_emulator, gcs_env, list_blobs
 from tests.support import export, ingest, tree_digests
@@ -29,6 +32,7 @@ class Cluster:
     emulator: str
     env: dict[str, str]
     ledger: str
+    options: dict[str, tuple[str, ...]]
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +44,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iter
         ledger = f"gs://{BUCKET}/ledger"
         ingest(
             ledger,
-            shared_data / "advisories" / "osv-go-vulndb.jsonl.zst",
+            shared_data / "advisories" / "osv-psf.jsonl.zst",
             shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst",
             shared_data / "sboms",
             env=env,
         )
+        snapshot = canonical_snapshot(parse_policy(POLICY))
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            SnapshotStore(ledger).publish("acme", snapshot)
+        options = {"json:policy": ("--option", f"policy-snapshot={snapshot.id}")}
         with dask_cluster(root, env=env) as address:
-            yield Cluster(address, url, env, ledger)
+            yield Cluster(address, url, env, ledger, options)
 
 
 @pytest.mark.slow
@@ -57,7 +67,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iter
 def test_dask_with_gcs_staging_matches_the_embedded_runner(
     profile: str, cluster: Cluster, tmp_path: Path
 ) -> None:
-    shards = ("--records-per-shard", "300")
+    shards: tuple[str, ...] = ("--records-per-shard", "40", *cluster.options.get(profile, ()))
+    if profile == "mirror:delta":  # its base, read by the driver only (from the local out folder)
+        base = export(cluster.ledger, tmp_path / "base", profile="mirror:full", env=cluster.env)
+        shards += ("--option", f"base={base}")
     local = export(cluster.ledger, tmp_path / "local", *shards, profile=profile, env=cluster.env)
     distributed = export(
         cluster.ledger,

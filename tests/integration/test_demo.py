@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
-import copy
+import io
 import json
 from pathlib import Path
 
-import pytest
-
 from stella.bundle.verify import verify_bundle
+from stella.cli import build_parser
 from stella.cli.export_cmd import run_demo
+from stella.cli.output import Output
+from stella.cli.progress import Progress
 
 
-def test_demo_exports_and_verifies_without_touching_its_arguments(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = argparse.Namespace(
-        ledger=str(tmp_path / "ledger"), out=str(tmp_path / "out"), records=120, json=True
-    )
-    before = copy.deepcopy(vars(args))
-    assert run_demo(args) == 0
-    assert vars(args) == before
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["verified"] is True and summary["profile"] == "json:raw" and summary["tenant"] == "demo"
-    assert verify_bundle(Path(summary["bundle"])).report.ok
-    assert run_demo(args) == 0  # the ledger is made once; the same bundle is found again
-    assert json.loads(capsys.readouterr().out)["unchanged"] is True
+def test_demo_exports_and_verifies_without_touching_its_arguments(tmp_path: Path) -> None:
+    argv = ["demo", "--ledger", str(tmp_path / "ledger"), "--out", str(tmp_path / "out"), "--records", "120"]
+    args = build_parser().parse_args(argv)
+    summaries = []
+    for _ in range(2):  # the ledger is made once; the second run finds the same bundle
+        stdout = io.StringIO()
+        args.output = Output(command="demo", json=True, stream=stdout)
+        args.progress = Progress.for_terminal(quiet=True, stream=io.StringIO())
+        before = dict(vars(args))
+        assert run_demo(args) == 0
+        assert vars(args) == before
+        summaries.append(json.loads(stdout.getvalue()))
+    first, second = summaries
+    assert first["verified"] is True and first["profile"] == "json:raw" and first["tenant"] == "demo"
+    assert verify_bundle(Path(first["bundle"])).report.ok
+    assert second["unchanged"] is True and second["exportId"] == first["exportId"]

@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import logging
+import shutil
 import ssl
 import urllib.error
 import urllib.request
@@ -35,6 +36,7 @@ from stella.adapters.trivy.artifact import (
 from stella.adapters.trivy.javadb import java_db_metadata
 from stella.errors import BundleIntegrityError, EgressDeniedError, NotFoundError, RemoteError, UsageError
 from stella.targets.bundles import push_bundle
+from stella.targets.egress import EgressPolicy
 from stella.targets.interface import PublishResult, Target, check_egress, egress_allowlist, is_loopback
 from stella.targets.oci import OciReference, OciRegistryTarget, push_layout
 from tests.services.registry import Registry, run_registry
@@ -159,11 +161,12 @@ def test_trivy_pulls_pushed_artifacts_and_finds_what_the_offline_scan_finds(
     assert headers["Docker-Content-Digest"] == java_digest
     assert "sha256:" + hashlib.sha256(body).hexdigest() == java_digest
 
-    # Pushing again uploads nothing: every blob is found by HEAD.
+    # Pushing again uploads nothing: the tag already names the manifest (idempotent re-publish).
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="stella.targets.oci"):
         assert push_layout(layouts["trivy.db"], db_ref) == db_digest
-    assert sum("already present" in message for message in caplog.messages) == 2
-    assert not any("uploaded" in message for message in caplog.messages)
+    assert sum("nothing to push" in message for message in caplog.messages) == 1
+    assert not any("uploaded" in message or "already present" in message for message in caplog.messages)
 
     fresh = tmp_path / "fresh-cache"
     pulled = findings(
@@ -205,9 +208,13 @@ def test_chunked_upload_and_target_protocol(oci_registry: Registry, tmp_path: Pa
     _, _, body = _get(oci_registry, f"/v2/stella/chunked/blobs/{layer_digest}")
     assert body == layer.read_bytes()
 
+    bundle = tmp_path / "bundle"
+    shutil.copytree(layout, bundle / "data" / "oci")  # a Trivy bundle publishes its own layout
     target = OciRegistryTarget(reference=f"{oci_registry.address}/stella/target:2")
     assert isinstance(target, Target)
-    assert target.publish(layout) == PublishResult(f"{oci_registry.address}/stella/target@{digest}", digest)
+    assert target.publish(bundle) == PublishResult(f"{oci_registry.address}/stella/target@{digest}", digest)
+    again = target.publish(bundle)  # the tag already names this manifest: nothing is sent
+    assert again.unchanged and again.digest == digest
 
 
 @pytest.mark.registry
@@ -315,10 +322,18 @@ def test_non_allowlisted_host_is_refused_before_any_connection(small_layout: Pat
     assert opener.requests == []
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "[::1]", "LOCALHOST"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "LOCALHOST"])
 def test_loopback_needs_no_allowlist(host: str) -> None:
     assert is_loopback(host)
     check_egress(host, 5000, ())
+
+
+def test_other_loopback_addresses_need_the_allowlist() -> None:
+    """127.8.9.10 never leaves the machine, but may be someone else's listener: named only."""
+    assert is_loopback("127.8.9.10")
+    with pytest.raises(EgressDeniedError):
+        check_egress("127.8.9.10", 5000, ())
+    check_egress("127.8.9.10", 5000, ["127.0.0.0/8"])
 
 
 @pytest.mark.parametrize("host", ["10.0.0.1", "example.com", "localhost.example.com", "[2001:db8::1]"])
@@ -479,4 +494,4 @@ def test_push_bundle_asks_the_target_before_reading_the_bundle(tmp_path: Path) -
     allowed = egress_allowlist(["registry.example.com"], {"STELLA_EGRESS_ALLOWLIST": " a.example , b:1"})
     assert allowed == ("a.example", "b:1", "registry.example.com")
     with pytest.raises(NotFoundError):  # allowed: only now is the bundle looked at (and nothing sent)
-        push_bundle(missing, OciRegistryTarget("registry.example.com/stella/db:2", allowlist=allowed))
+        push_bundle(missing, OciRegistryTarget("registry.example.com/stella/db:2", EgressPolicy(allowed)))

@@ -24,12 +24,12 @@ from apache_beam.runners.portability.stager import Stager
 
 from pipelines.registry import REGISTRY, get_profile
 from runners.options import runner_args
-from stella.bundle.request import ExportRequest
+from stella.bundle.request import ExportRequest, new_request
 from stella.ledger.store import SegmentInfo
 from stella.policy.language import parse_policy
 from stella.policy.snapshot import canonical_snapshot
 from stella.selectors import parse_selectors
-from tests.support import PASS_ALL_POLICY, REPO
+from tests.support import PASS_ALL_POLICY, REPO, export, ingest
 
 PROFILES = sorted(name for name, entry in REGISTRY.items() if entry.build is not None)
 _PORTABLE = {
@@ -39,6 +39,14 @@ _PORTABLE = {
     if hasattr(urn, "urn")
 }
 _FLINK = ["--runner=FlinkRunner", "--flink_master=127.0.0.1:8081", "--environment_type=LOOPBACK"]
+
+
+@pytest.fixture(scope="module")
+def mirror_base(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Path]:
+    """A real ledger and a mirror:full export of it: mirror:delta's builder reads its base."""
+    root = tmp_path_factory.mktemp("mirror-base")
+    ingest(root / "ledger", shared_data / "advisories" / "osv-psf.jsonl.zst")
+    return root / "ledger", export(root / "ledger", root / "out", profile="mirror:full")
 
 
 def _remote_request(profile: str) -> ExportRequest:
@@ -60,11 +68,22 @@ def _remote_request(profile: str) -> ExportRequest:
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_each_profile_converts_to_a_portable_pipeline(profile: str) -> None:
+def test_each_profile_converts_to_a_portable_pipeline(profile: str, request: pytest.FixtureRequest) -> None:
     pipeline = beam.Pipeline(options=PipelineOptions(runner_args(_FLINK)))
     entry = REGISTRY[profile]
     assert entry.build is not None
-    entry.build(pipeline, _remote_request(profile), "gs://acme/staging/stella-run-test")
+    if profile == "mirror:delta":
+        ledger, base = request.getfixturevalue("mirror_base")
+        export_request = new_request(
+            tenant="acme",
+            profile=get_profile(profile),
+            ledger_root=str(ledger),
+            out_dir=str(base.parent),
+            options=[f"base={base.name}"],
+        )
+    else:
+        export_request = _remote_request(profile)
+    entry.build(pipeline, export_request, "gs://acme/staging/stella-run-test")
     proto = pipeline.to_runner_api()
     leaves = [t for t in proto.components.transforms.values() if not t.subtransforms]
     # Python-only leaves are allowed only as identities (Beam's own Create emits a

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 import zstandard
 
-from stella.adapters.trivy.boltread import read_entries
 from stella.adapters.trivy.javadb import java_index_rows
 from stella.adapters.trivy.osv import translate_osv
+from tests.adapters.boltread import read_entries
 from tests.adapters.conftest import boltchk  # noqa: F401  (the bbolt Tx.Check fixture)
 from tests.adapters.trivy_oracle import DIVERGENCES, expected_findings
 from tests.adapters.trivy_scan import compare_findings, findings_context, sbom_components, scan_sbom
@@ -499,7 +499,9 @@ def test_latest_revision_wins_in_the_exported_db(tmp_path: Path, boltchk: Callab
 def test_push_refuses_unlisted_hosts_and_missing_bundles(tmp_path: Path) -> None:
     remote = "registry.example.com:5000/stella/trivy-db:2"
     denied = stella_cli("export", "push", str(tmp_path), "--to", remote)
-    assert denied.returncode == 8 and "ERR_EXPORT_EGRESS" in denied.stderr  # refused before anything else
+    assert (
+        denied.returncode == 8 and "ERR_EXPORT_EGRESS_DENIED" in denied.stderr
+    )  # refused before anything else
     allowed = stella_cli(
         "export", "push", str(tmp_path), "--to", remote, "--allow-host", "registry.example.com"
     )

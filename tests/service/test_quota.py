@@ -33,9 +33,14 @@ def test_quota_answers_429_with_retry_after(tmp_path: Path, service_ledger: Path
         first = client.post("/api/export/runs", json=body, headers=headers("acme"))
         second = client.post("/api/export/runs", json=body, headers=headers("acme"))
         assert (first.status_code, second.status_code) == (202, 202)
+        assert first.headers["x-stella-quota-limit"] == "2"
+        assert (first.headers["x-stella-quota-remaining"], second.headers["x-stella-quota-remaining"]) == (
+            "1",
+            "0",
+        )
         over = client.post("/api/export/runs", json=body, headers=headers("acme"))
         assert over.status_code == 429
-        assert over.headers["retry-after"] == "9"
+        assert over.headers["retry-after"] == "9" and over.headers["x-stella-quota-remaining"] == "0"
         assert over.json()["code"] == "ERR_EXPORT_QUOTA" and over.json()["details"]["limit"] == 2
         assert client.post("/api/export/runs", json=body, headers=headers("globex")).status_code == 202
         cancelled = client.post(f"/api/export/runs/{first.json()['runId']}/cancel", headers=headers("acme"))

@@ -99,6 +99,7 @@ def test_quota_and_idempotency(store_and_clock: tuple[RunStore, Clock]) -> None:
             retry_after=7,
         )
     _create(store, limit=2)
+    assert (store.active_runs("acme"), store.active_runs("globex")) == (2, 0)
     with pytest.raises(QuotaError) as raised:
         _create(store, limit=2)
     assert raised.value.retry_after == 7 and raised.value.spec.http_status == 429

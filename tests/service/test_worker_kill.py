@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from stella.bundle.verify import verify_bundle
+from tests.service.conftest import new_database
 from tests.service.support import Service, start_service
 from tests.support import T0
 
@@ -82,12 +83,15 @@ def _gone(pid: int, timeout: float = 10.0) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_sigkilled_worker_run_is_retried_and_nothing_partial_is_served(
-    tmp_path: Path, bulk_ledger: Path
+    request: pytest.FixtureRequest, store: str, tmp_path: Path, bulk_ledger: Path
 ) -> None:
-    with start_service(
-        tmp_path / "home", bulk_ledger, f"sqlite:///{tmp_path / 'runs.db'}", workers=0, env=LEASE
-    ) as service:
+    if store == "sqlite":
+        store_url = f"sqlite:///{tmp_path / 'runs.db'}"
+    else:
+        store_url = new_database(request.getfixturevalue("postgres_url"), "stella_kill")
+    with start_service(tmp_path / "home", bulk_ledger, store_url, workers=0, env=LEASE) as service:
         token = service.token("bulk")
         with _worker(service, bulk_ledger, "worker-a") as first:
             run_id = service.submit(token, {"profile": "json:raw"}).json()["runId"]

@@ -75,12 +75,14 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def run_registry(binary: str, workdir: Path, *, readonly: bool = False) -> Iterator[Registry]:
-    """Start ``docker-registry serve`` in ``workdir``; yield once ``GET /v2/`` answers 200."""
+def run_registry(
+    binary: str, workdir: Path, *, readonly: bool = False, port: int | None = None
+) -> Iterator[Registry]:
+    """Start ``docker-registry serve`` in ``workdir`` (on ``port``, else a free one); yield once ``GET /v2/`` answers 200."""
     workdir.mkdir(parents=True, exist_ok=True)
     storage = workdir / "storage"
     storage.mkdir(exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     config = workdir / "config.yml"
     config.write_text(_config(storage, port, readonly=readonly))
     log = workdir / "registry.log"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stella.signers.interface import generate_key
+from stella.signers.registry import generate_key
 from tests.support import require, require_tool
 
 SOFTHSM_MODULES = (

@@ -10,7 +10,7 @@ import pytest
 
 from stella.attest.cosign_blob import sign_blob, verify_blob
 from stella.errors import SignatureError, UsageError
-from stella.signers.interface import generate_key, load_signer
+from stella.signers.registry import generate_key, load_signer
 from tests.support import require_tool
 
 BLOB = b'{"schema":"stella.export/v1","contents":[]}\n'

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from stella.errors import NotFoundError, UsageError
 from stella.signers.cosign import decrypt_cosign_key, encrypt_cosign_key
-from stella.signers.interface import ECDSA_P256_SHA256, ED25519, generate_key, key_id_of, load_signer
+from stella.signers.interface import ECDSA_P256_SHA256, ED25519, key_id_of
+from stella.signers.registry import generate_key, load_signer
 from tests.support import require
 
 nacl_bindings: ModuleType | None

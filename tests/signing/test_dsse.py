@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from stella.attest.dsse import open_envelope, pae, sign_envelope, verify_envelope
 from stella.canonical import dumps
 from stella.errors import SignatureError, TrustError, UsageError
-from stella.signers.interface import Signer, Verifier, generate_key, load_signer, load_verifier
+from stella.signers.interface import Signer, Verifier, load_verifier
+from stella.signers.registry import generate_key, load_signer
 from tests.support import require_tool
 
 PAYLOAD = b'{"_type":"https://in-toto.io/Statement/v1"}'

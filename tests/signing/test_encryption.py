@@ -40,10 +40,9 @@ from stella.encryption.interface import (
     EncryptionPlan,
     Identity,
     Recipient,
-    parse_identities,
-    parse_recipient,
 )
 from stella.encryption.keywrap import WRAPPERS, unwrap_with_identity, wrap_for_recipients
+from stella.encryption.recipients import parse_identities, parse_recipient
 from stella.errors import BundleIntegrityError, NotFoundError, UsageError
 from tests.support import REPO, require, require_tool
 
@@ -252,7 +251,7 @@ def test_age_streams_in_bounded_memory(tmp_path: Path) -> None:
         import io
         import pyrage
         from stella.encryption.age_mode import encrypt_stream_age
-        from stella.encryption.interface import parse_recipient
+        from stella.encryption.recipients import parse_recipient
 
         class Source(io.RawIOBase):
             def __init__(self, total):

@@ -20,7 +20,8 @@ from stella.attest.intoto import (
     statement_bytes,
 )
 from stella.errors import SignatureError, UsageError
-from stella.signers.interface import generate_key, load_signer, load_verifier
+from stella.signers.interface import load_verifier
+from stella.signers.registry import generate_key, load_signer
 
 MANIFEST = b'{"schema":"stella.export/v1"}'
 MANIFEST_DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()

@@ -12,16 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from stella.errors import ConflictError, NotFoundError, SignatureError, UsageError
-from stella.signers.interface import (
-    ECDSA_P256_SHA256,
-    ED25519,
-    KEY_REF_SCHEMES,
-    Signer,
-    generate_key,
-    load_signer,
-    load_verifier,
-)
+from stella.signers.interface import ECDSA_P256_SHA256, ED25519, Signer, load_verifier
 from stella.signers.pem import signer_from_private_key
+from stella.signers.registry import KEY_REF_SCHEMES, generate_key, load_signer
 from tests.signing.conftest import KeyFiles
 
 DATA = b'{"schema":"stella.export/v1"}'
@@ -60,7 +53,7 @@ def test_plain_path_and_file_ref_load_the_same_key(
 
 @pytest.mark.parametrize("kind", ["ecdsa-p256", "ed25519"])
 def test_signatures_are_byte_identical_across_calls_and_loads(kind: str, tmp_path: Path) -> None:
-    generate_key(kind, tmp_path / "k", tmp_path / "k.pub", password=None)  # type: ignore[arg-type]
+    generate_key(kind, tmp_path / "k", tmp_path / "k.pub", password=None)
     first = load_signer(str(tmp_path / "k"), environ={})
     second = load_signer(str(tmp_path / "k"), environ={})
     signatures = {first.sign(DATA), first.sign(DATA), second.sign(DATA)}
@@ -172,7 +165,7 @@ def test_generate_key_never_overwrites_and_keeps_private_key_private(tmp_path: P
         generate_key("ed25519", key, tmp_path / "other.pub", password=None)
     assert key.read_bytes() == before
     with pytest.raises(UsageError):
-        generate_key("rsa", tmp_path / "r", tmp_path / "r.pub", password=None)  # type: ignore[arg-type]
+        generate_key("rsa", tmp_path / "r", tmp_path / "r.pub", password=None)
 
 
 def test_verifier_rejects_bad_signatures(ed25519_key: KeyFiles, ecdsa_key: KeyFiles) -> None:
@@ -186,3 +179,15 @@ def test_verifier_rejects_bad_signatures(ed25519_key: KeyFiles, ecdsa_key: KeyFi
             verifier.verify(DATA, b"\x00" * len(signature))
     with pytest.raises(UsageError, match="not a PEM public key"):
         load_verifier(b"garbage")
+
+
+def test_key_reference_opens_what_generate_key_wrote(tmp_path: Path) -> None:
+    from stella.signers.registry import key_reference
+
+    environ = {"KEY_PASSWORD": "s3cret", "COSIGN_PASSWORD": "s3cret"}
+    cases = [("pkcs8", None, None), ("pkcs8", b"s3cret", "KEY_PASSWORD"), ("cosign", b"s3cret", None)]
+    for n, (key_format, password, password_env) in enumerate(cases):
+        private, public = tmp_path / f"k{n}.key", tmp_path / f"k{n}.pub"
+        key_id = generate_key("ecdsa-p256", private, public, password=password, key_format=key_format)
+        ref = key_reference(private, key_format=key_format, password_env=password_env)
+        assert load_signer(ref, environ=environ).key_id == key_id, ref

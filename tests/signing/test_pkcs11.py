@@ -13,8 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from stella.attest.cosign_blob import sign_blob
 from stella.attest.dsse import sign_envelope, verify_envelope
 from stella.errors import NotFoundError, UsageError
-from stella.signers.interface import ECDSA_P256_SHA256, ED25519, load_signer, load_verifier
-from stella.signers.pkcs11 import MODULE_ENV_VAR, Pkcs11Signer
+from stella.pkcs11_session import MODULE_ENV_VAR
+from stella.signers.interface import ECDSA_P256_SHA256, ED25519, load_verifier
+from stella.signers.pkcs11 import Pkcs11Signer
+from stella.signers.registry import load_signer
 from tests.signing.conftest import Token
 from tests.support import require_tool
 
@@ -130,9 +132,10 @@ def test_token_aes_key_wraps_the_data_key(softhsm_token: Token) -> None:
     """The KMS envelope: CKM_AES_GCM by a non-extractable token key, AAD bound to the recipient."""
     from dataclasses import replace
 
-    from stella.encryption.interface import DecryptionError, WrappedKey, parse_recipient
+    from stella.encryption.interface import DecryptionError, WrappedKey
     from stella.encryption.keywrap import unwrap_with_identity, wrap_for_recipients
     from stella.encryption.pkcs11_wrap import pkcs11_identity
+    from stella.encryption.recipients import parse_recipient
 
     env = softhsm_token.pin_env
     recipient = parse_recipient(softhsm_token.ref("wrap"), environ=env)

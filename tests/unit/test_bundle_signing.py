@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from stella.bundle.encrypt import parse_encryption
-from stella.bundle.sign import (
-    BLOB_SIGNATURE,
-    MANIFEST_ENVELOPE,
-    PROVENANCE_ENVELOPE,
-    SIGNER_KEY,
-    check_signatures,
-    sign_bundle,
-)
+from stella.bundle.paths import BLOB_SIGNATURE, MANIFEST_ENVELOPE, PROVENANCE_ENVELOPE, SIGNER_KEY
+from stella.bundle.sign import check_signatures, sign_bundle
 from stella.bundle.trust import (
     TRUST_ROOT_SCHEMA,
     TrustPolicy,
@@ -27,7 +21,8 @@ from stella.bundle.trust import (
 )
 from stella.canonical import dumps, sha256_digest
 from stella.errors import SignatureError, TrustError, UsageError
-from stella.signers.interface import generate_key, load_signer, load_verifier
+from stella.signers.interface import load_verifier
+from stella.signers.registry import generate_key, load_signer
 
 AGE_RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 

@@ -135,3 +135,13 @@ def test_the_documented_commands_pass_the_checks_and_go_through_unchanged() -> N
         if runner in ("FlinkRunner", "DataflowRunner"):
             assert runner_args(beam_args) == beam_args
     assert runners == {"embedded", "dask", "FlinkRunner", "DataflowRunner"}
+
+
+def test_the_service_refuses_the_same_options_at_start_up(tmp_path: Path) -> None:
+    from stella.service.config import ServiceConfig
+
+    base = {"home": tmp_path, "store_url": "sqlite:///x", "ledger_root": "gs://acme-exports/ledger"}
+    ServiceConfig(**base, beam_args=tuple(DATAFLOW), staging=GS["staging"])
+    with pytest.raises(UsageError) as caught:
+        ServiceConfig(**base, beam_args=tuple(DATAFLOW))
+    assert caught.value.details["option"] == "--staging"

@@ -68,3 +68,33 @@ def test_merge_fan_in_is_bounded(tmp_path: Path) -> None:
         merge_slices(slices, fan_in=4)
     merged = list(merge_slices(slices, temp_dir=str(tmp_path / "tmp"), fan_in=4))
     assert merged == sorted((k, v) for _g, k, v in items)
+
+
+def test_unbucketed_runs_hold_one_slice_per_group_and_merge_the_same(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    items = [(rng.choice("ab"), rng.randbytes(6), rng.randbytes(rng.randrange(0, 3000))) for _ in range(600)]
+    bucketed = [
+        p for start in range(0, 600, 150) for p in write_run(str(tmp_path), items[start : start + 150])
+    ]
+    whole = [
+        p
+        for start in range(0, 600, 150)
+        for p in write_run(str(tmp_path), items[start : start + 150], bucketed=False)
+    ]
+    assert len(whole) == 8 and {p.bucket for p in whole} == {0}
+    for group in "ab":
+        expected = sorted((k, v) for g, k, v in items if g == group)
+        assert list(merge_slices([p for p in whole if p.group == group])) == expected
+        assert list(merge_slices([p for p in bucketed if p.group == group])) == expected
+
+
+def test_a_truncated_run_is_an_error_not_a_short_shard(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pytest
+
+    (piece,) = write_run(str(tmp_path), [("g", b"k%d" % n, b"v" * 500) for n in range(100)], bucketed=False)
+    with pytest.raises(OSError, match="truncated"):
+        list(merge_slices([dataclasses.replace(piece, length=piece.length // 2)]))
+    with pytest.raises(OSError, match="truncated"):
+        list(merge_slices([dataclasses.replace(piece, count=piece.count + 1)]))

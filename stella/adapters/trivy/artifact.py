@@ -18,14 +18,13 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from stella import canonical, timefmt
+from stella import canonical, storage, timefmt
 from stella.errors import ConflictError, UsageError
 
 __all__ = [
@@ -169,24 +168,6 @@ class _HashingWriter(io.RawIOBase):
         return len(view)
 
 
-@contextmanager
-def _atomic_output(out_path: Path) -> Iterator[IO[bytes]]:
-    """A temp file beside ``out_path`` renamed into place only on success (never half-written)."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _validate_member_name(name: str) -> None:
     bad = (
         not name
@@ -229,7 +210,7 @@ def write_deterministic_tar_gz(
     if len(set(names)) != len(names):
         raise UsageError("duplicate tar member names", details={"names": sorted(names)})
     ordered = sorted(members, key=lambda item: item[0].encode("utf-8"))
-    with _atomic_output(out) as handle:
+    with storage.atomic_local(out) as handle:
         hashing = _HashingWriter(handle)
         # filename="" keeps the temp file's name out of the gzip header (FNAME).
         with (
@@ -253,6 +234,7 @@ def write_deterministic_tar_gz(
                         info.size = os.fstat(src.fileno()).st_size
                         tar.addfile(info, src)
         digest = "sha256:" + hashing.hash.hexdigest()
+    out.chmod(0o644)  # published like the bundle's other files (the temp file was private)
     logger.debug("wrote %s (%s)", out.name, digest)
     return digest
 

@@ -24,7 +24,6 @@ import logging
 import operator
 import os
 import struct
-import tempfile
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from stella.errors import UsageError
+from stella.storage import atomic_local
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -448,17 +448,11 @@ def write_bolt(
     never sees a half-written database and a failure leaves nothing behind.
     """
     target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer = BoltWriter(handle, page_size=page_size)
-            add = writer.add
-            for bucket_path, key, value in entries:
-                add(bucket_path, key, value)
-            stats = writer.close()
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_local(target) as handle:
+        writer = BoltWriter(handle, page_size=page_size)
+        add = writer.add
+        for bucket_path, key, value in entries:
+            add(bucket_path, key, value)
+        stats = writer.close()
+    target.chmod(0o644)  # published like the bundle's other files (the temp file was private)
     return stats

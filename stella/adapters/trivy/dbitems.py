@@ -34,9 +34,10 @@ from typing import Any
 
 from stella.adapters.trivy.bbolt import Entry, write_bolt
 from stella.adapters.trivy.osv import merge_value, translate_osv
-from stella.adapters.trivy.payload import REPORTS_DIR, TRIVY_DB_LAYOUT, file_entry
+from stella.adapters.trivy.payload import TRIVY_DB_LAYOUT, file_entry
 from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
 from stella.bundle.manifest import ContentEntry
+from stella.bundle.paths import REPORTS_DIR
 from stella.bundle.shards import write_jsonl_shard
 from stella.model import DocFormat, Kind, LedgerRecord
 from stella.sorting import SortItem

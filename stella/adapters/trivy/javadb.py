@@ -30,6 +30,7 @@ from urllib.parse import unquote
 from stella.adapters.trivy.artifact import TRIVY_JAVA_DB, trivy_metadata
 from stella.errors import UsageError
 from stella.model import DocFormat
+from stella.storage import atomic_local
 
 __all__ = [
     "JAVA_DB_FILE",
@@ -305,7 +306,8 @@ def write_java_db(path: Path | str, rows: Iterable[JavaIndexRow]) -> JavaDbStats
 
     The file is built under a temporary name beside ``path`` with a fixed page size and
     no journal (a crash leaves only the temp file, which is removed), then VACUUMed so
-    no free pages or insertion history remain, and renamed into place. The header keeps
+    no free pages or insertion history remain, and published through
+    :func:`stella.storage.atomic_local` (complete or absent, durably). The header keeps
     the rollback-journal format (journal mode OFF is not recorded in the file; only WAL
     would be): Trivy opens the DB read-write, and a WAL file would not travel inside
     the tarball.
@@ -358,17 +360,16 @@ def write_java_db(path: Path | str, rows: Iterable[JavaIndexRow]) -> JavaDbStats
             connection.close()
         data_hash = hashlib.sha256()
         size = 0
-        with tmp.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
+        # SQLite must build the file itself; it is then published the one durable way.
+        with tmp.open("rb") as built, atomic_local(out) as handle:
+            while chunk := built.read(1 << 20):
                 data_hash.update(chunk)
                 size += len(chunk)
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
+                handle.write(chunk)
+    finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)
-        raise
+    out.chmod(0o644)  # published like the bundle's other files (the temp file was private)
     if conflicts:
         logger.warning("%d Java DB rows dropped: their SHA-1 already names other coordinates", len(conflicts))
     return JavaDbStats(

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from stella.adapters.trivy.javadb import JavaIndexRow, java_index_rows, write_java_db
-from stella.adapters.trivy.payload import JAVA_DB_LAYOUT, REPORTS_DIR, file_entry
+from stella.adapters.trivy.payload import JAVA_DB_LAYOUT, file_entry
 from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
 from stella.bundle.manifest import ContentEntry
+from stella.bundle.paths import REPORTS_DIR
 from stella.bundle.shards import write_jsonl_shard
 from stella.canonical import dumps
 from stella.errors import UsageError

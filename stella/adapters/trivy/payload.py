@@ -49,14 +49,13 @@ from stella.adapters.trivy.artifact import (
     write_oci_layout,
 )
 from stella.bundle.manifest import ContentEntry
+from stella.bundle.paths import OCI_DIR
 from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
 from stella.timefmt import parse_duration
 
 __all__ = [
     "JAVA_DB_LAYOUT",
-    "OCI_DIR",
-    "REPORTS_DIR",
     "TRIVY_DB_LAYOUT",
     "TrivyLayout",
     "TrivyOptions",
@@ -67,8 +66,6 @@ __all__ = [
     "write_artifact_files",
 ]
 
-OCI_DIR = "data/oci"
-REPORTS_DIR = "data/reports"
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
 _OCI_LAYOUT_MEDIA_TYPE = "application/vnd.oci.layout.header.v1+json"
 # A NextUpdate further out than this is almost certainly a typo (or a DB nobody will refresh).

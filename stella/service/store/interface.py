@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from stella.telemetry.metrics import RunStats
+from stella.timefmt import rfc3339
 
 __all__ = [
     "TERMINAL",
@@ -49,7 +50,7 @@ TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED
 def iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.fromtimestamp(seconds, UTC), fraction="milli")
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,9 @@ class RunStore(Protocol):
         """
 
     def get_run(self, tenant: str, run_id: str) -> Run | None: ...
+
+    def active_runs(self, tenant: str) -> int:
+        """Queued plus running runs of the tenant (what the quota counts)."""
 
     def list_runs(
         self,

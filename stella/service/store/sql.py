@@ -241,6 +241,14 @@ class SqlRunStore:
             assert run is not None
             return run, True
 
+    def active_runs(self, tenant: str) -> int:
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT COUNT(*) AS n FROM runs WHERE tenant = ? AND status IN (?, ?)", (tenant, *_ACTIVE)
+            )
+            row = cur.one()
+            return int(row["n"]) if row else 0
+
     def get_run(self, tenant: str, run_id: str) -> Run | None:
         with self._tx() as cur:
             return self._select_run(cur, "tenant = ? AND id = ?", (tenant, run_id))

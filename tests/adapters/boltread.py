@@ -1,7 +1,7 @@
-"""An independent, defensive reader and checker of bbolt files.
+"""An independent, defensive reader and checker of bbolt files, for tests and benchmarks.
 
 The writer is checked against the real bbolt in tests, but a check that needs a Go
-toolchain cannot run everywhere a bundle is verified. This module reads a bbolt file
+toolchain cannot run everywhere the tests and benchmarks do. This module reads a bbolt file
 from the format description alone (it shares no code with the writer, so a
 misreading of the format would have to be made twice to go unnoticed) and
 re-implements the structural rules of bbolt's ``Tx.Check``: every page reachable

@@ -1,0 +1,316 @@
+"""``stella export schedule create|list|pause|resume|delete|run-now|tick``.
+
+Schedules live in the service's store (``--store URL``, default ``$STELLA_STORE_URL``,
+else ``sqlite:///$STELLA_HOME/service/runs.db``), so the CLI and the service see the same ones. ``tick`` is one pass of
+the scheduler -- run it from cron or a systemd timer every minute, on as many hosts as
+you like: slot keys make sure each slot fires once. The service runs the same scheduler
+in its workers. ``stella ledger ingest`` records ingest events in the same store, which
+is how ``--on ingest:<kind>`` schedules hear about new evidence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stella.cli.common import ledger_root
+from stella.model import validate_tenant
+from stella.schedules.model import (
+    CatchUp,
+    CronTrigger,
+    OnceTrigger,
+    Schedule,
+    Trigger,
+    format_time,
+    parse_event,
+    parse_time,
+    validate_name,
+)
+from stella.schedules.scheduler import Launch, Launcher, Scheduler
+from stella.service.store.schedules import SqlScheduleStore, open_schedule_store
+from stella.targets.distribute import RetryPolicy, check_targets, error_for, failed, parse_target
+from stella.targets.egress import EgressPolicy, policy_from
+from stella.targets.oci import PASSWORD_ENV, registry_credentials
+
+__all__ = ["default_store", "launcher", "open_store", "register"]
+
+
+def default_store() -> str:
+    """The service's store URL: schedules live beside the runs they launch."""
+    from stella.service.config import ServiceConfig
+
+    return ServiceConfig.from_env().store_url
+
+
+def open_store(url: str | None) -> SqlScheduleStore:
+    return open_schedule_store(url or default_store())
+
+
+def _store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the service's store: sqlite:///PATH or postgresql://… (default $STELLA_STORE_URL, "
+        "else sqlite:///$STELLA_HOME/service/runs.db)",
+    )
+
+
+def _launch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger)")
+    parser.add_argument(
+        "--out", default="bundles", help="folder bundles are published in (default ./bundles)"
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help="add a destination to the egress allowlist (also $STELLA_EGRESS_ALLOWLIST)",
+    )
+    parser.add_argument(
+        "--allow-plain-http", action="store_true", help="plain HTTP to non-loopback registries"
+    )
+    parser.add_argument("--username", help=f"registry user; password in ${PASSWORD_ENV}")
+    parser.add_argument("--retries", type=int, default=3, metavar="N", help="attempts per target (default 3)")
+
+
+def register(commands: Any) -> None:
+    schedule = commands.add_parser("schedule", help="scheduled and event-triggered exports")
+    actions = schedule.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    create = actions.add_parser(
+        "create",
+        help="store a schedule: cron, one-off or event trigger, with its targets",
+        description="Exactly one of --cron, --at, --on. Targets are checked against the egress "
+        "allowlist now (exit 8) and again at every launch.",
+    )
+    create.add_argument("name", metavar="NAME", help="the schedule's name (2-63 of a-z, 0-9, -)")
+    create.add_argument("--tenant", required=True, help="the tenant the schedule exports")
+    create.add_argument("--profile", required=True, help="the export profile (stella export profiles)")
+    trigger = create.add_mutually_exclusive_group(required=True)
+    trigger.add_argument("--cron", metavar="EXPR", help='five-field cron expression, e.g. "0 2 * * *"')
+    trigger.add_argument("--at", metavar="TIME", help="one run at an RFC 3339 time with offset")
+    trigger.add_argument("--on", metavar="EVENT", help="ingest:<kind>, ingest:any or webhook")
+    create.add_argument(
+        "--timezone", default="UTC", help="IANA zone the cron expression is read in (default UTC)"
+    )
+    create.add_argument(
+        "--quiet", type=int, default=30, metavar="S", help="event bursts: fire after S quiet seconds"
+    )
+    create.add_argument(
+        "--max-delay", type=int, default=300, metavar="S", help="event bursts: fire at most S s late"
+    )
+    create.add_argument(
+        "--catch-up",
+        choices=[policy.value for policy in CatchUp],
+        default=CatchUp.ONCE.value,
+        help="slots missed while no scheduler ran: run the newest once (default) or skip them",
+    )
+    create.add_argument(
+        "--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]", help="as for export run"
+    )
+    create.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="profile option")
+    create.add_argument("--target", action="append", default=[], metavar="URL", help="as for export run")
+    create.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]|CIDR",
+        help="allowlist entries the targets are checked against now (also $STELLA_EGRESS_ALLOWLIST)",
+    )
+    _store_argument(create)
+    create.set_defaults(handler=_create)
+
+    listing = actions.add_parser("list", help="schedules with their trigger, state and latest runs")
+    listing.add_argument("--tenant", help="only this tenant's schedules (default: all)")
+    _store_argument(listing)
+    listing.set_defaults(handler=_list)
+
+    for action, text in (
+        ("pause", "stop firing (slots while paused are never caught up)"),
+        ("resume", "fire again from now on"),
+        ("delete", "remove the schedule"),
+    ):
+        command = actions.add_parser(action, help=text)
+        command.add_argument("name", metavar="NAME", help="the schedule")
+        command.add_argument("--tenant", required=True, help="the schedule's tenant")
+        _store_argument(command)
+        command.set_defaults(handler=_change, change=action)
+
+    now = actions.add_parser("run-now", help="launch a schedule's export now and publish it to its targets")
+    now.add_argument("name", metavar="NAME", help="the schedule")
+    now.add_argument("--tenant", required=True, help="the schedule's tenant")
+    _launch_arguments(now)
+    _store_argument(now)
+    now.set_defaults(handler=_run_now)
+
+    tick = actions.add_parser("tick", help="one scheduler pass: launch every due slot (run it every minute)")
+    _launch_arguments(tick)
+    _store_argument(tick)
+    tick.set_defaults(handler=_tick)
+
+
+def _trigger(args: argparse.Namespace) -> Trigger:
+    if args.cron is not None:
+        return CronTrigger(args.cron, args.timezone)
+    if args.at is not None:
+        return OnceTrigger(parse_time(args.at, "--at"))
+    return parse_event(args.on, quiet_seconds=args.quiet, max_delay_seconds=args.max_delay)
+
+
+def _create(args: argparse.Namespace) -> int:
+    from pipelines.registry import get_profile
+    from stella.profiles import parse_profile_options
+    from stella.selectors import parse_selectors
+
+    profile = get_profile(args.profile)  # the same checks as export run, at creation time
+    parse_selectors(args.selector)
+    parse_profile_options(args.option, profile)
+    policy = _policy(args.allow_host, False)
+    check_targets([parse_target(url, policy) for url in args.target])
+    schedule = Schedule(
+        tenant=validate_tenant(args.tenant),
+        name=validate_name(args.name),
+        profile=profile.name,
+        trigger=_trigger(args),
+        created_at=datetime.now(UTC),
+        selectors=tuple(args.selector),
+        options=tuple(args.option),
+        targets=tuple(args.target),
+        catch_up=CatchUp(args.catch_up),
+    )
+    open_store(args.store).create(schedule)
+    args.output.result({"schedule": schedule.to_json()})
+    if not args.output.json:
+        print(f"created schedule {schedule.name} for {schedule.tenant}: {_describe(schedule)}")
+    return 0
+
+
+def _describe(schedule: Schedule) -> str:
+    trigger = schedule.trigger
+    if isinstance(trigger, CronTrigger):
+        text = f"cron {trigger.expression!r} ({trigger.timezone})"
+    elif isinstance(trigger, OnceTrigger):
+        text = f"once at {format_time(trigger.at)}"
+    else:
+        text = f"on {trigger.event} (quiet {trigger.quiet_seconds}s, max {trigger.max_delay_seconds}s)"
+    targets = ", ".join(schedule.targets) or "local only"
+    return f"{schedule.profile}, {text}, targets: {targets}"
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    tenant = validate_tenant(args.tenant) if args.tenant else None
+    schedules = store.schedules(tenant)
+    rows = [
+        {**s.to_json(), "fires": [f.to_json() for f in store.fires(s.tenant, s.name, limit=5)]}
+        for s in schedules
+    ]
+    args.output.result({"schedules": rows})
+    if args.output.json:
+        return 0
+    print(f"{'tenant':<12} {'schedule':<22} {'state':<7} {'last run':<22} trigger")
+    for schedule, row in zip(schedules, rows, strict=True):
+        last = row["fires"][0] if row["fires"] else None
+        state = "paused" if schedule.paused else "active"
+        last_text = f"{last['status']} {last['slot']}" if last else "-"
+        print(f"{schedule.tenant:<12} {schedule.name:<22} {state:<7} {last_text:<22} {_describe(schedule)}")
+    return 0
+
+
+def _change(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    tenant = validate_tenant(args.tenant)
+    if args.change == "delete":
+        store.delete(tenant, args.name)
+    else:
+        store.set_paused(tenant, args.name, args.change == "pause", datetime.now(UTC))
+    args.output.result({"tenant": tenant, "schedule": args.name, "action": args.change})
+    if not args.output.json:
+        print(f"schedule {args.name} ({tenant}): {args.change} done")
+    return 0
+
+
+def _policy(flags: list[str], plain_http: bool) -> EgressPolicy:
+    return policy_from(flags, os.environ, allow_plain_http=plain_http)
+
+
+def launcher(args: argparse.Namespace) -> Launcher:
+    """Runs a launch in this process: the same path as ``export run --target``."""
+    from pipelines.export import export_and_publish
+    from pipelines.registry import get_profile
+    from stella.bundle.request import new_request
+
+    policy = _policy(args.allow_host, args.allow_plain_http)
+    credentials = registry_credentials(args.username, os.environ)
+    root = ledger_root(args.ledger)
+
+    def launch(item: Launch) -> dict[str, Any]:
+        schedule = item.schedule
+        targets = [parse_target(url, policy, credentials=credentials) for url in schedule.targets]
+        request = new_request(
+            tenant=schedule.tenant,
+            profile=get_profile(schedule.profile),
+            ledger_root=root,
+            out_dir=str(Path(args.out) / schedule.tenant),
+            selectors=schedule.selectors,
+            options=schedule.options,
+        )
+        outcome, results = export_and_publish(
+            request, targets=targets, retry=RetryPolicy(attempts=args.retries)
+        )
+        result = {
+            "exportId": outcome.export_id,
+            "bundle": str(outcome.path),
+            "targets": [r.to_json() for r in results],
+        }
+        error = failed(results)
+        if error is not None:
+            error.details["run"] = result
+            raise error
+        return result
+
+    return launch
+
+
+def _scheduler(args: argparse.Namespace) -> Scheduler:
+    return Scheduler(
+        open_store(args.store),
+        clock=lambda: datetime.now(UTC),
+        instance=f"cli@{socket.gethostname()}:{os.getpid()}",
+        launcher=launcher(args),
+    )
+
+
+def _report(launches: list[Launch], store: SqlScheduleStore, args: argparse.Namespace) -> int:
+    fires = [store.fire(launch.fire.tenant, launch.fire.name, launch.fire.key) for launch in launches]
+    fields = {"fires": [fire.to_json() for fire in fires]}
+    bad = [fire for fire in fires if fire.status == "failed"]
+    if bad:
+        args.output.keep(fields)
+    else:
+        args.output.result(fields)
+    if not args.output.json:
+        for fire in fires:
+            bundle = fire.result.get("bundle") or fire.result.get("error", {}).get("message", "")
+            print(f"{fire.status:<10} {fire.tenant}/{fire.name} {fire.key}  {bundle}")
+    if bad:
+        error = bad[0].result["error"]
+        raise error_for(str(error.get("code")), str(error.get("message")), error.get("details"))
+    return 0
+
+
+def _run_now(args: argparse.Namespace) -> int:
+    scheduler = _scheduler(args)
+    launch = scheduler.run_now(validate_tenant(args.tenant), args.name)
+    return _report([launch], open_store(args.store), args)
+
+
+def _tick(args: argparse.Namespace) -> int:
+    scheduler = _scheduler(args)
+    return _report(scheduler.tick(), open_store(args.store), args)

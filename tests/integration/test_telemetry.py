@@ -1,0 +1,117 @@
+"""Traces of a CLI run, captured with the OpenTelemetry SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from stella.cli import main
+from stella.telemetry.tracing import SPAN_NAMES, use_provider
+from tests.support import ingest, preserved_logging
+
+
+@pytest.fixture()
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = use_provider(provider)
+    try:
+        yield exporter
+    finally:
+        use_provider(previous)
+        provider.shutdown()
+
+
+def assert_one_run_tree(finished: tuple[ReadableSpan, ...], publishes: int) -> None:
+    """export.run is the root; every other span is its direct child, in its trace."""
+    names = Counter(span.name for span in finished)
+    assert set(names) == set(SPAN_NAMES), names
+    assert names["export.run"] == 1 and names["export.plan"] == 1 and names["export.sign"] == 1
+    assert names["export.publish"] == publishes
+    (root,) = [span for span in finished if span.name == "export.run"]
+    assert root.parent is None
+    for span in finished:
+        assert span.context.trace_id == root.context.trace_id, span.name
+        if span is not root:
+            assert span.parent is not None and span.parent.span_id == root.context.span_id, span.name
+            assert root.start_time <= span.start_time and span.end_time <= root.end_time, span.name
+
+
+def test_a_cli_run_is_one_trace_with_every_stage(
+    spans: InMemorySpanExporter,
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = tmp_path / "ledger"
+    ingest(ledger, shared_data / "vex")
+    monkeypatch.setenv("STELLA_LOG_FORMAT", "json")
+    with preserved_logging():
+        code = main(
+            ["export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
+             "--out", str(tmp_path / "out"), "--target", f"file://{tmp_path / 'a'}",
+             "--target", f"file://{tmp_path / 'b'}?keep=1", "--json"]
+        )  # fmt: skip
+    logged = capsys.readouterr().err
+    assert code == 0, logged
+    finished = spans.get_finished_spans()
+    assert_one_run_tree(finished, publishes=2)
+    (root,) = [span for span in finished if span.name == "export.run"]
+    trace_hex = format(root.context.trace_id, "032x")
+    lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
+    published = [line for line in lines if line.get("event") == "publish"]
+    assert len(published) == 2  # one structured line per target, joined to the trace
+    assert all(line["traceId"] == trace_hex == line["correlationId"] for line in published)
+    publishes = sorted(s.attributes["stella.target"] for s in finished if s.name == "export.publish")  # type: ignore[index]
+    assert publishes == sorted([f"file://{tmp_path / 'a'}", f"file://{tmp_path / 'b'}"])
+    reads = [s for s in finished if s.name == "export.read"]
+    assert sum(s.attributes["stella.records"] for s in reads) == 43  # type: ignore[index,misc]
+
+
+def test_tracing_is_off_by_default(shared_data: Path, tmp_path: Path) -> None:
+    """Without a provider the API's no-op tracer is used: no span is recorded anywhere."""
+    from opentelemetry import trace
+
+    from stella.telemetry.tracing import span, trace_id
+
+    with span("export.run") as current:
+        assert not current.get_span_context().is_valid
+        assert trace_id() is None
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def test_a_service_run_is_one_trace_with_every_stage(
+    spans: InMemorySpanExporter, shared_data: Path, tmp_path: Path
+) -> None:
+    """A worker's run body (what the forked run process executes), in this process so the spans are seen."""
+    from stella.service.config import ServiceConfig
+    from stella.service.store import open_store
+    from stella.service.worker import _export
+
+    ledger = tmp_path / "ledger"
+    ingest(ledger, shared_data / "vex")
+    config = ServiceConfig.from_env({"STELLA_HOME": str(tmp_path / "home"), "STELLA_LEDGER": str(ledger)})
+    store = open_store(config.store_url)
+    params = {"selectors": ["kind=vex"], "options": {}, "encryptTo": [], "sign": False}
+    store.create_run(
+        tenant="acme",
+        profile="json:raw",
+        params={**params, "targets": [f"file://{tmp_path / 'share'}"]},
+        idempotency_key=None,
+        max_active=4,
+        retry_after=5,
+    )
+    lease = store.claim_run("tracing-test", 30.0)
+    assert lease is not None
+    result, _ = _export(config, store, lease.run, "tracing-test")
+    assert result["targets"][0]["status"] == "published"
+    assert_one_run_tree(spans.get_finished_spans(), publishes=1)
