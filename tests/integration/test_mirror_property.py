@@ -28,7 +28,7 @@ from stella.errors import StellaError
 from stella.ledger.ingest import to_record
 from stella.ledger.store import LedgerStore
 from stella.mirror.importer import import_bundle, state_lines
-from stella.signers.interface import generate_key, load_signer
+from stella.signers.registry import generate_key, load_signer
 from tests.integration.mirror_fixtures import mirror_digest
 from tests.support import tree_digests
 
