@@ -298,8 +298,13 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     base_set = previous | "SummarizeBase" >> SummarizeMirror()
     changes = (current, previous) | "DiffAgainstBase" >> DiffAgainstBase()
     changes_entry = changes | "WriteChanges" >> WriteChanges(staging)
+    # The carried records are read again rather than taken from ``current``: KeepChangedRecords
+    # waits for the join's side input, and a fanned-out ``current`` would be buffered whole
+    # (every document) until then; a second read streams in bounded memory.
     raw_entries = (
-        current
+        pipeline
+        | "ReadCarriedLedger" >> ReadLedger([s.path for s in request.segments])
+        | "SelectCarriedRecords" >> SelectRecords(request.selectors)
         | "KeepChangedRecords" >> KeepChangedRecords(changes)
         | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
         | "WriteSortedShards" >> _write_shards(staging, request)

@@ -197,6 +197,7 @@ def _import_locked(
         incoming = work / "incoming"
         _unpack(source, entries, incoming, caps)
         contents = _apply_delta(state, manifest, incoming, staging, work / "runs")
+    staging.mkdir(exist_ok=True)  # an empty selection is a valid (empty) mirror
     _check_result(staging, manifest, contents)
     value = {
         "schema": STATE_SCHEMA,

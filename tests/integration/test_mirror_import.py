@@ -107,7 +107,7 @@ def test_expired_bundles_are_refused_at_the_import_clock(
         "--trust-root", str(mirror_history.trust_root), "--now", "2027-06-01T00:00:00Z",
     )  # fmt: skip
     assert (
-        result.returncode == 16 and "ERR_EXPORT_MIRROR_EXPIRED" in result.stderr and expires in result.stderr
+        result.returncode == 19 and "ERR_EXPORT_MIRROR_EXPIRED" in result.stderr and expires in result.stderr
     )
     assert mirror_digest(mirror) == before
 
@@ -129,7 +129,7 @@ def test_another_tenant_or_mirror_name_is_refused(
     before = mirror_digest(mirror)
     for bundle in (other_name, other_tenant):
         assert mirror_import(Path(f"{bundle}.tar.zst"), mirror, h.trust_root) == (
-            18,
+            21,
             "ERR_EXPORT_MIRROR_SCOPE",
         )
     assert mirror_digest(mirror) == before
