@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from stella.errors import EXIT_CODES, BundleIntegrityError, StellaError, UsageError
+from stella.model import validate_tenant
 
 __all__ = ["ApiClient", "RemoteApiError", "download_resumable"]
 
@@ -47,16 +48,33 @@ def _raise_for(response: httpx.Response) -> None:
     raise RemoteApiError(code, message, details=details)
 
 
+def _server_url(server: str) -> httpx.URL:
+    """``--server`` as an http(s) URL with a host; anything else is the caller's mistake (exit 2)."""
+    try:
+        url = httpx.URL(server.rstrip("/"))
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"--server {server!r}: {exc}", details={"server": server}) from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(
+            f"--server {server!r}: expected http://HOST[:PORT] or https://HOST[:PORT]",
+            details={"server": server},
+        )
+    return url
+
+
 class ApiClient:
     def __init__(
         self, server: str, token: str | None, tenant: str | None = None, *, timeout: float = 60.0
     ) -> None:
         if not token:
             raise UsageError("no API token: set STELLA_TOKEN (stella auth token --tenant T --scope …)")
+        base = _server_url(server)
+        if not token.isascii() or not token.isprintable():
+            raise UsageError("STELLA_TOKEN holds characters a token never has (non-ASCII or control)")
         headers = {"Authorization": f"Bearer {token}", "User-Agent": "stella-cli"}
         if tenant:
-            headers["X-Stella-Tenant"] = tenant
-        self._http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
+            headers["X-Stella-Tenant"] = validate_tenant(tenant)
+        self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()

@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from stella.errors import RemoteError
 from stella.service.store.interface import Clock
 from stella.service.store.sql import Cursor, SqlRunStore
 
@@ -60,11 +61,23 @@ class PostgresRunStore(SqlRunStore):
         """A pool per process: connections must never cross a ``fork``."""
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
+                self._probe()
                 self._pool = ConnectionPool(
                     self._url, min_size=1, max_size=self._max, open=True, kwargs={"autocommit": False}
                 )
                 self._pid = os.getpid()
             return self._pool
+
+    def _probe(self) -> None:
+        """One direct connection first: an unreachable or misspelt store fails now, saying why.
+
+        The pool would instead retry in the background and end in a bare ``PoolTimeout``
+        after 30 s, reported as an internal error.
+        """
+        try:
+            psycopg.connect(self._url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise RemoteError(f"cannot reach the run store: {exc}".strip()) from exc
 
     def close(self) -> None:
         with self._lock:
