@@ -18,7 +18,7 @@ from tests.support import VENV_BIN
 
 @pytest.mark.slow
 def test_ctrl_c_during_an_export_exits_130_and_publishes_nothing(tmp_path: Path) -> None:
-    # Big enough that the export is surely still running when Ctrl-C comes right after its header:
+    # Big enough that the export is surely still running when Ctrl-C comes half a second after its header:
     # the small ledger's export can finish within a fraction of a second on an idle machine.
     ledger = tmp_path / "ledger"
     assert main(["ledger", "generate", "--tenant", "acme", "--records", "20000", "--advisories-only",
