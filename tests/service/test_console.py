@@ -65,6 +65,9 @@ def test_operator_runs_watches_and_downloads(browser: Any, service: Service, tmp
     page.click("#start-run")
     page.wait_for_selector("#events li[data-type='started']")
     page.wait_for_selector("#run-status.status-succeeded", timeout=120_000)
+    # The status comes from the run fetched after each event; a quick run can already read
+    # succeeded there while its own terminal event is still on the way down the stream.
+    page.wait_for_selector("#events li[data-type='succeeded']", timeout=30_000)
     events = page.locator("#events li").evaluate_all("items => items.map(i => i.dataset.type)")
     assert events[0] == "queued" and events[-1] == "succeeded" and "progress" in events
     run_id = page.text_content("#run-id")
