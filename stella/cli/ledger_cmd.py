@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from stella import storage
 from stella.cli.common import (
@@ -112,10 +112,28 @@ def _stdin_paths(paths: list[str]) -> Iterator[list[str]]:
     with tempfile.TemporaryDirectory(prefix="stella-stdin-") as scratch:
         spool = Path(scratch) / "stdin"
         with spool.open("wb") as out:
-            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+            _copy_stdin(out)
         target = spool.with_name("stdin.jsonl" if _is_json_lines(spool) else "stdin.json")
         spool.rename(target)
         yield [str(target) if p == STDIN else p for p in paths]
+
+
+def _copy_stdin(out: BinaryIO) -> None:
+    """Standard input into ``out``; ``-`` with no readable stdin (closed, captured) is a usage error, not a crash.
+
+    Raises:
+        UsageError: stdin is closed or cannot be read.
+    """
+    stdin = sys.stdin
+    try:
+        if stdin is None:  # the process was started with file descriptor 0 closed
+            raise OSError("standard input is closed")
+        shutil.copyfileobj(stdin.buffer, out, 1 << 20)
+    except (OSError, ValueError) as exc:  # ValueError: read of a closed file
+        raise UsageError(
+            f"- means read documents from standard input, but it cannot be read ({exc}); "
+            "pipe the documents in (… | stella ledger ingest -) or name files or folders instead"
+        ) from exc
 
 
 def _is_json_lines(path: Path) -> bool:

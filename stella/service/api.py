@@ -147,6 +147,7 @@ def _validate_profile(config: ServiceConfig, body: ProfileBody) -> None:
     parse_encryption(body.encrypt_to, environ={})
     if body.sign and not config.sign_key:
         raise UsageError("sign: true needs a service signing key (stella serve --sign-key)")
+    service_targets(body.targets)  # as a run's targets: a denied host is refused (403), nothing stored
 
 
 async def _put_profile(request: Request, *, create: bool) -> Response:
@@ -202,6 +203,7 @@ def _run_params(
         profile = body.profile
         params = {"storedProfile": None, "selectors": body.selectors, "options": body.options}
         params.update({"encryptTo": body.encrypt_to, "sign": body.sign})
+        targets = body.targets
     else:
         check_profile_name(body.profile, "profile")
         stored = store.get_profile(tenant, body.profile, body.profile_revision)
@@ -217,13 +219,16 @@ def _run_params(
             "encryptTo": body.encrypt_to or base.encrypt_to,
             "sign": body.sign or base.sign,
         }
+        # A run's own targets replace the stored ones (as encryptTo does); the stored ones are
+        # checked again below, since the allowlist may have narrowed since the profile was stored.
+        targets = body.targets or base.targets
     if body.as_of is not None:
         params["asOf"] = body.as_of
     if body.allow_empty:
         params["allowEmpty"] = True
-    if body.targets:
-        service_targets(body.targets)  # a denied host is refused (403) before anything is queued
-        params["targets"] = body.targets
+    if targets:
+        service_targets(targets)  # a denied host is refused (403) before anything is queued
+        params["targets"] = targets
     if params["sign"] and not config.sign_key:
         raise UsageError("sign: true needs a service signing key (stella serve --sign-key)")
     new_request(  # the same checks as the CLI (and the worker), before anything is queued

@@ -110,7 +110,7 @@ def _unknown(body: Mapping[str, Any], allowed: set[str]) -> None:
 
 @dataclass(frozen=True)
 class ProfileBody:
-    """A stored profile: a built-in profile plus selectors, options, signing and encryption."""
+    """A stored profile: a built-in profile plus selectors, options, signing, encryption and targets."""
 
     profile: str
     selectors: list[str] = field(default_factory=list)
@@ -118,8 +118,11 @@ class ProfileBody:
     encrypt_to: list[str] = field(default_factory=list)
     sign: bool = False
     description: str = ""
+    targets: list[str] = field(default_factory=list)
 
-    _FIELDS = frozenset({"name", "profile", "selectors", "options", "encryptTo", "sign", "description"})
+    _FIELDS = frozenset(
+        {"name", "profile", "selectors", "options", "encryptTo", "sign", "description", "targets"}
+    )
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> ProfileBody:
@@ -139,6 +142,7 @@ class ProfileBody:
             _recipients(body),
             _flag(body, "sign"),
             description,
+            _strings(body, "targets"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -149,6 +153,7 @@ class ProfileBody:
             "encryptTo": self.encrypt_to,
             "sign": self.sign,
             "description": self.description,
+            "targets": self.targets,
         }
 
 

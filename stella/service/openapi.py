@@ -159,7 +159,8 @@ def _schemas() -> dict[str, Any]:
                 "allowEmpty": {"type": "boolean", "description": "publish even if nothing is selected"},
                 "targets": {
                     **_STRINGS,
-                    "description": "file://, gs:// or oci:// URLs (docs/distribution.md)",
+                    "description": "file://, gs:// or oci:// URLs (docs/distribution.md); "
+                    "when given, they replace a stored profile's targets",
                 },
             },
         },
@@ -240,6 +241,11 @@ def _schemas() -> dict[str, Any]:
                 "encryptTo": {"type": "array", "items": {"type": "string", "pattern": "^age1"}},
                 "sign": {"type": "boolean"},
                 "description": {"type": "string", "maxLength": 1000},
+                "targets": {
+                    **_STRINGS,
+                    "description": "file://, gs:// or oci:// URLs every run of this profile publishes to, "
+                    "checked against the egress allowlist when stored and again at each run",
+                },
             },
         },
         "StoredProfile": {
@@ -249,6 +255,7 @@ def _schemas() -> dict[str, Any]:
                 "name": {"type": "string"},
                 "revision": {"type": "integer"},
                 "profile": {"type": "string"},
+                "targets": _STRINGS,
             },
         },
         "Profiles": {

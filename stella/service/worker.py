@@ -23,10 +23,12 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from stella.bundle.publish import STAGING_PREFIX
@@ -42,6 +44,7 @@ __all__ = ["Worker", "run_params_request"]
 _LOG = logging.getLogger("stella.service.worker")
 _STOP_GRACE = 10.0
 _PR_SET_PDEATHSIG = 1
+_EXIT_STOPPED = 128 + signal.SIGTERM
 
 
 def run_params_request(config: ServiceConfig, run: Run) -> Any:
@@ -114,10 +117,24 @@ def _die_with_parent() -> None:
 def _execute(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> None:
     """The child process: one run, start to finish, outcome written to the store."""
     _die_with_parent()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: run_export discards its staging
+    stopped = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+        sys.exit(_EXIT_STOPPED)  # unwinds: export_and_publish discards its staging
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     with correlation(run.id):
         try:
-            result, export_id = _export(config, store, run, worker)
+            try:
+                result, export_id = _export(config, store, run, worker)
+            except Exception:
+                # Beam turns the SystemExit raised inside a DoFn into a pipeline error; but a run
+                # its supervisor stopped (cancelled, lease lost, worker stopping) did not fail:
+                # the supervisor, not this process, records what becomes of it.
+                if stopped.is_set():
+                    sys.exit(_EXIT_STOPPED)
+                raise
         except StellaError as exc:
             error = {"code": exc.code, "message": exc.message, "details": exc.details}
             lifecycle(_LOG, "failed", runId=run.id, tenant=run.tenant, code=exc.code)

@@ -69,9 +69,11 @@ def test_readme_using_it_runs(tmp_path: Path) -> None:
     text = (REPO / "README.md").read_text()
     block = text.split("## Using it", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     script = block.replace("./out", str(tmp_path / "out")).replace("../shared/data", str(data))
-    script = script.replace("stella ", f"{VENV_BIN / 'stella'} ", 1)
     lines = [line for line in script.splitlines() if line.strip()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STELLA_")}
+    env["PATH"] = (
+        f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"  # every `stella` line, as with the venv activated
+    )
     env["STELLA_HOME"] = str(tmp_path / "home")
     for line in lines[:2]:
         ran = subprocess.run(line, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -60,14 +61,21 @@ def _value(places: dict[str, str]) -> st.SearchStrategy[str]:
     return _TEXT | st.sampled_from(sorted(places.values()))
 
 
-def _run(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str]:
+# What a hostile caller may pipe into ``-``: nothing, not JSON, duplicate keys, binary, a half JSONL stream.
+_STDIN = st.sampled_from([b"", b"\n", b"{}", b'{"a": 1, "a": 2}', b"\xff\xfe\x00", b'{"id": "X"}\n{"id"'])
+
+
+def _run(argv: list[str], environ: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str]:
+    """``main(argv)`` in-process with ``stdin`` as standard input (never pytest's unreadable one)."""
     saved = {k: os.environ.get(k) for k in (environ or {})}
     os.environ.update(environ or {})
     err = io.StringIO()
+    saved_stdin, sys.stdin = sys.stdin, io.TextIOWrapper(io.BytesIO(stdin))
     try:
         with redirect_stdout(io.StringIO()), redirect_stderr(err):
             code = main(argv)
     finally:
+        sys.stdin = saved_stdin
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -76,9 +84,9 @@ def _run(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, s
     return code, err.getvalue()
 
 
-def _check(argv: list[str], environ: dict[str, str] | None = None) -> None:
-    code, err = _run(argv, environ)
-    assert code in DOCUMENTED_EXITS and code != 1, (argv, environ, err)
+def _check(argv: list[str], environ: dict[str, str] | None = None, stdin: bytes = b"") -> None:
+    code, err = _run(argv, environ, stdin)
+    assert code in DOCUMENTED_EXITS and code != 1, (argv, environ, stdin, err)
     assert "Traceback" not in err, (argv, err)
 
 
@@ -102,7 +110,22 @@ def test_ledger_commands(places: dict[str, str], data: st.DataObject) -> None:
             argv += ["--ingested-at", data.draw(value)]
         argv += [data.draw(value)]
     epoch = data.draw(st.none() | st.sampled_from(["-99999999999", "99999999999999", "x", "1e3", "0"]))
-    _check(argv, {"SOURCE_DATE_EPOCH": epoch} if epoch is not None else None)
+    _check(argv, {"SOURCE_DATE_EPOCH": epoch} if epoch is not None else None, data.draw(_STDIN))
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["fd-0-closed", "unreadable"])
+def test_ingest_dash_without_a_readable_stdin_is_a_usage_error(
+    places: dict[str, str], monkeypatch: pytest.MonkeyPatch, closed: bool
+) -> None:
+    """``-`` when there is no stdin (``0<&-``) or it cannot be read (a captured test): exit 2 naming it."""
+    unreadable = io.TextIOWrapper(io.BytesIO())
+    unreadable.close()
+    monkeypatch.setattr(sys, "stdin", None if closed else unreadable)
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        code = main(["ledger", "ingest", "--tenant", "acme", "--ledger", places["empty-ledger"], "-"])
+    assert code == 2, err.getvalue()
+    assert "ERR_EXPORT_USAGE" in err.getvalue() and "standard input" in err.getvalue()
 
 
 @_SETTINGS

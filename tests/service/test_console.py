@@ -65,6 +65,9 @@ def test_operator_runs_watches_and_downloads(browser: Any, service: Service, tmp
     page.click("#start-run")
     page.wait_for_selector("#events li[data-type='started']")
     page.wait_for_selector("#run-status.status-succeeded", timeout=120_000)
+    # The status comes from the run fetched after each event; a quick run can already read
+    # succeeded there while its own terminal event is still on the way down the stream.
+    page.wait_for_selector("#events li[data-type='succeeded']", timeout=30_000)
     events = page.locator("#events li").evaluate_all("items => items.map(i => i.dataset.type)")
     assert events[0] == "queued" and events[-1] == "succeeded" and "progress" in events
     run_id = page.text_content("#run-id")
@@ -87,10 +90,25 @@ def test_operator_runs_watches_and_downloads(browser: Any, service: Service, tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("service", ["sqlite"], indirect=True)
-def test_read_only_user_sees_no_start_button_and_forgery_is_refused(browser: Any, service: Service) -> None:
+def test_read_only_user_sees_no_start_button_and_forgery_is_refused(
+    browser: Any, service: Service, tmp_path: Path
+) -> None:
+    target = f"file://{tmp_path / 'share'}"
+    with service.client(service.token("acme")) as client:
+        stored = client.post(
+            "/api/export/profiles",
+            json={"name": "console-shared", "profile": "json:raw", "targets": [target]},
+        )
+        assert stored.status_code in (201, 409), stored.text
+        if stored.status_code == 409:  # the session's service outlives one test: a new revision instead
+            client.put(
+                "/api/export/profiles/console-shared", json={"profile": "json:raw", "targets": [target]}
+            )
     context = browser.new_context(viewport={"width": 1280, "height": 700})
     page = context.new_page()
     _sign_in(page, service, service.token("acme", scopes=["export:read", "export:download"]))
+    row = page.locator("#profiles tbody tr", has_text="console-shared")
+    assert row.locator("td").last.text_content() == target  # the stored profile's targets are shown
     assert not page.is_visible("#start-run")
     assert page.is_visible("#read-only-note")
     page.evaluate("document.getElementById('start-form').hidden = false")  # forge the UI

@@ -262,3 +262,52 @@ def test_stored_profile_runs_with_its_revision(service: Service) -> None:
     assert run.json()["storedProfile"] == name and run.json()["selectors"] == ["kind=vex"]
     done = service.wait(token, run.json()["runId"])
     assert done["status"] == "succeeded" and set(done["result"]["counts"]) == {"vex"}
+
+
+def test_stored_profile_targets_are_checked_kept_per_revision_and_inherited(
+    service: Service, tmp_path: Path
+) -> None:
+    token = service.token("acme")
+    name = f"to-share-{uuid.uuid4().hex[:6]}"
+    share = tmp_path / f"share-{service.store_url.split(':', 1)[0]}-{name}"
+    target = f"file://{share}?keep=2"
+    body = {"name": name, "profile": "json:raw", "selectors": ["kind=advisory"], "targets": [target]}
+    with service.client(token) as client:
+        denied = client.post("/api/export/profiles", json={**body, "targets": ["oci://127.0.0.2:1/x/y:1"]})
+        assert denied.status_code == 403 and denied.json()["code"] == "ERR_EXPORT_EGRESS_DENIED"
+        assert client.get(f"/api/export/profiles/{name}").status_code == 404  # nothing stored
+        created = client.post("/api/export/profiles", json=body)
+        assert created.status_code == 201 and created.json()["targets"] == [target]
+        refused = client.put(
+            f"/api/export/profiles/{name}",
+            json={"profile": "json:raw", "targets": ["oci://127.0.0.2:1/x/y:1"]},
+        )
+        assert refused.status_code == 403 and refused.json()["code"] == "ERR_EXPORT_EGRESS_DENIED"
+        updated = client.put(f"/api/export/profiles/{name}", json={"profile": "json:raw"})
+        assert updated.json()["revision"] == 2 and updated.json()["targets"] == []
+        first = client.get(f"/api/export/profiles/{name}", params={"revision": "1"}).json()
+        assert first["targets"] == [target]
+        listed = client.get("/api/export/profiles").json()["stored"]
+        assert [p["targets"] for p in listed if p["name"] == name] == [[]]
+    with service.client(service.token("globex")) as other:
+        assert other.get(f"/api/export/profiles/{name}").status_code == 404
+        assert other.post("/api/export/runs", json={"profile": name}).status_code == 404
+    overridden = service.submit(
+        token, {"profile": name, "profileRevision": 1, "targets": ["oci://127.0.0.2:1/x/y:1"]}
+    )
+    assert overridden.status_code == 403  # a run's own targets are checked too
+    elsewhere = tmp_path / f"elsewhere-{name}"
+    replaced = service.submit(
+        token, {"profile": name, "profileRevision": 1, "targets": [f"file://{elsewhere}"]}
+    )
+    assert replaced.status_code == 202, replaced.text
+    (moved,) = service.wait(token, replaced.json()["runId"])["result"]["targets"]  # replaced, not added
+    assert Path(moved["location"]).parent == elsewhere and moved["status"] == "published"
+    run = service.submit(token, {"profile": name, "profileRevision": 1})
+    assert run.status_code == 202, run.text
+    done = service.wait(token, run.json()["runId"])
+    assert done["status"] == "succeeded", done
+    (published,) = done["result"]["targets"]
+    assert published["status"] == "published" and published["kind"] == "file"
+    assert Path(published["location"]).parent == share
+    assert verify_bundle(Path(published["location"])).report.ok

@@ -53,7 +53,7 @@ async function loadProfiles() {
   select.replaceChildren();
   for (const p of [...data.builtin, ...data.stored.map((s) => ({ ...s, kind: "stored (" + s.profile + ")", status: "rev " + s.revision }))]) {
     const row = body.insertRow();
-    cell(row, p.name); cell(row, p.kind); cell(row, p.status); cell(row, p.contents || p.description || "");
+    cell(row, p.name); cell(row, p.kind); cell(row, p.status); cell(row, p.contents || p.description || ""); cell(row, (p.targets || []).join(" "));
     if (p.status !== "planned") {
       const option = document.createElement("option");
       option.value = p.name; option.textContent = p.name;
