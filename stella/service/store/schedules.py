@@ -23,6 +23,8 @@ from stella.schedules.store import Cursor as ScheduleCursor
 from stella.schedules.store import Fire
 from stella.service.store.interface import RunStore
 from stella.service.store.sql import Cursor, SqlRunStore
+from stella.targets.distribute import failed
+from stella.targets.interface import TargetResult
 from stella.telemetry.metrics import DistributionStats
 
 __all__ = ["SCHEDULE_TABLES", "SqlScheduleStore", "open_schedule_store", "schedule_store_for"]
@@ -88,19 +90,13 @@ def _mirror(fire: Fire, run: dict[str, Any] | None) -> Fire:
         result["exportId"] = run["export_id"]
     published = json.loads(run["result"] or "{}")
     error = json.loads(run["error"]) if run["error"] else None
-    targets = published.get("targets") or (error or {}).get("details", {}).get("targets") or []
+    targets = published.get("targets") or []
     if targets:
         result["targets"] = targets
     status = run["status"] if run["status"] in _ENDED else "launched"
-    if error is None and status == "succeeded":
-        refused = [target for target in targets if target.get("status") == "failed"]
-        if refused:
-            status, error = "failed", dict(refused[0].get("error") or {})
-            error["message"] = (
-                f"{len(refused)} of {len(targets)} targets failed; first: "
-                + str(refused[0].get("target"))
-                + f": {error.get('message')}"
-            )
+    refused = failed([TargetResult(**target) for target in targets]) if status == "succeeded" else None
+    if error is None and refused is not None:
+        status, error = "failed", {"code": refused.code, "message": refused.message, "details": {}}
     if error is not None:
         result["error"] = error
     return replace(fire, status=status, result=result)
