@@ -145,6 +145,12 @@ def register(commands: Any) -> None:
     now = actions.add_parser("run-now", help="launch a schedule's export now and publish it to its targets")
     now.add_argument("name", metavar="NAME", help="the schedule")
     now.add_argument("--tenant", required=True, help="the schedule's tenant")
+    now.add_argument(
+        "--slot",
+        metavar="TIME",
+        help="fire this slot of a cron or one-off schedule (RFC 3339), claimed under the key the "
+        "scheduler uses, so it fires once whoever launches it (an Airflow DAG does)",
+    )
     _launch_arguments(now)
     _store_argument(now)
     now.set_defaults(handler=_run_now)
@@ -307,7 +313,11 @@ def _report(launches: list[Launch], store: SqlScheduleStore, args: argparse.Name
 
 def _run_now(args: argparse.Namespace) -> int:
     scheduler = _scheduler(args)
-    launch = scheduler.run_now(validate_tenant(args.tenant), args.name)
+    tenant = validate_tenant(args.tenant)
+    if args.slot is None:
+        launch = scheduler.run_now(tenant, args.name)
+    else:
+        launch = scheduler.run_slot(tenant, args.name, parse_time(args.slot, "--slot"))
     return _report([launch], open_store(args.store), args)
 
 
