@@ -140,21 +140,25 @@ def build_dags(snapshot_path: Path) -> dict[str, Any]:
     """Airflow DAG objects for a snapshot, by DAG id (the DAG file puts them in its globals)."""
     import pendulum
     from airflow.providers.standard.operators.bash import BashOperator
-    from airflow.sdk import DAG, CronTriggerTimetable, EventsTimetable
+    from airflow.sdk import DAG, CronTriggerTimetable
 
     dags: dict[str, Any] = {}
     for spec in dag_specs(json.loads(snapshot_path.read_text(encoding="utf-8"))):
+        # A one-off is Airflow's "@once" starting at its instant (EventsTimetable would fit, but
+        # Airflow 3.3.2 cannot deserialize it: KeyError '_summary').
+        schedule: Any = "@once"
+        start = pendulum.datetime(2000, 1, 1, tz=spec.timezone)
         if spec.cron is not None:
-            timetable = CronTriggerTimetable(
+            schedule = CronTriggerTimetable(
                 spec.cron, timezone=spec.timezone, run_immediately=spec.run_immediately
             )
         else:
-            timetable = EventsTimetable([pendulum.parse(str(spec.at))], description=f"once at {spec.at}")
+            start = pendulum.parse(str(spec.at))
         with DAG(
             spec.dag_id,
             description=spec.description,
-            schedule=timetable,
-            start_date=pendulum.datetime(2000, 1, 1, tz=spec.timezone),
+            schedule=schedule,
+            start_date=start,
             catchup=False,
             max_active_runs=1,
             is_paused_upon_creation=spec.paused,

@@ -42,6 +42,7 @@ print(json.dumps({
             "timetable": encoded(dag.timetable),
             "catchup": dag.catchup,
             "paused": dag.is_paused_upon_creation,
+            "start": dag.start_date.isoformat(),
             "tasks": {task.task_id: task.bash_command for task in dag.tasks},
         }
         for dag_id, dag in bag.dags.items()
@@ -117,9 +118,9 @@ def test_airflow_parses_the_schedules_and_runs_a_slot_that_publishes_a_verifiabl
     assert seen["errors"] == {} and seen["imported"] == []  # Airflow's process never imports Beam or us
     # Event-triggered schedules have no slots, so no DAG.
     assert set(seen["dags"]) == {"stella.acme.nightly", "stella.acme.quarter", "stella.acme.weekly"}
-    quarter = seen["dags"]["stella.acme.quarter"]["timetable"]
-    assert quarter["__type"] == "airflow.timetables.events.EventsTimetable"
-    assert quarter["__var"]["event_dates"] == ["2027-01-01T00:00:00+00:00"]
+    quarter = seen["dags"]["stella.acme.quarter"]["timetable"]  # Airflow's @once, starting at the instant
+    assert quarter["__type"] == "airflow.timetables.simple.OnceTimetable"
+    assert seen["dags"]["stella.acme.quarter"]["start"] == "2027-01-01T00:00:00+00:00"
     nightly, weekly = seen["dags"]["stella.acme.nightly"], seen["dags"]["stella.acme.weekly"]
     assert nightly["timetable"]["__type"] == "airflow.timetables.trigger.CronTriggerTimetable"
     assert nightly["timetable"]["__var"] == {
