@@ -325,7 +325,7 @@ def _launched(launches: list[Launch], store: SqlScheduleStore) -> list[dict[str,
 
 def _report(fires: list[dict[str, Any]], args: argparse.Namespace) -> int:
     """Fired slots as recorded (locally or by a server); exits with the first bad one's code."""
-    bad = [fire for fire in fires if fire["status"] in ("failed", "cancelled", "expired")]
+    bad = [fire for fire in fires if fire["status"] in ("failed", "cancelled")]
     if bad:
         args.output.keep({"fires": fires})
     else:

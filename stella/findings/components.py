@@ -1,9 +1,14 @@
-"""SBOM records -> the components that can be matched (a language purl with a version).
+"""SBOM records -> the components that can be matched (a purl we can key, with a version).
 
 CycloneDX components are walked at every depth (nested components are installed too)
 plus ``metadata.component``; SPDX packages contribute their ``purl`` external
-references. A component without a purl, or with a purl of an ecosystem we don't match,
-is counted, not guessed at: matching by bare name would invent findings.
+references. A component without a purl, with a purl of an ecosystem we don't match, or
+an OS package of a release we cannot tell, is left out, not guessed at: matching by
+bare name, or against some other release's advisories, would invent findings.
+
+OS packages are placed by the SBOM's operating system, read as Trivy reads it: the
+first CycloneDX component of type ``operating-system`` (name = family, version =
+release), or the SPDX package whose ``primaryPackagePurpose`` is ``OPERATING-SYSTEM``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,28 @@ def is_sbom_record(record: LedgerRecord) -> bool:
     return record.kind is Kind.SBOM and record.format in (DocFormat.CYCLONEDX, DocFormat.SPDX)
 
 
+def _operating_system(doc: Mapping[str, Any], cyclonedx: bool) -> tuple[str, str] | None:
+    """(family, release) of the SBOM's first operating-system component, if any."""
+    if cyclonedx:
+        meta = doc.get("metadata")
+        top = doc.get("components")
+        found = [meta.get("component")] if isinstance(meta, Mapping) else []
+        found += top if isinstance(top, list) else []  # document order first, then nested ones
+        found += list(walk_dicts(top, "components"))
+        kind, name_field, version_field = "type", "name", "version"
+        wanted = "operating-system"
+    else:
+        packages = doc.get("packages")
+        found = [p for p in packages if isinstance(p, Mapping)] if isinstance(packages, list) else []
+        kind, name_field, version_field = "primaryPackagePurpose", "name", "versionInfo"
+        wanted = "OPERATING-SYSTEM"
+    for comp in found:
+        if isinstance(comp, Mapping) and comp.get(kind) == wanted:
+            family, release = opt_str(comp, name_field), opt_str(comp, version_field)
+            return (family, release or "") if family else None
+    return None
+
+
 def _cyclonedx(doc: Mapping[str, Any]) -> Iterator[tuple[str, str | None, str | None]]:
     """(purl, bom-ref, name) of every component."""
     meta = doc.get("metadata")
@@ -77,10 +104,11 @@ def sbom_components(record: LedgerRecord) -> list[Component]:
     serial = opt_str(doc, "serialNumber") if cyclonedx else None
     meta = doc.get("metadata") if cyclonedx else None
     subject = opt_str(meta.get("component"), "purl") if isinstance(meta, Mapping) else None
+    system = _operating_system(doc, cyclonedx)
     out: dict[str, Component] = {}
     for purl, bom_ref, name in _cyclonedx(doc) if cyclonedx else _spdx(doc):
-        ref = parse_purl(purl)
-        if ref is None or not ref.version or purl in out:
+        ref = parse_purl(purl, system)
+        if ref is None or not ref.matchable or not ref.version or purl in out:
             continue
         out[purl] = Component(
             record.upstream_id, record.digest, serial, subject, bom_ref, name or ref.name, ref

@@ -27,10 +27,12 @@ __all__ = [
     "Ecosystem",
     "Placement",
     "Unplaceable",
+    "OsRelease",
     "ecosystem_of",
     "known_ecosystems",
     "language_ecosystems",
     "normalize_name",
+    "os_release",
     "place",
 ]
 
@@ -159,6 +161,7 @@ class _Distro:
     bucket: Callable[[str], str | None]  # release → bucket name, None when unusable
     source: DataSource
     scheme: Scheme
+    families: tuple[str, ...]  # Trivy's OS family names, which are also the purl namespaces
     needs_release: bool = True
     # Trivy's Debian, Ubuntu and Alpine detectors report an advisory with no FixedVersion
     # (every version affected); its Red Hat-family and Wolfi/Chainguard detectors compare
@@ -209,6 +212,7 @@ _DISTROS: tuple[_Distro, ...] = (
             "https://salsa.debian.org/security-tracker-team/security-tracker",
         ),
         Scheme.DPKG,
+        ("debian",),
         reports_unfixed=True,
     ),
     _Distro(
@@ -216,6 +220,7 @@ _DISTROS: tuple[_Distro, ...] = (
         _alpine,
         DataSource("alpine", "Alpine Secdb", "https://secdb.alpinelinux.org/"),
         Scheme.APK,
+        ("alpine",),
         reports_unfixed=True,
     ),
     _Distro(
@@ -223,6 +228,7 @@ _DISTROS: tuple[_Distro, ...] = (
         _ubuntu,
         DataSource("ubuntu", "Ubuntu CVE Tracker", "https://git.launchpad.net/ubuntu-cve-tracker"),
         Scheme.DPKG,
+        ("ubuntu",),
         reports_unfixed=True,
     ),
     _Distro(
@@ -230,18 +236,21 @@ _DISTROS: tuple[_Distro, ...] = (
         _major("rocky"),
         DataSource("rocky", "Rocky Linux updateinfo", "https://download.rockylinux.org/pub/rocky/"),
         Scheme.RPM,
+        ("rocky",),
     ),
     _Distro(
         "AlmaLinux",
         _major("alma"),
         DataSource("alma", "AlmaLinux Product Errata", "https://errata.almalinux.org/"),
         Scheme.RPM,
+        ("alma", "almalinux"),
     ),
     _Distro(
         "Wolfi",
         _fixed("wolfi"),
         DataSource("wolfi", "Wolfi Secdb", "https://packages.wolfi.dev/os/security.json"),
         Scheme.APK,
+        ("wolfi",),
         False,
     ),
     _Distro(
@@ -249,10 +258,36 @@ _DISTROS: tuple[_Distro, ...] = (
         _fixed("chainguard"),
         DataSource("chainguard", "Chainguard Secdb", "https://packages.cgr.dev/chainguard/security.json"),
         Scheme.APK,
+        ("chainguard",),
         False,
     ),
 )
 _DISTRO_BY_OSV = {d.osv.lower(): d for d in _DISTROS}
+_DISTRO_BY_FAMILY = {family: d for d in _DISTROS for family in d.families}
+
+
+@dataclass(frozen=True, slots=True)
+class OsRelease:
+    """An installed OS as Trivy's detector for it sees it: bucket and version scheme."""
+
+    ecosystem: str  # OSV ecosystem name without the release ("Debian", "Rocky Linux")
+    bucket: str
+    scheme: Scheme
+
+
+def os_release(family: str, release: str) -> OsRelease | None:
+    """The bucket an OS package of ``family`` ``release`` is looked up in, as Trivy 0.76 does.
+
+    ``family`` is Trivy's OS family name (a CycloneDX operating-system component's name,
+    or a purl namespace); ``release`` the OS version ("12.5", "3.19.1", "22.04"), cut to
+    the bucket's precision by the same functions that place OSV records, so a component
+    and an advisory of one release always meet. None for an OS no bucket serves.
+    """
+    distro = _DISTRO_BY_FAMILY.get(family.lower())
+    if distro is None or (distro.needs_release and not release):
+        return None
+    bucket = distro.bucket(release)
+    return None if bucket is None else OsRelease(distro.osv, bucket, distro.scheme)
 
 
 # --- placement -------------------------------------------------------------------------
