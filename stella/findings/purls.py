@@ -45,6 +45,7 @@ class PackageRef:
     name: str  # as the ecosystem names the package (maven group:artifact, npm @scope/name, ...)
     version: str | None  # for rpm with an ``epoch`` qualifier: "epoch:version-release"
     qualifiers: tuple[tuple[str, str], ...]
+    release: OsRelease | None = None  # an OS package's placed release
 
     @property
     def matchable(self) -> bool:
@@ -101,6 +102,7 @@ def parse_purl(purl: str, os: tuple[str, str] | None = None) -> PackageRef | Non
             name=name,
             version=version,
             qualifiers=sorted_qualifiers,
+            release=release,
         )
     eco = ecosystem_of(osv)
     if eco is None:

@@ -29,6 +29,7 @@ _HANDWRITTEN: dict[str, tuple[str, str, str, str, tuple[tuple[str, str], ...]]] 
     "debian": ("Debian:12", "debian", "12.5", "deb/debian", (
         ("openssl", "3.0.11-1~deb12u2"), ("zlib", "1:1.2.13.dfsg-1"), ("bash", "5.2.15-2+b2"),
         ("curl", "7.88.1-10+deb12u5"), ("tzdata", "2024a-0+deb12u1"), ("libxml2", "2.9.14+dfsg-1.3~deb12u1"),
+        ("util-linux", "2.38.1-5+deb12u1"),
     )),
     "ubuntu": ("Ubuntu:22.04:LTS", "ubuntu", "22.04", "deb/ubuntu", (
         ("curl", "7.81.0-1ubuntu1.15"), ("sudo", "1.9.9-1ubuntu2.4"), ("openssl", "3.0.2-0ubuntu1.15"),
@@ -38,6 +39,12 @@ _HANDWRITTEN: dict[str, tuple[str, str, str, str, tuple[tuple[str, str], ...]]] 
         ("ncurses", "6.4_p20231125-r0"), ("xz", "5.4.5-r0"),
     )),
 }  # fmt: skip
+# Binary packages built from another source, with the source as Trivy's own SBOMs state it
+# (properties SrcName/SrcVersion/SrcRelease): Debian's bsdutils carries an epoch its
+# source util-linux has not, so only a source-version comparison gets it right.
+_BINARIES: dict[str, tuple[tuple[str, str, str, str, str], ...]] = {
+    "debian": (("bsdutils", "1:2.38.1-5+deb12u1", "util-linux", "2.38.1", "5+deb12u1"),),
+}
 OS_SBOMS = ("alpine", "debian", "rocky", "ubuntu")
 _SHARED_RPMS = "sboms/cyclonedx/python311-container.syft.cdx.json"
 
@@ -108,6 +115,12 @@ def os_world(
         comps = [{"type": "library", "name": p, "version": v, "bom-ref": f"{ptype}:{p}",
                   "purl": f"pkg:{kind}/{p}@{v.replace(':', '%3A')}?arch=x86_64&distro={distro}"}
                  for p, v in packages]  # fmt: skip
+        for binary, version, source, src_version, src_release in _BINARIES.get(name, ()):
+            comps.append({"type": "library", "name": binary, "version": version, "bom-ref": f"{ptype}:{binary}",
+                          "purl": f"pkg:{kind}/{binary}@{version.replace(':', '%3A')}?arch=x86_64&distro={distro}",
+                          "properties": [{"name": "aquasecurity:trivy:SrcName", "value": source},
+                                         {"name": "aquasecurity:trivy:SrcVersion", "value": src_version},
+                                         {"name": "aquasecurity:trivy:SrcRelease", "value": src_release}]})  # fmt: skip
         sboms[name] = out / f"{name}.cdx.json"
         sboms[name].write_text(json.dumps(_sbom(name, family, release, comps)))
         advise(ecosystem, "apk" if ptype == "apk" else "dpkg", list(packages))

@@ -167,6 +167,12 @@ def test_os_components_meet_their_release_advisories_only() -> None:
              "purl": "pkg:deb/debian/openssl@3.0.11-1~deb12u2?arch=amd64&distro=debian-12.5"},
             {"type": "library", "name": "zlib", "version": "1:1.2.13.dfsg-1", "bom-ref": "b",
              "purl": "pkg:deb/debian/zlib@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12.5"},
+            # a binary of another source, as Trivy's SBOMs state it: matched by source name and version
+            {"type": "library", "name": "bsdutils", "version": "1:2.38.1-5+deb12u1", "bom-ref": "c",
+             "purl": "pkg:deb/debian/bsdutils@1%3A2.38.1-5%2Bdeb12u1?arch=amd64&distro=debian-12.5",
+             "properties": [{"name": "aquasecurity:trivy:SrcName", "value": "util-linux"},
+                            {"name": "aquasecurity:trivy:SrcVersion", "value": "2.38.1"},
+                            {"name": "aquasecurity:trivy:SrcRelease", "value": "5+deb12u1"}]},
         ],
     }  # fmt: skip
 
@@ -181,6 +187,8 @@ def test_os_components_meet_their_release_advisories_only() -> None:
         advisory("DSA-3", "Debian:12", "zlib", "1.2.99-1"),  # epoch 0 < epoch 1: fixed
         advisory("DSA-4", "Debian:12", "zlib", "1:1.2.13.dfsg-1+deb12u1"),  # affected
         advisory("DSA-5", "Debian:11", "openssl", "9.9-1"),  # another release: never
+        advisory("DSA-6", "Debian:12", "util-linux", "1:2.38.1-5+deb12u1"),  # source has no epoch: affected
+        advisory("DSA-7", "Debian:12", "bsdutils", "9:9-1"),  # binary names are not looked up: never
     ]
     components = sbom_components(_record(sbom))
     affected = [a for doc in advisories for a in advisory_affected(_record(doc))]
@@ -188,4 +196,8 @@ def test_os_components_meet_their_release_advisories_only() -> None:
         (m.component.name, m.component.version, m.vulnerability)
         for m in match_partition(components, affected)
     }
-    assert found == {("openssl", "3.0.11-1~deb12u2", "DSA-1"), ("zlib", "1:1.2.13.dfsg-1", "DSA-4")}
+    assert found == {
+        ("openssl", "3.0.11-1~deb12u2", "DSA-1"),
+        ("zlib", "1:1.2.13.dfsg-1", "DSA-4"),
+        ("bsdutils", "1:2.38.1-5+deb12u1", "DSA-6"),  # reported with the installed binary's version
+    }

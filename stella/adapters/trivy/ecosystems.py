@@ -167,6 +167,10 @@ class _Distro:
     # (every version affected); its Red Hat-family and Wolfi/Chainguard detectors compare
     # FixedVersion only, so an unfixed entry there would be written and never matched.
     reports_unfixed: bool = False
+    # Which detectors look advisories up by the source package's name, and compare the
+    # source package's version (Debian, Ubuntu, Alpine: both; Wolfi, Chainguard: name only).
+    source_name: bool = False
+    source_version: bool = False
 
 
 def _debian(release: str) -> str | None:
@@ -214,6 +218,8 @@ _DISTROS: tuple[_Distro, ...] = (
         Scheme.DPKG,
         ("debian",),
         reports_unfixed=True,
+        source_name=True,
+        source_version=True,
     ),
     _Distro(
         "Alpine",
@@ -222,6 +228,8 @@ _DISTROS: tuple[_Distro, ...] = (
         Scheme.APK,
         ("alpine",),
         reports_unfixed=True,
+        source_name=True,
+        source_version=True,
     ),
     _Distro(
         "Ubuntu",
@@ -230,6 +238,8 @@ _DISTROS: tuple[_Distro, ...] = (
         Scheme.DPKG,
         ("ubuntu",),
         reports_unfixed=True,
+        source_name=True,
+        source_version=True,
     ),
     _Distro(
         "Rocky Linux",
@@ -252,6 +262,7 @@ _DISTROS: tuple[_Distro, ...] = (
         Scheme.APK,
         ("wolfi",),
         False,
+        source_name=True,
     ),
     _Distro(
         "Chainguard",
@@ -260,6 +271,7 @@ _DISTROS: tuple[_Distro, ...] = (
         Scheme.APK,
         ("chainguard",),
         False,
+        source_name=True,
     ),
 )
 _DISTRO_BY_OSV = {d.osv.lower(): d for d in _DISTROS}
@@ -273,6 +285,8 @@ class OsRelease:
     ecosystem: str  # OSV ecosystem name without the release ("Debian", "Rocky Linux")
     bucket: str
     scheme: Scheme
+    source_name: bool  # advisories are looked up by the source package's name
+    source_version: bool  # ... and compared with the source package's version
 
 
 def os_release(family: str, release: str) -> OsRelease | None:
@@ -287,7 +301,9 @@ def os_release(family: str, release: str) -> OsRelease | None:
     if distro is None or (distro.needs_release and not release):
         return None
     bucket = distro.bucket(release)
-    return None if bucket is None else OsRelease(distro.osv, bucket, distro.scheme)
+    if bucket is None:
+        return None
+    return OsRelease(distro.osv, bucket, distro.scheme, distro.source_name, distro.source_version)
 
 
 # --- placement -------------------------------------------------------------------------
