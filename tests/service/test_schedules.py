@@ -314,3 +314,35 @@ def test_a_service_slot_takes_its_runs_outcome_once_and_keeps_it() -> None:
     error = json.dumps({"code": "ERR_EXPORT_PIPELINE", "message": "boom", "details": {}})
     assert mirror_run(fire, row("failed", error=error)).result["error"]["code"] == "ERR_EXPORT_PIPELINE"
     assert mirror_run(fire, row("cancelled")).status == "cancelled"
+
+
+def test_an_orchestrator_fires_a_given_slot_once_under_the_schedulers_own_key(
+    store: SqlScheduleStore,
+) -> None:
+    """``run-now --slot`` (what an Airflow DAG runs): the tick's key, so neither double-fires the other."""
+    store.create(schedule("nightly-paris", CronTrigger("0 2 * * *", "Europe/Paris")))
+    store.create(schedule("quarter", OnceTrigger(DAY + timedelta(hours=5))))
+    store.create(schedule("on-advisories", parse_event("ingest:advisory")))
+    launched: list[Launch] = []
+    clock = Clock(DAY + timedelta(hours=1, seconds=20))
+    airflow = Scheduler(store, clock=clock, instance="airflow", launcher=lambda x: launched.append(x) or {})
+    slot = DAY + timedelta(hours=1)  # 02:00 in Paris in December
+    launch = airflow.run_slot("acme", "nightly-paris", slot)
+    assert launch.fire.key == slot_key("cron", slot) and not launch.fire.late
+    # The embedded scheduler ticking at the same moment finds the slot claimed.
+    assert Scheduler(store, clock=clock, instance="tick").tick() == []
+    with pytest.raises(UsageError, match="already fired by airflow"):
+        airflow.run_slot("acme", "nightly-paris", slot)
+    for wrong in (slot + timedelta(minutes=1), slot + timedelta(hours=1), slot + timedelta(seconds=30)):
+        with pytest.raises(UsageError, match="not a slot"):
+            airflow.run_slot("acme", "nightly-paris", wrong)
+    clock.now = DAY + timedelta(days=1)
+    once = airflow.run_slot("acme", "quarter", DAY + timedelta(hours=5))
+    assert once.fire.key == slot_key("at", DAY + timedelta(hours=5)) and once.fire.late
+    with pytest.raises(UsageError, match="fires on events"):
+        airflow.run_slot("acme", "on-advisories", DAY)
+    store.set_paused("acme", "nightly-paris", True, clock.now)
+    with pytest.raises(UsageError, match="paused"):
+        airflow.run_slot("acme", "nightly-paris", DAY + timedelta(days=1, hours=1))
+    assert [x.fire.key for x in launched] == [launch.fire.key, once.fire.key]
+    assert store.fire("acme", "nightly-paris", launch.fire.key).instance == "airflow"
