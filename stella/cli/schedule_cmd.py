@@ -38,7 +38,7 @@ from stella.targets.distribute import RetryPolicy, check_targets, error_for, fai
 from stella.targets.egress import EgressPolicy, policy_from
 from stella.targets.oci import PASSWORD_ENV, registry_credentials
 
-__all__ = ["default_store", "launcher", "open_store", "print_schedules", "register"]
+__all__ = ["default_store", "launcher", "open_store", "register"]
 
 # With --server the token's tenant is used when it has only one (or `stella --tenant T`).
 _TENANT_RULE = "required, except with --server and a one-tenant token"
@@ -228,15 +228,15 @@ def _describe(schedule: Schedule) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     if args.server:
-        return print_schedules(schedule_remote.list_schedules(args), args)
+        return _print_schedules(schedule_remote.list_schedules(args), args)
     store = open_store(args.store)
     tenant = validate_tenant(args.tenant) if args.tenant else None
     now = datetime.now(UTC)
     rows = [store.overview(schedule, now) for schedule in store.schedules(tenant)]
-    return print_schedules(rows, args)
+    return _print_schedules(rows, args)
 
 
-def print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
+def _print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
     """``schedule list``'s output, the same for the local store and a server's API."""
     args.output.result({"schedules": rows})
     if args.output.json:
