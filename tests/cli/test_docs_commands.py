@@ -26,6 +26,12 @@ RUNNABLE = sorted({fence.doc for fence in FENCES if fence.runs})
 TOOLS = ("age", "age-keygen", "openssl", "tar", "zstd", "jq", "curl", "docker-registry", "trivy")
 
 
+def test_only_the_readme_setup_block_is_left_to_ci() -> None:
+    setup = [fence for fence in FENCES if fence.is_setup]
+    assert [(fence.doc, fence.line) for fence in setup] == [("README.md", 3)]
+    assert (REPO / ".ci" / "run").read_text().strip().endswith('bootstrap.sh" test')
+
+
 def test_the_docs_show_commands() -> None:
     assert len(DOCUMENTED) > 40, DOCUMENTED
     assert {"README.md", "docs/trivy.md", "docs/api.md", "docs/distribution.md"} <= set(RUNNABLE)
