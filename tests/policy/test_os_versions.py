@@ -201,3 +201,15 @@ def test_os_components_meet_their_release_advisories_only() -> None:
         ("zlib", "1:1.2.13.dfsg-1", "DSA-4"),
         ("bsdutils", "1:2.38.1-5+deb12u1", "DSA-6"),  # reported with the installed binary's version
     }
+
+
+def test_trivy_db_sweeps_os_events_in_the_schemes_order() -> None:
+    """The trivy:db adapter orders OS events with the same keys: a fix listed before "introduced" still counts."""
+    from stella.adapters.trivy.osv import translate_osv
+
+    doc = {"id": "DSA-8", "affected": [{"package": {"ecosystem": "Debian:12", "name": "zlib"}, "ranges": [
+        {"type": "ECOSYSTEM", "events": [{"fixed": "1:1.2.13.dfsg-1+deb12u1"}, {"introduced": "0"}]}]}]}  # fmt: skip
+    out = translate_osv(doc, upstream_id="DSA-8")
+    assert not out.untranslated
+    values = [e.value for e in out.entries if e.bucket == ("debian 12", "zlib")]
+    assert values == [{"FixedVersion": "1:1.2.13.dfsg-1+deb12u1"}]
