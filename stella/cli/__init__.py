@@ -233,9 +233,11 @@ def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: 
         args.tenant = getattr(args, "server_tenant", None)  # `stella --tenant T command` counts too
     args.output, args.progress = output, progress
     output.before_result = progress.close
+    from stella.targets.egress import policy_from
     from stella.telemetry.tracing import configure_from_env
 
-    configure_from_env()  # off unless STELLA_OTEL_EXPORTER names an exporter
+    # Off unless STELLA_OTEL_EXPORTER names an exporter; a collector is egress like any target.
+    configure_from_env(egress=policy_from((), os.environ).check)
     with progress:
         code: int = args.handler(args)
     return code

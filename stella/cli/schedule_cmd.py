@@ -38,7 +38,7 @@ from stella.targets.distribute import RetryPolicy, check_targets, error_for, fai
 from stella.targets.egress import EgressPolicy, policy_from
 from stella.targets.oci import PASSWORD_ENV, registry_credentials
 
-__all__ = ["default_store", "launcher", "open_store", "print_schedules", "register"]
+__all__ = ["default_store", "launcher", "open_store", "register"]
 
 # With --server the token's tenant is used when it has only one (or `stella --tenant T`).
 _TENANT_RULE = "required, except with --server and a one-tenant token"
@@ -150,6 +150,12 @@ def register(commands: Any) -> None:
     now = actions.add_parser("run-now", help="launch a schedule's export now and publish it to its targets")
     now.add_argument("name", metavar="NAME", help="the schedule")
     now.add_argument("--tenant", help=f"the schedule's tenant ({_TENANT_RULE})")
+    now.add_argument(
+        "--slot",
+        metavar="TIME",
+        help="fire this slot of a cron or one-off schedule (RFC 3339), claimed under the key the "
+        "scheduler uses, so it fires once whoever launches it (an Airflow DAG does)",
+    )
     _launch_arguments(now)
     _store_argument(now)
     now.set_defaults(handler=_run_now)
@@ -222,15 +228,15 @@ def _describe(schedule: Schedule) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     if args.server:
-        return print_schedules(schedule_remote.list_schedules(args), args)
+        return _print_schedules(schedule_remote.list_schedules(args), args)
     store = open_store(args.store)
     tenant = validate_tenant(args.tenant) if args.tenant else None
     now = datetime.now(UTC)
     rows = [store.overview(schedule, now) for schedule in store.schedules(tenant)]
-    return print_schedules(rows, args)
+    return _print_schedules(rows, args)
 
 
-def print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
+def _print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
     """``schedule list``'s output, the same for the local store and a server's API."""
     args.output.result({"schedules": rows})
     if args.output.json:
@@ -319,7 +325,7 @@ def _launched(launches: list[Launch], store: SqlScheduleStore) -> list[dict[str,
 
 def _report(fires: list[dict[str, Any]], args: argparse.Namespace) -> int:
     """Fired slots as recorded (locally or by a server); exits with the first bad one's code."""
-    bad = [fire for fire in fires if fire["status"] in ("failed", "cancelled", "expired")]
+    bad = [fire for fire in fires if fire["status"] in ("failed", "cancelled")]
     if bad:
         args.output.keep({"fires": fires})
     else:
@@ -340,9 +346,17 @@ def _report(fires: list[dict[str, Any]], args: argparse.Namespace) -> int:
 
 def _run_now(args: argparse.Namespace) -> int:
     if args.server:
+        if args.slot is not None:
+            raise UsageError(
+                "--slot fires a slot in a local store (as an Airflow DAG does), not with --server"
+            )
         return _report(schedule_remote.run_now(args), args)
     scheduler = _scheduler(args)
-    launch = scheduler.run_now(_tenant(args), args.name)
+    tenant = _tenant(args)
+    if args.slot is None:
+        launch = scheduler.run_now(tenant, args.name)
+    else:
+        launch = scheduler.run_slot(tenant, args.name, parse_time(args.slot, "--slot"))
     return _report(_launched([launch], open_store(args.store)), args)
 
 

@@ -209,7 +209,7 @@ def _schemas() -> dict[str, Any]:
                 "firedAt": {"type": "string"},
                 "status": {
                     "type": "string",
-                    "enum": ["launched", "succeeded", "failed", "cancelled", "expired"],
+                    "enum": ["launched", "succeeded", "failed", "cancelled"],
                 },
                 "result": {
                     "type": "object",

@@ -8,13 +8,14 @@ Exit codes are the local ones.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.service.support import Service
-from tests.support import check_cli_json, stella_cli
+from tests.support import REPO, check_cli_json, stella_cli
 
 
 def _cli(service: Service, *args: str, token: str | None = None) -> Any:
@@ -175,3 +176,40 @@ def test_run_with_targets_through_the_server(
     monkeypatch.setenv("STELLA_TOKEN", service.token("acme"))
     run = ["--server", service.url, "export", "run", "--profile", "json:raw", "--target", f"file://{share}"]
     assert main([*run, "--allow-host", "127.0.0.2"]) == 2  # the server's allowlist decides
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
+def test_the_documented_remote_schedule_commands_run(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/schedules.md's block for the service, executed as written (server and folders pointed here)."""
+    from stella.cli import main
+
+    text = (REPO / "docs" / "schedules.md").read_text().split("**CLI against a server.**", 1)[1]
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    lines = [line.split("  #", 1)[0] for line in block.splitlines() if line.startswith("stella --server")]
+    words = [shlex.split(line) for line in lines]
+    assert [w[w.index("export") + 1 : w.index("export") + 3] for w in words] == [
+        ["schedule", "create"],
+        ["schedule", "list"],
+        ["schedule", "run-now"],
+        ["schedule", "pause"],
+        ["schedule", "delete"],
+        ["run", "--profile"],
+    ]
+    monkeypatch.chdir(tmp_path)
+    token = block.split("export STELLA_TOKEN=$(", 1)[1].split(")", 1)[0]  # the scopes the docs ask for
+    scopes = [word for word in shlex.split(token) if word.startswith("export:")]
+    monkeypatch.setenv("STELLA_TOKEN", service.token("acme", scopes=scopes))
+    for line in lines:
+        line = line.replace("http://127.0.0.1:8080", service.url).replace("/srv/", f"{tmp_path}/srv/")
+        line = line.replace("create nightly", "create documented").replace(" nightly", " documented")
+        assert main(shlex.split(line)[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert "succeeded  acme/documented manual:" in out  # run-now's slot, with its run's outcome
+    published = list((tmp_path / "srv" / "bundles" / "acme").iterdir())
+    assert len(published) == 1 and (published[0] / "export.json").is_file()
+    assert (tmp_path / "srv" / "share").is_dir() and any((tmp_path / "srv" / "share").iterdir())
+    with service.client(service.token("acme")) as client:
+        assert client.get("/api/export/schedules/documented").status_code == 404  # deleted
