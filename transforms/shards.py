@@ -20,6 +20,7 @@ from stella.model import LedgerRecord
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
+from transforms.progress import relay_progress
 
 __all__ = ["RUNS_DIR", "AdaptRecords", "MergeShardFn", "ShardWriter", "WriteRunsFn", "WriteSortedShards"]
 
@@ -79,6 +80,9 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
         self._writer = writer
         self._temp_dir = temp_dir
         self._trace = trace
+
+    def setup(self) -> None:
+        relay_progress()
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
