@@ -30,7 +30,16 @@ from stella.model import LedgerRecord
 from stella.policy.language import Policy
 from transforms.coders import ItemBatch
 
-__all__ = ["FindFindings", "sum_counts"]
+__all__ = [
+    "EvaluatePolicyFn",
+    "FindFindings",
+    "KeyAdvisoryRevisionsFn",
+    "KeyComponentsFn",
+    "KeyStatementsFn",
+    "MatchVersionsFn",
+    "PickLatestRevisionsFn",
+    "sum_counts",
+]
 
 T = TypeVar("T")
 

@@ -20,6 +20,7 @@ from stella.selectors import Selectors
 from stella.telemetry.tracing import TraceContext, stage_span
 from stella.timefmt import later
 from transforms.coders import RecordBatch
+from transforms.progress import relay_progress
 from transforms.runtime import tune_gc
 
 __all__ = ["KeepRecords", "ReadLedger", "ReadSegmentFn", "RecordSummary", "SelectRecords", "SummarizeRecords"]
@@ -43,6 +44,7 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
 
     def setup(self) -> None:
         tune_gc()
+        relay_progress()
 
     def process(self, path: str) -> Iterator[Batch]:
         with stage_span("export.read", self._trace, **{"stella.segment": path.rsplit("/", 1)[-1]}) as span:

@@ -20,6 +20,7 @@ from stella.model import LedgerRecord
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
+from transforms.progress import relay_progress
 from transforms.runtime import tune_gc
 
 __all__ = ["RUNS_DIR", "AdaptRecords", "MergeShardFn", "ShardWriter", "WriteRunsFn", "WriteSortedShards"]
@@ -86,6 +87,7 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
 
     def setup(self) -> None:
         tune_gc()
+        relay_progress()
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
