@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import BIN, CACHE, Measurement, measure, print_table
+from benchmarks.common import BIN, CACHE, Measurement, measure, print_table, ratio_line
 
 __all__ = ["baseline_main", "run"]
 
@@ -152,9 +152,13 @@ def run(
         counted = json.loads(baseline.output)["findings"]
         if counted != findings:
             raise SystemExit(f"baseline found {counted} findings, the export {findings}")
-        rows = [Measurement(m.name, m.seconds, m.peak_rss_mb, findings, 0.0, "") for m in (export, baseline)]
+        rows = [
+            Measurement(m.name, m.seconds, m.peak_rss_mb, findings, 0.0, "", m.cpu_seconds)
+            for m in (export, baseline)
+        ]
         title = f"{sboms} SBOMs x {components} components, {advisories} advisories: {findings} findings"
         print_table(title, rows, unit="findings")
+        print(ratio_line("export / plain-dict join", rows[0], rows[1], target=">= 0.5"))
         return {"findings": findings, "export": rows[0], "baseline": rows[1]}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import struct
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import zstandard
 
@@ -32,6 +34,7 @@ __all__ = [
     "RunSlice",
     "SortItem",
     "bucket_of",
+    "cogroup_sorted",
     "merge_slices",
     "shard_count",
     "shard_of_bucket",
@@ -211,3 +214,26 @@ def merge_slices(
             [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
         )
     return heapq.merge(*(_read_slice(s) for s in level))
+
+
+def _tagged(side: str, pairs: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, str, bytes]]:
+    for key, value in pairs:
+        yield key, side, value
+
+
+def cogroup_sorted(
+    sides: Mapping[str, Iterable[tuple[bytes, bytes]]],
+) -> Iterator[tuple[bytes, dict[str, list[bytes]]]]:
+    """A sort-merge co-group of key-sorted streams: each key once, with every side's values.
+
+    The streams are what :func:`merge_slices` yields, so a join holds one key's values at
+    a time, never a side: memory is bounded by the largest key group, not by the input.
+    Keys come out in order; each side's values in (key, value) order.
+    """
+    names = sorted(sides)
+    merged = heapq.merge(*(_tagged(name, sides[name]) for name in names))
+    for key, run in itertools.groupby(merged, key=itemgetter(0)):
+        groups: dict[str, list[bytes]] = {name: [] for name in names}
+        for _key, side, value in run:
+            groups[side].append(value)
+        yield key, groups
