@@ -4,9 +4,11 @@ Wherever bytes are hashed or signed they are JCS bytes. The reference implementa
 (``rfc8785``, the one sigstore-python uses) is exact but runs at ~6 MB/s; the standard
 library encoder produces the very same bytes for the common case -- no floats, integers
 inside the I-JSON range, and no characters outside the Basic Multilingual Plane in
-object keys (where UTF-16 and code-point order could differ) -- at ~35 MB/s. So we
-prove the common case cheaply and fall back to the reference otherwise; the property
-tests hold both paths to the same output.
+object keys (where UTF-16 and code-point order could differ) -- at ~35 MB/s, and
+``orjson`` with sorted keys does too, three times faster again (its key order is UTF-8
+byte order, which is code-point order, and it escapes exactly the characters JCS
+escapes, the same way). So we prove the common case cheaply and fall back to the
+reference otherwise; the property tests hold every path to the same output.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 import rfc8785
 
 from stella.errors import InputError
@@ -35,7 +38,10 @@ JSONValue = Any  # a value json.loads can return; kept loose because documents a
 # I-JSON (RFC 7493) interoperable integer range; JCS serialises numbers as doubles.
 _MAX_SAFE_INT = 2**53 - 1
 # A four-byte UTF-8 lead byte, or an escaped high surrogate, means a non-BMP character.
-_NON_BMP = re.compile(rb"[\xf0-\xf4]|\\u[dD][89abAB]")
+# Two searches, each behind a cheap test (ASCII text has no lead bytes; no ``\u`` means no
+# escape): one alternation over every byte cost a tenth of ingesting a document.
+_FOUR_BYTE_LEAD = re.compile(rb"[\xf0-\xf4]")
+_ESCAPED_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -52,8 +58,34 @@ def sha256_digest(data: bytes) -> str:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# orjson serialises dataclasses, datetimes and str/int/dict/list subclasses its own way;
+# passing them through makes it refuse them, so they reach the standard encoder as before.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
 def _fast(value: JSONValue) -> bytes:
-    return _ENCODER.encode(value).encode("utf-8")
+    """Compact, sorted-key JSON: orjson when it takes the value, else the standard encoder.
+
+    orjson refuses what it cannot write exactly as JCS does (lone surrogates, non-string
+    keys, nesting past 255 levels, the passed-through types above); the standard encoder
+    then writes it or raises the error callers already handle.
+    """
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(value).encode("utf-8")
+
+
+def _has_non_bmp(data: bytes) -> bool:
+    return bool(
+        (not data.isascii() and _FOUR_BYTE_LEAD.search(data))
+        or (b"\\u" in data and _ESCAPED_HIGH_SURROGATE.search(data))
+    )
 
 
 def _reference(value: JSONValue) -> bytes:
@@ -156,7 +188,7 @@ def canonical_document(raw: bytes | str) -> tuple[JSONValue, bytes]:
     if text.startswith("\ufeff"):
         text = text[1:]
     value = strictjson.loads(text, what="document", parse_float=probe.parse_float, parse_int=probe.parse_int)
-    if probe.unsafe or _NON_BMP.search(data):
+    if probe.unsafe or _has_non_bmp(data):
         return value, _reference(value)
     try:
         return value, _fast(value)

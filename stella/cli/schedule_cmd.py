@@ -206,20 +206,24 @@ def _describe(schedule: Schedule) -> str:
 def _list(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     tenant = validate_tenant(args.tenant) if args.tenant else None
-    schedules = store.schedules(tenant)
-    rows = [
-        {**s.to_json(), "fires": [f.to_json() for f in store.fires(s.tenant, s.name, limit=5)]}
-        for s in schedules
-    ]
+    now = datetime.now(UTC)
+    rows = [store.overview(schedule, now) for schedule in store.schedules(tenant)]
+    return print_schedules(rows, args)
+
+
+def print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    """``schedule list``'s output, the same for the local store and a server's API."""
     args.output.result({"schedules": rows})
     if args.output.json:
         return 0
-    print(f"{'tenant':<12} {'schedule':<22} {'state':<7} {'last run':<22} trigger")
-    for schedule, row in zip(schedules, rows, strict=True):
+    print(f"{'tenant':<12} {'schedule':<22} {'state':<7} {'next slot':<21} {'last run':<33} trigger")
+    for row in rows:
         last = row["fires"][0] if row["fires"] else None
-        state = "paused" if schedule.paused else "active"
+        state = "paused" if row["paused"] else "active"
         last_text = f"{last['status']} {last['slot']}" if last else "-"
-        print(f"{schedule.tenant:<12} {schedule.name:<22} {state:<7} {last_text:<22} {_describe(schedule)}")
+        upcoming = row.get("nextSlot") or "-"
+        described = _describe(Schedule.from_json(row))
+        print(f"{row['tenant']:<12} {row['name']:<22} {state:<7} {upcoming:<21} {last_text:<33} {described}")
     return 0
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from stella.canonical import canonical_document, sha256_digest
 from stella.documents import recognise
 from stella.errors import InputError, StellaError
@@ -30,13 +32,14 @@ from stella.guards.streams import (
     read_document,
 )
 from stella.ledger.store import SEGMENT_MAX_BYTES, SEGMENT_MAX_RECORDS, LedgerStore, SegmentInfo, batched
-from stella.model import LedgerRecord, validate_tenant
+from stella.model import DocFormat, Kind, LedgerRecord, validate_tenant
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
     "IngestReport",
     "Rejection",
     "Unreadable",
+    "identify_known",
     "ingest_paths",
     "iter_units",
     "to_record",
@@ -223,6 +226,7 @@ def to_record(
     ingested_at: str,
     already_canonical: bool = False,
     time_notes: list[tuple[str, str, str]] | None = None,
+    digest: str | None = None,
 ) -> LedgerRecord:
     """Turn received bytes into a ledger record, or raise InputError saying why not.
 
@@ -230,8 +234,10 @@ def to_record(
     synthetic generator, whose tests prove it): the bytes are parsed once for their
     identity but not re-serialised. ``time_notes`` collects ``(source, id, note)`` when
     a placeholder time (Go's zero time) was skipped in favour of another date.
+    ``digest`` is ``sha256_digest(raw)`` when the caller has it already.
     """
-    digest = sha256_digest(raw)
+    if digest is None:
+        digest = sha256_digest(raw)
     if already_canonical:
         value, canonical = json.loads(raw), raw
     else:
@@ -252,6 +258,21 @@ def to_record(
         document=canonical,
         linkset=parsed.linkset,
     )
+
+
+def identify_known(raw: bytes, digest: str) -> tuple[Kind, DocFormat] | None:
+    """Kind and format of bytes the ledger already holds, without canonicalising them.
+
+    Bytes whose digest is known were accepted once (validated, canonicalised, stored),
+    and the same bytes always give the same result, so a duplicate needs only what the
+    report counts it by. None when the fast parse refuses them (a BOM, say): the caller
+    then takes the full path, which decides exactly as it did the first time.
+    """
+    try:
+        parsed = recognise(orjson.loads(raw), digest=digest)
+    except (orjson.JSONDecodeError, InputError):
+        return None
+    return parsed.kind, parsed.format
 
 
 def ingest_paths(
@@ -302,19 +323,28 @@ def _ingest_locked(
                 if isinstance(unit, Unreadable):
                     reject(source, unit.error, unit.kept)
                     continue
+                digest = sha256_digest(unit)
+                if digest in known and (identity := identify_known(unit, digest)) is not None:
+                    report.duplicates[identity[0].value, identity[1].value] += 1
+                    continue
                 try:
                     notes: list[tuple[str, str, str]] = []
                     record = to_record(
-                        unit, tenant=tenant, source=source, ingested_at=ingested_at, time_notes=notes
+                        unit,
+                        tenant=tenant,
+                        source=source,
+                        ingested_at=ingested_at,
+                        time_notes=notes,
+                        digest=digest,
                     )
                 except InputError as exc:
                     reject(source, exc, unit)
                     continue
                 key = (record.kind.value, record.format.value)
-                if record.digest in known:
+                if digest in known:
                     report.duplicates[key] += 1
                     continue
-                known.add(record.digest)
+                known.add(digest)
                 report.added[key] += 1
                 report.placeholder_times.extend(notes)
                 if record.modified_after_ingestion:

@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
-from stella.schedules.model import CatchUp, CronTrigger, EventTrigger, OnceTrigger
+from stella.schedules.model import CatchUp, CronTrigger, EventTrigger, OnceTrigger, Trigger
 
-__all__ = ["DEFAULT_GRACE", "Due", "Event", "plan_events", "plan_time", "slot_key"]
+__all__ = ["DEFAULT_GRACE", "Due", "Event", "next_slot", "plan_events", "plan_time", "slot_key"]
 
 DEFAULT_GRACE = timedelta(seconds=60)
 # Counting missed slots is only for the record: an every-minute cron down for a year
@@ -104,6 +104,19 @@ def plan_time(
     if late and catch_up is CatchUp.SKIP:
         return None
     return Due(slot=newest, key=slot_key(kind, newest), missed=missed, late=late)
+
+
+def next_slot(trigger: Trigger, now: datetime) -> datetime | None:
+    """The next instant after ``now`` the trigger fires at; None for events and past one-offs.
+
+    Shown beside each schedule (API, CLI, Console) so an operator sees when it runs next.
+    """
+    if isinstance(trigger, OnceTrigger):
+        return trigger.at if trigger.at > now else None
+    if isinstance(trigger, CronTrigger):
+        found: datetime = croniter(trigger.expression, now.astimezone(trigger.zone)).get_next(datetime)
+        return found.astimezone(UTC)
+    return None
 
 
 def plan_events(trigger: EventTrigger, events: Sequence[Event], now: datetime) -> Due | None:

@@ -47,8 +47,8 @@ def _schedules(request: Request) -> SqlScheduleStore:
 
 
 def _render(store: SqlScheduleStore, schedule: Schedule) -> dict[str, Any]:
-    fires = [fire.to_json() for fire in store.fires(schedule.tenant, schedule.name, limit=10)]
-    return {**schedule.to_json(), "fires": fires, "links": {"trigger": f"{_PREFIX}/triggers/{schedule.name}"}}
+    links = {"trigger": f"{_PREFIX}/triggers/{schedule.name}"}
+    return {**store.overview(schedule, datetime.now(UTC)), "links": links}
 
 
 def _seconds(body: dict[str, Any], field: str, default: int) -> int:
@@ -144,8 +144,10 @@ async def run_schedule_now(request: Request) -> Response:
     principal = await _principal(request, "export:run")
     scheduler = request.app.state.scheduler
     launch = await _call(scheduler.run_now, principal.tenant, validate_name(request.path_params["name"]))
-    fire = await _call(_schedules(request).fire, launch.fire.tenant, launch.fire.name, launch.fire.key)
-    return JSONResponse(fire.to_json(), status_code=202)
+    store = _schedules(request)
+    fire = await _call(store.fire, launch.fire.tenant, launch.fire.name, launch.fire.key)
+    (settled,) = await _call(store.settled, [fire])
+    return JSONResponse(settled.to_json(), status_code=202)
 
 
 async def trigger(request: Request) -> Response:

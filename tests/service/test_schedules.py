@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from stella.errors import ConflictError, NotFoundError, UsageError
-from stella.schedules.model import CatchUp, CronTrigger, OnceTrigger, Schedule, parse_event
-from stella.schedules.planning import plan_time, slot_key
+from stella.schedules.model import CatchUp, CronTrigger, EventTrigger, OnceTrigger, Schedule, parse_event
+from stella.schedules.planning import next_slot, plan_time, slot_key
 from stella.schedules.scheduler import Launch, Scheduler, record_ingest, record_webhook
 from stella.schedules.store import Fire
 from stella.service.store.schedules import SqlScheduleStore, open_schedule_store
@@ -267,3 +267,14 @@ def test_plan_time_is_pure_and_dst_aware() -> None:
     assert due is not None and due.late
     summer = plan_time(paris, start, datetime(2027, 3, 29, 0, 30, 5, tzinfo=UTC), CatchUp.SKIP)
     assert summer is not None and summer.slot == datetime(2027, 3, 29, 0, 30, tzinfo=UTC)  # UTC+2 now
+
+
+def test_next_slot_is_in_the_triggers_zone_and_none_when_nothing_is_planned() -> None:
+    paris = CronTrigger("0 2 * * *", "Europe/Paris")
+    winter = datetime(2027, 1, 10, 12, tzinfo=UTC)
+    assert next_slot(paris, winter) == datetime(2027, 1, 11, 1, tzinfo=UTC)  # 02:00 CET
+    assert next_slot(paris, datetime(2027, 7, 10, 12, tzinfo=UTC)) == datetime(2027, 7, 11, 0, tzinfo=UTC)
+    once = OnceTrigger(datetime(2027, 1, 10, 13, tzinfo=UTC))
+    assert next_slot(once, winter) == once.at
+    assert next_slot(once, once.at) is None  # already passed (or firing now)
+    assert next_slot(EventTrigger("webhook"), winter) is None

@@ -83,6 +83,39 @@ def test_run_now_pause_and_delete_through_the_api(service: Service, tmp_path: Pa
     run = service.wait(token, now.json()["result"]["runId"])
     assert run["status"] == "succeeded"
     with service.client(token) as client:
+        shown = client.get("/api/export/schedules/nightly").json()
+        assert shown["nextSlot"].endswith(("00:00Z", "01:00:00Z"))  # 02:00 in Paris, in UTC
+        (fire,) = shown["fires"]  # the slot shows its run's final state, not "queued it"
+        assert fire["status"] == "succeeded" and fire["result"]["runStatus"] == "succeeded"
+        assert fire["result"]["exportId"] == run["exportId"]
         assert client.post("/api/export/schedules/nightly/resume").json()["paused"] is False
         assert client.delete("/api/export/schedules/nightly").status_code == 204
         assert client.get("/api/export/schedules/nightly").status_code == 404
+
+
+def test_a_fired_slot_mirrors_a_failed_publish_and_a_cancelled_run(service: Service, tmp_path: Path) -> None:
+    token = service.token("acme")
+    blocker = tmp_path / f"blocker-{service.store_url.split(':', 1)[0]}"
+    blocker.write_text("a file where the target wants a folder")
+    body = {"name": "mirrored", "profile": "json:raw", "at": "2099-01-01T00:00:00Z"}
+    body |= {"selectors": ["kind=vex"], "targets": [f"file://{blocker}/share"]}
+    with service.client(token) as client:
+        assert client.post("/api/export/schedules", json=body).status_code == 201
+        launched = client.post("/api/export/schedules/mirrored/run").json()
+        assert launched["status"] == "launched"  # queued: not yet an outcome
+        run = service.wait(token, launched["result"]["runId"])
+        # The run succeeded (its bundle is downloadable); its one target did not publish.
+        assert run["status"] == "succeeded" and run["result"]["targets"][0]["status"] == "failed"
+        fire = client.get("/api/export/schedules/mirrored").json()["fires"][0]
+        assert fire["status"] == "failed" and fire["result"]["runStatus"] == "succeeded"
+        assert fire["result"]["error"]["code"] == run["result"]["targets"][0]["error"]["code"]
+        assert fire["result"]["targets"] == run["result"]["targets"]
+
+        again = client.post("/api/export/schedules/mirrored/run").json()
+        client.post(f"/api/export/runs/{again['result']['runId']}/cancel")
+        cancelled = service.wait(token, again["result"]["runId"])
+        latest = client.get("/api/export/schedules/mirrored").json()["fires"][0]
+        # A cancel can lose to a quick run, which then fails its target like the first one.
+        expected = "cancelled" if cancelled["status"] == "cancelled" else "failed"
+        assert latest["key"] == again["key"] and latest["status"] == expected
+        assert client.delete("/api/export/schedules/mirrored").status_code == 204

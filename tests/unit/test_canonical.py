@@ -96,3 +96,41 @@ def test_plain_fast_path_equals_reference_for_envelope_shaped_values(value: dict
     from stella.canonical import dumps_plain
 
     assert dumps_plain(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"c": '\x00\x01\x08\t\n\x0b\x0c\r\x1f\x7f"\\/\u2028\u2029\ufeff\uffff é'},
+        [[[["deep"]]]] * 3,
+        {"n": [0, -1, _SAFE_INT, -_SAFE_INT, True, False, None]},
+    ],
+)
+def test_orjson_path_escapes_and_orders_as_jcs(value: object) -> None:
+    assert dumps(value) == rfc8785.dumps(value)
+
+
+def test_what_orjson_refuses_takes_the_standard_path() -> None:
+    # orjson stops at 255 levels of nesting; JSON (and json.loads) allow more.
+    deep: object = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    assert dumps(deep) == b"[" * 300 + b'"leaf"' + b"]" * 300
+    parsed, canonical = canonical_document(b"[" * 300 + b"1" + b"]" * 300)
+    assert canonical == b"[" * 300 + b"1" + b"]" * 300
+    # a lone surrogate has no UTF-8 form: still the documented error, not orjson's
+    with pytest.raises(InputError, match="canonicalised"):
+        canonical_document(b'{"a": "\\ud800"}')
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # an escaped non-BMP key must sort by UTF-16 code units (reference path)
+        (b'{"\\uffff": 1, "\\ud83d\\ude00": 2}', '{"\U0001f600":2,"\uffff":1}'.encode()),
+        # the same key written as UTF-8 bytes
+        ('{"\uffff": 1, "\U0001f600": 2}'.encode(), '{"\U0001f600":2,"\uffff":1}'.encode()),
+    ],
+)
+def test_non_bmp_keys_are_found_escaped_or_not(raw: bytes, expected: bytes) -> None:
+    assert canonical_document(raw)[1] == expected

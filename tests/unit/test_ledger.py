@@ -42,9 +42,26 @@ def test_ingest_all_shared_data_then_reingest_adds_nothing(tmp_path: Path, share
     assert "data/README.md" in summary["skippedFiles"]
     again = ingest_paths(store, "acme", [str(shared_data)], ingested_at="2026-12-01T00:00:00Z")
     assert again.total_added == 0 and again.total_duplicates == 9744 and not again.segments
+    # known bytes skip canonicalisation but are still counted by the kind and format they have
+    assert {
+        kind: {fmt: {"added": 0, "duplicates": n["added"]} for fmt, n in formats.items()}
+        for kind, formats in summary["byKind"].items()
+    } == again.to_json()["byKind"]
     assert sum(s.records for s in store.segments("acme")) == 9744
     # nothing of another tenant leaks in
     assert store.segments("other") == []
+
+
+def test_known_bytes_the_fast_parse_refuses_are_still_duplicates(tmp_path: Path) -> None:
+    # A byte-order mark is stripped by canonicalisation but refused by the fast parse
+    # that identifies known bytes: the full path then decides, as it did the first time.
+    document = tmp_path / "bom.json"
+    osv = {"id": "PYSEC-0000-1", "modified": "2024-01-01T00:00:00Z", "summary": "s"}
+    document.write_bytes("\ufeff".encode() + json.dumps(osv).encode())
+    store = LedgerStore(str(tmp_path / "ledger"))
+    assert ingest_paths(store, "acme", [str(document)], ingested_at=T0).total_added == 1
+    again = ingest_paths(store, "acme", [str(document)], ingested_at=T0)
+    assert (again.total_added, again.duplicates) == (0, Counter({("advisory", "osv"): 1}))
 
 
 def test_raw_documents_round_trip_as_json_values(tmp_path: Path, shared_data: Path) -> None:

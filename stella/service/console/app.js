@@ -6,7 +6,7 @@
 
 const API = "/api/export";
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
-const state = { token: null, tenant: null, claims: null, run: null, stream: null };
+const state = { token: null, tenant: null, claims: null, run: null, stream: null, schedulePoll: null };
 const $ = (id) => document.getElementById(id);
 
 function decodeClaims(token) {
@@ -51,6 +51,13 @@ async function loadProfiles() {
   body.replaceChildren();
   const select = $("run-profile");
   select.replaceChildren();
+  const scheduleProfiles = $("schedule-profile");
+  scheduleProfiles.replaceChildren();
+  for (const p of data.builtin.filter((b) => b.status !== "planned")) {
+    const option = document.createElement("option");
+    option.value = p.name; option.textContent = p.name;
+    scheduleProfiles.appendChild(option);
+  }
   for (const p of [...data.builtin, ...data.stored.map((s) => ({ ...s, kind: "stored (" + s.profile + ")", status: "rev " + s.revision }))]) {
     const row = body.insertRow();
     cell(row, p.name); cell(row, p.kind); cell(row, p.status); cell(row, p.contents || p.description || ""); cell(row, (p.targets || []).join(" "));
@@ -74,6 +81,103 @@ async function loadRuns() {
     cell(row, run.status).className = "status-" + run.status; cell(row, run.createdAt);
     row.addEventListener("click", () => openRun(run.runId));
   }
+}
+
+function describeTrigger(trigger) {
+  if (trigger.type === "cron") return "cron " + trigger.cron + " (" + trigger.timezone + ")";
+  if (trigger.type === "once") return "once at " + trigger.at;
+  return "on " + trigger.on + " (quiet " + trigger.quietSeconds + " s)";
+}
+
+function describeFire(fire) {
+  // The slot shows its run's state: launched while queued or running, then the run's outcome.
+  const targets = (fire.result && fire.result.targets) || [];
+  const published = targets.filter((t) => t.status !== "failed").length;
+  let text = fire.status + " · " + fire.key;
+  if (targets.length) text += " · " + published + "/" + targets.length + " targets published";
+  if (fire.result && fire.result.error) text += " · " + fire.result.error.code;
+  return text;
+}
+
+function actionButton(cellNode, label, action, name) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = label;
+  button.dataset.action = action;
+  button.addEventListener("click", () => scheduleAction(name, action).catch(() => {}));
+  cellNode.appendChild(button);
+}
+
+async function loadSchedules() {
+  const data = await (await api("/schedules")).json();
+  const body = $("schedules").tBodies[0];
+  body.replaceChildren();
+  const canRun = scopes().has("export:run");
+  let pending = false;
+  for (const schedule of data.items) {
+    const row = body.insertRow();
+    row.dataset.schedule = schedule.name;
+    cell(row, schedule.name + " (" + schedule.profile + ")");
+    cell(row, describeTrigger(schedule.trigger));
+    cell(row, schedule.nextSlot || "-");
+    const last = schedule.fires[0];
+    const fireCell = cell(row, last ? describeFire(last) : "-");
+    fireCell.className = "last-fire" + (last ? " status-" + last.status : "");
+    if (last) {
+      fireCell.dataset.status = last.status;
+      pending = pending || last.status === "launched";
+      if (last.result && last.result.runId) {
+        fireCell.classList.add("clickable");
+        fireCell.dataset.runId = last.result.runId;
+        fireCell.title = "open run " + last.result.runId;
+        fireCell.addEventListener("click", () => openRun(last.result.runId));
+      }
+    }
+    cell(row, schedule.paused ? "paused" : "active").className = "schedule-state";
+    const actions = cell(row, "");
+    if (canRun) {
+      actionButton(actions, "Run now", "run", schedule.name);
+      actionButton(actions, schedule.paused ? "Resume" : "Pause", schedule.paused ? "resume" : "pause", schedule.name);
+      actionButton(actions, "Delete", "delete", schedule.name);
+    }
+  }
+  $("schedules-empty").hidden = data.items.length > 0;
+  // A launched slot becomes its run's outcome: look again until none is pending.
+  clearTimeout(state.schedulePoll);
+  if (pending) state.schedulePoll = setTimeout(() => loadSchedules().catch(() => {}), 1000);
+}
+
+async function scheduleAction(name, action) {
+  clearError();
+  const path = "/schedules/" + encodeURIComponent(name);
+  if (action === "delete") {
+    if (!confirm("Delete schedule " + name + "?")) return;
+    await api(path, { method: "DELETE" });
+  } else {
+    await api(path + "/" + action, { method: "POST" });
+  }
+  await loadSchedules();
+  if (action === "run") loadRuns().catch(() => {});
+}
+
+function words(text) { return text.split(/[\s;]+/).filter(Boolean); }
+
+async function createSchedule(event) {
+  event.preventDefault();
+  clearError();
+  const body = {
+    name: $("schedule-name").value.trim(),
+    profile: $("schedule-profile").value,
+    selectors: words($("schedule-selectors").value),
+    targets: words($("schedule-targets").value),
+  };
+  const kind = document.querySelector("input[name='schedule-trigger']:checked").value;
+  if (kind === "cron") { body.cron = $("schedule-cron").value.trim(); body.timezone = $("schedule-timezone").value.trim() || "UTC"; }
+  else if (kind === "at") body.at = $("schedule-at").value.trim();
+  else body.on = $("schedule-on").value;
+  await api("/schedules", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+  $("schedule-form").reset();
+  await loadSchedules();
 }
 
 function renderRun(run) {
@@ -166,7 +270,7 @@ async function openRun(runId) {
 async function startRun(event) {
   event.preventDefault();
   clearError();
-  const selectors = $("run-selectors").value.split(/[\s;]+/).filter(Boolean);
+  const selectors = words($("run-selectors").value);
   const body = JSON.stringify({ profile: $("run-profile").value, selectors });
   const response = await api("/runs", { method: "POST", body, headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() } });
   const run = await response.json();
@@ -231,7 +335,10 @@ async function enter(token, tenant) {
   const canRun = scopes().has("export:run");
   $("start-form").hidden = !canRun;
   $("read-only-note").hidden = canRun;
+  $("schedule-form").hidden = !canRun;
+  $("schedules-read-only").hidden = canRun;
   await loadRuns();
+  await loadSchedules();
 }
 
 function init() {
@@ -252,6 +359,8 @@ function init() {
   });
   $("start-form").addEventListener("submit", (event) => { startRun(event).catch(() => {}); });
   $("refresh-runs").addEventListener("click", () => loadRuns().catch(() => {}));
+  $("schedule-form").addEventListener("submit", (event) => { createSchedule(event).catch(() => {}); });
+  $("refresh-schedules").addEventListener("click", () => loadSchedules().catch(() => {}));
   $("download").addEventListener("click", () => download().catch(() => {}));
   $("verify").addEventListener("click", () => verify().catch(() => {}));
   $("cancel").addEventListener("click", () => cancelRun().catch(() => {}));

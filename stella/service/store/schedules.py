@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from stella.errors import ConflictError, NotFoundError, UsageError
-from stella.schedules.model import Schedule
-from stella.schedules.planning import Event
+from stella.schedules.model import Schedule, format_time
+from stella.schedules.planning import Event, next_slot
 from stella.schedules.store import Cursor as ScheduleCursor
 from stella.schedules.store import Fire
 from stella.service.store.interface import RunStore
@@ -58,6 +59,7 @@ SCHEDULE_TABLES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS export_events_by_tenant ON export_events (tenant, id)",
 )
 _FIRE_COLUMNS = "tenant, name, key, slot, fired_at, instance, late, missed, status, result"
+_ENDED = ("succeeded", "failed", "cancelled", "expired")
 _EVENTS_LOCK = "stella:export_events"  # serialises event ids (MAX + 1) across writers
 
 
@@ -68,6 +70,40 @@ def _text(moment: datetime) -> str:
 
 def _time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _mirror(fire: Fire, run: dict[str, Any] | None) -> Fire:
+    """A slot the service queued as a run, showing that run's state (final once it ends).
+
+    The status is the run's when it ended (``succeeded``, ``failed``, ``cancelled``,
+    ``expired``), ``launched`` while it is queued or running. A run that succeeded but
+    whose targets did not all publish makes the slot ``failed`` with the first target's
+    error -- what a slot launched by ``stella export schedule tick`` records for the same
+    outcome, so every surface shows one state for one outcome.
+    """
+    if run is None:
+        return fire  # launched by the CLI (its own result), or the run was pruned
+    result: dict[str, Any] = {"runId": run["id"], "runStatus": run["status"]}
+    if run["export_id"]:
+        result["exportId"] = run["export_id"]
+    published = json.loads(run["result"] or "{}")
+    error = json.loads(run["error"]) if run["error"] else None
+    targets = published.get("targets") or (error or {}).get("details", {}).get("targets") or []
+    if targets:
+        result["targets"] = targets
+    status = run["status"] if run["status"] in _ENDED else "launched"
+    if error is None and status == "succeeded":
+        refused = [target for target in targets if target.get("status") == "failed"]
+        if refused:
+            status, error = "failed", dict(refused[0].get("error") or {})
+            error["message"] = (
+                f"{len(refused)} of {len(targets)} targets failed; first: "
+                + str(refused[0].get("target"))
+                + f": {error.get('message')}"
+            )
+    if error is not None:
+        result["error"] = error
+    return replace(fire, status=status, result=result)
 
 
 def _fire(row: dict[str, Any]) -> Fire:
@@ -257,6 +293,35 @@ class SqlScheduleStore:
             cur.execute(sql, params)
             return [_fire(row) for row in cur.all()]
 
+    def settled(self, fires: Sequence[Fire]) -> list[Fire]:
+        """``fires`` with each service-launched slot showing its run's state (see :func:`_mirror`).
+
+        Read at query time from the runs table, so the slot can never disagree with its
+        run whoever finished, cancelled, reaped or expired it.
+        """
+        ids = sorted({f.result["runId"] for f in fires if isinstance(f.result.get("runId"), str)})
+        runs: dict[tuple[str, str], dict[str, Any]] = {}
+        if ids:
+            marks = ", ".join("?" for _ in ids)
+            with self._runs._tx() as cur:
+                cur.execute(
+                    f"SELECT id, tenant, status, export_id, result, error FROM runs WHERE id IN ({marks})",
+                    ids,
+                )
+                runs = {(row["tenant"], row["id"]): row for row in cur.all()}
+        return [_mirror(fire, runs.get((fire.tenant, str(fire.result.get("runId"))))) for fire in fires]
+
+    def overview(self, schedule: Schedule, now: datetime, limit: int = 10) -> dict[str, Any]:
+        """A schedule as every surface shows it (API, CLI, Console): its settings, next slot,
+        and latest fired slots with their runs' states."""
+        upcoming = next_slot(schedule.trigger, now)
+        fires = self.settled(self.fires(schedule.tenant, schedule.name, limit=limit))
+        return {
+            **schedule.to_json(),
+            "nextSlot": None if upcoming is None else format_time(upcoming),
+            "fires": [fire.to_json() for fire in fires],
+        }
+
     def fire(self, tenant: str, name: str, key: str) -> Fire:
         with self._runs._tx() as cur:
             cur.execute(
@@ -283,10 +348,11 @@ class SqlScheduleStore:
         """Schedule lag and fires from the fired slots; publish attempts and failures from every
         recorded target result (slots launched by the CLI, runs executed by service workers)."""
         stats = DistributionStats()
-        for fire in self.fires(None, limit=None):
+        for fire in self.settled(self.fires(None, limit=None)):
             stats.lags.setdefault(fire.tenant, []).append(_lag(fire))
             stats.fires[(fire.tenant, fire.status)] = stats.fires.get((fire.tenant, fire.status), 0) + 1
-            stats.add_targets(fire.result.get("targets") or [])
+            if "runId" not in fire.result:  # a service run's targets are counted from its run below
+                stats.add_targets(fire.result.get("targets") or [])
         with self._runs._tx() as cur:
             cur.execute("SELECT result FROM runs WHERE result LIKE ?", ('%"targets"%',))
             rows = cur.all()
