@@ -2,7 +2,7 @@
 
 Each record batch becomes one sorted run file holding every side it feeds (advisory
 revisions by id, components by package, VEX statements by vulnerability id); each
-``JoinRuns`` merges those runs back a hash bucket at a time and co-groups them one key
+``JoinRuns`` merges those runs back a partition of hash buckets at a time and co-groups them one key
 at a time with a pure function of :mod:`stella.findings.joins`, whose output is written
 as the next join's runs. Only run descriptors pass through a shuffle, so memory stays
 flat as the input grows, and no step joins anything in the driver.

@@ -1,10 +1,10 @@
-"""``JoinRuns``: a co-group of sides already spilled to sorted runs, one bucket per element.
+"""``JoinRuns``: a co-group of sides already spilled to sorted runs, one partition per element.
 
 Beam's ``CoGroupByKey`` would shuffle the joined values themselves, and the in-process
 runner holds a shuffled PCollection in memory (measured: peak RSS growing with the
 input). Here each side is first written as sorted runs (``WriteRuns``, fused with its
-producer); only the run descriptors are grouped, by hash bucket; each bucket's runs
-are merged back per side and co-grouped by a sort-merge (``stella.sorting``), one join
+producer); only the run descriptors are grouped, by partition of hash buckets; each
+partition's runs are merged back per side and co-grouped by a sort-merge (``stella.sorting``), one join
 key at a time. Memory: one key group plus a read buffer per run, whatever the input.
 """
 
@@ -17,11 +17,16 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
-from stella.sorting import RunSlice, SortItem, cogroup_sorted, merge_slices
+from stella.sorting import RunSlice, SortItem, cogroup_sorted, merge_slices, shard_of_bucket
 from transforms.coders import ItemBatch
 
-__all__ = ["COUNTS", "ITEMS", "JoinBucketFn", "JoinRuns", "KeyJoin"]
+__all__ = ["COUNTS", "ITEMS", "PARTITIONS", "JoinBucketFn", "JoinRuns", "KeyJoin"]
 
+PARTITIONS = 8
+"""Join partitions, each a contiguous range of hash buckets. Every partition writes at least
+one run per next step, each run one slice per bucket, and a merge opens at most
+``sorting.DEFAULT_FAN_IN`` slices before spilling: 8 x 64 slices stay within it, enough
+partitions to keep two to eight workers busy."""
 ITEMS = "items"
 COUNTS = "counts"
 KeyJoin = Callable[[bytes, Mapping[str, Sequence[bytes]], Any], tuple[list[SortItem], Counter[str]]]
@@ -29,7 +34,7 @@ KeyJoin = Callable[[bytes, Mapping[str, Sequence[bytes]], Any], tuple[list[SortI
 
 
 class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
-    """One bucket's run slices -> ``join`` applied to every key, its items batched.
+    """One partition's run slices -> ``join`` applied to every key, its items batched.
 
     Emits ``ItemBatch``es of at most ``batch_size`` items (the next ``WriteRuns`` turns
     each into one run) and, tagged ``counts``, the bucket's summed counts.
@@ -42,7 +47,7 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
         self._batch_size = batch_size
 
     def process(self, element: tuple[int, Iterable[RunSlice]], context: Any = None) -> Iterator[Any]:
-        _bucket, pieces = element
+        _partition, pieces = element
         by_side: dict[str, list[RunSlice]] = {side: [] for side in self._sides}
         for piece in pieces:
             by_side[piece.group].append(piece)
@@ -66,6 +71,9 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
 class JoinRuns(beam.PTransform):  # type: ignore[misc]
     """RunSlice descriptors -> ``{"items": ItemBatch, "counts": Counter}`` from ``join`` per key.
 
+    Slices are grouped by partition (``PARTITIONS`` contiguous ranges of buckets; a key's
+    bucket is a hash of the key, so a key's values all meet in one partition).
+
     Slices of groups other than ``sides`` are ignored, so one set of runs can feed
     several joins. ``context`` (e.g. an ``AsSingleton`` side input) is passed to every
     call of ``join``; without it, ``None``.
@@ -86,9 +94,12 @@ class JoinRuns(beam.PTransform):  # type: ignore[misc]
         sides = self._sides
         joined = (
             slices
-            | "KeyByBucket" >> beam.FlatMap(lambda p: [(p.bucket, p)] if p.group in sides else [])
-            | "GroupRunsByBucket" >> beam.GroupByKey()
-            | "JoinBuckets"
+            | "KeyByPartition"
+            >> beam.FlatMap(
+                lambda p: [(shard_of_bucket(p.bucket, PARTITIONS), p)] if p.group in sides else []
+            )
+            | "GroupRunsByPartition" >> beam.GroupByKey()
+            | "JoinPartitions"
             >> beam.ParDo(self._fn, *self._context)
             .with_output_types(ItemBatch)
             .with_outputs(COUNTS, main=ITEMS)

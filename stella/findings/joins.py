@@ -5,7 +5,8 @@ and co-groups them back with a sort-merge, one join key at a time; these pure fu
 are what happens to one key's group. Items they return are ``(side, key, value)``: the
 side they feed next, its join key, the encoded value (:mod:`stella.findings.wire`).
 
-    record_items:    advisory -> revisions[upstream id]; SBOM -> components[package];
+    record_items:    advisory -> revisions[upstream id] (its rank and already-read packages);
+                     SBOM -> components[package];
                      VEX -> statements[each vulnerability id]
     pick_latest:     revisions[id]                        -> advisories[package]
     join_package:    components[package] x advisories[package] -> matches[vulnerability]
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 
 from stella.adapters.trivy.dbitems import is_osv_advisory
-from stella.findings.advisories import advisory_affected, latest_revisions
+from stella.findings.advisories import advisory_affected, revision_rank
 from stella.findings.components import is_sbom_record, sbom_components
 from stella.findings.evaluate import evaluate_matches
 from stella.findings.match import match_partition
@@ -59,7 +61,11 @@ def _package(key: tuple[str, str]) -> bytes:
 def record_items(record: LedgerRecord) -> list[SortItem]:
     """What one ledger record brings to the joins (nothing for other kinds)."""
     if is_osv_advisory(record):
-        return [(REVISIONS, record.upstream_id.encode("utf-8"), encode(record))]
+        # Read here, once, rather than after picking: the revision carries its packages as
+        # ready-encoded items, so the pick passes bytes through and the document itself
+        # never goes to disk (an older revision's reading is the price; revisions are few).
+        packages = [(_package(a.key), encode(a)) for a in advisory_affected(record)]
+        return [(REVISIONS, record.upstream_id.encode("utf-8"), encode((revision_rank(record), packages)))]
     if is_sbom_record(record):
         return [(COMPONENTS, _package(c.ref.key), encode(c)) for c in sbom_components(record)]
     if is_vex_record(record):
@@ -68,10 +74,10 @@ def record_items(record: LedgerRecord) -> list[SortItem]:
 
 
 def pick_latest(_key: bytes, groups: Groups, _context: object = None) -> tuple[list[SortItem], Counter[str]]:
-    """Every revision of one advisory id -> the latest revision's packages (the ledger keeps all)."""
-    latest = latest_revisions(decode(v) for v in groups[REVISIONS])
-    items = [(ADVISORIES, _package(a.key), encode(a)) for r in latest for a in advisory_affected(r)]
-    return items, Counter()
+    """Every revision of one advisory id -> the latest revision's packages (the ledger keeps all,
+    but unioning revisions would resurrect ranges a feed has since corrected)."""
+    _rank, packages = max((decode(v) for v in groups[REVISIONS]), key=itemgetter(0))
+    return [(ADVISORIES, key, value) for key, value in packages], Counter()
 
 
 def join_package(_key: bytes, groups: Groups, _context: object = None) -> tuple[list[SortItem], Counter[str]]:

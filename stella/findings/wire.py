@@ -24,7 +24,6 @@ from stella.findings.components import Component
 from stella.findings.match import Match
 from stella.findings.purls import PackageRef
 from stella.findings.vex import Product, Statement
-from stella.model import LedgerRecord, Linkset
 
 __all__ = ["decode", "encode"]
 
@@ -33,8 +32,6 @@ _TYPES: tuple[type, ...] = (
     Component,
     Ecosystem,
     Interval,
-    LedgerRecord,
-    Linkset,
     Match,
     PackageRef,
     Product,

@@ -1,8 +1,8 @@
 """Findings do not depend on record order, batch (segment) cuts, arrival order or workers.
 
 The real steps of ``FindFindings`` run here over the scenario's records cut into
-arbitrary batches: each batch keyed and written as a real sorted run, each bucket's
-slices handed to the real ``JoinBucketFn`` in an arbitrary order (what a shuffle across
+arbitrary batches: each batch keyed and written as a real sorted run, the slices of
+each partition (any number of them) handed to the real ``JoinBucketFn`` in an arbitrary order (what a shuffle across
 N workers does), with the joins' outputs spilled to runs again; the sorted finding
 items must never change.
 """
@@ -33,9 +33,9 @@ from stella.findings.joins import (
 from stella.ledger.ingest import to_record
 from stella.model import LedgerRecord
 from stella.policy.language import parse_policy
-from stella.sorting import RunSlice, SortItem, write_run
+from stella.sorting import BUCKETS, RunSlice, SortItem, shard_of_bucket, write_run
 from tests.policy.scenario import AS_OF, POLICY, advisories, sbom_a, sbom_b, vex_documents
-from transforms.joins import JoinBucketFn, KeyJoin
+from transforms.joins import PARTITIONS, JoinBucketFn, KeyJoin
 
 POLICY_ = parse_policy(POLICY)
 
@@ -65,18 +65,19 @@ def _join(
     rng: random.Random,
     context: Any = None,
 ) -> list[list[SortItem]]:
-    """One JoinRuns step: slices grouped by bucket, buckets and slices in a shuffled order."""
-    buckets: dict[int, list[RunSlice]] = {}
+    """One JoinRuns step: slices grouped by partition, partitions and slices in a shuffled order."""
+    partitions = rng.choice([1, 3, PARTITIONS, BUCKETS])
+    groups: dict[int, list[RunSlice]] = {}
     for piece in slices:
         if piece.group in sides:
-            buckets.setdefault(piece.bucket, []).append(piece)
-    order = list(buckets.items())
+            groups.setdefault(shard_of_bucket(piece.bucket, partitions), []).append(piece)
+    order = list(groups.items())
     rng.shuffle(order)
     fn = JoinBucketFn(sorted(sides), join, temp, batch_size=rng.randint(1, 8))
     out: list[list[SortItem]] = []
-    for bucket, pieces in order:
+    for partition, pieces in order:
         rng.shuffle(pieces)
-        out.extend(batch for batch in fn.process((bucket, pieces), context) if isinstance(batch, list))
+        out.extend(batch for batch in fn.process((partition, pieces), context) if isinstance(batch, list))
     return out
 
 
