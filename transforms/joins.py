@@ -10,12 +10,13 @@ key at a time. Memory: one key group plus a read buffer per run, whatever the in
 
 from __future__ import annotations
 
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.pvalue import TaggedOutput
+from apache_beam import typehints
 
 from stella.sorting import RunSlice, SortItem, cogroup_sorted, merge_slices, shard_of_bucket
 from transforms.coders import ItemBatch
@@ -36,8 +37,10 @@ KeyJoin = Callable[[bytes, Mapping[str, Sequence[bytes]], Any], tuple[list[SortI
 class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
     """One partition's run slices -> ``join`` applied to every key, its items batched.
 
-    Emits ``ItemBatch``es of at most ``batch_size`` items (the next ``WriteRuns`` turns
-    each into one run) and, tagged ``counts``, the bucket's summed counts.
+    Emits (``ItemBatch`` of at most ``batch_size`` items, counts) pairs: the next
+    ``WriteRuns`` turns each batch into one run; the partition's summed counts come with
+    its last batch (empty before). Pairs, not a tagged output: the Dask runner mixes tagged
+    outputs into the main one.
     """
 
     def __init__(self, sides: Sequence[str], join: KeyJoin, temp_dir: str, batch_size: int) -> None:
@@ -60,12 +63,9 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
             batch.extend(items)
             counts.update(found)
             if len(batch) >= self._batch_size:
-                yield batch
+                yield batch, Counter[str]()
                 batch = ItemBatch()
-        if batch:
-            yield batch
-        if counts:
-            yield TaggedOutput(COUNTS, counts)
+        yield batch, counts
 
 
 class JoinRuns(beam.PTransform):  # type: ignore[misc]
@@ -92,7 +92,7 @@ class JoinRuns(beam.PTransform):  # type: ignore[misc]
 
     def expand(self, slices: beam.PCollection) -> dict[str, beam.PCollection]:
         sides = self._sides
-        joined = (
+        pairs = (
             slices
             | "KeyByPartition"
             >> beam.FlatMap(
@@ -100,8 +100,10 @@ class JoinRuns(beam.PTransform):  # type: ignore[misc]
             )
             | "GroupRunsByPartition" >> beam.GroupByKey()
             | "JoinPartitions"
-            >> beam.ParDo(self._fn, *self._context)
-            .with_output_types(ItemBatch)
-            .with_outputs(COUNTS, main=ITEMS)
+            >> beam.ParDo(self._fn, *self._context).with_output_types(typehints.Tuple[ItemBatch, typing.Any])
         )
-        return {ITEMS: joined[ITEMS], COUNTS: joined[COUNTS]}
+        items = pairs | "KeepItems" >> beam.FlatMap(
+            lambda pair: [pair[0]] if pair[0] else []
+        ).with_output_types(ItemBatch)
+        counts = pairs | "KeepCounts" >> beam.FlatMap(lambda pair: [pair[1]] if pair[1] else [])
+        return {ITEMS: items, COUNTS: counts}

@@ -77,7 +77,7 @@ def _join(
     out: list[list[SortItem]] = []
     for partition, pieces in order:
         rng.shuffle(pieces)
-        out.extend(batch for batch in fn.process((partition, pieces), context) if isinstance(batch, list))
+        out.extend(batch for batch, _counts in fn.process((partition, pieces), context))
     return out
 
 
