@@ -51,7 +51,7 @@ def main() -> None:
     runs = {
         "json_raw": lambda: json_raw.run(args.records),
         "trivy_db": lambda: trivy_db.run(args.records),
-        "ingest": lambda: ingest.run(),
+        "ingest": lambda: ingest.run(args.records),
         "policy_findings": lambda: policy_findings.run(sboms=args.records // 100, advisories=args.records),
         "mirror": lambda: mirror.run(args.records),
         "sign_encrypt": lambda: sign_encrypt.run(args.mb),

@@ -1,35 +1,50 @@
-"""``stella ledger ingest`` on the real shared OSV advisories, beside a parse-only floor, in one run.
+"""``stella ledger ingest`` and ``stella ledger generate``, each beside a plain loop, in one run.
 
-    python -m benchmarks.ingest
+    python -m benchmarks.ingest                       # ingest of the real advisories; generate 100,000
+    python -m benchmarks.ingest --records 1000000     # generate at 1M (≈ 100 CPU s per run)
 
-* The parse-only floor decompresses the same ``.jsonl.zst`` files and ``json.loads``
-  every line: no recognition, canonicalisation, Avro or digests.
-* A fresh ingest of every advisory file in ``data/advisories`` (target: >= 10,000
-  documents/s), then the same files again, where every digest is already known (target:
-  faster still).
+Ingest, on every ``.jsonl.zst`` of the shared ``data/advisories`` (9,689 real OSV records):
 
-Ratios are printed by wall time and by CPU time; on a shared machine trust the latter.
+* baseline: one loop that decompresses each file, ``json.loads`` and sha256es every line;
+* ``stella ledger ingest`` into a fresh ledger (target: >= 10,000 documents per CPU-second),
+  then the same files again, every digest known (target: faster still);
+* the same two ingests inside one process, measuring only the ``ingest_paths`` call: the
+  steady-state rate, without the interpreter's start-up that 9,689 documents can't amortise.
+
+Generate, ``--records`` synthetic OSV advisories:
+
+* baseline: the generator alone (document bytes and their sha256, nothing stored);
+* ``stella ledger generate --workers 1`` and ``--workers 2``; the two ledgers must be
+  byte-identical (checked), and the CPU rate extrapolates to 10M documents.
+
+Each run is its own process: peak RSS is its own (the largest single process for a worker
+pool), CPU time is user + system of it and every worker it waited for. On a shared machine
+trust the CPU figures; wall-time ratios drift with the load.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import resource
 import shutil
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.common import BIN, REPO, measure, print_table, ratio_line
+from benchmarks.common import BIN, REPO, Measurement, measure, print_table, ratio_line
 
-__all__ = ["floor_main", "run"]
+__all__ = ["run"]
 
 DATA = REPO.parent / "shared" / "data" / "advisories"
+T0 = "2026-11-27T00:00:00Z"
+TEN_MILLION = 10_000_000
 
 
-def floor_main(*paths: str) -> None:
-    """The floor: every line decompressed and parsed, nothing else."""
+def _floor(paths: list[str]) -> None:
+    """The ingest baseline: every line decompressed, parsed and hashed, nothing else."""
     import zstandard
 
     count = 0
@@ -38,43 +53,123 @@ def floor_main(*paths: str) -> None:
             for line in zstandard.ZstdDecompressor().stream_reader(handle).readall().splitlines():
                 if line.strip():
                     json.loads(line)
+                    hashlib.sha256(line).hexdigest()
                     count += 1
     print(json.dumps({"documents": count}))
 
 
-def run(data: Path = DATA) -> dict[str, object]:
-    files = sorted(str(p) for p in data.glob("*.jsonl.zst"))
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _steady(paths: list[str]) -> None:
+    """Both ingests in this process, timing only the ``ingest_paths`` calls."""
+    from stella.ledger.ingest import ingest_paths
+    from stella.ledger.store import LedgerStore
+
+    with tempfile.TemporaryDirectory(prefix="stella-bench-steady-") as root:
+        store = LedgerStore(root)
+        figures = {}
+        for run in ("fresh", "again"):
+            started = _cpu()
+            report = ingest_paths(store, "bench", paths, ingested_at=T0)
+            figures[run] = _cpu() - started
+            figures[run + "Documents"] = report.total_added + report.total_duplicates
+    print(json.dumps(figures))
+
+
+def _generator_floor(records: int) -> None:
+    """The generate baseline: the synthetic documents' bytes and digests, nothing stored."""
+    from stella.ledger.synthetic import synthetic_documents
+
+    count = 0
+    for _fmt, raw in synthetic_documents(records, seed=7, advisories_only=True):
+        hashlib.sha256(raw).hexdigest()
+        count += 1
+    print(json.dumps({"documents": count}))
+
+
+def _ingest(work: Path) -> list[str]:
+    files = sorted(str(p) for p in DATA.glob("*.jsonl.zst"))
     if not files:
-        raise SystemExit(f"no advisories under {data} (set STELLA_SHARED)")
+        raise SystemExit(f"no advisories under {DATA} (set STELLA_SHARED)")
+    floor = measure(
+        "baseline: unzstd + json.loads + sha256",
+        [sys.executable, "-m", "benchmarks.ingest", "--child", "floor", *files],
+        items=0,
+    )
+    documents = json.loads(floor.output)["documents"]
+    floor = replace(floor, items=documents)
+    command = [str(BIN / "stella"), "ledger", "ingest", "--tenant", "bench", "--ledger", str(work / "ingest"),
+               "--ingested-at", T0, "--json", *files]  # fmt: skip
+    fresh = measure("stella ledger ingest, fresh ledger", command, items=documents)
+    again = measure("the same again (every digest known)", command, items=documents)
+    steady = measure(
+        "in-process: both ingest_paths calls",
+        [sys.executable, "-m", "benchmarks.ingest", "--child", "steady", *files],
+        items=2 * documents,
+    )
+    inner = json.loads(steady.output)
+    assert inner["freshDocuments"] == inner["againDocuments"] == documents, inner
+    print_table(
+        f"ingest, {documents:,} real OSV documents in {len(files)} files", [floor, fresh, again, steady]
+    )
+    per_cpu = [
+        ("CLI, fresh", documents / fresh.cpu_seconds),
+        ("CLI, again", documents / again.cpu_seconds),
+        ("ingest_paths, fresh", documents / inner["fresh"]),
+        ("ingest_paths, again", documents / inner["again"]),
+        ("baseline", documents / floor.cpu_seconds),
+    ]
+    return [
+        "documents per CPU-second (target >= 10,000 fresh; re-ingest faster still): "
+        + ", ".join(f"{name} {rate:,.0f}" for name, rate in per_cpu),
+        ratio_line("ingest / baseline", fresh, floor),
+        ratio_line("re-ingest / ingest", again, fresh, target="> 1"),
+    ]
+
+
+def _segment_digests(root: Path) -> list[tuple[str, str]]:
+    from stella.ledger.store import LedgerStore
+
+    return [(s.name, s.digest) for s in LedgerStore(str(root)).segments("bench")]
+
+
+def _generate(work: Path, records: int) -> list[str]:
+    floor = measure(
+        "baseline: generator alone + sha256",
+        [sys.executable, "-m", "benchmarks.ingest", "--child", "generator", str(records)],
+        items=records,
+    )
+    runs: list[Measurement] = []
+    for workers in (1, 2):
+        root = work / f"generate-{workers}"
+        command = [str(BIN / "stella"), "ledger", "generate", "--tenant", "bench", "--records", str(records),
+                   "--seed", "7", "--advisories-only", "--workers", str(workers), "--ledger", str(root),
+                   "--ingested-at", T0, "--json", "--quiet"]  # fmt: skip
+        runs.append(measure(f"stella ledger generate --workers {workers}", command, items=records))
+    one, two = runs
+    identical = _segment_digests(work / "generate-1") == _segment_digests(work / "generate-2")
+    if not identical:
+        raise SystemExit("generate: --workers 1 and --workers 2 made different ledgers")
+    print_table(f"generate, {records:,} synthetic OSV advisories", [floor, one, two])
+    rate = records / one.cpu_seconds
+    minutes = TEN_MILLION / rate / 60
+    return [
+        f"generate: {rate:,.0f} documents per CPU-second; 10M documents = {minutes:.1f} CPU-minutes, "
+        f"{minutes / 2:.1f} min on 2 idle cores (target < 15 min); ledgers of 1 and 2 workers identical",
+        ratio_line("generate / generator alone", one, floor),
+        ratio_line("generate --workers 2 / --workers 1", two, one),
+    ]
+
+
+def run(records: int = 100_000) -> None:
     work = Path(tempfile.mkdtemp(prefix="stella-bench-ingest-"))
     try:
-        floor = measure(
-            "floor: decompress + json.loads",
-            [sys.executable, "-m", "benchmarks.ingest", "--floor", *files],
-            items=0,
-        )
-        documents = json.loads(floor.output)["documents"]
-        command = [str(BIN / "stella"), "ledger", "ingest", "--tenant", "bench", "--ledger", str(work / "ledger"),
-                   "--ingested-at", "2026-11-27T00:00:00Z", "--json", *files]  # fmt: skip
-        fresh = measure("ingest, fresh ledger", command, items=documents)
-        again = measure("ingest again (every digest known)", command, items=documents)
-        from stella.ledger.store import LedgerStore
-
-        stored = sum(s.records for s in LedgerStore(str(work / "ledger")).segments("bench"))
-        floor = replace(floor, items=documents)
-        print_table(f"ingest, {documents:,} real OSV documents in {len(files)} files", [floor, fresh, again])
-        print(f"{stored:,} documents in the ledger after both runs (the second added none)")
-        lines = [
-            ratio_line("ingest / parse-only floor", fresh, floor),
-            ratio_line("re-ingest / ingest", again, fresh, target="> 1"),
-        ]
+        lines = _ingest(work)
+        lines += _generate(work, records)
         print("\n".join(lines))
-        return {
-            "documents": documents,
-            "floor": floor.__dict__,
-            "fresh": fresh.__dict__,
-            "again": again.__dict__,
-        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -83,12 +178,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--floor", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--records", type=int, default=100_000, help="documents to generate")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor:
-        floor_main(*args.floor)
+    if args.child:
+        mode, *rest = args.child
+        if mode == "floor":
+            _floor(rest)
+        elif mode == "steady":
+            _steady(rest)
+        else:
+            _generator_floor(int(rest[0]))
         return
-    run()
+    run(args.records)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,20 @@ index rows, so the raw shards and the Parquet indexes come out of one external s
 
 mirror:delta::
 
-    ReadLedger(current) -> SelectRecords --------------------\\
-    ReadLedger(base segments) -> SelectRecords(base selectors) -> DiffAgainstBase -> WriteChanges
-                                                   KeepChangedRecords -> AdaptRecords(jsonraw) -> WriteSortedShards
+    ReadLedger(segments the base did not read) -> SelectRecords ------------------\\
+    ReadLedger(the base's segments) -> ReselectBaseRecords (only if the selection  -> carried -> DigestRecords
+        changed, or no --as-of dates the bundle)  -> leaving keys, high-water mark        |
+    the base's record index (Parquet) + its chain's change lists --> DiffAgainstBase (CoGroupByKey) -> WriteChanges
+    carried -> KeepChangedRecords -> AdaptRecords(jsonraw) -> WriteSortedShards
 
-The base is reconstructed from the ledger: a mirror manifest names the ledger segments
-it read and its selectors, and the ledger is append-only, so the base's records are
-those segments filtered by those selectors. A base whose segments are gone fails with
-``ERR_EXPORT_BASE_MISSING``, as does a reconstruction whose record-set digest differs
-from the one the base manifest signed.
+The ledger is append-only and a mirror manifest names the segments it read and its
+selectors, so every ledger segment is read at most once, and only records that may have
+changed are hashed: those of new segments, and those whose selection changed. The
+base's side is its signed record index (plus the change lists of the deltas between it
+and the full), looked up for those keys only; the delta's counts and record set are the
+base's plus the changes (:func:`transforms.mirror.delta_summary`). A base whose segments
+are gone, or whose chain back to a full is not in ``--out``, fails with
+``ERR_EXPORT_BASE_MISSING``.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import apache_beam as beam
 
 from stella import storage
 from stella.adapters.jsonraw import jsonraw_items
+from stella.adapters.mirror.base import BaseLink
 from stella.adapters.mirror.delta import CHANGES_PATH
 from stella.adapters.mirror.indexes import is_record_index
 from stella.adapters.mirror.items import mirror_items, mirror_shard_path, write_mirror_shard
+from stella.adapters.mirror.records import RecordSet
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manifest
 from stella.bundle.request import ExportRequest
@@ -47,14 +54,17 @@ from stella.profiles import ProfileOption
 from stella.selectors import Selectors, parse_selectors
 from stella.timefmt import format_time, parse_duration
 from transforms.bundle import AssembleBundle
-from transforms.ledger import ReadLedger, SelectRecords
+from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
 from transforms.mirror import (
     DiffAgainstBase,
+    DigestRecords,
     KeepChangedRecords,
     MirrorSummary,
+    ReselectBaseRecords,
     SummarizeMirror,
     WriteChanges,
     count_ops,
+    delta_summary,
 )
 from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
 
@@ -135,7 +145,10 @@ class MirrorBase:
     sequence: int
     selectors: Selectors
     segments: tuple[SegmentInfo, ...]
-    record_set: Mapping[str, Any]
+    record_set: RecordSet
+    counts: Mapping[str, int]
+    chain: tuple[BaseLink, ...]
+    """The full this base descends from, then each delta up to the base itself."""
 
 
 def _find_base(reference: str, out_dir: str) -> Path:
@@ -205,6 +218,7 @@ def resolve_base(request: ExportRequest, options: MirrorOptions) -> MirrorBase:
                 details={"base": manifest["exportId"], "segment": entry["name"]},
             )
         segments.append(found)
+    record_set = mirror["recordSet"]
     return MirrorBase(
         export_id=str(manifest["exportId"]),
         manifest_digest=sha256_digest(manifest_bytes),
@@ -213,8 +227,48 @@ def resolve_base(request: ExportRequest, options: MirrorOptions) -> MirrorBase:
             [f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in manifest["selectors"].items()]
         ),
         segments=tuple(segments),
-        record_set=mirror["recordSet"],
+        record_set=RecordSet(int(record_set["digest"], 16), int(record_set["records"])),
+        counts={str(k): int(v) for k, v in manifest["counts"].items()},
+        chain=_chain(path, manifest_bytes, request.out_dir),
     )
+
+
+_MAX_CHAIN: Final = 100_000
+
+
+def _chain(path: Path, manifest_bytes: bytes, out_dir: str) -> tuple[BaseLink, ...]:
+    """The base back to its full: each delta names its base by export id and manifest digest.
+
+    Raises:
+        BaseMissingError: a bundle of the chain is not in ``--out`` (nor beside the base),
+            or is not the one the next delta was built on.
+    """
+    from stella.canonical import sha256_digest
+
+    links: list[BaseLink] = []
+    while len(links) < _MAX_CHAIN:
+        manifest, entries = parse_manifest(manifest_bytes)
+        mirror, export_id = manifest["mirror"], str(manifest["exportId"])
+        if mirror.get("mode") == "full":
+            files = {str(e["path"]): str(e["digest"]) for e in mirror["recordIndex"]}
+            links.append(BaseLink(path, export_id, files, full=True))
+            return tuple(reversed(links))
+        digests = {e.path: e.digest for e in entries}
+        links.append(BaseLink(path, export_id, {CHANGES_PATH: digests[CHANGES_PATH]}, full=False))
+        delta = manifest["delta"]
+        parent = str(delta["baseExportId"])
+        try:
+            path = _find_base(parent, out_dir)
+        except BaseMissingError:
+            path = _find_base(str(path.parent / parent), out_dir)
+        manifest_bytes = _base_manifest(path)
+        if sha256_digest(manifest_bytes) != delta["baseManifestDigest"]:
+            raise BaseMissingError(
+                f"{path} is not the bundle delta {export_id} was built on (its manifest differs); "
+                "export mirror:full instead",
+                details={"base": parent},
+            )
+    raise BaseMissingError(f"the base chain of {path} is over {_MAX_CHAIN} bundles; export mirror:full")
 
 
 def _mirror_block(
@@ -288,40 +342,53 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         raise UsageError(f"sequence={sequence} must be above the base's sequence {base.sequence}")
     # The manifest names the base by id, never by a path of this machine.
     request = dataclasses.replace(request, options={**request.options, "base": base.export_id})
-    current = _read_selected(pipeline, request)
-    previous = (
+    covered = {s.name for s in base.segments}
+    trace = request.trace_context
+    new = (
         pipeline
-        | "ReadBaseLedger" >> ReadLedger([s.path for s in base.segments], trace=request.trace_context)
-        | "SelectBaseRecords" >> SelectRecords(base.selectors)
+        | "ReadNewSegments"
+        >> ReadLedger([s.path for s in request.segments if s.name not in covered], trace=trace)
+        | "SelectRecords" >> SelectRecords(request.selectors)
     )
-    summary = current | "SummarizeMirror" >> SummarizeMirror()
-    base_set = previous | "SummarizeBase" >> SummarizeMirror()
-    changes = (current, previous) | "DiffAgainstBase" >> DiffAgainstBase()
+    # The base's segments give exactly the base's records, unless the selection changed.
+    # They are also read when no --as-of dates the bundle: its high-water mark is then
+    # that of every selected record, and only the ledger has their times.
+    if base.selectors != request.selectors or not request.as_of:
+        split = (
+            pipeline
+            | "ReadBaseSegments" >> ReadLedger([s.path for s in base.segments], trace=trace)
+            | "ReselectBaseRecords" >> ReselectBaseRecords(base.selectors, request.selectors)
+        )
+        carried = (new, split.entering) | "FlattenCarried" >> beam.Flatten()
+        leaving, highs = split[ReselectBaseRecords.LEAVING], split[ReselectBaseRecords.HIGH]
+    else:
+        carried = new
+        leaving = pipeline | "NoneLeaving" >> beam.Create([]).with_output_types(list[bytes])
+        highs = pipeline | "NoBaseHighWater" >> beam.Create([]).with_output_types(str)
+    changes = (carried | "DigestRecords" >> DigestRecords(), leaving) | "DiffAgainstBase" >> DiffAgainstBase(
+        base.chain
+    )
     changes_entry = changes | "WriteChanges" >> WriteChanges(staging)
-    # The carried records are read again rather than taken from ``current``: KeepChangedRecords
-    # waits for the join's side input, and a fanned-out ``current`` would be buffered whole
-    # (every document) until then; a second read streams in bounded memory.
     raw_entries = (
-        pipeline
-        | "ReadCarriedLedger" >> ReadLedger([s.path for s in request.segments])
-        | "SelectCarriedRecords" >> SelectRecords(request.selectors)
+        carried
         | "KeepChangedRecords" >> KeepChangedRecords(changes)
-        | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
+        | "AdaptRecords" >> AdaptRecords(jsonraw_items, trace)
         | "WriteSortedShards" >> _write_shards(staging, request)
     )
+    summary = (
+        carried
+        | "SummarizeCarried" >> SummarizeRecords()
+        | "SummarizeDelta"
+        >> beam.Map(
+            lambda carried, changes, highs: delta_summary(
+                carried, changes, base.counts, base.record_set, highs
+            ),
+            changes=beam.pvalue.AsList(changes),
+            highs=beam.pvalue.AsList(highs),
+        ).with_output_types(MirrorSummary)
+    )
 
-    def check_base(summary: MirrorSummary) -> MirrorSummary:
-        if summary.record_set.to_json() != dict(base.record_set):
-            raise BaseMissingError(
-                f"the ledger no longer reconstructs base {base.export_id} (its record set differs); "
-                "export mirror:full instead",
-                details={"base": base.export_id},
-            )
-        return summary
-
-    checked = base_set | "CheckBaseRecordSet" >> beam.Map(check_base)
-
-    def fields(summary: MirrorSummary, ops: dict[str, int], _base: MirrorSummary) -> dict[str, Any]:
+    def fields(summary: MirrorSummary, ops: dict[str, int]) -> dict[str, Any]:
         return {
             "mirror": _mirror_block(request, options, summary, sequence, "delta"),
             "delta": {
@@ -334,8 +401,6 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         }
 
     ops = changes | "CollectOps" >> beam.combiners.ToList() | "CountOps" >> beam.Map(count_ops)
-    manifest_fields = summary | "DeltaFields" >> beam.Map(
-        fields, ops=beam.pvalue.AsSingleton(ops), _base=beam.pvalue.AsSingleton(checked)
-    )
+    manifest_fields = summary | "DeltaFields" >> beam.Map(fields, ops=beam.pvalue.AsSingleton(ops))
     entries = (raw_entries, changes_entry) | "FlattenEntries" >> beam.Flatten()
     return entries | "AssembleBundle" >> AssembleBundle(staging, request, summary, fields=manifest_fields)

@@ -51,8 +51,23 @@ __all__ = [
 if not logging.getLogger().handlers:
     logging.getLogger().addHandler(logging.NullHandler())
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+
+def _filesystems() -> Any:
+    """Beam's FileSystems, imported at the first remote path.
+
+    Importing Beam costs most of a second of CPU; a command that only touches local
+    paths (``stella ledger ingest`` of a local ledger) never pays it.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def _uncompressed() -> Any:
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.UNCOMPRESSED
+
 
 # Temp files and staging folders carry this mark and the writer's pid.
 TEMP_MARK = ".tmp-"
@@ -75,7 +90,7 @@ def join(base: str, *parts: str) -> str:
 def open_read(path: str) -> IO[bytes]:
     if not is_remote(path):
         return open(_local(path), "rb")
-    handle: Any = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    handle: Any = _filesystems().open(path, compression_type=_uncompressed())
     return handle  # type: ignore[no-any-return]
 
 
@@ -84,21 +99,21 @@ def open_write(path: str) -> IO[bytes]:
         local = _local(path)
         os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
         return open(local, "wb")
-    handle: Any = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    handle: Any = _filesystems().create(path, compression_type=_uncompressed())
     return handle  # type: ignore[no-any-return]
 
 
 def exists(path: str) -> bool:
     if not is_remote(path):
         return os.path.exists(_local(path))
-    return bool(FileSystems.exists(path))
+    return bool(_filesystems().exists(path))
 
 
 def rename(source: str, destination: str) -> None:
     if not is_remote(source):
         os.replace(_local(source), _local(destination))
         return
-    FileSystems.rename([source], [destination])
+    _filesystems().rename([source], [destination])
 
 
 def remove(path: str) -> None:
@@ -106,8 +121,8 @@ def remove(path: str) -> None:
         if os.path.exists(_local(path)):
             os.remove(_local(path))
         return
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
+    if _filesystems().exists(path):
+        _filesystems().delete([path])
 
 
 def read_bytes(path: str) -> bytes:
@@ -123,7 +138,7 @@ def list_files(prefix: str, suffix: str) -> list[str]:
         for directory, _dirs, files in os.walk(root):
             found.extend(os.path.join(directory, f) for f in files if f.endswith(suffix))
         return sorted(found)
-    results = FileSystems.match([join(prefix, "**")])
+    results = _filesystems().match([join(prefix, "**")])
     return sorted(m.path for m in results[0].metadata_list if m.path.endswith(suffix))
 
 
@@ -317,7 +332,7 @@ def remove_tree(prefix: str) -> None:
         return
     paths = list_files(prefix, "")
     if paths:
-        FileSystems.delete(paths)
+        _filesystems().delete(paths)
 
 
 @contextmanager

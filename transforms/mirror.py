@@ -1,36 +1,46 @@
-"""Composites of the mirror profiles: ``SummarizeMirror``, ``DiffAgainstBase``, ``KeepChangedRecords``, ``WriteChanges``.
+"""Composites of the mirror profiles: ``SummarizeMirror``, ``ReselectBaseRecords``, ``DigestRecords``,
+``DiffAgainstBase``, ``KeepChangedRecords``, ``WriteChanges``.
 
 Each wraps pure functions of :mod:`stella.adapters.mirror`. The join of a delta is a
-``CoGroupByKey`` on the record key's bucket (:func:`stella.sorting.bucket_of`), and
-what crosses the shuffle is (key, content digest) pairs grouped per batch and bucket,
-never documents: the join costs a few elements per batch, whatever the ledger size.
+``CoGroupByKey`` on the record key's bucket (:func:`stella.sorting.bucket_of`) of the
+records that may have changed with the base's digests for those keys (looked up in the
+base's record index, :mod:`stella.adapters.mirror.base`); what crosses the shuffle is
+(key, content digest) pairs, never documents, and only as many as the delta touches.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import apache_beam as beam
 
 from stella.adapters.jsonraw import envelope_line
+from stella.adapters.mirror.base import BaseLink, base_digests, reselect
 from stella.adapters.mirror.delta import ADD, CHANGE, CHANGES_PATH, REMOVE, Change, diff_pairs
-from stella.adapters.mirror.records import RecordSet, line_digest
+from stella.adapters.mirror.records import RecordSet, key_fields, line_digest, set_term
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.shards import write_jsonl_shard
+from stella.errors import BaseMissingError
 from stella.model import LedgerRecord
+from stella.selectors import Selectors
 from stella.sorting import bucket_of
+from stella.timefmt import later
 from transforms.coders import RecordBatch
 from transforms.ledger import RecordSummary, SummarizeRecords
 
 __all__ = [
     "DiffAgainstBase",
-    "count_ops",
+    "DigestRecords",
     "KeepChangedRecords",
     "MirrorSummary",
+    "ReselectBaseRecords",
     "SummarizeMirror",
     "WriteChanges",
+    "count_ops",
+    "delta_summary",
 ]
 
 Pairs = list[tuple[bytes, str]]
@@ -81,36 +91,151 @@ class SummarizeMirror(beam.PTransform):  # type: ignore[misc]
         ).with_output_types(MirrorSummary)
 
 
-def _by_bucket(batch: RecordBatch) -> Iterator[tuple[int, Pairs]]:
+def _by_bucket(pairs: Pairs) -> Iterator[tuple[int, Pairs]]:
     buckets: defaultdict[int, Pairs] = defaultdict(list)
-    for key, digest in _pairs(batch):
+    for key, digest in pairs:
         buckets[bucket_of(key)].append((key, digest))
     yield from buckets.items()
 
 
+def _keys_by_bucket(keys: list[bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    buckets: defaultdict[int, list[bytes]] = defaultdict(list)
+    for key in keys:
+        buckets[bucket_of(key)].append(key)
+    yield from buckets.items()
+
+
+class ReselectBaseRecords(beam.PTransform):  # type: ignore[misc]
+    """Batches of the base's segments -> batches now selected and not before (main output),
+    keys no longer selected (``leaving``) and the high-water mark of what is selected now (``high``)."""
+
+    LEAVING = "leaving"
+    HIGH = "high"
+
+    def __init__(self, base: Selectors, current: Selectors) -> None:
+        super().__init__()
+        self._base = base
+        self._current = current
+
+    def expand(self, batches: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        base, current = self._base, self._current
+
+        def split(batch: RecordBatch) -> Iterator[Any]:
+            entering, leaving, high = reselect(batch, base, current)
+            if entering:
+                yield RecordBatch(entering)
+            if leaving:
+                yield beam.pvalue.TaggedOutput(ReselectBaseRecords.LEAVING, leaving)
+            if high is not None:
+                yield beam.pvalue.TaggedOutput(ReselectBaseRecords.HIGH, high)
+
+        return batches | "SplitBySelection" >> beam.FlatMap(split).with_outputs(
+            self.LEAVING, self.HIGH, main="entering"
+        )
+
+
+class DigestRecords(beam.PTransform):  # type: ignore[misc]
+    """Batches -> lists of (record key, content digest): the only records a delta hashes."""
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        return batches | "DigestLines" >> beam.Map(_pairs)
+
+
 class DiffAgainstBase(beam.PTransform):  # type: ignore[misc]
-    """(current batches, base batches) -> lists of Change, one per bucket that changed."""
+    """(carried pairs, leaving keys) -> lists of Change, one per bucket that changed.
+
+    The base side is looked up in the base's chain (:func:`base_digests`) for the keys
+    either side names, and joined on the record key's bucket (``CoGroupByKey``): a
+    leaving key the base does not hold means the base and the ledger disagree.
+    """
+
+    def __init__(self, chain: Sequence[BaseLink]) -> None:
+        super().__init__()
+        self._chain = tuple(chain)
 
     def expand(self, sides: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        current, base = sides
+        carried, leaving = sides
+        chain = self._chain
+        export_id = chain[-1].export_id
 
-        def diff(element: tuple[int, dict[str, Iterable[Pairs]]]) -> Iterator[list[Change]]:
-            _bucket, grouped = element
-            changes = diff_pairs(
-                (p for part in grouped["current"] for p in part),
-                (p for part in grouped["base"] for p in part),
+        def wanted(parts: Iterable[list[bytes]]) -> list[bytes]:
+            return sorted({key for part in parts for key in part})
+
+        carried_keys = carried | "CarriedKeys" >> beam.Map(lambda pairs: [key for key, _digest in pairs])
+        keys = (
+            (carried_keys, leaving)
+            | "FlattenTouched" >> beam.Flatten()
+            | "CollectTouched" >> beam.combiners.ToList()
+            | "TouchedKeys" >> beam.Map(wanted)
+        )
+        base = (
+            carried.pipeline
+            | "StartLookUp" >> beam.Create([None])
+            | "LookUpBase"
+            >> beam.FlatMap(
+                lambda _, keys: _by_bucket(sorted(base_digests(chain, keys).items())),
+                keys=beam.pvalue.AsSingleton(keys),
             )
+        )
+
+        def diff(element: tuple[int, dict[str, Iterable[Any]]]) -> Iterator[list[Change]]:
+            _bucket, grouped = element
+            before = [p for part in grouped["base"] for p in part]
+            held = {key for key, _digest in before}
+            for part in grouped["leaving"]:
+                for key in part:
+                    if key not in held:
+                        raise BaseMissingError(
+                            f"base {export_id} does not hold record {key_fields(key)[1]} that the ledger's "
+                            "segments give it; export mirror:full instead",
+                            details={"base": export_id},
+                        )
+            changes = diff_pairs((p for part in grouped["current"] for p in part), before)
             if changes:
                 yield changes
 
         return (
             {
-                "current": current | "KeyCurrentByBucket" >> beam.FlatMap(_by_bucket),
-                "base": base | "KeyBaseByBucket" >> beam.FlatMap(_by_bucket),
+                "current": carried | "KeyCurrentByBucket" >> beam.FlatMap(_by_bucket),
+                "leaving": leaving | "KeyLeavingByBucket" >> beam.FlatMap(_keys_by_bucket),
+                "base": base,
             }
             | "JoinOnRecordKey" >> beam.CoGroupByKey()
             | "CompareDigests" >> beam.FlatMap(diff)
         )
+
+
+def delta_summary(
+    carried: RecordSummary,
+    changes: Iterable[list[Change]],
+    base_counts: Mapping[str, int],
+    base_set: RecordSet,
+    highs: Iterable[str],
+) -> MirrorSummary:
+    """The current selection's summary from the base's and the changes, without its records.
+
+    Counts and record set are the base's, less what was removed or replaced, plus what
+    was added or replaced in: what the importer finds after applying the changes.
+    """
+    counts = Counter(base_counts)
+    total = base_set.total
+    records = base_set.records
+    for part in changes:
+        for change in part:
+            kind = key_fields(change.key)[0]
+            if change.old_digest is not None:
+                total -= set_term(change.key, change.old_digest)
+                records -= 1
+                counts[kind] -= 1
+            if change.digest is not None:
+                total += set_term(change.key, change.digest)
+                records += 1
+                counts[kind] += 1
+    return MirrorSummary(
+        {k: n for k, n in sorted(counts.items()) if n},
+        later(carried.high_water, *highs),
+        RecordSet(total % (1 << 256), records),
+    )
 
 
 def count_ops(parts: Iterable[list[Change]]) -> dict[str, int]:

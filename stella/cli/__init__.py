@@ -38,7 +38,7 @@ from stella.cli.progress import Progress, ProgressHandler, own_stderr
 from stella.errors import StellaError, UsageError
 from stella.timefmt import format_time
 
-__all__ = ["EXIT_INTERRUPTED", "build_parser", "main", "parse_command", "version_text"]
+__all__ = ["EXIT_INTERRUPTED", "build_parser", "command_group", "main", "parse_command", "version_text"]
 
 EXIT_INTERRUPTED = 130
 _OUR_LOGGERS = ("stella", "transforms", "pipelines", "runners")
@@ -88,8 +88,29 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def build_parser() -> CommandParser:
-    from stella.cli import export_cmd, keys_cmd, ledger_cmd, mirror_cmd, policy_cmd, serve_cmd
+# Global options that take a value, so the group named after them can be found.
+_GLOBAL_VALUED = ("--server", "--tenant")
+
+
+def command_group(argv: Sequence[str]) -> str | None:
+    """The command group the arguments name (``ledger`` in ``stella --tenant t ledger …``)."""
+    items = iter(split_passthrough(argv)[0])
+    for item in items:
+        if item in _GLOBAL_VALUED:
+            next(items, None)
+        elif not item.startswith("-"):
+            return item
+    return None
+
+
+def build_parser(group: str | None = None) -> CommandParser:
+    """The whole command tree, or, for ``group="ledger"``, only the ledger commands.
+
+    The other groups import Beam and the pipelines (about a second of CPU before any
+    work); ``stella ledger …`` uses none of it, and its parse is the same either way
+    because everything after ``ledger`` is the ledger parser's.
+    """
+    from stella.cli import ledger_cmd
 
     parser = CommandParser(
         prog="stella",
@@ -111,6 +132,10 @@ def build_parser() -> CommandParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=CommandParser)
     ledger_cmd.register(groups)
+    if group == "ledger":
+        return parser
+    from stella.cli import export_cmd, keys_cmd, mirror_cmd, policy_cmd, serve_cmd
+
     export_cmd.register(groups)
     keys_cmd.register(groups)
     serve_cmd.register(groups)
@@ -208,9 +233,11 @@ def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: 
         args.tenant = getattr(args, "server_tenant", None)  # `stella --tenant T command` counts too
     args.output, args.progress = output, progress
     output.before_result = progress.close
+    from stella.targets.egress import policy_from
     from stella.telemetry.tracing import configure_from_env
 
-    configure_from_env()  # off unless STELLA_OTEL_EXPORTER names an exporter
+    # Off unless STELLA_OTEL_EXPORTER names an exporter; a collector is egress like any target.
+    configure_from_env(egress=policy_from((), os.environ).check)
     with progress:
         code: int = args.handler(args)
     return code
@@ -230,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if any("\x00" in arg for arg in args_list):  # no shell can pass one; no path may hold one
                 raise UsageError("an argument contains a NUL character")
-            parser = build_parser()
+            parser = build_parser(command_group(args_list))
             _complete(parser)
             if not args_list:
                 parser.print_help()

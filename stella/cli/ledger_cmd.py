@@ -201,12 +201,16 @@ def _notify_schedules(tenant: str, kinds: set[str]) -> None:
     Only into an existing SQLite store (or a configured PostgreSQL one): without a
     store nobody listens, and an ingest must not create a database as a side effect.
     """
-    from stella.cli.schedule_cmd import default_store, open_store
+    if not kinds:
+        return
+    # The store's own modules, not the schedule commands (which import every target).
     from stella.schedules.scheduler import record_ingest
+    from stella.service.config import ServiceConfig
+    from stella.service.store.schedules import open_schedule_store
 
-    url = default_store()
-    if kinds and (not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).is_file()):
-        record_ingest(open_store(url), tenant, kinds, datetime.now(UTC))
+    url = ServiceConfig.from_env().store_url
+    if not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).is_file():
+        record_ingest(open_schedule_store(url), tenant, kinds, datetime.now(UTC))
 
 
 def _print_ingest(store: LedgerStore, report: Any) -> None:

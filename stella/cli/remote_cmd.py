@@ -18,10 +18,13 @@ from typing import Any
 
 from stella.bundle.verify import failure, verify_bundle
 from stella.cli.common import human_bytes, recipients_from_args
+from stella.cli.publish_cmd import print_results
 from stella.errors import UsageError
 from stella.service.client import ApiClient, RemoteApiError, download_resumable
+from stella.targets.distribute import failed
+from stella.targets.interface import TargetResult
 
-__all__ = ["download", "list_runs", "profiles", "register", "run", "status", "verify"]
+__all__ = ["api_client", "download", "list_runs", "profiles", "register", "run", "status", "verify"]
 
 
 def register(commands: Any) -> None:
@@ -51,7 +54,8 @@ def register(commands: Any) -> None:
     fetch.set_defaults(handler=download)
 
 
-def _client(args: argparse.Namespace, tenant: str | None = None) -> ApiClient:
+def api_client(args: argparse.Namespace, tenant: str | None = None) -> ApiClient:
+    """The client for ``--server`` (token from ``STELLA_TOKEN``); a usage error without a server."""
     server = getattr(args, "server", None)
     if not server:
         raise UsageError(
@@ -76,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
             "--sign-key, --ledger, --staging, --workers and Beam options are the server's with --server "
             "(a stored profile with sign: true signs with the server's key)"
         )
+    if args.allow_host or args.allow_plain_http or args.username:
+        raise UsageError(
+            "--allow-host, --allow-plain-http and --username are the server's with --server: its egress "
+            "allowlist and registry credentials decide where --target may publish"
+        )
     body: dict[str, Any] = {
         "profile": args.profile,
         "selectors": args.selector,
@@ -86,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
         body["asOf"] = args.as_of
     if args.allow_empty:
         body["allowEmpty"] = True
-    with _client(args, args.tenant) as client:
+    if args.target:
+        body["targets"] = args.target  # the server refuses a denied host (exit 8) before queueing
+    with api_client(args, args.tenant) as client:
         submitted = client.submit(body, idempotency_key=uuid.uuid4().hex)
         run_id = submitted["runId"]
         args.progress.note(f"run {run_id} queued on {args.server}")
@@ -107,9 +118,19 @@ def run(args: argparse.Namespace) -> int:
             )
         archive, report = _fetch_and_verify(client, final, Path(args.out), None)
     summary = _summary(final, archive, report.ok)
-    args.output.result(summary)
+    published = [TargetResult(**target) for target in final["result"].get("targets") or []]
+    if published:
+        summary["targets"] = [target.to_json() for target in published]
+    error = failed(published)  # as locally: the bundle is there, a target that failed is a failure
+    if error is not None:
+        args.output.keep(summary)
+    else:
+        args.output.result(summary)
     if not args.output.json:
         _print(summary)
+        print_results(published)
+    if error is not None:
+        raise error
     return 0
 
 
@@ -161,7 +182,7 @@ def _print(summary: dict[str, Any]) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with api_client(args) as client:
         run_doc = client.run(args.run_id)
     args.output.result({"run": run_doc})
     if args.output.json:
@@ -181,7 +202,7 @@ def status(args: argparse.Namespace) -> int:
 def list_runs(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 200:
         raise UsageError("--limit must be between 1 and 200")
-    with _client(args) as client:
+    with api_client(args) as client:
         page = client.runs(status=args.status or "", profile=args.profile or "", limit=str(args.limit))
     args.output.result({"runs": page["items"]})
     if args.output.json:
@@ -195,7 +216,7 @@ def list_runs(args: argparse.Namespace) -> int:
 def download(args: argparse.Namespace) -> int:
     from stella.cli.trust_flags import trust_from_args
 
-    with _client(args) as client:
+    with api_client(args) as client:
         archive, report = _fetch_and_verify(
             client, client.run(args.run_id), Path(args.out), trust_from_args(args)
         )
@@ -212,7 +233,7 @@ def verify(args: argparse.Namespace) -> int:
 
     if args.record:
         raise UsageError("--record applies to local bundles: download the run, then verify it with --record")
-    with _client(args) as client, tempfile.TemporaryDirectory(prefix="stella-verify-") as scratch:
+    with api_client(args) as client, tempfile.TemporaryDirectory(prefix="stella-verify-") as scratch:
         _archive, report = _fetch_and_verify(
             client, client.run(args.bundle), Path(scratch), trust_from_args(args)
         )
@@ -223,7 +244,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def profiles(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with api_client(args) as client:
         data = client.profiles()
     args.output.result(data)
     if args.output.json:

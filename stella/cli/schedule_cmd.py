@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stella.cli import schedule_remote
 from stella.cli.common import ledger_root
+from stella.errors import UsageError
 from stella.model import validate_tenant
 from stella.schedules.model import (
     CatchUp,
@@ -37,6 +39,9 @@ from stella.targets.egress import EgressPolicy, policy_from
 from stella.targets.oci import PASSWORD_ENV, registry_credentials
 
 __all__ = ["default_store", "launcher", "open_store", "register"]
+
+# With --server the token's tenant is used when it has only one (or `stella --tenant T`).
+_TENANT_RULE = "required, except with --server and a one-tenant token"
 
 
 def default_store() -> str:
@@ -90,7 +95,7 @@ def register(commands: Any) -> None:
         "allowlist now (exit 8) and again at every launch.",
     )
     create.add_argument("name", metavar="NAME", help="the schedule's name (2-63 of a-z, 0-9, -)")
-    create.add_argument("--tenant", required=True, help="the tenant the schedule exports")
+    create.add_argument("--tenant", help=f"the tenant the schedule exports ({_TENANT_RULE})")
     create.add_argument("--profile", required=True, help="the export profile (stella export profiles)")
     trigger = create.add_mutually_exclusive_group(required=True)
     trigger.add_argument("--cron", metavar="EXPR", help='five-field cron expression, e.g. "0 2 * * *"')
@@ -138,13 +143,19 @@ def register(commands: Any) -> None:
     ):
         command = actions.add_parser(action, help=text)
         command.add_argument("name", metavar="NAME", help="the schedule")
-        command.add_argument("--tenant", required=True, help="the schedule's tenant")
+        command.add_argument("--tenant", help=f"the schedule's tenant ({_TENANT_RULE})")
         _store_argument(command)
         command.set_defaults(handler=_change, change=action)
 
     now = actions.add_parser("run-now", help="launch a schedule's export now and publish it to its targets")
     now.add_argument("name", metavar="NAME", help="the schedule")
-    now.add_argument("--tenant", required=True, help="the schedule's tenant")
+    now.add_argument("--tenant", help=f"the schedule's tenant ({_TENANT_RULE})")
+    now.add_argument(
+        "--slot",
+        metavar="TIME",
+        help="fire this slot of a cron or one-off schedule (RFC 3339), claimed under the key the "
+        "scheduler uses, so it fires once whoever launches it (an Airflow DAG does)",
+    )
     _launch_arguments(now)
     _store_argument(now)
     now.set_defaults(handler=_run_now)
@@ -153,6 +164,13 @@ def register(commands: Any) -> None:
     _launch_arguments(tick)
     _store_argument(tick)
     tick.set_defaults(handler=_tick)
+
+
+def _tenant(args: argparse.Namespace) -> str:
+    """The schedule's tenant: required against the local store (it holds every tenant's)."""
+    if not args.tenant:
+        raise UsageError(f"export schedule {args.action}: give --tenant T, the schedule's tenant")
+    return validate_tenant(args.tenant)
 
 
 def _trigger(args: argparse.Namespace) -> Trigger:
@@ -164,6 +182,14 @@ def _trigger(args: argparse.Namespace) -> Trigger:
 
 
 def _create(args: argparse.Namespace) -> int:
+    schedule = schedule_remote.create(args) if args.server else _create_local(args)
+    args.output.result({"schedule": schedule.to_json()})
+    if not args.output.json:
+        print(f"created schedule {schedule.name} for {schedule.tenant}: {_describe(schedule)}")
+    return 0
+
+
+def _create_local(args: argparse.Namespace) -> Schedule:
     from pipelines.registry import get_profile
     from stella.profiles import parse_profile_options
     from stella.selectors import parse_selectors
@@ -174,7 +200,7 @@ def _create(args: argparse.Namespace) -> int:
     policy = _policy(args.allow_host, False)
     check_targets([parse_target(url, policy) for url in args.target])
     schedule = Schedule(
-        tenant=validate_tenant(args.tenant),
+        tenant=_tenant(args),
         name=validate_name(args.name),
         profile=profile.name,
         trigger=_trigger(args),
@@ -185,10 +211,7 @@ def _create(args: argparse.Namespace) -> int:
         catch_up=CatchUp(args.catch_up),
     )
     open_store(args.store).create(schedule)
-    args.output.result({"schedule": schedule.to_json()})
-    if not args.output.json:
-        print(f"created schedule {schedule.name} for {schedule.tenant}: {_describe(schedule)}")
-    return 0
+    return schedule
 
 
 def _describe(schedule: Schedule) -> str:
@@ -204,14 +227,16 @@ def _describe(schedule: Schedule) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.server:
+        return _print_schedules(schedule_remote.list_schedules(args), args)
     store = open_store(args.store)
     tenant = validate_tenant(args.tenant) if args.tenant else None
     now = datetime.now(UTC)
     rows = [store.overview(schedule, now) for schedule in store.schedules(tenant)]
-    return print_schedules(rows, args)
+    return _print_schedules(rows, args)
 
 
-def print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
+def _print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
     """``schedule list``'s output, the same for the local store and a server's API."""
     args.output.result({"schedules": rows})
     if args.output.json:
@@ -228,12 +253,14 @@ def print_schedules(rows: list[dict[str, Any]], args: argparse.Namespace) -> int
 
 
 def _change(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
-    tenant = validate_tenant(args.tenant)
-    if args.change == "delete":
-        store.delete(tenant, args.name)
+    if args.server:
+        tenant = schedule_remote.change(args)
+    elif args.change == "delete":
+        tenant = _tenant(args)
+        open_store(args.store).delete(tenant, args.name)
     else:
-        store.set_paused(tenant, args.name, args.change == "pause", datetime.now(UTC))
+        tenant = _tenant(args)
+        open_store(args.store).set_paused(tenant, args.name, args.change == "pause", datetime.now(UTC))
     args.output.result({"tenant": tenant, "schedule": args.name, "action": args.change})
     if not args.output.json:
         print(f"schedule {args.name} ({tenant}): {args.change} done")
@@ -291,30 +318,50 @@ def _scheduler(args: argparse.Namespace) -> Scheduler:
     )
 
 
-def _report(launches: list[Launch], store: SqlScheduleStore, args: argparse.Namespace) -> int:
+def _launched(launches: list[Launch], store: SqlScheduleStore) -> list[dict[str, Any]]:
     fires = [store.fire(launch.fire.tenant, launch.fire.name, launch.fire.key) for launch in launches]
-    fields = {"fires": [fire.to_json() for fire in fires]}
-    bad = [fire for fire in fires if fire.status == "failed"]
+    return [fire.to_json() for fire in fires]
+
+
+def _report(fires: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    """Fired slots as recorded (locally or by a server); exits with the first bad one's code."""
+    bad = [fire for fire in fires if fire["status"] in ("failed", "cancelled")]
     if bad:
-        args.output.keep(fields)
+        args.output.keep({"fires": fires})
     else:
-        args.output.result(fields)
+        args.output.result({"fires": fires})
     if not args.output.json:
         for fire in fires:
-            bundle = fire.result.get("bundle") or fire.result.get("error", {}).get("message", "")
-            print(f"{fire.status:<10} {fire.tenant}/{fire.name} {fire.key}  {bundle}")
+            result = fire["result"]
+            where = result.get("bundle") or (f"run {result['runId']}" if result.get("runId") else "")
+            if result.get("error"):
+                where = result["error"].get("message", "")
+            print(f"{fire['status']:<10} {fire['tenant']}/{fire['schedule']} {fire['key']}  {where}")
     if bad:
-        error = bad[0].result["error"]
+        run_end = {"code": "ERR_EXPORT_PIPELINE", "message": f"run {bad[0]['status']}"}
+        error: dict[str, Any] = bad[0]["result"].get("error") or run_end
         raise error_for(str(error.get("code")), str(error.get("message")), error.get("details"))
     return 0
 
 
 def _run_now(args: argparse.Namespace) -> int:
+    if args.server:
+        if args.slot is not None:
+            raise UsageError(
+                "--slot fires a slot in a local store (as an Airflow DAG does), not with --server"
+            )
+        return _report(schedule_remote.run_now(args), args)
     scheduler = _scheduler(args)
-    launch = scheduler.run_now(validate_tenant(args.tenant), args.name)
-    return _report([launch], open_store(args.store), args)
+    tenant = _tenant(args)
+    if args.slot is None:
+        launch = scheduler.run_now(tenant, args.name)
+    else:
+        launch = scheduler.run_slot(tenant, args.name, parse_time(args.slot, "--slot"))
+    return _report(_launched([launch], open_store(args.store)), args)
 
 
 def _tick(args: argparse.Namespace) -> int:
+    if args.server:
+        schedule_remote.tick(args)
     scheduler = _scheduler(args)
-    return _report(scheduler.tick(), open_store(args.store), args)
+    return _report(_launched(scheduler.tick(), open_store(args.store)), args)

@@ -72,6 +72,25 @@ def opt_str(obj: Any, key: str) -> str | None:
 
 # RFC 3339 with any number of fractional digits; Python keeps microseconds only.
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+# The spelling nearly every feed uses (UTC, 'Z', up to microseconds): read by one match
+# instead of a substitution, a parse and a reformat, which cost a tenth of an ingest.
+_UTC_Z = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?Z", re.ASCII)
+
+
+def _utc_z(text: str) -> str | None:
+    """``normalize_time`` of a ``…Z`` timestamp with at most six fraction digits, else None.
+
+    The datetime constructor checks the fields (month 13, 30 February, second 60) and
+    raises the same ValueError ``fromisoformat`` would.
+    """
+    match = _UTC_Z.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction = match.groups()
+    micro = (fraction or "").ljust(6, "0")
+    datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), int(micro))
+    head = f"{year}-{month}-{day}T{hour}:{minute}:{second}"
+    return f"{head}.{micro}Z" if micro != "000000" else f"{head}Z"
 
 
 def normalize_time(text: str | None, *, field: str, required: bool = False) -> str | None:
@@ -85,6 +104,9 @@ def normalize_time(text: str | None, *, field: str, required: bool = False) -> s
             raise InputError(f"required timestamp {field!r} is missing")
         return None
     try:
+        fast = _utc_z(text)
+        if fast is not None:
+            return fast
         parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text.strip()))
     except ValueError as exc:
         raise InputError(f"field {field!r}: {text!r} is not an RFC 3339 timestamp") from exc

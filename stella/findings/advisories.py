@@ -133,9 +133,12 @@ def advisory_affected(record: LedgerRecord) -> list[Affected]:
     stated = severities(doc, record_id)
     out: list[Affected] = []
     for (bucket, package), pkg in sorted(packages.items()):
-        if pkg.placement.is_os:
-            continue  # OS packages are matched by Trivy's OS detectors; not in json:policy yet
-        key = match_key(_BY_TRIVY[bucket.split("::", 1)[0]], package)
+        # An OS advisory is keyed by its release's bucket ("debian 12"), as OS components are.
+        key = (
+            (bucket, package)
+            if pkg.placement.is_os
+            else match_key(_BY_TRIVY[bucket.split("::", 1)[0]], package)
+        )
         out.append(
             Affected(
                 advisory=record.upstream_id,

@@ -80,7 +80,7 @@ def match_partition(components: Iterable[Component], affected: Iterable[Affected
     found: dict[tuple[str, str, str, str], tuple[Component, dict[Affected, tuple[str, ...]]]] = {}
     for component in components:
         for item in by_key.get(component.ref.key, ()):
-            matched = matched_ranges(item, component.version)
+            matched = matched_ranges(item, component.matched_version)
             if not matched:
                 continue
             for vid in item.ids:

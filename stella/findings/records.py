@@ -51,7 +51,7 @@ def facts_of(match: Match, resolution: Resolution) -> FindingFacts:
     return FindingFacts(
         vulnerability_id=match.vulnerability,
         aliases=tuple(aliases),
-        ecosystem=match.component.ref.ecosystem.osv,
+        ecosystem=match.component.ref.ecosystem,
         package=match.component.ref.name,
         purl=match.component.ref.purl,
         levels=tuple(s.level for s in severity if s.level),
@@ -79,7 +79,7 @@ def finding_line(
             "purl": component.ref.purl,
             "name": component.name,
             "package": component.ref.name,
-            "ecosystem": component.ref.ecosystem.osv,
+            "ecosystem": component.ref.ecosystem,
             "version": component.version,
             "bomRef": component.bom_ref,
         },

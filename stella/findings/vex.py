@@ -293,7 +293,7 @@ def vex_statements(record: LedgerRecord) -> list[Statement]:
 
 
 def _purl_matches(product: PackageRef, ref: PackageRef) -> bool:
-    if product.key != ref.key:
+    if product.identity != ref.identity:
         return False
     if product.version is not None and product.version != ref.version:
         return False

@@ -28,11 +28,13 @@ class _Rejected(ValueError):
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Rejected("duplicate-key", f"duplicate key {key!r} in one object")
-        out[key] = value
+    out = dict(pairs)  # in C; the per-key loop only runs to name a duplicate
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _Rejected("duplicate-key", f"duplicate key {key!r} in one object")
+            seen.add(key)
     return out
 
 

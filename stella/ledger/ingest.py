@@ -8,7 +8,6 @@ the quarantine with its bytes and the reason. One bad document never stops the r
 
 from __future__ import annotations
 
-import json
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -239,7 +238,7 @@ def to_record(
     if digest is None:
         digest = sha256_digest(raw)
     if already_canonical:
-        value, canonical = json.loads(raw), raw
+        value, canonical = orjson.loads(raw), raw
     else:
         value, canonical = canonical_document(raw)
     parsed = recognise(value, digest=digest)

@@ -14,7 +14,9 @@ Order of work (research §1, §5):
 3. **Build beside, switch by rename** (:mod:`stella.mirror.state`). Files listed in the
    verified manifest are unpacked into a staging folder and hashed again as they are
    written; a delta's tombstones and changed records must name the digests the state
-   holds, and the rebuilt state must have the record set and counts the exporter
+   holds. The new state hard-links the shards the delta does not touch and rewrites
+   the others (:mod:`stella.mirror.patch`; a whole rebuild, :mod:`stella.mirror.rebuild`,
+   when shard counts change), and it must have the record set and counts the exporter
    signed. Only then does ``current`` move.
 
 ``dry_run`` stops after step 2 and reports what would be added, changed and removed.
@@ -52,6 +54,7 @@ from stella.errors import (
     UsageError,
 )
 from stella.guards.streams import iter_lines, open_decompressed
+from stella.mirror.patch import patch_state
 from stella.mirror.rebuild import write_sorted
 from stella.mirror.state import (
     STATE_SCHEMA,
@@ -375,6 +378,12 @@ def _apply_delta(
             "a change of changes.jsonl.zst has no record line", details={"file": CHANGES_PATH}
         )
     _check_old_digests(state, changes)
+    per_shard = int(manifest.get("options", {}).get("recordsPerShard", 250_000))
+    old_contents = [ContentEntry.from_json(c) for c in state.value["contents"]]
+    patched = patch_state(state.path, old_contents, changes, carried, staging, records_per_shard=per_shard)
+    if patched is not None:
+        return patched
+    shutil.rmtree(staging, ignore_errors=True)  # a partial patch: rebuild from scratch
     drop = {key for key, c in changes.items() if c.op != ADD}
     runs.mkdir()
 
@@ -390,7 +399,6 @@ def _apply_delta(
         for key in sorted(carried):
             yield from items_of_line(carried[key], where="delta")
 
-    per_shard = int(manifest.get("options", {}).get("recordsPerShard", 250_000))
     return write_sorted(items(), temp_dir=str(runs), out_root=str(staging), records_per_shard=per_shard)
 
 

@@ -25,7 +25,7 @@ from croniter import croniter
 
 from stella.schedules.model import CatchUp, CronTrigger, EventTrigger, OnceTrigger, Trigger
 
-__all__ = ["DEFAULT_GRACE", "Due", "Event", "next_slot", "plan_events", "plan_time", "slot_key"]
+__all__ = ["DEFAULT_GRACE", "Due", "Event", "is_slot", "next_slot", "plan_events", "plan_time", "slot_key"]
 
 DEFAULT_GRACE = timedelta(seconds=60)
 # Counting missed slots is only for the record: an every-minute cron down for a year
@@ -57,6 +57,13 @@ class Event:
 def slot_key(kind: str, moment: datetime) -> str:
     """``cron:2026-12-07T02:00:00Z``: the same text on every instance for the same slot."""
     return f"{kind}:{moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def is_slot(trigger: CronTrigger | OnceTrigger, moment: datetime) -> bool:
+    """Whether ``moment`` is one of the trigger's slots (a cron match in its zone, to the second)."""
+    if isinstance(trigger, OnceTrigger):
+        return moment == trigger.at
+    return moment.second == 0 and _previous_slot(trigger, moment) == moment.astimezone(UTC)
 
 
 def _previous_slot(trigger: CronTrigger, now: datetime) -> datetime:

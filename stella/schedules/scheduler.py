@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stella.errors import StellaError, UsageError
-from stella.schedules.model import EventTrigger, Schedule, format_time
-from stella.schedules.planning import DEFAULT_GRACE, Due, plan_events, plan_time, slot_key
+from stella.schedules.model import EventTrigger, OnceTrigger, Schedule, format_time
+from stella.schedules.planning import DEFAULT_GRACE, Due, is_slot, plan_events, plan_time, slot_key
 from stella.schedules.store import Fire, ScheduleStore
 
 __all__ = ["Launch", "Launcher", "Scheduler", "event_names", "record_ingest", "record_webhook"]
@@ -121,6 +121,38 @@ class Scheduler:
         fire = Fire(tenant, name, slot_key("manual", now), now, now, self._instance)
         if not self._store.claim(fire):
             raise UsageError(f"schedule {name!r} was already run at {format_time(now)}")
+        launch = Launch(schedule, fire)
+        self.launch(launch)
+        return launch
+
+    def run_slot(self, tenant: str, name: str, slot: datetime) -> Launch:
+        """Fire one given slot of a cron or one-off schedule, for an external orchestrator (Airflow).
+
+        The claim uses the key the embedded scheduler derives for the same slot, so the slot
+        fires once whoever launches it, and a late launch is recorded as late.
+
+        Raises:
+            UsageError: the schedule is paused or event-triggered, ``slot`` is not one of its
+                slots, or the slot was already fired (by any instance).
+        """
+        schedule = self._store.get(tenant, name)
+        details = {"tenant": tenant, "schedule": name, "slot": format_time(slot)}
+        if schedule.paused:
+            raise UsageError(f"schedule {name!r} is paused: its slots do not fire", details=details)
+        trigger = schedule.trigger
+        if isinstance(trigger, EventTrigger):
+            raise UsageError(f"schedule {name!r} fires on events, not at slots", details=details)
+        if not is_slot(trigger, slot):
+            raise UsageError(f"{format_time(slot)} is not a slot of schedule {name!r}", details=details)
+        now = self._clock()
+        key = slot_key("at" if isinstance(trigger, OnceTrigger) else "cron", slot)
+        fire = Fire(tenant, name, key, slot, now, self._instance, late=now - slot > self._grace)
+        if not self._store.claim(fire):
+            fired = self._store.fire(tenant, name, key)
+            raise UsageError(
+                f"slot {key} of schedule {name!r} was already fired by {fired.instance} ({fired.status})",
+                details={**details, "instance": fired.instance, "status": fired.status},
+            )
         launch = Launch(schedule, fire)
         self.launch(launch)
         return launch

@@ -40,7 +40,7 @@ class Fire:
     instance: str
     late: bool = False
     missed: int = 0
-    status: str = "launched"  # launched | succeeded | failed | cancelled | expired (a service run's)
+    status: str = "launched"  # launched | succeeded | failed | cancelled (a service run's)
     result: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -91,7 +91,7 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise RemoteApiError("ERR_EXPORT_REMOTE", f"cannot reach the server: {exc}") from exc
         _raise_for(response)
-        return response.json()
+        return response.json() if response.content else None
 
     def profiles(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/profiles")
@@ -109,6 +109,26 @@ class ApiClient:
     def runs(self, **query: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/runs", params={k: v for k, v in query.items() if v})
         return result
+
+    def schedules(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/schedules")["items"]
+        return result
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/schedules/{name}")
+        return result
+
+    def create_schedule(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", "/schedules", json=dict(body))
+        return result
+
+    def schedule_action(self, name: str, action: str) -> dict[str, Any]:
+        """``pause`` and ``resume`` answer the schedule; ``run`` answers the fired slot."""
+        result: dict[str, Any] = self._json("POST", f"/schedules/{name}/{action}")
+        return result
+
+    def delete_schedule(self, name: str) -> None:
+        self._json("DELETE", f"/schedules/{name}")
 
     def events(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Follow a run's SSE stream to its end, reconnecting with Last-Event-ID if it drops."""

@@ -59,10 +59,13 @@ class ServiceConfig:
 
     def __post_init__(self) -> None:
         # The CLI's check, at start-up: a worker must not find out per run that Dataflow
-        # or Flink options it was given can never work.
-        from runners.remote import check_remote_runner
+        # or Flink options it was given can never work. Without Beam flags the runner is
+        # the local one and there is nothing to check (nor Beam to import, a second of CPU
+        # for `stella ledger ingest`, which reads this config to notify schedules).
+        if self.beam_args:
+            from runners.remote import check_remote_runner
 
-        check_remote_runner(self.beam_args, staging=self.staging, ledger=self.ledger_root)
+            check_remote_runner(self.beam_args, staging=self.staging, ledger=self.ledger_root)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServiceConfig:

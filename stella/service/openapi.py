@@ -185,14 +185,46 @@ def _schemas() -> dict[str, Any]:
         },
         "Schedule": {
             "type": "object",
-            "required": ["name", "tenant", "profile", "trigger", "paused", "fires"],
+            "required": ["name", "tenant", "profile", "trigger", "paused", "nextSlot", "fires"],
             "properties": {
                 "name": {"type": "string"},
                 "tenant": {"type": "string"},
                 "profile": {"type": "string"},
                 "trigger": {"type": "object"},
                 "paused": {"type": "boolean"},
-                "fires": {"type": "array", "items": {"type": "object"}},
+                "nextSlot": {"type": ["string", "null"], "description": "next cron or one-off instant (UTC)"},
+                "fires": {"type": "array", "items": _ref("Fire")},
+            },
+        },
+        "Fire": {
+            "type": "object",
+            "description": "A fired slot; a slot the service launched shows its run's state "
+            "(launched while queued or running, then the run's outcome; failed if a target failed)",
+            "required": ["schedule", "tenant", "key", "slot", "firedAt", "status", "result"],
+            "properties": {
+                "schedule": {"type": "string"},
+                "tenant": {"type": "string"},
+                "key": {"type": "string"},
+                "slot": {"type": "string"},
+                "firedAt": {"type": "string"},
+                "status": {
+                    "type": "string",
+                    "enum": ["launched", "succeeded", "failed", "cancelled"],
+                },
+                "result": {
+                    "type": "object",
+                    "properties": {
+                        "runId": {"type": "string"},
+                        "runStatus": {"type": "string"},
+                        "exportId": {"type": "string"},
+                        "targets": {"type": "array", "items": {"type": "object"}},
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        },
+                    },
+                },
             },
         },
         "Run": {
@@ -446,9 +478,18 @@ def openapi_document() -> dict[str, Any]:
         ),
         "/api/export/schedules": {
             "get": _op(
-                "the tenant's schedules with their latest fired slots",
+                "the tenant's schedules: next slot, latest fired slots with their runs' outcomes",
                 "export:read",
-                {"200": _json("schedules", {"type": "object"})},
+                {
+                    "200": _json(
+                        "schedules",
+                        {
+                            "type": "object",
+                            "required": ["items"],
+                            "properties": {"items": {"type": "array", "items": _ref("Schedule")}},
+                        },
+                    )
+                },
                 operation_id="listSchedules",
             ),
             "post": _op(
@@ -464,7 +505,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/export/schedules/{name}": {
             "get": _op(
-                "one schedule and its latest fired slots",
+                "one schedule, its next slot and latest fired slots with their runs' outcomes",
                 "export:read",
                 {"200": _json("schedule", _ref("Schedule")), **_NOT_FOUND},
                 parameters=[_NAME],
@@ -482,7 +523,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "fire the schedule now: a queued run with its targets",
                 "export:run",
-                {"202": _json("the fired slot (its result names the run)", {"type": "object"}), **_NOT_FOUND},
+                {"202": _json("the fired slot (its result names the run)", _ref("Fire")), **_NOT_FOUND},
                 parameters=[_NAME],
                 operation_id="runScheduleNow",
             )

@@ -2,9 +2,9 @@
 
 Off by default: without configuration the OpenTelemetry API hands out no-op spans, so
 an offline CLI run sends nothing anywhere. ``STELLA_OTEL_EXPORTER`` switches the SDK on
-(``console`` for a local look, ``otlp`` for a collector -- its endpoint from the
-standard ``OTEL_EXPORTER_OTLP_*`` variables, and subject to the egress allowlist like
-every other destination). Tests install a provider with an in-memory exporter through
+(``console`` for a local look, ``otlp`` for a collector over OTLP/HTTP protobuf -- its
+endpoint from the standard ``OTEL_EXPORTER_OTLP_*`` variables, and checked against the
+egress allowlist like every other destination, before any span is sent). Tests install a provider with an in-memory exporter through
 :func:`use_provider` rather than the process-global one, so several tests (and the
 service's apps) can each capture their own spans.
 
@@ -16,7 +16,8 @@ Spans that Beam workers open (read, adapt, write) join the run's trace through a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "carrier",
     "configure_from_env",
     "current_ids",
+    "otlp_endpoint",
     "span",
     "stage_span",
     "trace_id",
@@ -55,6 +57,7 @@ _WORKER_CONFIGURED = False
 TraceContext = tuple[tuple[str, str], ...] | Mapping[str, str]
 """W3C trace-context headers (``traceparent``), as pairs so a frozen request can carry them."""
 _PROPAGATOR = TraceContextTextMapPropagator()
+_OTLP_DEFAULT_BASE = "http://localhost:4318"
 
 
 def use_provider(provider: TracerProvider | None) -> TracerProvider | None:
@@ -69,11 +72,17 @@ def tracer() -> Tracer:
     return provider.get_tracer("stella.export")
 
 
-def configure_from_env(environ: Mapping[str, str] | None = None) -> None:
+def configure_from_env(
+    environ: Mapping[str, str] | None = None, *, egress: Callable[[str, int | None], None] | None = None
+) -> None:
     """Install an SDK provider when ``STELLA_OTEL_EXPORTER`` asks for one (none by default).
 
+    ``egress(host, port)`` vets the OTLP collector before anything is sent (the CLI passes
+    the egress allowlist's check; Beam workers inherit a destination their driver vetted).
+
     Raises:
-        UsageError: an unknown exporter name.
+        UsageError: an unknown exporter name or a malformed OTLP endpoint.
+        EgressDeniedError: (from ``egress``) the collector's host is not allowed.
     """
     env = os.environ if environ is None else environ
     name = env.get(EXPORTER_ENV, "").strip().lower()
@@ -93,12 +102,36 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> None:
             raise UsageError(
                 f"{EXPORTER_ENV}=otlp needs opentelemetry-exporter-otlp-proto-http installed"
             ) from exc
-        exporter = OTLPSpanExporter()
+        endpoint = otlp_endpoint(env)
+        if egress is not None:
+            parts = urllib.parse.urlsplit(endpoint)
+            egress(parts.hostname or "", parts.port)
+        exporter = OTLPSpanExporter(endpoint=endpoint)
     else:
         raise UsageError(f"{EXPORTER_ENV}={name!r}: one of none, console, otlp")
     provider = SdkProvider(resource=Resource.create({"service.name": "stella-export"}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     use_provider(provider)
+
+
+def otlp_endpoint(env: Mapping[str, str]) -> str:
+    """The OTLP/HTTP traces URL, resolved as the exporter would resolve it.
+
+    The signal-specific variable, else the base endpoint plus ``/v1/traces``, else the
+    local collector. Resolved here and handed to the exporter, so that the host the egress
+    check vets is the host the spans go to.
+
+    Raises:
+        UsageError: not an http(s) URL with a host.
+    """
+    url = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if not url:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or _OTLP_DEFAULT_BASE
+        url = base.rstrip("/") + "/v1/traces"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"OTLP endpoint {url!r} is not an http(s) URL", details={"endpoint": url})
+    return url
 
 
 @contextmanager

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from stella.adapters.mirror.delta import REMOVE, Change
+from stella.adapters.mirror.items import items_of_line
+from stella.adapters.mirror.records import key_of_envelope, line_digest
+from stella.bundle.manifest import ContentEntry
 from stella.mirror.importer import state_lines
+from stella.mirror.patch import patch_state
+from stella.mirror.rebuild import write_sorted
+from stella.mirror.state import current_state
 from tests.integration.mirror_fixtures import NOW, MirrorHistory, mirror_digest, mirror_import
 from tests.support import export, stella_cli, tree_digests
 
@@ -236,3 +244,29 @@ def test_ledger_round_trip_gives_the_same_json_raw_export(
         check=True,
     )  # fmt: skip
     assert json.loads(again.stdout)["added"] == 0
+
+
+def test_a_delta_rewrites_only_the_shards_it_touches(chained: dict[str, Path], tmp_path: Path) -> None:
+    """Removing one advisory: the advisory shard and the indexes it appears in are rewritten, the SBOM and VEX
+    shards are hard links to the old state's files, and the result is the bytes of a rebuild from all records."""
+    state = current_state(chained["full0"])
+    assert state is not None
+    contents = [ContentEntry.from_json(c) for c in state.value["contents"]]
+    per_shard = int(state.value["recordsPerShard"])
+    lines = {key_of_envelope(json.loads(line)): line for _where, line in state_lines(state.path)}
+    gone = next(key for key in sorted(lines) if key.startswith(b"advisory\x00"))
+    changes = {gone: Change(gone, REMOVE, None, line_digest(lines[gone]))}
+    patched = patch_state(
+        state.path, contents, changes, {}, tmp_path / "patched", records_per_shard=per_shard
+    )
+    assert patched is not None  # the proportional path, not the fallback rebuild
+    (tmp_path / "runs").mkdir()
+    rebuilt = write_sorted(
+        (item for key, line in lines.items() if key != gone for item in items_of_line(line, where="state")),
+        temp_dir=str(tmp_path / "runs"), out_root=str(tmp_path / "rebuilt"), records_per_shard=per_shard,
+    )  # fmt: skip
+    assert patched == rebuilt
+    assert tree_digests(tmp_path / "patched") == tree_digests(tmp_path / "rebuilt")
+    linked = {e.path for e in patched if os.path.samefile(tmp_path / "patched" / e.path, state.path / e.path)}
+    assert {p.split("/")[2] for p in linked} >= {"sboms", "vex"}
+    assert not any(p.startswith(("data/raw/advisories/", "data/indexes/records/")) for p in linked)

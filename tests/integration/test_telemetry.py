@@ -1,20 +1,27 @@
-"""Traces of a CLI run, captured with the OpenTelemetry SDK's in-memory exporter."""
+"""Traces of CLI and service runs: the SDK's in-memory exporter, and the real OTLP/HTTP exporter to a collector."""
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stella.cli import main
 from stella.telemetry.tracing import SPAN_NAMES, use_provider
-from tests.support import ingest, preserved_logging
+from tests.support import ingest, preserved_logging, stella_cli
 
 
 @pytest.fixture()
@@ -115,3 +122,112 @@ def test_a_service_run_is_one_trace_with_every_stage(
     result, _ = _export(config, store, lease.run, "tracing-test")
     assert result["targets"][0]["status"] == "published"
     assert_one_run_tree(spans.get_finished_spans(), publishes=1)
+
+
+class OtlpReceiver:
+    """A tiny OTLP/HTTP collector on 127.0.0.1: decodes each ExportTraceServiceRequest it is sent."""
+
+    def __init__(self) -> None:
+        received = self.requests = list[tuple[str, str, ExportTraceServiceRequest]]()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                received.append((self.path, self.headers.get("Content-Type", ""), request))
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def receiver() -> Iterator[OtlpReceiver]:
+    running = OtlpReceiver()
+    yield running
+    running.close()
+
+
+def test_a_cli_run_exports_its_trace_over_otlp_to_a_collector(
+    receiver: OtlpReceiver, shared_data: Path, tmp_path: Path
+) -> None:
+    """The real OTLP/HTTP exporter in a separate CLI process: one parented trace reaches the collector."""
+    ledger = tmp_path / "ledger"
+    ingest(ledger, shared_data / "vex")
+    env = {"STELLA_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+           "STELLA_LOG_FORMAT": "json"}  # fmt: skip
+    ran = stella_cli(
+        "export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", str(ledger),
+        "--out", str(tmp_path / "out"), "--target", f"file://{tmp_path / 'a'}",
+        "--target", f"file://{tmp_path / 'b'}", "--json", env=env, check=True,
+    )  # fmt: skip
+    assert receiver.requests, "the exporter sent nothing"
+    assert {(path, kind) for path, kind, _ in receiver.requests} == {("/v1/traces", "application/x-protobuf")}
+    spans = []
+    for _, _, request in receiver.requests:
+        for resource_spans in request.resource_spans:
+            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            assert resource["service.name"] == "stella-export"
+            spans += [s for scope in resource_spans.scope_spans for s in scope.spans]
+    names = Counter(s.name for s in spans)
+    assert set(names) == set(SPAN_NAMES), names
+    assert (names["export.run"], names["export.plan"], names["export.sign"], names["export.publish"]) == (
+        1,
+        1,
+        1,
+        2,
+    )
+    (root,) = [s for s in spans if s.name == "export.run"]
+    assert root.parent_span_id == b""
+    for child in spans:
+        assert child.trace_id == root.trace_id, child.name
+        if child is not root:
+            assert child.parent_span_id == root.span_id, child.name
+            assert root.start_time_unix_nano <= child.start_time_unix_nano, child.name
+            assert child.end_time_unix_nano <= root.end_time_unix_nano, child.name
+    targets = sorted(
+        a.value.string_value
+        for s in spans
+        if s.name == "export.publish"
+        for a in s.attributes
+        if a.key == "stella.target"
+    )
+    assert targets == [f"file://{tmp_path / 'a'}", f"file://{tmp_path / 'b'}"]
+    logged = [json.loads(line) for line in ran.stderr.splitlines() if line.startswith("{")]
+    assert {line["traceId"] for line in logged if line.get("event") == "publish"} == {root.trace_id.hex()}
+
+
+def test_an_otlp_collector_off_the_allowlist_is_refused_before_the_run(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A collector is egress like any target: exit 8 and not one connection, until it is allowed."""
+    from tests.integration.test_distribution import Listener
+
+    denied = Listener()
+    env = {
+        "STELLA_OTEL_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{denied.host}:{denied.port}",
+    }
+    ran = stella_cli("export", "run", "--tenant", "acme", "--profile", "json:raw",
+                     "--ledger", str(tmp_path / "ledger"), "--out", str(tmp_path / "out"), env=env)  # fmt: skip
+    assert ran.returncode == 8 and "ERR_EXPORT_EGRESS_DENIED" in ran.stderr and "127.0.0.2" in ran.stderr, (
+        ran.stderr
+    )
+    assert denied.close() == [] and not (tmp_path / "out").exists()

@@ -40,8 +40,36 @@ from transforms.joins import PARTITIONS, JoinBucketFn, KeyJoin
 POLICY_ = parse_policy(POLICY)
 
 
+def _os_documents() -> list[Any]:
+    """A Debian 12 image SBOM and Debian advisories: OS packages go through the same joins."""
+    sbom = {
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "serialNumber": "urn:uuid:dddddddd-0000-4000-8000-0000000000d1",
+        "metadata": {"component": {"type": "container", "name": "image", "bom-ref": "image"}},
+        "components": [
+            {"type": "operating-system", "name": "debian", "version": "12.5", "bom-ref": "os"},
+            {"type": "library", "name": "openssl", "bom-ref": "o",
+             "purl": "pkg:deb/debian/openssl@3.0.11-1~deb12u2?distro=debian-12.5"},
+            {"type": "library", "name": "bsdutils", "bom-ref": "b",
+             "purl": "pkg:deb/debian/bsdutils@1%3A2.38.1-5%2Bdeb12u1?distro=debian-12.5",
+             "properties": [{"name": "aquasecurity:trivy:SrcName", "value": "util-linux"},
+                            {"name": "aquasecurity:trivy:SrcVersion", "value": "2.38.1"},
+                            {"name": "aquasecurity:trivy:SrcRelease", "value": "5+deb12u1"}]},
+        ],
+    }  # fmt: skip
+
+    def dsa(vid: str, name: str, fixed: str) -> dict[str, Any]:
+        events = [{"introduced": "0"}, {"fixed": fixed}]
+        return {"id": vid, "modified": "2026-01-01T00:00:00Z",
+                "affected": [{"package": {"ecosystem": "Debian:12", "name": name},
+                              "ranges": [{"type": "ECOSYSTEM", "events": events}]}]}  # fmt: skip
+
+    return [sbom, dsa("DSA-9001", "openssl", "3.0.13-1~deb12u1"), dsa("DSA-9002", "util-linux", "1:2.38.1-5+deb12u1"),
+            dsa("DSA-9003", "openssl", "3.0.11-1~deb12u1")]  # fmt: skip
+
+
 def _records() -> list[LedgerRecord]:
-    docs: list[Any] = [*advisories(), sbom_a(), sbom_b(), *vex_documents().values()]
+    docs: list[Any] = [*advisories(), sbom_a(), sbom_b(), *vex_documents().values(), *_os_documents()]
     return [
         to_record(
             json.dumps(doc).encode(), tenant="acme", source=f"doc{i}", ingested_at="2026-06-15T00:00:00Z"
@@ -96,7 +124,8 @@ BASELINE = findings([RECORDS], random.Random(0))
 
 
 def test_the_baseline_holds_the_scenarios_findings() -> None:
-    assert len(BASELINE) == 2 * 6  # each finding as a JSON-lines item and a Parquet item
+    # each finding as a JSON-lines item and a Parquet item: the scenario's 6, and 2 OS ones (DSA-9001, DSA-9002)
+    assert len(BASELINE) == 2 * (6 + 2)
 
 
 @settings(max_examples=30, deadline=None)

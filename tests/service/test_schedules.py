@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import Counter
@@ -16,7 +17,7 @@ from stella.schedules.model import CatchUp, CronTrigger, EventTrigger, OnceTrigg
 from stella.schedules.planning import next_slot, plan_time, slot_key
 from stella.schedules.scheduler import Launch, Scheduler, record_ingest, record_webhook
 from stella.schedules.store import Fire
-from stella.service.store.schedules import SqlScheduleStore, open_schedule_store
+from stella.service.store.schedules import SqlScheduleStore, mirror_run, open_schedule_store
 from tests.service.conftest import new_database
 
 DAY = datetime(2026, 12, 7, tzinfo=UTC)
@@ -278,3 +279,70 @@ def test_next_slot_is_in_the_triggers_zone_and_none_when_nothing_is_planned() ->
     assert next_slot(once, winter) == once.at
     assert next_slot(once, once.at) is None  # already passed (or firing now)
     assert next_slot(EventTrigger("webhook"), winter) is None
+
+
+def test_a_service_slot_takes_its_runs_outcome_once_and_keeps_it() -> None:
+    fire = Fire(
+        "acme", "nightly", "manual:x", DAY, DAY, "service@a", status="succeeded", result={"runId": "r"}
+    )
+    ok = {"targets": [{"target": "file:///s", "kind": "file", "status": "published", "attempts": 1}]}
+    bad = {
+        "targets": [
+            {**ok["targets"][0], "status": "failed", "error": {"code": "ERR_EXPORT_REMOTE", "message": "no"}}
+        ]
+    }
+
+    def row(
+        status: str, result: dict[str, object] | None = None, error: str | None = None
+    ) -> dict[str, object]:
+        return {
+            "id": "r",
+            "status": status,
+            "export_id": "e",
+            "result": json.dumps(result or {}),
+            "error": error,
+        }
+
+    assert mirror_run(fire, None) is fire  # a slot the CLI launched keeps its own record
+    assert mirror_run(fire, row("queued")).status == mirror_run(fire, row("running")).status == "launched"
+    assert mirror_run(fire, row("succeeded", ok)).status == "succeeded"
+    expired = mirror_run(fire, row("expired", ok))  # the bundle expired later: the outcome stays
+    assert expired.status == "succeeded" and expired.result["runStatus"] == "expired"
+    refused = mirror_run(fire, row("succeeded", bad))
+    assert refused.status == "failed" and refused.result["error"]["code"] == "ERR_EXPORT_REMOTE"
+    assert "1 of 1 targets failed" in refused.result["error"]["message"]
+    error = json.dumps({"code": "ERR_EXPORT_PIPELINE", "message": "boom", "details": {}})
+    assert mirror_run(fire, row("failed", error=error)).result["error"]["code"] == "ERR_EXPORT_PIPELINE"
+    assert mirror_run(fire, row("cancelled")).status == "cancelled"
+
+
+def test_an_orchestrator_fires_a_given_slot_once_under_the_schedulers_own_key(
+    store: SqlScheduleStore,
+) -> None:
+    """``run-now --slot`` (what an Airflow DAG runs): the tick's key, so neither double-fires the other."""
+    store.create(schedule("nightly-paris", CronTrigger("0 2 * * *", "Europe/Paris")))
+    store.create(schedule("quarter", OnceTrigger(DAY + timedelta(hours=5))))
+    store.create(schedule("on-advisories", parse_event("ingest:advisory")))
+    launched: list[Launch] = []
+    clock = Clock(DAY + timedelta(hours=1, seconds=20))
+    airflow = Scheduler(store, clock=clock, instance="airflow", launcher=lambda x: launched.append(x) or {})
+    slot = DAY + timedelta(hours=1)  # 02:00 in Paris in December
+    launch = airflow.run_slot("acme", "nightly-paris", slot)
+    assert launch.fire.key == slot_key("cron", slot) and not launch.fire.late
+    # The embedded scheduler ticking at the same moment finds the slot claimed.
+    assert Scheduler(store, clock=clock, instance="tick").tick() == []
+    with pytest.raises(UsageError, match="already fired by airflow"):
+        airflow.run_slot("acme", "nightly-paris", slot)
+    for wrong in (slot + timedelta(minutes=1), slot + timedelta(hours=1), slot + timedelta(seconds=30)):
+        with pytest.raises(UsageError, match="not a slot"):
+            airflow.run_slot("acme", "nightly-paris", wrong)
+    clock.now = DAY + timedelta(days=1)
+    once = airflow.run_slot("acme", "quarter", DAY + timedelta(hours=5))
+    assert once.fire.key == slot_key("at", DAY + timedelta(hours=5)) and once.fire.late
+    with pytest.raises(UsageError, match="fires on events"):
+        airflow.run_slot("acme", "on-advisories", DAY)
+    store.set_paused("acme", "nightly-paris", True, clock.now)
+    with pytest.raises(UsageError, match="paused"):
+        airflow.run_slot("acme", "nightly-paris", DAY + timedelta(days=1, hours=1))
+    assert [x.fire.key for x in launched] == [launch.fire.key, once.fire.key]
+    assert store.fire("acme", "nightly-paris", launch.fire.key).instance == "airflow"

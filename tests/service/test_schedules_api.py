@@ -118,4 +118,14 @@ def test_a_fired_slot_mirrors_a_failed_publish_and_a_cancelled_run(service: Serv
         # A cancel can lose to a quick run, which then fails its target like the first one.
         expected = "cancelled" if cancelled["status"] == "cancelled" else "failed"
         assert latest["key"] == again["key"] and latest["status"] == expected
+        metrics = client.get("/metrics").text
         assert client.delete("/api/export/schedules/mirrored").status_code == 204
+    families = {family.name: family for family in text_string_to_metric_families(metrics)}
+    outcomes = {
+        s.labels["status"]: s.value
+        for s in families["exporter_schedule_fires"].samples
+        if s.labels["tenant"] == "acme"
+    }
+    assert outcomes.get("failed", 0) >= 1  # the metric counts slots by their runs' outcomes too
+    routes = {s.labels["route"] for s in families["exporter_http_request_duration_seconds"].samples}
+    assert "/api/export/schedules/{name}/run" in routes

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stella.canonical import canonical_document, sha256_digest
 from stella.documents import recognise
+from stella.documents.interface import normalize_time
 from stella.errors import InputError
 from stella.model import DocFormat, Kind
 
@@ -87,3 +90,34 @@ def test_linksets_hold_what_selectors_need(shared_data: Path) -> None:
 def test_malformed_documents_say_what_is_wrong(document: object, fragment: str) -> None:
     with pytest.raises(InputError, match=fragment):
         recognise(document, digest="sha256:" + "0" * 64)
+
+
+@settings(max_examples=400)
+@given(
+    st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?\Z", fullmatch=True)
+    | st.builds(
+        lambda moment, spec, extra: moment.isoformat(timespec=spec) + extra,
+        st.datetimes(),
+        st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+        st.sampled_from(["", "0", "999"]),
+    )
+)
+def test_utc_timestamps_read_as_the_general_parser_reads_them(stem: str) -> None:
+    # "...Z" takes the one-match path; "+00:00" the general one: same answer or same error
+    def outcome(text: str) -> str:
+        try:
+            return normalize_time(text, field="t") or ""
+        except InputError:
+            return "refused"
+
+    assert outcome(stem + "Z") == outcome(stem + "+00:00")
+
+
+def test_non_ascii_digits_are_not_a_timestamp() -> None:
+    with pytest.raises(InputError, match="RFC 3339"):
+        normalize_time("\u0662\u0660\u0662\u0665-01-01T00:00:00Z", field="t")
+
+
+def test_duplicate_keys_are_named_whatever_the_nesting() -> None:
+    with pytest.raises(InputError, match="duplicate key 'b'"):
+        canonical_document(b'{"a": {"c": 1, "b": 2, "b": 3}}')

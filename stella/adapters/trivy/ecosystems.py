@@ -27,10 +27,12 @@ __all__ = [
     "Ecosystem",
     "Placement",
     "Unplaceable",
+    "OsRelease",
     "ecosystem_of",
     "known_ecosystems",
     "language_ecosystems",
     "normalize_name",
+    "os_release",
     "place",
 ]
 
@@ -159,11 +161,16 @@ class _Distro:
     bucket: Callable[[str], str | None]  # release → bucket name, None when unusable
     source: DataSource
     scheme: Scheme
+    families: tuple[str, ...]  # Trivy's OS family names, which are also the purl namespaces
     needs_release: bool = True
     # Trivy's Debian, Ubuntu and Alpine detectors report an advisory with no FixedVersion
     # (every version affected); its Red Hat-family and Wolfi/Chainguard detectors compare
     # FixedVersion only, so an unfixed entry there would be written and never matched.
     reports_unfixed: bool = False
+    # Which detectors look advisories up by the source package's name, and compare the
+    # source package's version (Debian, Ubuntu, Alpine: both; Wolfi, Chainguard: name only).
+    source_name: bool = False
+    source_version: bool = False
 
 
 def _debian(release: str) -> str | None:
@@ -209,50 +216,94 @@ _DISTROS: tuple[_Distro, ...] = (
             "https://salsa.debian.org/security-tracker-team/security-tracker",
         ),
         Scheme.DPKG,
+        ("debian",),
         reports_unfixed=True,
+        source_name=True,
+        source_version=True,
     ),
     _Distro(
         "Alpine",
         _alpine,
         DataSource("alpine", "Alpine Secdb", "https://secdb.alpinelinux.org/"),
         Scheme.APK,
+        ("alpine",),
         reports_unfixed=True,
+        source_name=True,
+        source_version=True,
     ),
     _Distro(
         "Ubuntu",
         _ubuntu,
         DataSource("ubuntu", "Ubuntu CVE Tracker", "https://git.launchpad.net/ubuntu-cve-tracker"),
         Scheme.DPKG,
+        ("ubuntu",),
         reports_unfixed=True,
+        source_name=True,
+        source_version=True,
     ),
     _Distro(
         "Rocky Linux",
         _major("rocky"),
         DataSource("rocky", "Rocky Linux updateinfo", "https://download.rockylinux.org/pub/rocky/"),
         Scheme.RPM,
+        ("rocky",),
     ),
     _Distro(
         "AlmaLinux",
         _major("alma"),
         DataSource("alma", "AlmaLinux Product Errata", "https://errata.almalinux.org/"),
         Scheme.RPM,
+        ("alma", "almalinux"),
     ),
     _Distro(
         "Wolfi",
         _fixed("wolfi"),
         DataSource("wolfi", "Wolfi Secdb", "https://packages.wolfi.dev/os/security.json"),
         Scheme.APK,
+        ("wolfi",),
         False,
+        source_name=True,
     ),
     _Distro(
         "Chainguard",
         _fixed("chainguard"),
         DataSource("chainguard", "Chainguard Secdb", "https://packages.cgr.dev/chainguard/security.json"),
         Scheme.APK,
+        ("chainguard",),
         False,
+        source_name=True,
     ),
 )
 _DISTRO_BY_OSV = {d.osv.lower(): d for d in _DISTROS}
+_DISTRO_BY_FAMILY = {family: d for d in _DISTROS for family in d.families}
+
+
+@dataclass(frozen=True, slots=True)
+class OsRelease:
+    """An installed OS as Trivy's detector for it sees it: bucket and version scheme."""
+
+    ecosystem: str  # OSV ecosystem name without the release ("Debian", "Rocky Linux")
+    bucket: str
+    scheme: Scheme
+    source_name: bool  # advisories are looked up by the source package's name
+    source_version: bool  # ... and compared with the source package's version
+
+
+def os_release(family: str, release: str) -> OsRelease | None:
+    """The bucket an OS package of ``family`` ``release`` is looked up in, as Trivy 0.76 does.
+
+    ``family`` is Trivy's OS family name (a CycloneDX operating-system component's name,
+    or a purl namespace); ``release`` the OS version ("12.5", "3.19.1", "22.04"), cut to
+    the bucket's precision by the same functions that place OSV records, so a component
+    and an advisory of one release always meet. None for an OS no bucket serves.
+    """
+    distro = _DISTRO_BY_FAMILY.get(family.lower())
+    if distro is None or (distro.needs_release and not release):
+        return None
+    bucket = distro.bucket(release)
+    if bucket is None:
+        return None
+    return OsRelease(distro.osv, bucket, distro.scheme, distro.source_name, distro.source_version)
 
 
 # --- placement -------------------------------------------------------------------------

@@ -10,8 +10,9 @@ written: one bad version must not silently disable the rest of an advisory.
 
 OSV evaluates events after sorting them by version. :func:`version_key` is the one
 ordering of each scheme in this project (PEP 440 through ``packaging``, SemVer 2.0 by its
-precedence rules, go-version's dotted numbers with pre-releases, Maven, RubyGems and the
-dpkg/apk/rpm schemes through ``univers``): events are swept in that order here, and the
+precedence rules, go-version's dotted numbers with pre-releases, Maven, RubyGems, dpkg
+and rpm through ``univers``, apk by apk-tools' own token rules): events are swept in that
+order here, and the
 findings matcher (:mod:`stella.findings.match`) compares installed versions with it, so
 a Trivy DB and a json:policy export can never disagree about which version is newer.
 OS ranges are not re-ordered for the Trivy DB (its OS detectors compare one fixed
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
+from univers import maven
 
 __all__ = [
+    "ApkVersion",
     "Interval",
     "RangeResult",
     "Scheme",
@@ -224,14 +227,171 @@ def _univers(cls_name: str) -> Callable[[str], Any]:
     return key
 
 
+class _MavenOrder(maven.Version):
+    """Maven's ComparableVersion as Maven 3.6.3+ and Trivy's go-mvn-version order it.
+
+    univers' port predates MNG-6964: a sub-list compared with "nothing" looks at its first
+    item only, so ``3.24.1-GA.1`` (sub-list ``["", 1]``) equals ``3.24.1-GA``. Maven now
+    compares every item with null, which puts ``-GA.1`` after ``-GA``; only that rule is
+    replaced here, the parsing and every other comparison stay univers'.
+    """
+
+    def _list_compare(self, items: Any, other: Any) -> int:
+        if other is None:
+            for item in items:
+                result = int(self._compare(item, None))  # type: ignore[no-untyped-call]
+                if result:
+                    return result
+            return 0
+        return int(super()._list_compare(items, other))  # type: ignore[no-untyped-call]
+
+
+@functools.lru_cache(maxsize=65536)
+def _maven_key(raw: str) -> _MavenOrder | None:
+    try:
+        return _MavenOrder(raw)  # type: ignore[no-untyped-call]
+    except Exception:  # the parser raises ValueError or TypeError on odd input
+        return None
+
+
+# apk-tools' version grammar, token by token (apk's version.c; Trivy: knqyf263/go-apk-version).
+# No Python library orders apk versions: univers reads them as Gentoo versions, which
+# rejects the post-release suffixes Alpine ships (``musl 1.2.4_git20230717-r4``). Token
+# kinds in apk's order -- a version that ends where the other goes on is older unless the
+# other continues with a pre-release suffix.
+_DIGIT_OR_ZERO, _DIGIT, _LETTER, _SUFFIX, _SUFFIX_NO, _REVISION_NO, _END = range(7)
+_INVALID = -1
+_PRE_SUFFIXES = ("alpha", "beta", "pre", "rc")  # -4 .. -1
+_POST_SUFFIXES = ("cvs", "svn", "git", "hg", "p")  # 0 .. 4
+
+
+def _apk_next(raw: str, at: int, kind: int) -> tuple[int, int]:
+    """The kind of the token after a ``kind`` token, and where it starts."""
+    if at >= len(raw):
+        return _END, at
+    char = raw[at]
+    if kind in (_DIGIT, _DIGIT_OR_ZERO) and char.islower():
+        found = _LETTER
+    elif kind == _LETTER and char in "0123456789":
+        found = _DIGIT
+    elif kind == _SUFFIX and char in "0123456789":
+        found = _SUFFIX_NO
+    elif char == ".":
+        found, at = _DIGIT_OR_ZERO, at + 1
+    elif char == "_":
+        found, at = _SUFFIX, at + 1
+    elif char == "-":  # "-r": the letter after the dash is skipped unread, as apk does
+        found, at = (_REVISION_NO, at + 2) if at + 1 < len(raw) else (_INVALID, at)
+    else:
+        found = _INVALID
+    if found < kind and not (
+        (found == _DIGIT_OR_ZERO and kind == _DIGIT)
+        or (found == _SUFFIX and kind == _SUFFIX_NO)
+        or (found == _DIGIT and kind == _LETTER)
+    ):
+        return _INVALID, at
+    return found, at
+
+
+def _apk_digits(raw: str, at: int) -> tuple[int, int]:
+    end = at
+    while end < len(raw) and raw[end] in "0123456789":
+        end += 1
+    return (int(raw[at:end]) if end > at else 0), end
+
+
+def _apk_tokens(raw: str) -> tuple[tuple[int, int], ...]:
+    """(value, kind of the next token) for each token, ending with kind END or INVALID."""
+    out: list[tuple[int, int]] = []
+    kind, at = _DIGIT, 0
+    while kind not in (_END, _INVALID):
+        after: int | None = None
+        if kind == _DIGIT_OR_ZERO and raw.startswith("0", at):
+            zeros = len(raw[at:]) - len(raw[at:].lstrip("0"))  # leading zeros sort as negative
+            value, at, after = -zeros, at + zeros, _DIGIT
+        elif kind in (_DIGIT_OR_ZERO, _DIGIT, _SUFFIX_NO, _REVISION_NO):
+            value, at = _apk_digits(raw, at)
+        elif kind == _LETTER:
+            value, at = ord(raw[at]), at + 1
+        else:  # _SUFFIX
+            name = next((s for s in (*_PRE_SUFFIXES, *_POST_SUFFIXES) if raw.startswith(s, at)), None)
+            if name is None:
+                out.append((-1, _INVALID))
+                break
+            value = (
+                _PRE_SUFFIXES.index(name) - len(_PRE_SUFFIXES)
+                if name in _PRE_SUFFIXES
+                else _POST_SUFFIXES.index(name)
+            )
+            at += len(name)
+        if at >= len(raw):
+            kind = _END
+        elif after is not None:
+            kind = after
+        else:
+            kind, at = _apk_next(raw, at, kind)
+        out.append((value, kind))
+    return tuple(out)
+
+
+@functools.total_ordering
+class ApkVersion:
+    """An apk package version, ordered as ``apk version -t`` (and Trivy's Alpine detector) order it."""
+
+    __slots__ = ("raw", "_tokens")
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        self._tokens = _apk_tokens(raw)
+
+    @property
+    def valid(self) -> bool:
+        return self._tokens[-1][1] == _END
+
+    def _compare(self, other: ApkVersion) -> int:
+        a, b = self._tokens, other._tokens
+        index, (av, at), (bv, bt) = 0, (0, _DIGIT), (0, _DIGIT)
+        while at == bt and at not in (_END, _INVALID) and av == bv:
+            (av, at), (bv, bt) = a[index], b[index]
+            index += 1
+        if av != bv:
+            return -1 if av < bv else 1
+        if at == bt:
+            return 0
+        # Equal so far: the longer one is newer, unless it goes on with a pre-release suffix.
+        if at == _SUFFIX and a[index][0] < 0:
+            return -1
+        if bt == _SUFFIX and b[index][0] < 0:
+            return 1
+        return -1 if at > bt else 1 if at < bt else 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApkVersion) and self._compare(other) == 0
+
+    def __lt__(self, other: ApkVersion) -> bool:
+        return self._compare(other) < 0
+
+    def __hash__(self) -> int:
+        return hash(self._tokens)
+
+    def __repr__(self) -> str:
+        return f"ApkVersion({self.raw!r})"
+
+
+@functools.lru_cache(maxsize=65536)
+def _apk_key(raw: str) -> ApkVersion | None:
+    version = ApkVersion(raw)
+    return version if version.valid else None
+
+
 _KEYS: Mapping[Scheme, Callable[[str], Any]] = {
     Scheme.PEP440: _pep440_key,
     Scheme.NPM: _semver_key,
     Scheme.GENERIC: _generic_key,
-    Scheme.MAVEN: _univers("MavenVersion"),
+    Scheme.MAVEN: _maven_key,
     Scheme.RUBYGEMS: _univers("RubygemsVersion"),
     Scheme.DPKG: _univers("DebianVersion"),
-    Scheme.APK: _univers("AlpineLinuxVersion"),
+    Scheme.APK: _apk_key,
     Scheme.RPM: _univers("RpmVersion"),
 }
 

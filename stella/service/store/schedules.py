@@ -23,9 +23,11 @@ from stella.schedules.store import Cursor as ScheduleCursor
 from stella.schedules.store import Fire
 from stella.service.store.interface import RunStore
 from stella.service.store.sql import Cursor, SqlRunStore
+from stella.targets.distribute import failed
+from stella.targets.interface import TargetResult
 from stella.telemetry.metrics import DistributionStats
 
-__all__ = ["SCHEDULE_TABLES", "SqlScheduleStore", "open_schedule_store", "schedule_store_for"]
+__all__ = ["SCHEDULE_TABLES", "SqlScheduleStore", "mirror_run", "open_schedule_store", "schedule_store_for"]
 
 SCHEDULE_TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS export_schedules (
@@ -59,7 +61,7 @@ SCHEDULE_TABLES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS export_events_by_tenant ON export_events (tenant, id)",
 )
 _FIRE_COLUMNS = "tenant, name, key, slot, fired_at, instance, late, missed, status, result"
-_ENDED = ("succeeded", "failed", "cancelled", "expired")
+_OUTCOMES = {"succeeded": "succeeded", "expired": "succeeded", "failed": "failed", "cancelled": "cancelled"}
 _EVENTS_LOCK = "stella:export_events"  # serialises event ids (MAX + 1) across writers
 
 
@@ -72,14 +74,16 @@ def _time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def _mirror(fire: Fire, run: dict[str, Any] | None) -> Fire:
+def mirror_run(fire: Fire, run: dict[str, Any] | None) -> Fire:
     """A slot the service queued as a run, showing that run's state (final once it ends).
 
-    The status is the run's when it ended (``succeeded``, ``failed``, ``cancelled``,
-    ``expired``), ``launched`` while it is queued or running. A run that succeeded but
+    The status is the run's outcome once it ended (``succeeded``, ``failed``,
+    ``cancelled``; a run whose bundle later expired still succeeded, its ``runStatus``
+    says ``expired``), ``launched`` while it is queued or running. A run that succeeded but
     whose targets did not all publish makes the slot ``failed`` with the first target's
     error -- what a slot launched by ``stella export schedule tick`` records for the same
-    outcome, so every surface shows one state for one outcome.
+    outcome, so every surface shows one state for one outcome. An outcome never changes
+    once reached, which keeps the fired-slots counter monotonic.
     """
     if run is None:
         return fire  # launched by the CLI (its own result), or the run was pruned
@@ -88,19 +92,13 @@ def _mirror(fire: Fire, run: dict[str, Any] | None) -> Fire:
         result["exportId"] = run["export_id"]
     published = json.loads(run["result"] or "{}")
     error = json.loads(run["error"]) if run["error"] else None
-    targets = published.get("targets") or (error or {}).get("details", {}).get("targets") or []
+    targets = published.get("targets") or []
     if targets:
         result["targets"] = targets
-    status = run["status"] if run["status"] in _ENDED else "launched"
-    if error is None and status == "succeeded":
-        refused = [target for target in targets if target.get("status") == "failed"]
-        if refused:
-            status, error = "failed", dict(refused[0].get("error") or {})
-            error["message"] = (
-                f"{len(refused)} of {len(targets)} targets failed; first: "
-                + str(refused[0].get("target"))
-                + f": {error.get('message')}"
-            )
+    status = _OUTCOMES.get(run["status"], "launched")
+    refused = failed([TargetResult(**target) for target in targets]) if status == "succeeded" else None
+    if error is None and refused is not None:
+        status, error = "failed", {"code": refused.code, "message": refused.message, "details": {}}
     if error is not None:
         result["error"] = error
     return replace(fire, status=status, result=result)
@@ -294,7 +292,7 @@ class SqlScheduleStore:
             return [_fire(row) for row in cur.all()]
 
     def settled(self, fires: Sequence[Fire]) -> list[Fire]:
-        """``fires`` with each service-launched slot showing its run's state (see :func:`_mirror`).
+        """``fires`` with each service-launched slot showing its run's state (see :func:`mirror_run`).
 
         Read at query time from the runs table, so the slot can never disagree with its
         run whoever finished, cancelled, reaped or expired it.
@@ -309,7 +307,7 @@ class SqlScheduleStore:
                     ids,
                 )
                 runs = {(row["tenant"], row["id"]): row for row in cur.all()}
-        return [_mirror(fire, runs.get((fire.tenant, str(fire.result.get("runId"))))) for fire in fires]
+        return [mirror_run(fire, runs.get((fire.tenant, str(fire.result.get("runId"))))) for fire in fires]
 
     def overview(self, schedule: Schedule, now: datetime, limit: int = 10) -> dict[str, Any]:
         """A schedule as every surface shows it (API, CLI, Console): its settings, next slot,
@@ -350,7 +348,8 @@ class SqlScheduleStore:
         stats = DistributionStats()
         for fire in self.settled(self.fires(None, limit=None)):
             stats.lags.setdefault(fire.tenant, []).append(_lag(fire))
-            stats.fires[(fire.tenant, fire.status)] = stats.fires.get((fire.tenant, fire.status), 0) + 1
+            if fire.status != "launched":  # counted once it has its outcome: a counter never goes down
+                stats.fires[(fire.tenant, fire.status)] = stats.fires.get((fire.tenant, fire.status), 0) + 1
             if "runId" not in fire.result:  # a service run's targets are counted from its run below
                 stats.add_targets(fire.result.get("targets") or [])
         with self._runs._tx() as cur:
