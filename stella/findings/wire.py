@@ -17,7 +17,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
-from stella.adapters.trivy.ecosystems import Ecosystem
+from stella.adapters.trivy.ecosystems import OsRelease
 from stella.adapters.trivy.versions import Interval
 from stella.findings.advisories import Affected, Severity
 from stella.findings.components import Component
@@ -30,9 +30,9 @@ __all__ = ["decode", "encode"]
 _TYPES: tuple[type, ...] = (
     Affected,
     Component,
-    Ecosystem,
     Interval,
     Match,
+    OsRelease,
     PackageRef,
     Product,
     Severity,
