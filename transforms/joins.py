@@ -80,7 +80,7 @@ class JoinRuns(beam.PTransform):  # type: ignore[misc]
     """
 
     def __init__(
-        self, sides: Sequence[str], join: KeyJoin, *, temp_dir: str, batch_size: int = 50_000,
+        self, sides: Sequence[str], join: KeyJoin, *, temp_dir: str, batch_size: int = 20_000,
         context: Any = None,
     ) -> None:  # fmt: skip
         super().__init__()
