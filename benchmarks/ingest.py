@@ -2,6 +2,7 @@
 
     python -m benchmarks.ingest                       # ingest of the real advisories; generate 100,000
     python -m benchmarks.ingest --records 1000000     # generate at 1M (≈ 100 CPU s per run)
+    python -m benchmarks.ingest --repeat 5            # each ingest 5 times, the least CPU counts
 
 Ingest, on every ``.jsonl.zst`` of the shared ``data/advisories`` (9,689 real OSV records):
 
@@ -31,7 +32,6 @@ import resource
 import shutil
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.common import BIN, REPO, Measurement, measure, print_table, ratio_line
@@ -90,36 +90,41 @@ def _generator_floor(records: int) -> None:
     print(json.dumps({"documents": count}))
 
 
-def _ingest(work: Path) -> list[str]:
+def _best(name: str, command: list[str], *, items: int, repeat: int) -> Measurement:
+    """The run with the least CPU time of ``repeat``: on a shared machine, the least disturbed."""
+    return min((measure(name, command, items=items) for _ in range(repeat)), key=lambda m: m.cpu_seconds)
+
+
+def _ingest(work: Path, repeat: int) -> list[str]:
     files = sorted(str(p) for p in DATA.glob("*.jsonl.zst"))
     if not files:
         raise SystemExit(f"no advisories under {DATA} (set STELLA_SHARED)")
-    floor = measure(
-        "baseline: unzstd + json.loads + sha256",
-        [sys.executable, "-m", "benchmarks.ingest", "--child", "floor", *files],
-        items=0,
+    floor_command = [sys.executable, "-m", "benchmarks.ingest", "--child", "floor", *files]
+    documents = json.loads(measure("count", floor_command, items=0).output)["documents"]
+    floor = _best("baseline: unzstd + json.loads + sha256", floor_command, items=documents, repeat=repeat)
+    fresh_runs, again_runs = [], []
+    for attempt in range(repeat):
+        command = [str(BIN / "stella"), "ledger", "ingest", "--tenant", "bench", "--ledger",
+                   str(work / f"ingest-{attempt}"), "--ingested-at", T0, "--json", *files]  # fmt: skip
+        fresh_runs.append(measure("stella ledger ingest, fresh ledger", command, items=documents))
+        again_runs.append(measure("the same again (every digest known)", command, items=documents))
+    fresh = min(fresh_runs, key=lambda m: m.cpu_seconds)
+    again = min(again_runs, key=lambda m: m.cpu_seconds)
+    steady_command = [sys.executable, "-m", "benchmarks.ingest", "--child", "steady", *files]
+    steadies = [measure("in-process: both ingest_paths calls", steady_command, items=2 * documents)
+                for _ in range(repeat)]  # fmt: skip
+    inners = [json.loads(m.output) for m in steadies]
+    assert all(i["freshDocuments"] == i["againDocuments"] == documents for i in inners), inners
+    steady = min(steadies, key=lambda m: m.cpu_seconds)
+    title = (
+        f"ingest, {documents:,} real OSV documents in {len(files)} files (least CPU of {repeat} runs each)"
     )
-    documents = json.loads(floor.output)["documents"]
-    floor = replace(floor, items=documents)
-    command = [str(BIN / "stella"), "ledger", "ingest", "--tenant", "bench", "--ledger", str(work / "ingest"),
-               "--ingested-at", T0, "--json", *files]  # fmt: skip
-    fresh = measure("stella ledger ingest, fresh ledger", command, items=documents)
-    again = measure("the same again (every digest known)", command, items=documents)
-    steady = measure(
-        "in-process: both ingest_paths calls",
-        [sys.executable, "-m", "benchmarks.ingest", "--child", "steady", *files],
-        items=2 * documents,
-    )
-    inner = json.loads(steady.output)
-    assert inner["freshDocuments"] == inner["againDocuments"] == documents, inner
-    print_table(
-        f"ingest, {documents:,} real OSV documents in {len(files)} files", [floor, fresh, again, steady]
-    )
+    print_table(title, [floor, fresh, again, steady])
     per_cpu = [
         ("CLI, fresh", documents / fresh.cpu_seconds),
         ("CLI, again", documents / again.cpu_seconds),
-        ("ingest_paths, fresh", documents / inner["fresh"]),
-        ("ingest_paths, again", documents / inner["again"]),
+        ("ingest_paths, fresh", documents / min(i["fresh"] for i in inners)),
+        ("ingest_paths, again", documents / min(i["again"] for i in inners)),
         ("baseline", documents / floor.cpu_seconds),
     ]
     return [
@@ -164,10 +169,10 @@ def _generate(work: Path, records: int) -> list[str]:
     ]
 
 
-def run(records: int = 100_000) -> None:
+def run(records: int = 100_000, *, repeat: int = 3) -> None:
     work = Path(tempfile.mkdtemp(prefix="stella-bench-ingest-"))
     try:
-        lines = _ingest(work)
+        lines = _ingest(work, repeat)
         lines += _generate(work, records)
         print("\n".join(lines))
     finally:
@@ -179,6 +184,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=100_000, help="documents to generate")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="ingest runs of each kind; the least CPU counts"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -190,7 +198,7 @@ def main() -> None:
         else:
             _generator_floor(int(rest[0]))
         return
-    run(args.records)
+    run(args.records, repeat=args.repeat)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@ ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -> WriteSortedShards -> Ass
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from operator import itemgetter
+
 import apache_beam as beam
 
 from stella import storage
 from stella.adapters.jsonraw import jsonraw_items, shard_path
+from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.bundle.shards import write_jsonl_shard
 from stella.profiles import Profile, ProfileStatus
@@ -30,8 +34,8 @@ PROFILE = Profile(
 )
 
 
-def _write(root: str, path: str, pairs: object) -> object:
-    return write_jsonl_shard(root, path, (value for _key, value in pairs))  # type: ignore[attr-defined]
+def _write(root: str, path: str, pairs: Iterator[tuple[bytes, bytes]]) -> ContentEntry:
+    return write_jsonl_shard(root, path, map(itemgetter(1), pairs))
 
 
 def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
@@ -49,7 +53,7 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam
             temp_dir=storage.join(staging, RUNS_DIR),
             out_root=staging,
             path_for=shard_path,
-            writer=_write,  # type: ignore[arg-type]
+            writer=_write,
             records_per_shard=request.records_per_shard,
             trace=request.trace_context,
         )

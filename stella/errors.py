@@ -33,6 +33,7 @@ __all__ = [
     "PolicySnapshotRequiredError",
     "ProfileUnavailableError",
     "QuotaError",
+    "RangeNotSatisfiableError",
     "RemoteError",
     "SignatureError",
     "StellaError",
@@ -88,6 +89,12 @@ _SPECS: tuple[ErrorSpec, ...] = (
         "ERR_EXPORT_UNAUTHENTICATED", 15, 401, "no bearer token, or one that is expired, malformed or forged"
     ),
     ErrorSpec("ERR_EXPORT_NOT_READY", 16, 409, "the run has not published a bundle (yet, or ever)"),
+    ErrorSpec(
+        "ERR_EXPORT_RANGE_NOT_SATISFIABLE",
+        2,
+        416,
+        "the requested byte range starts beyond the end of the file (details.size gives its length)",
+    ),
     ErrorSpec(
         "ERR_EXPORT_POLICY_SNAPSHOT_REQUIRED",
         2,
@@ -232,6 +239,12 @@ class UnauthenticatedError(StellaError):
 
 class NotReadyError(StellaError):
     code = "ERR_EXPORT_NOT_READY"
+
+
+class RangeNotSatisfiableError(UsageError):
+    """A download ``Range`` past the end of the file (HTTP 416); a usage error for the CLI."""
+
+    code = "ERR_EXPORT_RANGE_NOT_SATISFIABLE"
 
 
 class PolicySnapshotRequiredError(UsageError):

@@ -192,6 +192,24 @@ def profile_options(
     return ("--option", f"policy-snapshot={json.loads(result.stdout)['snapshotId']}")
 
 
+def run_args(
+    ledger: Path | str, out: Path | str, *, tenant: str = "acme", profile: str = "json:raw"
+) -> tuple[str, ...]:
+    """The arguments of ``stella export run`` for one tenant, profile, ledger and output folder."""
+    return (
+        "export",
+        "run",
+        "--tenant",
+        tenant,
+        "--profile",
+        profile,
+        "--ledger",
+        str(ledger),
+        "--out",
+        str(out),
+    )
+
+
 def export(
     ledger: Path | str,
     out: Path | str,
@@ -207,19 +225,6 @@ def export(
     if not any(arg.startswith("policy-snapshot=") for arg in extra):
         extra = (*extra, *profile_options(profile, ledger, tenant=tenant, env=env))
     result = stella_cli(
-        "export",
-        "run",
-        "--tenant",
-        tenant,
-        "--profile",
-        profile,
-        "--ledger",
-        str(ledger),
-        "--out",
-        str(out),
-        "--json",
-        *extra,
-        env=env,
-        check=True,
+        *run_args(ledger, out, tenant=tenant, profile=profile), "--json", *extra, env=env, check=True
     )
     return Path(check_cli_json(result.stdout)["bundle"])

@@ -14,6 +14,7 @@ and only if Beam defines them; ``--json`` prints one envelope on success and fai
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -243,6 +244,19 @@ def _dispatch(parser: CommandParser, argv: list[str], output: Output, progress: 
     return code
 
 
+# Errors that say the path the user named is unusable (too long, a loop, through a file, not allowed),
+# whichever command met it: a usage error naming the path, never "a bug".
+_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EACCES})
+
+
+def _path_problem(exc: OSError) -> StellaError | None:
+    if exc.errno not in _PATH_ERRNOS or exc.filename is None:
+        return None
+    from stella.guards.files import path_error
+
+    return path_error(os.fsdecode(exc.filename), "path")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     ours = split_passthrough(args_list)[0]
@@ -262,7 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args_list:
                 parser.print_help()
                 return 0
-            return _dispatch(parser, args_list, output, progress)
+            try:
+                return _dispatch(parser, args_list, output, progress)
+            except OSError as exc:
+                problem = _path_problem(exc)
+                if problem is None:
+                    raise
+                raise problem from exc
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -203,14 +203,16 @@ def _notify_schedules(tenant: str, kinds: set[str]) -> None:
     """
     if not kinds:
         return
-    # The store's own modules, not the schedule commands (which import every target).
-    from stella.schedules.scheduler import record_ingest
     from stella.service.config import ServiceConfig
-    from stella.service.store.schedules import open_schedule_store
 
     url = ServiceConfig.from_env().store_url
-    if not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).is_file():
-        record_ingest(open_schedule_store(url), tenant, kinds, datetime.now(UTC))
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        return
+    # The store's own modules, not the schedule commands (which import every target).
+    from stella.schedules.scheduler import record_ingest
+    from stella.service.store.schedules import open_schedule_store
+
+    record_ingest(open_schedule_store(url), tenant, kinds, datetime.now(UTC))
 
 
 def _print_ingest(store: LedgerStore, report: Any) -> None:

@@ -10,16 +10,13 @@ object-storage credentials from Google's application-default credentials.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
+from stella.cli.egress_flags import add_egress_arguments, egress_from_args
 from stella.cli.trust_flags import add_trust_arguments, trust_from_args
-from stella.errors import UsageError
 from stella.targets.distribute import RetryPolicy, check_targets, failed, parse_target, publish_bundle
-from stella.targets.egress import ALLOWLIST_ENV, policy_from
 from stella.targets.interface import Target, TargetResult
-from stella.targets.oci import PASSWORD_ENV, registry_credentials
 
 __all__ = [
     "add_target_arguments",
@@ -40,36 +37,13 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, required: bool = Fa
         metavar="URL",
         help="publish to file:///DIR[?keep=N], gs://BUCKET/PREFIX or oci://HOST[:PORT]/REPO[:TAG] (repeatable)",
     )
-    parser.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]|CIDR",
-        help=f"add a destination to the egress allowlist (repeatable; also ${ALLOWLIST_ENV}); "
-        "localhost, 127.0.0.1 and ::1 are always allowed",
-    )
-    parser.add_argument(
-        "--allow-plain-http",
-        action="store_true",
-        help="allow plain HTTP to a non-loopback registry (loopback may always use it)",
-    )
-    parser.add_argument("--username", help=f"registry user name; the password is read from ${PASSWORD_ENV}")
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=3,
-        metavar="N",
-        help="attempts per target for transient failures (default 3)",
-    )
+    add_egress_arguments(parser)
 
 
 def targets_from_args(args: argparse.Namespace) -> list[Target]:
     """Parse ``--target`` flags; raises EgressDeniedError for a refused host, before any work."""
-    policy = policy_from(args.allow_host, os.environ, allow_plain_http=args.allow_plain_http)
-    credentials = registry_credentials(args.username, os.environ)
-    if args.retries < 1:
-        raise UsageError("--retries must be at least 1")
-    targets = [parse_target(url, policy, credentials=credentials) for url in args.target]
+    egress = egress_from_args(args)
+    targets = [parse_target(url, egress.policy, credentials=egress.credentials) for url in args.target]
     check_targets(targets)
     return targets
 

@@ -11,14 +11,13 @@ other users could read them. What a push checks is :func:`stella.targets.bundles
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
+from stella.cli.egress_flags import add_egress_arguments, egress_from_args
 from stella.cli.trust_flags import add_trust_arguments, trust_from_args
 from stella.targets.bundles import push_bundle
-from stella.targets.egress import ALLOWLIST_ENV, policy_from
-from stella.targets.oci import PASSWORD_ENV, OciRegistryTarget, registry_credentials
+from stella.targets.oci import OciRegistryTarget
 
 __all__ = ["register"]
 
@@ -35,28 +34,13 @@ def register(commands: Any) -> None:
     push.add_argument("bundle", metavar="BUNDLE", help="bundle folder or .tar.zst archive")
     add_trust_arguments(push, "verify signatures with this public key before pushing")
     push.add_argument("--to", required=True, metavar="HOST[:PORT]/REPO[:TAG]", help="tag defaults to 2 or 1")
-    push.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]",
-        help=f"add a registry to the egress allowlist (repeatable; also ${ALLOWLIST_ENV}); localhost, 127.0.0.1 and ::1 are always allowed",
-    )
-    push.add_argument(
-        "--allow-plain-http",
-        action="store_true",
-        help="allow plain HTTP to a non-loopback registry (loopback may always use it)",
-    )
-    push.add_argument("--username", help=f"registry user name; the password is read from ${PASSWORD_ENV}")
+    add_egress_arguments(push, retries=False)
     push.set_defaults(handler=_push)
 
 
 def _push(args: argparse.Namespace) -> int:
-    target = OciRegistryTarget(
-        reference=args.to,
-        policy=policy_from(args.allow_host, os.environ, allow_plain_http=args.allow_plain_http),
-        credentials=registry_credentials(args.username, os.environ),
-    )
+    egress = egress_from_args(args)
+    target = OciRegistryTarget(reference=args.to, policy=egress.policy, credentials=egress.credentials)
     args.progress.note(f"pushing {args.bundle} to {args.to}...")
     pushed = push_bundle(Path(args.bundle), target, trust=trust_from_args(args))
     args.output.result(

@@ -19,6 +19,7 @@ from typing import Any
 
 from stella.cli import schedule_remote
 from stella.cli.common import ledger_root
+from stella.cli.egress_flags import add_egress_arguments, egress_from_args
 from stella.errors import UsageError
 from stella.model import validate_tenant
 from stella.schedules.model import (
@@ -35,8 +36,7 @@ from stella.schedules.model import (
 from stella.schedules.scheduler import Launch, Launcher, Scheduler
 from stella.service.store.schedules import SqlScheduleStore, open_schedule_store
 from stella.targets.distribute import RetryPolicy, check_targets, error_for, failed, parse_target
-from stella.targets.egress import EgressPolicy, policy_from
-from stella.targets.oci import PASSWORD_ENV, registry_credentials
+from stella.targets.egress import policy_from
 
 __all__ = ["default_store", "launcher", "open_store", "register"]
 
@@ -69,18 +69,7 @@ def _launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="bundles", help="folder bundles are published in (default ./bundles)"
     )
-    parser.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]|CIDR",
-        help="add a destination to the egress allowlist (also $STELLA_EGRESS_ALLOWLIST)",
-    )
-    parser.add_argument(
-        "--allow-plain-http", action="store_true", help="plain HTTP to non-loopback registries"
-    )
-    parser.add_argument("--username", help=f"registry user; password in ${PASSWORD_ENV}")
-    parser.add_argument("--retries", type=int, default=3, metavar="N", help="attempts per target (default 3)")
+    add_egress_arguments(parser)
 
 
 def register(commands: Any) -> None:
@@ -197,7 +186,7 @@ def _create_local(args: argparse.Namespace) -> Schedule:
     profile = get_profile(args.profile)  # the same checks as export run, at creation time
     parse_selectors(args.selector)
     parse_profile_options(args.option, profile)
-    policy = _policy(args.allow_host, False)
+    policy = policy_from(args.allow_host, os.environ)
     check_targets([parse_target(url, policy) for url in args.target])
     schedule = Schedule(
         tenant=_tenant(args),
@@ -267,23 +256,20 @@ def _change(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy(flags: list[str], plain_http: bool) -> EgressPolicy:
-    return policy_from(flags, os.environ, allow_plain_http=plain_http)
-
-
 def launcher(args: argparse.Namespace) -> Launcher:
     """Runs a launch in this process: the same path as ``export run --target``."""
     from pipelines.export import export_and_publish
     from pipelines.registry import get_profile
     from stella.bundle.request import new_request
 
-    policy = _policy(args.allow_host, args.allow_plain_http)
-    credentials = registry_credentials(args.username, os.environ)
+    egress = egress_from_args(args)
     root = ledger_root(args.ledger)
 
     def launch(item: Launch) -> dict[str, Any]:
         schedule = item.schedule
-        targets = [parse_target(url, policy, credentials=credentials) for url in schedule.targets]
+        targets = [
+            parse_target(url, egress.policy, credentials=egress.credentials) for url in schedule.targets
+        ]
         request = new_request(
             tenant=schedule.tenant,
             profile=get_profile(schedule.profile),
@@ -293,7 +279,7 @@ def launcher(args: argparse.Namespace) -> Launcher:
             options=schedule.options,
         )
         outcome, results = export_and_publish(
-            request, targets=targets, retry=RetryPolicy(attempts=args.retries)
+            request, targets=targets, retry=RetryPolicy(attempts=egress.retries)
         )
         result = {
             "exportId": outcome.export_id,

@@ -17,14 +17,21 @@ from typing import Any, TypeVar
 import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    MalformedRangeHeader,
+    RangeNotSatisfiable,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from pipelines.registry import REGISTRY
 from pipelines.registry import get_profile as builtin_profile
 from stella.bundle.encrypt import parse_encryption
 from stella.bundle.request import new_request
-from stella.errors import NotFoundError, NotReadyError, UsageError
+from stella.errors import NotFoundError, NotReadyError, RangeNotSatisfiableError, UsageError
 from stella.guards.ids import check_id
 from stella.service.auth import Principal
 from stella.service.bodies import (
@@ -395,7 +402,32 @@ async def _serve(
     headers = {"ETag": etag, "Cache-Control": "private, no-cache", "X-Content-Digest": digest}
     if _etag_matches(request, etag):
         return Response(status_code=304, headers=headers)
-    return FileResponse(path, media_type=media_type, headers=headers, filename=filename)
+    stat = await _call(path.stat)
+    response = FileResponse(path, media_type=media_type, headers=headers, filename=filename, stat_result=stat)
+    _check_range(request, response, stat.st_size)
+    return response
+
+
+def _check_range(request: Request, response: FileResponse, size: int) -> None:
+    """Refuse a bad ``Range`` here, before FileResponse answers it in plain text.
+
+    FileResponse's own parser judges the header (so what is refused here is exactly what it
+    would refuse), and the refusal becomes a StellaError: the one catch site renders the shared
+    error body for a 400 or 416 as for every other failure.
+    """
+    http_range = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if http_range is None or (if_range is not None and not response._should_use_range(if_range)):
+        return  # no range, or a stale If-Range: the whole file is sent
+    details = {"range": http_range[:200], "size": size}
+    try:
+        FileResponse._parse_range_header(http_range, size)
+    except MalformedRangeHeader as exc:
+        raise UsageError(f"malformed Range header ({exc.content})", details=details) from None
+    except RangeNotSatisfiable:
+        raise RangeNotSatisfiableError(
+            f"the range {http_range[:200]!r} starts beyond the {size} bytes of the file", details=details
+        ) from None
 
 
 async def download(request: Request) -> Response:

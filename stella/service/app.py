@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stella.errors import QuotaError, StellaError, UnauthenticatedError
+from stella.errors import QuotaError, RangeNotSatisfiableError, StellaError, UnauthenticatedError
 from stella.service import api, schedules_api
 from stella.service.auth import AUDIENCE, ISSUER, Authenticator, LocalKeys
 from stella.service.config import ServiceConfig
@@ -64,6 +64,8 @@ def error_response(request: Request, exc: StellaError) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after)
         headers["X-Stella-Quota-Limit"] = str(exc.details.get("limit", ""))
         headers["X-Stella-Quota-Remaining"] = "0"
+    if isinstance(exc, RangeNotSatisfiableError):
+        headers["Content-Range"] = f"bytes */{exc.details['size']}"  # RFC 9110 §15.5.17
     payload = exc.to_payload(trace_id=request.state.trace_id, timestamp=_timestamp())
     return JSONResponse(payload, status_code=exc.spec.http_status, headers=headers)
 

@@ -118,7 +118,9 @@ def _file(
                 },
                 "206": {"description": "the requested byte range", "headers": _ETAG_HEADERS},
                 "304": {"description": "If-None-Match matched the ETag"},
-                "416": {"description": "the range lies outside the file"},
+                "416": _error(
+                    "the range starts beyond the end of the file (ERR_EXPORT_RANGE_NOT_SATISFIABLE)"
+                ),
                 **_NOT_FOUND,
                 **_NOT_READY,
             },

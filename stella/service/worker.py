@@ -38,6 +38,7 @@ from stella.service.store.interface import Lease, Run, RunStatus, RunStore
 from stella.service.store.schedules import schedule_store_for
 from stella.service.targets import service_scheduler, service_targets
 from stella.telemetry.logs import correlation, lifecycle
+from stella.telemetry.tracing import flush
 
 __all__ = ["Worker", "run_params_request"]
 
@@ -124,6 +125,16 @@ def _execute(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> N
         sys.exit(_EXIT_STOPPED)  # unwinds: export_and_publish discards its staging
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        _execute_run(config, store, run, worker, stopped)
+    finally:
+        flush()  # a forked process ends with os._exit: no exit hook sends the run's spans
+
+
+def _execute_run(
+    config: ServiceConfig, store: RunStore, run: Run, worker: str, stopped: threading.Event
+) -> None:
+    """Run the export and record its outcome; a stopped run's outcome is its supervisor's to record."""
     with correlation(run.id):
         try:
             try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -30,6 +30,7 @@ __all__ = [
     "ServiceMetrics",
 ]
 
+_Labels = TypeVar("_Labels", bound=tuple[str, ...])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Seconds. The runbook's alert thresholds (120 s delta, 300 s full) are bucket edges.
@@ -52,9 +53,7 @@ class RunStats:
     running: int = 0
 
 
-def _histogram(
-    values: Sequence[float], edges: Sequence[float] = DURATION_BUCKETS
-) -> tuple[list[tuple[str, float]], float]:
+def _histogram(values: Sequence[float], edges: Sequence[float]) -> tuple[list[tuple[str, float]], float]:
     ordered = sorted(values)
     buckets: list[tuple[str, float]] = []
     index = 0
@@ -66,6 +65,31 @@ def _histogram(
     return buckets, float(sum(ordered))
 
 
+def _histograms(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    series: Mapping[_Labels, Sequence[float]],
+    edges: Sequence[float],
+) -> HistogramMetricFamily:
+    """One histogram family, a series per label tuple (sorted: scrapes read the same each time)."""
+    family = HistogramMetricFamily(name, documentation, labels=list(labels))
+    for key, values in sorted(series.items()):
+        buckets, total = _histogram(values, edges)
+        family.add_metric(list(key), buckets, total)
+    return family
+
+
+def _counters(
+    name: str, documentation: str, labels: Sequence[str], counts: Mapping[_Labels, int]
+) -> CounterMetricFamily:
+    """One counter family, a series per label tuple (sorted)."""
+    family = CounterMetricFamily(name, documentation, labels=list(labels))
+    for key, count in sorted(counts.items()):
+        family.add_metric(list(key), float(count))
+    return family
+
+
 class RunStatsCollector(Collector):
     """Turns :class:`RunStats` from the store into the contract's metric families."""
 
@@ -74,27 +98,22 @@ class RunStatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
-        duration = HistogramMetricFamily(
+        yield _histograms(
             "exporter_run_duration_seconds",
             "Wall time of finished export runs, from start to publish or failure",
-            labels=["profile", "tenant"],
+            ["profile", "tenant"],
+            stats.durations,
+            DURATION_BUCKETS,
         )
-        for (profile, tenant), values in sorted(stats.durations.items()):
-            buckets, total = _histogram(values)
-            duration.add_metric([profile, tenant], buckets, total)
-        yield duration
-        published = CounterMetricFamily(
-            "exporter_bundle_bytes", "Bytes of bundles published", labels=["profile", "tenant"]
+        yield _counters(
+            "exporter_bundle_bytes", "Bytes of bundles published", ["profile", "tenant"], stats.bundle_bytes
         )
-        for (profile, tenant), count in sorted(stats.bundle_bytes.items()):
-            published.add_metric([profile, tenant], float(count))
-        yield published
-        failures = CounterMetricFamily(
-            "exporter_run_failures", "Export runs that failed", labels=["profile", "tenant", "error_code"]
+        yield _counters(
+            "exporter_run_failures",
+            "Export runs that failed",
+            ["profile", "tenant", "error_code"],
+            stats.failures,
         )
-        for (profile, tenant, code), count in sorted(stats.failures.items()):
-            failures.add_metric([profile, tenant, code], float(count))
-        yield failures
         yield GaugeMetricFamily("exporter_queue_depth", "Runs waiting for a worker", value=stats.queued)
         yield GaugeMetricFamily("exporter_runs_in_flight", "Runs a worker is executing", value=stats.running)
 
@@ -136,37 +155,28 @@ class DistributionCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
-        lag = HistogramMetricFamily(
+        yield _histograms(
             "exporter_schedule_lag_seconds",
             "Seconds between a schedule's slot and its launch",
-            labels=["tenant"],
+            ["tenant"],
+            {(tenant,): values for tenant, values in stats.lags.items()},
+            LAG_BUCKETS,
         )
-        for tenant, values in sorted(stats.lags.items()):
-            buckets, total = _histogram(values, LAG_BUCKETS)
-            lag.add_metric([tenant], buckets, total)
-        yield lag
-        fires = CounterMetricFamily(
-            "exporter_schedule_fires", "Schedule slots fired, by outcome", labels=["tenant", "status"]
+        yield _counters(
+            "exporter_schedule_fires", "Schedule slots fired, by outcome", ["tenant", "status"], stats.fires
         )
-        for (tenant, status), count in sorted(stats.fires.items()):
-            fires.add_metric([tenant, status], float(count))
-        yield fires
-        attempts = CounterMetricFamily(
+        yield _counters(
             "exporter_publish_attempts",
             "Publish attempts per target, retries included",
-            labels=["kind", "target"],
+            ["kind", "target"],
+            stats.attempts,
         )
-        for (kind, target), count in sorted(stats.attempts.items()):
-            attempts.add_metric([kind, target], float(count))
-        yield attempts
-        failures = CounterMetricFamily(
+        yield _counters(
             "exporter_publish_failures",
             "Targets that failed after their retries",
-            labels=["kind", "target", "error_code"],
+            ["kind", "target", "error_code"],
+            stats.failures,
         )
-        for (kind, target, code), count in sorted(stats.failures.items()):
-            failures.add_metric([kind, target, code], float(count))
-        yield failures
 
 
 class ServiceMetrics:

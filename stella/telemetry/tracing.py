@@ -34,6 +34,7 @@ __all__ = [
     "carrier",
     "configure_from_env",
     "current_ids",
+    "flush",
     "otlp_endpoint",
     "span",
     "stage_span",
@@ -132,6 +133,17 @@ def otlp_endpoint(env: Mapping[str, str]) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"OTLP endpoint {url!r} is not an http(s) URL", details={"endpoint": url})
     return url
+
+
+def flush(timeout_millis: int = 5_000) -> bool:
+    """Send the spans the batch processor still holds; False if that timed out.
+
+    The CLI's provider is flushed by the SDK's exit hook, but a process that ends with
+    ``os._exit`` -- a forked service run, a multiprocessing child -- skips exit hooks, and
+    its last spans (usually the whole run) would be dropped without this.
+    """
+    flusher = getattr(_PROVIDER, "force_flush", None)
+    return bool(flusher(timeout_millis)) if callable(flusher) else True
 
 
 @contextmanager

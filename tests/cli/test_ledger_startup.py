@@ -59,3 +59,25 @@ def test_a_local_ingest_never_imports_beam(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=REPO, check=True,
     )  # fmt: skip
     assert ran.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_ingest_notifies_schedules_only_where_a_store_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stella.cli import main
+    from stella.service.store.schedules import open_schedule_store
+
+    def ingest(home: Path) -> int:
+        monkeypatch.setenv("STELLA_HOME", str(home))
+        monkeypatch.delenv("STELLA_STORE_URL", raising=False)
+        return main(["ledger", "ingest", "--tenant", "acme", "--quiet", "--ingested-at", T0,
+                     str(DATA / "vex" / "openvex")])  # fmt: skip
+
+    bare = tmp_path / "bare"
+    assert ingest(bare) == 0
+    assert not (bare / "service" / "runs.db").exists()  # no store: none created
+    served = tmp_path / "served"
+    (served / "service").mkdir(parents=True)
+    store = open_schedule_store(f"sqlite:///{served / 'service' / 'runs.db'}")
+    assert ingest(served) == 0
+    assert [e.name for e in store.events("acme", ["ingest:vex", "ingest:advisory"], 0)] == ["ingest:vex"]

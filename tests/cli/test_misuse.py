@@ -13,19 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Runner
+from tests.support import run_args
 
-RUN = (
-    "export",
-    "run",
-    "--tenant",
-    "acme",
-    "--profile",
-    "json:raw",
-    "--ledger",
-    "{ledger}",
-    "--out",
-    "{tmp}/out",
-)
+RUN = run_args("{ledger}", "{tmp}/out")
 
 CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("command typo", ("exprt",), 2, "did you mean 'export'"),

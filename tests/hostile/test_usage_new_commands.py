@@ -187,3 +187,26 @@ def test_unreachable_postgres_store_is_a_remote_error(closed_url: str, port: str
     code, err = _run(["export", "schedule", "list", "--store", url])
     assert code == 13, err
     assert "cannot reach the run store" in err and "hunter2" not in err and "Traceback" not in err
+
+
+# Every command that takes a path, given one the OS refuses outright: too long a name, a path through a
+# file, a symlink loop. The OSError the command meets is a usage error naming the path, never exit 1.
+_PATH_COMMANDS = [
+    ["mirror", "status", "{p}"],
+    ["mirror", "import", "{p}", "--into", "{p}"],
+    ["export", "verify", "{p}"],
+    ["export", "ls", "{p}"],
+    ["export", "run", "--tenant", "acme", "--profile", "json:raw", "--ledger", "{p}", "--out", "{p}"],
+    ["ledger", "ingest", "{p}", "--tenant", "acme", "--ledger", "{p}"],
+    ["ledger", "stats", "--ledger", "{p}"],
+    ["policy", "publish", "{p}", "--tenant", "acme", "--ledger", "{p}"],
+]
+
+
+@pytest.mark.parametrize("kind", ["too-long", "under-file", "loop"])
+@pytest.mark.parametrize("template", _PATH_COMMANDS, ids=lambda t: " ".join(t[:2]))
+def test_unusable_paths_are_usage_errors(places: dict[str, str], template: list[str], kind: str) -> None:
+    path = {"too-long": "a" * 300, "under-file": places["under-file"], "loop": places["loop"]}[kind]
+    code, err = _run([part.replace("{p}", path) for part in template])
+    assert code not in (0, 1), (template, kind, err)
+    assert "Traceback" not in err and "ERR_EXPORT_INTERNAL" not in err, (template, kind, err)

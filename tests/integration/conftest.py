@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.services.gcs import gcs_emulator
 from tests.services.registry import Registry, run_registry
 from tests.support import preserved_logging, require_tool
 
@@ -17,6 +18,13 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
     binary = require_tool("docker-registry")
     with run_registry(binary, tmp_path_factory.mktemp("registry")) as registry:
         yield registry
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One in-memory GCS emulator for the session (its base URL); tests use distinct bucket names."""
+    with gcs_emulator(tmp_path_factory.mktemp("gcs")) as url:
+        yield url
 
 
 @dataclass

@@ -157,3 +157,8 @@ def test_airflow_parses_the_schedules_and_runs_a_slot_that_publishes_a_verifiabl
     assert manifest["tenant"] == "acme" and manifest["profile"]["name"] == "json:raw"
     assert "vex" in json.dumps(manifest["selectors"])
     assert (dags / DAG_FILE).is_file() and schedules.fires("acme", "weekly") == []
+    # The slot is spent: a second launch of it (a retry, or tick beside Airflow) is refused, not re-run.
+    again = cli("export", "schedule", "run-now", "nightly", "--tenant", "acme", "--store", store,
+                "--slot", slot, "--json")  # fmt: skip
+    assert again.returncode == 2 and "already fired by cli@" in again.stdout, again.stdout + again.stderr
+    assert len(schedules.fires("acme", "nightly")) == 1

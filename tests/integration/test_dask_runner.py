@@ -20,7 +20,7 @@ from stella.policy.language import parse_policy
 from stella.policy.snapshot import SnapshotStore, canonical_snapshot
 from tests.policy.scenario import POLICY
 from tests.services.dask_cluster import dask_cluster
-from tests.services.gcs import create_bucket, gcs_emulator, gcs_env, list_blobs
+from tests.services.gcs import create_bucket, gcs_env, list_blobs
 from tests.support import export, ingest, tree_digests
 
 BUCKET = "stella"
@@ -36,27 +36,26 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, gcs: str) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("dask-gcs")
-    with gcs_emulator(root) as url:
-        env = gcs_env(url)
-        create_bucket(url, BUCKET)
-        ledger = f"gs://{BUCKET}/ledger"
-        ingest(
-            ledger,
-            shared_data / "advisories" / "osv-psf.jsonl.zst",
-            shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst",
-            shared_data / "sboms",
-            env=env,
-        )
-        snapshot = canonical_snapshot(parse_policy(POLICY))
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in env.items():
-                patch.setenv(name, value)
-            SnapshotStore(ledger).publish("acme", snapshot)
-        options = {"json:policy": ("--option", f"policy-snapshot={snapshot.id}")}
-        with dask_cluster(root, env=env) as address:
-            yield Cluster(address, url, env, ledger, options)
+    env = gcs_env(gcs)
+    create_bucket(gcs, BUCKET)
+    ledger = f"gs://{BUCKET}/ledger"
+    ingest(
+        ledger,
+        shared_data / "advisories" / "osv-psf.jsonl.zst",
+        shared_data / "advisories" / "osv-ghsa-sample.jsonl.zst",
+        shared_data / "sboms",
+        env=env,
+    )
+    snapshot = canonical_snapshot(parse_policy(POLICY))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        SnapshotStore(ledger).publish("acme", snapshot)
+    options = {"json:policy": ("--option", f"policy-snapshot={snapshot.id}")}
+    with dask_cluster(root, env=env) as address:
+        yield Cluster(address, gcs, env, ledger, options)
 
 
 @pytest.mark.slow

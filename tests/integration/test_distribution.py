@@ -31,7 +31,7 @@ from stella.targets.distribute import RetryPolicy, publish_bundle
 from stella.targets.oci import OciRegistryTarget
 from tests.integration.conftest import Ran
 from tests.services import free_port
-from tests.services.gcs import gcs_emulator
+from tests.services.gcs import gcs_client
 from tests.services.registry import Registry, run_registry
 from tests.support import REPO, ingest, preserved_logging, require_tool
 
@@ -239,26 +239,11 @@ def test_sigkill_mid_publish_leaves_the_previous_bundle_intact(
     assert verify_bundle(share / bundles[1].name).report.ok
 
 
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with gcs_emulator(tmp_path_factory.mktemp("gcs")) as url:
-        yield url
-
-
-def _client(url: str) -> Any:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    return storage.Client(
-        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
-    )
-
-
 @pytest.mark.gcs
 def test_gcs_target_uploads_a_bundle_that_verifies_after_download(
     cli: Callable[..., Ran], bundles: list[Path], gcs: str, tmp_path: Path
 ) -> None:
-    client = _client(gcs)
+    client = gcs_client(gcs)
     client.create_bucket("exports")
     env = {"STORAGE_EMULATOR_HOST": gcs}
     first = cli(
@@ -353,7 +338,7 @@ def test_gcs_uploads_large_files_in_resumable_chunks_and_checks_them(gcs: str, t
 
     from stella.targets.gcs import GcsTarget
 
-    client = _client(gcs)
+    client = gcs_client(gcs)
     client.create_bucket("chunked")
     bundle = tmp_path / "acme-json-raw-000000000001"
     (bundle / "data").mkdir(parents=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.support import export, ingest, require_tool, stella_cli, tree_digests
+from tests.support import export, ingest, require_tool, run_args, stella_cli, tree_digests
 
 FOLDERS = ("advisories", "sboms", "vex")
 
@@ -167,16 +167,7 @@ def test_separate_ingests_in_any_order_give_the_same_bundle(
 def test_rerun_into_same_folder_reports_unchanged(ledger: Path, tmp_path: Path) -> None:
     first = _export(ledger, tmp_path, "--selector", "kind=vex")
     result = stella_cli(
-        "export",
-        "run",
-        "--tenant",
-        "acme",
-        "--profile",
-        "json:raw",
-        "--ledger",
-        str(ledger),
-        "--out",
-        str(tmp_path),
+        *run_args(ledger, tmp_path),
         "--selector",
         "kind=vex",
         "--json",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import VENV_BIN
+from tests.support import VENV_BIN, run_args
 
 T0 = "2026-11-27T00:00:00Z"
 
@@ -105,16 +105,7 @@ def test_export_makes_no_outbound_connection(
     assert probe.returncode != 0 and "blocked by test" in probe.stderr
     result = _run(
         tmp_path,
-        "export",
-        "run",
-        "--tenant",
-        "acme",
-        "--profile",
-        "json:raw",
-        "--ledger",
-        str(ledger),
-        "--out",
-        str(tmp_path / "out"),
+        *run_args(ledger, tmp_path / "out"),
         "--json",
         *runner_args,
     )

@@ -6,6 +6,7 @@ import gzip
 import http.server
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -231,3 +233,40 @@ def test_an_otlp_collector_off_the_allowlist_is_refused_before_the_run(
         ran.stderr
     )
     assert denied.close() == [] and not (tmp_path / "out").exists()
+
+
+def _received_spans(receiver: OtlpReceiver) -> list[Span]:
+    return [
+        span
+        for _, _, request in list(receiver.requests)
+        for resource_spans in request.resource_spans
+        for scope in resource_spans.scope_spans
+        for span in scope.spans
+    ]
+
+
+def test_a_service_run_exports_its_trace_over_otlp_from_the_run_process(
+    receiver: OtlpReceiver, shared_data: Path, tmp_path: Path
+) -> None:
+    """``stella serve`` runs each export in a forked process: its batched spans must still leave it."""
+    from tests.service.support import start_service
+
+    ledger = tmp_path / "ledger"
+    ingest(ledger, shared_data / "vex")
+    env = {"STELLA_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    with start_service(tmp_path / "home", ledger, f"sqlite:///{tmp_path / 'runs.db'}", env=env) as service:
+        token = service.token("acme")
+        response = service.submit(token, {"profile": "json:raw", "targets": [f"file://{tmp_path / 'share'}"]})
+        assert response.status_code == 202, response.text
+        run = service.wait(token, response.json()["runId"])
+        assert run["status"] == "succeeded", run
+        deadline = time.monotonic() + 30
+        while (
+            not any(s.name == "export.run" for s in _received_spans(receiver)) and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+    spans = _received_spans(receiver)
+    names = Counter(s.name for s in spans)
+    assert set(names) == set(SPAN_NAMES) and names["export.run"] == names["export.publish"] == 1, names
+    (root,) = [s for s in spans if s.name == "export.run"]
+    assert all(s.trace_id == root.trace_id and (s is root or s.parent_span_id == root.span_id) for s in spans)

@@ -3,9 +3,10 @@
 The shared data set has OS packages (the 477 RPMs of a RHEL 9.4 image in
 ``python311-container.syft.cdx.json``) but no distro advisories, and Trivy matches Red
 Hat through its own OVAL/CSAF buckets, which no OSV feed fills. So the cross-check
-re-homes those real RPMs (names, versions, epochs, arches) on Rocky Linux 9.4, a
-rebuild of the same sources, and writes OSV ``Rocky Linux:9`` records around their
-versions. Debian, Ubuntu and Alpine have no packages in the shared data: their SBOMs hold
+re-homes those real RPMs (names, versions, epochs, arches) on Rocky Linux 9.4 and
+AlmaLinux 9.4, rebuilds of the same sources, and writes OSV ``Rocky Linux:9`` and
+``AlmaLinux:9`` records around their versions. Debian, Ubuntu, Alpine and Wolfi have no
+packages in the shared data: their SBOMs hold
 a few real package versions written out here, chosen for the edge cases (epochs,
 ``~debNuM`` updates, binNMUs, ``0ubuntu`` revisions, apk ``_git``/``_rc``/``_p`` suffixes).
 
@@ -34,6 +35,7 @@ _HANDWRITTEN: dict[str, tuple[str, str, str, str, tuple[tuple[str, str], ...]]] 
     "ubuntu": ("Ubuntu:22.04:LTS", "ubuntu", "22.04", "deb/ubuntu", (
         ("curl", "7.81.0-1ubuntu1.15"), ("sudo", "1.9.9-1ubuntu2.4"), ("openssl", "3.0.2-0ubuntu1.15"),
     )),
+    "wolfi": ("Wolfi", "wolfi", "20230201", "apk/wolfi", (("glibc", "2.38-r5"), ("openssl", "3.2.0-r2"))),
     "alpine": ("Alpine:v3.19", "alpine", "3.19.1", "apk/alpine", (
         ("musl", "1.2.4_git20230717-r4"), ("busybox", "1.36.1-r15"), ("libcrypto3", "3.1.4-r5"),
         ("ncurses", "6.4_p20231125-r0"), ("xz", "5.4.5-r0"),
@@ -45,7 +47,7 @@ _HANDWRITTEN: dict[str, tuple[str, str, str, str, tuple[tuple[str, str], ...]]] 
 _BINARIES: dict[str, tuple[tuple[str, str, str, str, str], ...]] = {
     "debian": (("bsdutils", "1:2.38.1-5+deb12u1", "util-linux", "2.38.1", "5+deb12u1"),),
 }
-OS_SBOMS = ("alpine", "debian", "rocky", "ubuntu")
+OS_SBOMS = ("alma", "alpine", "debian", "rocky", "ubuntu", "wolfi")
 _SHARED_RPMS = "sboms/cyclonedx/python311-container.syft.cdx.json"
 
 
@@ -131,17 +133,18 @@ def os_world(
     step = max(1, len(rpms) // rpm_sample)
     with_epoch = [c for c in rpms if _rpm_version(c)[1]]
     picked = {c["name"]: c for c in [*rpms[::step][:rpm_sample], *with_epoch[:4]]}  # some with epochs
-    comps, packages = [], []
-    for comp in rpms:
-        version, epoch = _rpm_version(comp)
-        qualifiers = "arch=x86_64" + (f"&epoch={epoch}" if epoch else "") + "&distro=rocky-9.4"
-        comps.append({"type": "library", "name": comp["name"], "version": comp["version"],
-                      "bom-ref": f"rpm:{comp['name']}", "purl": f"pkg:rpm/rocky/{comp['name']}@{version}?{qualifiers}"})  # fmt: skip
-        if comp["name"] in picked:
-            packages.append((comp["name"], f"{epoch}:{version}" if epoch else version))
-    sboms["rocky"] = out / "rocky.cdx.json"
-    sboms["rocky"].write_text(json.dumps(_sbom("rocky", "rocky", "9.4", comps)))
-    advise("Rocky Linux:9", "rpm", packages)
+    for name, ecosystem in (("rocky", "Rocky Linux:9"), ("alma", "AlmaLinux:9")):
+        comps, packages = [], []
+        for comp in rpms:
+            version, epoch = _rpm_version(comp)
+            qualifiers = "arch=x86_64" + (f"&epoch={epoch}" if epoch else "") + f"&distro={name}-9.4"
+            comps.append({"type": "library", "name": comp["name"], "version": comp["version"],
+                          "bom-ref": f"rpm:{comp['name']}", "purl": f"pkg:rpm/{name}/{comp['name']}@{version}?{qualifiers}"})  # fmt: skip
+            if comp["name"] in picked:
+                packages.append((comp["name"], f"{epoch}:{version}" if epoch else version))
+        sboms[name] = out / f"{name}.cdx.json"
+        sboms[name].write_text(json.dumps(_sbom(name, name, "9.4", comps)))
+        advise(ecosystem, "rpm", packages)
     return sboms, records
 
 

@@ -201,3 +201,40 @@ def test_os_components_meet_their_release_advisories_only() -> None:
         ("zlib", "1:1.2.13.dfsg-1", "DSA-4"),
         ("bsdutils", "1:2.38.1-5+deb12u1", "DSA-6"),  # reported with the installed binary's version
     }
+
+
+def test_trivy_db_sweeps_os_events_in_the_schemes_order() -> None:
+    """The trivy:db adapter orders OS events with the same keys: a fix listed before "introduced" still counts."""
+    from stella.adapters.trivy.osv import translate_osv
+
+    doc = {"id": "DSA-8", "affected": [{"package": {"ecosystem": "Debian:12", "name": "zlib"}, "ranges": [
+        {"type": "ECOSYSTEM", "events": [{"fixed": "1:1.2.13.dfsg-1+deb12u1"}, {"introduced": "0"}]}]}]}  # fmt: skip
+    out = translate_osv(doc, upstream_id="DSA-8")
+    assert not out.untranslated
+    values = [e.value for e in out.entries if e.bucket == ("debian 12", "zlib")]
+    assert values == [{"FixedVersion": "1:1.2.13.dfsg-1+deb12u1"}]
+
+
+def test_spdx_operating_system_package_places_os_packages() -> None:
+    """SPDX: the package whose primaryPackagePurpose is OPERATING-SYSTEM names the release."""
+
+    def package(spdx_id: str, name: str, version: str, purl: str | None, purpose: str) -> dict[str, object]:
+        refs = [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl}]
+        return {"SPDXID": spdx_id, "name": name, "versionInfo": version, "downloadLocation": "NOASSERTION",
+                "primaryPackagePurpose": purpose, **({"externalRefs": refs} if purl else {})}  # fmt: skip
+
+    doc = {
+        "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT", "name": "image",
+        "documentNamespace": "https://example.com/spdx/image-1",
+        "creationInfo": {"created": "2026-01-01T00:00:00Z", "creators": ["Tool: test"]},
+        "packages": [
+            package("SPDXRef-os", "alpine", "3.19.1", None, "OPERATING-SYSTEM"),
+            package("SPDXRef-musl", "musl", "1.2.4_git20230717-r4", "pkg:apk/alpine/musl@1.2.4_git20230717-r4", "LIBRARY"),
+        ],
+    }  # fmt: skip
+    (comp,) = sbom_components(_record(doc))
+    assert (comp.ref.key, comp.ref.ecosystem, comp.version) == (
+        ("alpine 3.19", "musl"),
+        "Alpine",
+        "1.2.4_git20230717-r4",
+    )

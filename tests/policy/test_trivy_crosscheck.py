@@ -56,12 +56,15 @@ DIFFERENCES: tuple[tuple[str, str, Callable[[Finding, str, Mapping[str, Any]], b
     ),
     (
         "os-unfixed-unmatched",
-        "Trivy's Rocky Linux and AlmaLinux detectors compare FixedVersion only (their updateinfo feeds never "
-        "say 'affected, no fix'), so an OSV range with no fix is untranslated there; json:policy reports it",
+        "Trivy's Rocky Linux, AlmaLinux and Wolfi detectors compare FixedVersion only (their updateinfo and secdb "
+        "feeds never say 'affected, no fix'), so an OSV range with no fix is untranslated there; json:policy "
+        "reports it",
         lambda f, side, ctx: (
             side == "policy-only"
             and (_os_shape(f, ctx) or ("", ""))[1] == "unfixed"
-            and (_os_shape(f, ctx) or ("", ""))[0].startswith(("Rocky Linux", "AlmaLinux"))
+            and (_os_shape(f, ctx) or ("", ""))[0].startswith(
+                ("Rocky Linux", "AlmaLinux", "Wolfi", "Chainguard")
+            )
         ),
     ),
     (

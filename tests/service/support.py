@@ -16,9 +16,19 @@ import httpx
 
 from stella.service.auth import SCOPES, LocalKeys, issue_token
 
-__all__ = ["Service", "start_service"]
+__all__ = ["ERROR_KEYS", "Service", "assert_error_body", "start_service"]
 
 _STARTUP = 60.0
+ERROR_KEYS = {"code", "message", "details", "traceId", "timestamp"}
+
+
+def assert_error_body(response: httpx.Response, code: str) -> None:
+    """The one error body every route answers with: its keys, code, and the trace id of the response."""
+    assert response.headers["content-type"] == "application/json", response.text[:300]
+    error = response.json()
+    assert set(error) == ERROR_KEYS, error
+    assert error["code"] == code, error
+    assert error["traceId"] == response.headers["x-trace-id"]
 
 
 @dataclass

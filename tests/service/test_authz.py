@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from stella.service.auth import SCOPES, LocalKeys, issue_token
-from tests.service.support import Service
+from tests.service.support import Service, assert_error_body
 
 MARKER = "acme-private-marker-7f3a"
 
@@ -115,17 +115,8 @@ def test_authorization_matrix(
     }[case]
     assert response.status_code == expected, f"{case}: {response.status_code} {response.text[:300]}"
     if expected >= 400:
-        error = response.json()
-        assert set(error) == {"code", "message", "details", "traceId", "timestamp"}
-        assert (
-            error["code"]
-            == {
-                401: "ERR_EXPORT_UNAUTHENTICATED",
-                403: "ERR_EXPORT_FORBIDDEN",
-                404: "ERR_EXPORT_NOT_FOUND",
-            }[expected]
-        )
-        assert error["traceId"] == response.headers["x-trace-id"]
+        codes = {401: "ERR_EXPORT_UNAUTHENTICATED", 403: "ERR_EXPORT_FORBIDDEN", 404: "ERR_EXPORT_NOT_FOUND"}
+        assert_error_body(response, codes[expected])
     if expected == 401:
         assert response.headers["www-authenticate"].startswith("Bearer")
     if case != "right-scope" and case != "missing-scope":

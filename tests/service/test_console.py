@@ -144,6 +144,7 @@ def test_operator_schedules_runs_now_pauses_and_deletes(
     page.fill("#schedule-timezone", "Europe/Paris")
     page.fill("#schedule-selectors", "kind=vex")
     page.fill("#schedule-targets", f"file://{share}?keep=2")
+    page.select_option("#schedule-catch-up", "skip")
     page.click("#create-schedule")
     row = page.locator("#schedules tbody tr[data-schedule='console-nightly']")
     row.wait_for()
@@ -152,6 +153,22 @@ def test_operator_schedules_runs_now_pauses_and_deletes(
     assert cells.nth(2).text_content().endswith(("T01:00:00Z", "T00:00:00Z"))  # 02:00 Paris, in UTC
     assert cells.nth(3).text_content() == "-" and cells.nth(4).text_content() == "active"
     assert page.locator("#schedules tbody tr[data-schedule='globex-secret']").count() == 0
+    with service.client(service.token("acme")) as client:
+        stored = client.get("/api/export/schedules/console-nightly").json()
+    assert stored["catchUp"] == "skip" and stored["selectors"] == ["kind=vex"]
+
+    page.fill("#schedule-name", "console-on-vex")  # an event schedule with its coalescing window
+    page.check("input[name='schedule-trigger'][value='on']")
+    page.select_option("#schedule-on", "ingest:vex")
+    page.fill("#schedule-quiet", "5")
+    page.fill("#schedule-max-delay", "60")
+    page.click("#create-schedule")
+    event_row = page.locator("#schedules tbody tr[data-schedule='console-on-vex']")
+    event_row.wait_for()
+    assert event_row.locator("td").nth(1).text_content() == "on ingest:vex (quiet 5 s)"
+    assert event_row.locator("td").nth(2).text_content() == "-"  # events have no next slot
+    event_row.locator("button[data-action='delete']").click()
+    event_row.wait_for(state="detached")
 
     row.locator("button[data-action='run']").click()
     row.locator(".last-fire[data-status='launched']").wait_for()  # queued: not an outcome yet

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from stella.bundle.verify import verify_bundle
-from tests.service.support import Service
+from tests.service.support import Service, assert_error_body
 
 
 def _events(
@@ -110,6 +110,15 @@ def test_download_cut_halfway_resumes_to_the_exact_bytes(
         assert cached.status_code == 304 and cached.content == b""
         beyond = client.get(url, headers={"Range": f"bytes={len(whole.content) + 10}-"})
         assert beyond.status_code == 416
+        assert beyond.headers["content-range"] == f"bytes */{len(whole.content)}"
+        assert_error_body(beyond, "ERR_EXPORT_RANGE_NOT_SATISFIABLE")
+        assert beyond.json()["details"]["size"] == len(whole.content)
+        for malformed in ("lines=0-9", "bytes=9-3", "bytes=x"):
+            refused = client.get(url, headers={"Range": malformed})
+            assert refused.status_code == 400, malformed
+            assert_error_body(refused, "ERR_EXPORT_USAGE")
+        stale_beyond = client.get(url, headers={"Range": "bytes=99999999-", "If-Range": '"sha256:0"'})
+        assert stale_beyond.status_code == 200  # a stale If-Range ignores the range, as RFC 9110 says
     archive = tmp_path / finished_run["result"]["archive"]
     archive.write_bytes(whole.content)
     report = verify_bundle(archive).report
@@ -138,6 +147,15 @@ def test_manifest_provenance_and_single_files(service: Service, finished_run: di
             assert served.headers["etag"] == f'"{entry["digest"]}"'
             part = client.get(f"{base}/files/{entry['path']}", headers={"Range": "bytes=0-9"})
             assert part.status_code == 206 and part.content == served.content[:10]
+            past = client.get(
+                f"{base}/files/{entry['path']}", headers={"Range": f"bytes={len(served.content)}-"}
+            )
+            assert (
+                past.status_code == 416 and past.headers["content-range"] == f"bytes */{len(served.content)}"
+            )
+            assert_error_body(past, "ERR_EXPORT_RANGE_NOT_SATISFIABLE")
+        for route in ("manifest", "provenance"):
+            assert_error_body(client.get(f"{base}/{route}", headers={"Range": "bytes=-"}), "ERR_EXPORT_USAGE")
         for hostile in (
             "..%2F..%2Fservice%2Fruns.db",
             "data%2F..%2Fexport.json",
@@ -146,6 +164,10 @@ def test_manifest_provenance_and_single_files(service: Service, finished_run: di
         ):
             refused = client.get(f"{base}/files/{hostile}")
             assert refused.status_code in (400, 404), hostile
+        assert_error_body(client.get("/api/export/nowhere"), "ERR_EXPORT_NOT_FOUND")
+        wrong_method = client.delete(f"{base}/manifest")
+        assert wrong_method.status_code == 405
+        assert_error_body(wrong_method, "ERR_EXPORT_USAGE")
         report = client.get(f"{base}/verification").json()
         assert report["ok"] is True and report["bundle"] == finished_run["exportId"]
         assert str(service.home) not in json.dumps(report)

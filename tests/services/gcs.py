@@ -13,7 +13,7 @@ from typing import Any
 from tests.services import free_port, stop
 from tests.support import VENV_BIN, require
 
-__all__ = ["create_bucket", "gcs_emulator", "gcs_env", "list_blobs"]
+__all__ = ["create_bucket", "gcs_client", "gcs_emulator", "gcs_env", "list_blobs"]
 
 
 def gcs_env(url: str) -> dict[str, str]:
@@ -21,7 +21,8 @@ def gcs_env(url: str) -> dict[str, str]:
     return {"STORAGE_EMULATOR_HOST": url, "NO_GCE_CHECK": "true", "GOOGLE_CLOUD_PROJECT": "test"}
 
 
-def _client(url: str) -> Any:
+def gcs_client(url: str) -> Any:
+    """An anonymous google-cloud-storage client of the emulator at ``url``."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -31,11 +32,11 @@ def _client(url: str) -> Any:
 
 
 def create_bucket(url: str, name: str) -> None:
-    _client(url).create_bucket(name)
+    gcs_client(url).create_bucket(name)
 
 
 def list_blobs(url: str, bucket: str, prefix: str) -> list[str]:
-    return sorted(blob.name for blob in _client(url).list_blobs(bucket, prefix=prefix))
+    return sorted(blob.name for blob in gcs_client(url).list_blobs(bucket, prefix=prefix))
 
 
 @contextmanager

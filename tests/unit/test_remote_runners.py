@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import (
 from runners.options import runner_args
 from runners.remote import check_remote_runner
 from stella.errors import UsageError
-from tests.support import REPO, stella_cli
+from tests.support import REPO, run_args, stella_cli
 
 FLINK = [
     "--runner=FlinkRunner",
@@ -96,16 +96,7 @@ def test_local_flink_workers_may_use_the_local_staging_default() -> None:
 
 def test_the_cli_refuses_before_reading_the_ledger(tmp_path: Path) -> None:
     result = stella_cli(
-        "export",
-        "run",
-        "--tenant",
-        "acme",
-        "--profile",
-        "json:raw",
-        "--ledger",
-        str(tmp_path / "no-ledger-here"),
-        "--out",
-        str(tmp_path / "out"),
+        *run_args(tmp_path / "no-ledger-here", tmp_path / "out"),
         "--json",
         *_without(DATAFLOW, "--temp_location"),
     )

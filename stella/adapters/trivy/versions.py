@@ -15,8 +15,7 @@ and rpm through ``univers``, apk by apk-tools' own token rules): events are swep
 order here, and the
 findings matcher (:mod:`stella.findings.match`) compares installed versions with it, so
 a Trivy DB and a json:policy export can never disagree about which version is newer.
-OS ranges are not re-ordered for the Trivy DB (its OS detectors compare one fixed
-version), so the producer's order is kept there.
+OS ranges are swept in the same order before the Trivy DB keeps their one fixed version.
 """
 
 from __future__ import annotations
@@ -426,9 +425,7 @@ def same_version(scheme: Scheme, listed: str, installed: str) -> bool:
     )
 
 
-def _sort_key(scheme: Scheme, range_type: str) -> Callable[[str], Any] | None:
-    if scheme.is_os:
-        return None
+def _sort_key(scheme: Scheme, range_type: str) -> Callable[[str], Any]:
     if range_type == "SEMVER" and scheme is Scheme.GENERIC:
         return _semver_key  # a SEMVER range is SemVer whatever the ecosystem
     return _KEYS[scheme]
@@ -479,19 +476,18 @@ def intervals_from_events(
             rendered.append((kind, version))
 
     key = _sort_key(scheme, range_type)
-    if key is not None:
-        keyed = [(kind, v, None if v is None else key(v)) for kind, v in rendered]
-        if all(k is not None or v is None for _kind, v, k in keyed):
-            # Stable sort: "introduced 0" first, ties keep the producer's order.
-            keyed.sort(key=lambda item: (item[2] is not None, item[2] if item[2] is not None else 0))
-            rendered = [(kind, v) for kind, v, _k in keyed]
+    keyed = [(kind, v, None if v is None else key(v)) for kind, v in rendered]
+    if all(k is not None or v is None for _kind, v, k in keyed):
+        # Stable sort: "introduced 0" first, ties keep the producer's order.
+        keyed.sort(key=lambda item: (item[2] is not None, item[2] if item[2] is not None else 0))
+        rendered = [(kind, v) for kind, v, _k in keyed]
 
     limit = limits[0] if len(limits) == 1 else None
     if len(limits) > 1:
-        lkey = _sort_key(scheme, range_type)
-        if lkey is None:
+        limit_keys = [key(v) for v in limits]
+        if any(k is None for k in limit_keys):
             return VersionProblem("unsupported-range", f"{where}: several limit events cannot be ordered")
-        limit = min(limits, key=lkey)
+        limit = limits[limit_keys.index(min(limit_keys))]
 
     intervals: list[Interval] = []
     fixed: list[str] = []

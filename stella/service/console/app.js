@@ -170,11 +170,16 @@ async function createSchedule(event) {
     profile: $("schedule-profile").value,
     selectors: words($("schedule-selectors").value),
     targets: words($("schedule-targets").value),
+    catchUp: $("schedule-catch-up").value,
   };
   const kind = document.querySelector("input[name='schedule-trigger']:checked").value;
   if (kind === "cron") { body.cron = $("schedule-cron").value.trim(); body.timezone = $("schedule-timezone").value.trim() || "UTC"; }
   else if (kind === "at") body.at = $("schedule-at").value.trim();
-  else body.on = $("schedule-on").value;
+  else {
+    body.on = $("schedule-on").value;
+    body.quietSeconds = Number($("schedule-quiet").value);
+    body.maxDelaySeconds = Number($("schedule-max-delay").value);
+  }
   await api("/schedules", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
   $("schedule-form").reset();
   await loadSchedules();

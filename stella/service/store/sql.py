@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import fields
 from typing import Any, Protocol
 
 from stella.errors import ConflictError, NotFoundError, QuotaError, UsageError
@@ -94,26 +95,22 @@ class Cursor(Protocol):
     def rowcount(self) -> int: ...
 
 
+_JSON_FIELDS = ("params", "result", "progress")
+
+
 def _run(row: Mapping[str, Any]) -> Run:
-    return Run(
-        id=row["id"],
-        tenant=row["tenant"],
-        status=RunStatus(row["status"]),
-        profile=row["profile"],
-        params=json.loads(row["params"]),
-        created_at=row["created_at"],
-        attempts=row["attempts"],
-        idempotency_key=row["idempotency_key"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        worker=row["worker"],
-        lease_until=row["lease_until"],
-        cancel_requested=bool(row["cancel_requested"]),
-        export_id=row["export_id"],
-        result=json.loads(row["result"]),
-        error=json.loads(row["error"]) if row["error"] else None,
-        progress=json.loads(row["progress"]),
-    )
+    """A ``runs`` row as a :class:`Run`: its columns are the dataclass's fields, by name.
+
+    The dataclass is the one list of what a run holds; only the JSON columns and the two
+    typed ones are decoded here, so a field added to both cannot be forgotten in between.
+    """
+    values = {column.name: row[column.name] for column in fields(Run)}
+    for name in _JSON_FIELDS:
+        values[name] = json.loads(values[name])
+    values["error"] = json.loads(values["error"]) if values["error"] else None
+    values["status"] = RunStatus(values["status"])
+    values["cancel_requested"] = bool(values["cancel_requested"])
+    return Run(**values)
 
 
 def _dump(value: Any) -> str:
