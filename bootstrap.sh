@@ -11,7 +11,7 @@ shift || true
 
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 # Real components the tests drive (Trivy and friends come from PyPI via the test extra).
-APT_PACKAGES=(zstd age docker-registry softhsm2 openssl tar golang-github-coreos-bbolt-dev rpm postgresql chromium jq strace)
+APT_PACKAGES=(zstd age docker-registry softhsm2 openssl tar golang-github-coreos-bbolt-dev rpm postgresql chromium jq strace curl)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -5,7 +5,8 @@
 1. A synthetic ledger of ``--records`` documents of every kind (cached), copied so it can grow.
 2. ``mirror:full`` (signed, archived): wall time, archive size, peak RSS.
 3. 1 % change: new documents and revisions (``ledger generate`` with another seed, 0.7 %) and
-   removals (0.3 % of the ids excluded by selector), then ``mirror:delta`` against the full.
+   removals (0.3 % of the ids excluded by selector), then ``mirror:delta`` against the full; and
+   the same delta without the removals (selection unchanged: the base's segments are skipped).
 4. ``stella mirror import`` of the full into an empty mirror, then of the delta.
 
 The in-run baseline is the full export: the issue's targets are delta export time <= 15 % of
@@ -96,6 +97,13 @@ def run(records: int) -> dict[str, object]:
             items=records,
         )  # fmt: skip
         delta_archive = _archive(out, "bench-mirror-delta-")
+        # The same additions with the selection unchanged (no removals): the base's segments are skipped.
+        appended = measure(
+            "mirror:delta export (0.7 % added, same selection)",
+            [stella, "-q", "export", "run", "--profile", "mirror:delta", "--as-of", AS_OF[1], *common[:5],
+             str(work / "out-appended"), *common[6:], "--option", f"base={out / full_archive.name}"],
+            items=records,
+        )  # fmt: skip
         manifest = json.loads(
             (out / delta_archive.name.removesuffix(".tar.zst") / "export.json").read_bytes()
         )
@@ -119,7 +127,7 @@ def run(records: int) -> dict[str, object]:
             )  # fmt: skip
             for name, archive in (("full", full_archive), ("delta", delta_archive))
         ]
-        rows: list[Measurement] = [full, delta, *imports]
+        rows: list[Measurement] = [full, delta, appended, *imports]
         print_table(f"mirror, {records:,} records (docs/s = ledger records / s)", rows)
         sizes = {"full": full_archive.stat().st_size, "delta": delta_archive.stat().st_size}
         result = {
@@ -131,6 +139,8 @@ def run(records: int) -> dict[str, object]:
             "fullCpuSeconds": round(full.cpu_seconds, 2),
             "deltaCpuSeconds": round(delta.cpu_seconds, 2),
             "deltaCpuShare": round(delta.cpu_seconds / full.cpu_seconds, 3),
+            "sameSelectionDeltaCpuSeconds": round(appended.cpu_seconds, 2),
+            "sameSelectionDeltaCpuShare": round(appended.cpu_seconds / full.cpu_seconds, 3),
             "fullBytes": sizes["full"],
             "deltaBytes": sizes["delta"],
             "deltaSizeShare": round(sizes["delta"] / sizes["full"], 4),

@@ -54,6 +54,7 @@ from stella.profiles import ProfileOption
 from stella.selectors import Selectors, parse_selectors
 from stella.timefmt import format_time, parse_duration
 from transforms.bundle import AssembleBundle
+from transforms.coders import RecordBatch
 from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
 from transforms.mirror import (
     DiffAgainstBase,
@@ -359,8 +360,14 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
             | "ReadBaseSegments" >> ReadLedger([s.path for s in base.segments], trace=trace)
             | "ReselectBaseRecords" >> ReselectBaseRecords(base.selectors, request.selectors)
         )
-        carried = (new, split.entering) | "FlattenCarried" >> beam.Flatten()
-        leaving, highs = split[ReselectBaseRecords.LEAVING], split[ReselectBaseRecords.HIGH]
+        entering = split | "Entering" >> beam.FlatMap(
+            lambda r: [r.entering] if r.entering else []
+        ).with_output_types(RecordBatch)
+        carried = (new, entering) | "FlattenCarried" >> beam.Flatten()
+        leaving = split | "Leaving" >> beam.FlatMap(lambda r: [r.leaving] if r.leaving else [])
+        highs = split | "HighWater" >> beam.FlatMap(lambda r: [r.high] if r.high else []).with_output_types(
+            str
+        )
     else:
         carried = new
         leaving = pipeline | "NoneLeaving" >> beam.Create([]).with_output_types(list[bytes])

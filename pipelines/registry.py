@@ -19,9 +19,10 @@ import apache_beam as beam
 from pipelines import json_policy, json_raw, mirror_delta, mirror_full, trivy_db, trivy_java_db
 from stella.bundle.request import ExportRequest
 from stella.errors import ProfileUnavailableError, UsageError
+from stella.model import LedgerRecord
 from stella.profiles import Profile, ProfileStatus
 
-__all__ = ["REGISTRY", "Builder", "ProfileEntry", "builder_for", "get_profile"]
+__all__ = ["REGISTRY", "Builder", "ProfileEntry", "builder_for", "get_profile", "keep_for"]
 
 Builder = Callable[[beam.Pipeline, ExportRequest, str], beam.PCollection]
 """(pipeline, request, staging root: a local folder or a ``gs://`` prefix) -> the manifest step."""
@@ -29,10 +30,16 @@ Builder = Callable[[beam.Pipeline, ExportRequest, str], beam.PCollection]
 
 @dataclass(frozen=True)
 class ProfileEntry:
-    """A profile and the builder that compiles it (``None`` while the profile is planned)."""
+    """A profile and the builder that compiles it (``None`` while the profile is planned).
+
+    ``keep`` is the profile's own filter over the selected records (``None``: it takes every
+    one); its pipeline applies the same function, so ``stella export plan --profile`` counts
+    what a run writes.
+    """
 
     profile: Profile
     build: Builder | None = None
+    keep: Callable[[LedgerRecord], bool] | None = None
 
 
 def _table(*entries: ProfileEntry) -> Mapping[str, ProfileEntry]:
@@ -42,8 +49,8 @@ def _table(*entries: ProfileEntry) -> Mapping[str, ProfileEntry]:
 REGISTRY: Mapping[str, ProfileEntry] = _table(
     ProfileEntry(json_raw.PROFILE, json_raw.build),
     ProfileEntry(json_policy.PROFILE, json_policy.build),
-    ProfileEntry(trivy_db.PROFILE, trivy_db.build),
-    ProfileEntry(trivy_java_db.PROFILE, trivy_java_db.build),
+    ProfileEntry(trivy_db.PROFILE, trivy_db.build, keep=trivy_db.KEEP),
+    ProfileEntry(trivy_java_db.PROFILE, trivy_java_db.build, keep=trivy_java_db.KEEP),
     ProfileEntry(mirror_full.PROFILE, mirror_full.build),
     ProfileEntry(mirror_delta.PROFILE, mirror_delta.build),
 )
@@ -83,3 +90,13 @@ def builder_for(name: str) -> Builder:
             f"profile {name} has no pipeline in this build", details={"profile": name}
         )
     return build
+
+
+def keep_for(name: str) -> Callable[[LedgerRecord], bool]:
+    """The filter an available profile applies to the selected records (every record by default)."""
+    keep = REGISTRY[get_profile(name).name].keep
+    return keep if keep is not None else _every_record
+
+
+def _every_record(record: LedgerRecord) -> bool:
+    return True

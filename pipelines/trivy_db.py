@@ -24,7 +24,7 @@ from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.profiles import Profile, ProfileStatus
 
-__all__ = ["PROFILE", "build"]
+__all__ = ["KEEP", "PROFILE", "build"]
 
 PROFILE = Profile(
     name="trivy:db",
@@ -38,13 +38,17 @@ PROFILE = Profile(
 )
 
 
+KEEP = is_osv_advisory
+"""The records this profile takes from a selection (``stella export plan`` counts with it too)."""
+
+
 def _fields(root: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
     trivy["supersededRevisions"] = next(c for c in contents if c.path == SUPERSEDED_REPORT).records
     return {"untranslated": report_counts(root, UNTRANSLATED_REPORT), "trivy": trivy}
 
 
 _PIPELINE = TrivyPipeline(
-    keep=is_osv_advisory,
+    keep=KEEP,
     keep_label="KeepOsvAdvisories",
     adapter=trivy_db_items,
     layout=TRIVY_DB_LAYOUT,

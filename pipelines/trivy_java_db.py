@@ -20,7 +20,7 @@ from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.profiles import Profile, ProfileStatus
 
-__all__ = ["PROFILE", "build"]
+__all__ = ["KEEP", "PROFILE", "build"]
 
 PROFILE = Profile(
     name="trivy:java-db",
@@ -34,6 +34,10 @@ PROFILE = Profile(
 )
 
 
+KEEP = is_sbom
+"""The records this profile takes from a selection (``stella export plan`` counts with it too)."""
+
+
 def _fields(root: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> dict[str, Any]:
     # The SQLite library's version is in the file header: recorded so a byte difference
     # between two machines can be told apart from a content difference.
@@ -45,7 +49,7 @@ def _fields(root: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> 
 
 
 _PIPELINE = TrivyPipeline(
-    keep=is_sbom,
+    keep=KEEP,
     keep_label="KeepSboms",
     adapter=java_db_items,
     layout=JAVA_DB_LAYOUT,

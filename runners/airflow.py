@@ -34,7 +34,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DAG_FILE", "SNAPSHOT", "DagSpec", "build_dags", "dag_specs", "main", "snapshot", "write_folder"]
+__all__ = [
+    "DAG_FILE",
+    "SNAPSHOT",
+    "DagSpec",
+    "build_dags",
+    "dag_id",
+    "dag_specs",
+    "main",
+    "snapshot",
+    "write_folder",
+]
 
 SNAPSHOT = "stella_schedules.json"
 DAG_FILE = "stella_export_dags.py"

@@ -37,6 +37,7 @@ __all__ = [
     "KeepChangedRecords",
     "MirrorSummary",
     "ReselectBaseRecords",
+    "Reselected",
     "SummarizeMirror",
     "WriteChanges",
     "count_ops",
@@ -105,33 +106,36 @@ def _keys_by_bucket(keys: list[bytes]) -> Iterator[tuple[int, list[bytes]]]:
     yield from buckets.items()
 
 
-class ReselectBaseRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches of the base's segments -> batches now selected and not before (main output),
-    keys no longer selected (``leaving``) and the high-water mark of what is selected now (``high``)."""
+@dataclass(frozen=True)
+class Reselected:
+    """What one batch of the base's segments gives a delta (see :func:`reselect`)."""
 
-    LEAVING = "leaving"
-    HIGH = "high"
+    entering: RecordBatch
+    leaving: list[bytes]
+    high: str | None
+
+
+class ReselectBaseRecords(beam.PTransform):  # type: ignore[misc]
+    """Batches of the base's segments -> Reselected: records now selected and not before, keys no
+    longer selected, and the high-water mark of what is selected now.
+
+    One output type, split by the caller with plain maps: tagged outputs are not carried
+    the same way by every runner (the Dask runner mixes them into the main output).
+    """
 
     def __init__(self, base: Selectors, current: Selectors) -> None:
         super().__init__()
         self._base = base
         self._current = current
 
-    def expand(self, batches: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
         base, current = self._base, self._current
 
-        def split(batch: RecordBatch) -> Iterator[Any]:
+        def split(batch: RecordBatch) -> Reselected:
             entering, leaving, high = reselect(batch, base, current)
-            if entering:
-                yield RecordBatch(entering)
-            if leaving:
-                yield beam.pvalue.TaggedOutput(ReselectBaseRecords.LEAVING, leaving)
-            if high is not None:
-                yield beam.pvalue.TaggedOutput(ReselectBaseRecords.HIGH, high)
+            return Reselected(RecordBatch(entering), leaving, high)
 
-        return batches | "SplitBySelection" >> beam.FlatMap(split).with_outputs(
-            self.LEAVING, self.HIGH, main="entering"
-        )
+        return batches | "SplitBySelection" >> beam.Map(split).with_output_types(Reselected)
 
 
 class DigestRecords(beam.PTransform):  # type: ignore[misc]

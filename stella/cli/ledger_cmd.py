@@ -290,7 +290,7 @@ def _stats(args: argparse.Namespace) -> int:
     chosen = args.tenant or _env_tenant()
     names = [validate_tenant(chosen)] if chosen else store.tenants()
     if not names:
-        raise_empty_ledger(store)
+        _raise_empty_ledger(store)
     tenants = [ledger_stats(store, name) for name in names]
     args.output.result({"ledger": store.root, "tenants": [stats.to_json() for stats in tenants]})
     if args.output.json:
@@ -317,7 +317,7 @@ def _env_tenant() -> str | None:
     return load_settings().tenant
 
 
-def raise_empty_ledger(store: LedgerStore) -> None:
+def _raise_empty_ledger(store: LedgerStore) -> None:
     from stella.errors import NotFoundError
 
     raise NotFoundError(

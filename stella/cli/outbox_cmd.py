@@ -61,6 +61,11 @@ def register(commands: Any) -> None:
     plan.add_argument(
         "--selector", action="append", default=[], metavar="KEY=VALUE[,VALUE]", help="as for export run"
     )
+    plan.add_argument(
+        "--profile",
+        default="json:raw",
+        help="count what this profile takes of the selection, e.g. trivy:db keeps OSV advisories (default json:raw)",
+    )
     plan.set_defaults(handler=_plan)
 
 
@@ -195,6 +200,9 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from pipelines.registry import keep_for  # the profile's own filter, as its pipeline applies it
+
+    keep = keep_for(args.profile)
     store = LedgerStore(ledger_root(args.ledger))
     tenant = tenant_of(args.tenant)
     selectors = parse_selectors(args.selector)
@@ -209,12 +217,13 @@ def _plan(args: argparse.Namespace) -> int:
         scanned += 1
         if scanned % 50_000 == 0:
             args.progress.advance("scan", done=50_000)
-        if selectors.matches(record):
+        if selectors.matches(record) and keep(record):
             counts[record.kind.value] += 1
             high_water = max(high_water or record.high_water, record.high_water)
     args.progress.end("scan")
     result = {
         "tenant": tenant,
+        "profile": args.profile,
         "selectors": selectors.to_json(),
         "counts": dict(sorted(counts.items())),
         "records": sum(counts.values()),
@@ -225,7 +234,7 @@ def _plan(args: argparse.Namespace) -> int:
     args.output.result(result)
     if not args.output.json:
         listed = ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items())) or "nothing"
-        print(f"tenant {tenant}: the selection takes {listed} of {plural(scanned, 'record')}")
+        print(f"tenant {tenant}, {args.profile}: the selection takes {listed} of {plural(scanned, 'record')}")
         if high_water:
             print(f"generatedAt would be {high_water} (or --as-of)")
     return 0

@@ -39,6 +39,7 @@ from stella.adapters.mirror.items import items_of_line
 from stella.adapters.mirror.records import RecordSet, key_of_envelope, line_digest
 from stella.bundle.encrypt import ciphertext_files
 from stella.bundle.manifest import ContentEntry
+from stella.bundle.paths import DATA_DIR, MANIFEST, PROVENANCE
 from stella.bundle.trust import TrustPolicy
 from stella.bundle.verify import failure, iter_members, verify_bundle
 from stella.canonical import sha256_digest
@@ -72,8 +73,8 @@ from stella.storage import HashingWriter
 __all__ = ["ImportLimits", "ImportOutcome", "import_bundle", "record_index_pairs", "state_lines"]
 
 _CHUNK: Final = 1 << 20
-_RAW: Final = "data/raw/"
-_INDEXES: Final = "data/indexes/"
+_RAW: Final = f"{DATA_DIR}/raw/"
+_INDEXES: Final = f"{DATA_DIR}/indexes/"
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,11 @@ def _import_locked(
             details={"bundle": str(bundle), "signature": checked.report.signature},
         )
     assert checked.manifest is not None
-    manifest, manifest_bytes = checked.manifest, checked.control["export.json"]
+    manifest, manifest_bytes = checked.manifest, checked.control[MANIFEST]
     state = current_state(root)
     mode = _check_policy(manifest, sha256_digest(manifest_bytes), state, now)
     source = bundle
-    if ciphertext_files(json.loads(checked.control["provenance.json"])):
+    if ciphertext_files(json.loads(checked.control[PROVENANCE])):
         if not identities:
             raise UsageError(f"{bundle} is encrypted: pass --identity with a key it was encrypted to")
         from stella.bundle.decrypt import decrypt_bundle

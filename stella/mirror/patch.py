@@ -21,6 +21,7 @@ match) returns None and the caller rebuilds the whole state, which gives the sam
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import re
@@ -104,20 +105,18 @@ def patch_state(
                 entries.append(_link(old, staging, entry))
         for index, (_touching, new) in sorted(plan.items()):
             path = mirror_shard_path(group, index, totals[group])
-            lines = _old_lines(old, groups.get(group, {}).get(index), keys_of_shard.get(index, []))
-            kept: list[Row] = []
-            for key, line in lines:
-                if key in dropped:
-                    items = list(items_of_line(line, where=path))
-                    if items[0][1] != key:
-                        return None  # the record index does not list this shard's lines
-                    for item_group, sort_key, value in items:
-                        removed[item_group].append((sort_key, value))
+            keys = keys_of_shard.get(index, [])
+            lines = _old_lines(old, groups.get(group, {}).get(index), keys)
+            kept = _kept(lines, dropped, removed, where=path)
+            try:
+                if len(keys) - sum(1 for k in keys if k in dropped) + len(new):
+                    rows = heapq.merge(kept, new, key=lambda row: row[0])
+                    entries.append(write_mirror_shard(str(staging), path, rows))
                 else:
-                    kept.append((key, line))
-            rows = _merge(kept, new)
-            if rows:
-                entries.append(write_mirror_shard(str(staging), path, rows))
+                    for _row in kept:  # an emptied shard: no file, but its rows are still removed
+                        pass
+            except _Mismatch:
+                return None
     if sum(len(v) for g, v in removed.items() if not g.startswith(INDEX_GROUP)) != len(dropped):
         return None  # a dropped key was not where the record index put it
     records_table: pa.Table | None = None
@@ -160,7 +159,7 @@ def patch_state(
         if name == "records":
             for index, entry in groups.get(group, {}).items():
                 if index not in plan:
-                    records_table = _concat(records_table, pq.read_table(old / entry.path))
+                    records_table = _concat(records_table, pq.read_table(old / entry.path, columns=_TIMES))
     return sorted(entries)
 
 
@@ -212,8 +211,23 @@ def _old_lines(old: Path, entry: ContentEntry | None, keys: list[bytes]) -> Iter
         raise BundleIntegrityError(f"{what}: not the records its index lists", details={"file": what})
 
 
-def _merge(kept: list[Row], new: list[Row]) -> list[Row]:
-    return sorted(kept + new, key=lambda row: row[0]) if new else kept
+class _Mismatch(Exception):
+    """The old state is not laid out as its record index says: rebuild instead."""
+
+
+def _kept(
+    lines: Iterator[Row], dropped: set[bytes], removed: dict[str, list[Row]], *, where: str
+) -> Iterator[Row]:
+    """The lines not dropped, streamed; a dropped line's items (its index rows) go to ``removed``."""
+    for key, line in lines:
+        if key not in dropped:
+            yield key, line
+            continue
+        items = list(items_of_line(line, where=where))
+        if items[0][1] != key:
+            raise _Mismatch(where)
+        for group, sort_key, value in items:
+            removed.setdefault(group, []).append((sort_key, value))
 
 
 def _link(old: Path, staging: Path, entry: ContentEntry) -> ContentEntry:
@@ -223,7 +237,12 @@ def _link(old: Path, staging: Path, entry: ContentEntry) -> ContentEntry:
     return entry
 
 
+_TIMES: Final = ["kind", "id", "digest", "modified"]
+
+
 def _concat(first: pa.Table | None, second: pa.Table) -> pa.Table:
+    """The record index's columns the other indexes sort by, accumulated shard by shard."""
+    second = second.select(_TIMES)
     return second if first is None else pa.concat_tables([first, second])
 
 
@@ -249,7 +268,7 @@ def _sorted_by_key_columns(name: str, table: pa.Table, records: pa.Table) -> pa.
     term = schema.names[0]
     if "kind" not in table.column_names:
         table = table.append_column("kind", pa.array([name if name != "sboms" else "sbom"] * table.num_rows))
-    times = records.select(["kind", "id", "digest", "modified"])
+    times = records.select(_TIMES)
     times = times.append_column("found", pa.array([True] * times.num_rows, pa.bool_()))
     joined = table.append_column("row", pa.array(range(table.num_rows), pa.int64())).join(
         times, keys=["kind", "id", "digest"], join_type="left outer"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from stella.bundle.paths import MANIFEST
 from stella.canonical import dumps
 from stella.errors import BundleIntegrityError, ConflictError
 from stella.guards import strictjson
@@ -45,6 +46,7 @@ __all__ = [
     "lock_mirror",
     "new_staging",
     "switch_state",
+    "write_state_files",
 ]
 
 STATE_SCHEMA: Final = "https://stellaops.io/export-center/mirror-state/v1"
@@ -184,7 +186,7 @@ def write_state_files(
 ) -> None:
     """``mirror.json``, ``export.json`` and the log (the previous state's log plus one line)."""
     (staging / STATE_FILE).write_bytes(dumps(dict(state)) + b"\n")
-    (staging / "export.json").write_bytes(manifest_bytes)
+    (staging / MANIFEST).write_bytes(manifest_bytes)
     old = previous.file(APPLIED_LOG).read_bytes() if previous is not None else b""
     (staging / APPLIED_LOG).write_bytes(old + dumps(dict(entry)) + b"\n")
 

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from pipelines.registry import REGISTRY
 from pipelines.registry import get_profile as builtin_profile
 from stella.bundle.encrypt import parse_encryption
+from stella.bundle.paths import CONTROL_FILES, MANIFEST, PROVENANCE, SIGNATURES_DIR
 from stella.bundle.request import new_request
 from stella.errors import NotFoundError, NotReadyError, RangeNotSatisfiableError, UsageError
 from stella.guards.ids import check_id
@@ -51,7 +52,6 @@ __all__ = ["routes"]
 T = TypeVar("T")
 _PREFIX = "/api/export"
 _TERMINAL_EVENTS = frozenset(status.value for status in TERMINAL)
-_CONTROL_FILES = ("export.json", "provenance.json")
 
 
 async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -118,7 +118,7 @@ def _builtin(name: str) -> dict[str, Any]:
     }
 
 
-async def list_profiles(request: Request) -> Response:
+async def _list_profiles(request: Request) -> Response:
     principal = await _principal(request, "export:read")
     stored = await _call(_store(request).list_profiles, principal.tenant)
     return JSONResponse(
@@ -129,7 +129,7 @@ async def list_profiles(request: Request) -> Response:
     )
 
 
-async def get_profile(request: Request) -> Response:
+async def _get_profile(request: Request) -> Response:
     principal = await _principal(request, "export:read")
     name = request.path_params["name"]
     if name in REGISTRY:
@@ -177,11 +177,11 @@ async def _put_profile(request: Request, *, create: bool) -> Response:
     return JSONResponse(stored.to_json(), status_code=201 if create else 200)
 
 
-async def create_profile(request: Request) -> Response:
+async def _create_profile(request: Request) -> Response:
     return await _put_profile(request, create=True)
 
 
-async def update_profile(request: Request) -> Response:
+async def _update_profile(request: Request) -> Response:
     return await _put_profile(request, create=False)
 
 
@@ -252,7 +252,7 @@ def _run_params(
     return profile, params
 
 
-async def create_run(request: Request) -> Response:
+async def _create_run(request: Request) -> Response:
     principal = await _principal(request, "export:run")
     key = check_idempotency_key(request.headers.get("idempotency-key"))
     body = RunBody.from_json(parse_json(await request.body()))
@@ -278,7 +278,7 @@ async def create_run(request: Request) -> Response:
     return JSONResponse(_render_run(run), status_code=202 if created else 200, headers=headers)
 
 
-async def list_runs(request: Request) -> Response:
+async def _list_runs(request: Request) -> Response:
     principal = await _principal(request, "export:read")
     query = request.query_params
     status_text = query.get("status")
@@ -300,12 +300,12 @@ async def list_runs(request: Request) -> Response:
     return JSONResponse({"items": [_render_run(run) for run in page.runs], "nextCursor": page.next_cursor})
 
 
-async def get_run(request: Request) -> Response:
+async def _show_run(request: Request) -> Response:
     principal = await _principal(request, "export:read")
     return JSONResponse(_render_run(await _get_run(request, principal)))
 
 
-async def cancel_run(request: Request) -> Response:
+async def _cancel_run(request: Request) -> Response:
     principal = await _principal(request, "export:run")
     run = await _get_run(request, principal)
     cancelled = await _call(_store(request).cancel_run, principal.tenant, run.id)
@@ -313,7 +313,7 @@ async def cancel_run(request: Request) -> Response:
     return JSONResponse(_render_run(cancelled), status_code=202)
 
 
-async def run_events(request: Request) -> Response:
+async def _run_events(request: Request) -> Response:
     """SSE: every event since ``Last-Event-ID`` (or ``?after=``), then live ones until the end."""
     principal = await _principal(request, "export:read")
     run = await _get_run(request, principal)
@@ -368,7 +368,7 @@ async def _published(request: Request) -> tuple[Run, Path]:
             details={"runId": run.id, "status": run.status.value},
         )
     bundle = _config(request).bundle_dir(run.tenant) / check_id(run.export_id, "exportId")
-    if not (bundle / "export.json").is_file():
+    if not (bundle / MANIFEST).is_file():
         raise NotFoundError(f"the bundle of run {run.id} is no longer stored", details={"runId": run.id})
     return run, bundle
 
@@ -430,7 +430,7 @@ def _check_range(request: Request, response: FileResponse, size: int) -> None:
         ) from None
 
 
-async def download(request: Request) -> Response:
+async def _download(request: Request) -> Response:
     run, bundle = await _published(request)
     archive = bundle.parent / str(run.result["archive"])
     if not archive.is_file():
@@ -438,16 +438,16 @@ async def download(request: Request) -> Response:
     return await _serve(request, archive, str(run.result["archiveDigest"]), "application/zstd", archive.name)
 
 
-async def manifest(request: Request) -> Response:
+async def _manifest(request: Request) -> Response:
     run, bundle = await _published(request)
     return await _serve(
-        request, bundle / "export.json", str(run.result["manifestDigest"]), "application/json", None
+        request, bundle / MANIFEST, str(run.result["manifestDigest"]), "application/json", None
     )
 
 
-async def provenance(request: Request) -> Response:
+async def _provenance(request: Request) -> Response:
     _run, bundle = await _published(request)
-    path = bundle / "provenance.json"
+    path = bundle / PROVENANCE
     return await _serve(request, path, await _call(_file_digest, path), "application/json", None)
 
 
@@ -456,12 +456,14 @@ def _bundle_member(bundle: Path, relative: str) -> Path:
     pure = PurePosixPath(relative)
     if pure.is_absolute() or ".." in pure.parts or not relative or relative != pure.as_posix():
         raise UsageError("malformed file path", details={"path": relative[:200]})
-    manifest_doc = json.loads((bundle / "export.json").read_bytes())
+    manifest_doc = json.loads((bundle / MANIFEST).read_bytes())
     listed = {str(entry["path"]) for entry in manifest_doc.get("contents", [])}
-    signatures = bundle / "signatures"
+    signatures = bundle / SIGNATURES_DIR
     if signatures.is_dir():
-        listed |= {f"signatures/{p.name}" for p in signatures.iterdir() if p.is_file() and not p.is_symlink()}
-    if relative not in listed and relative not in _CONTROL_FILES:
+        listed |= {
+            f"{SIGNATURES_DIR}/{p.name}" for p in signatures.iterdir() if p.is_file() and not p.is_symlink()
+        }
+    if relative not in listed and relative not in CONTROL_FILES:
         raise NotFoundError(f"{relative} is not a file of this bundle", details={"path": relative[:200]})
     path = bundle / relative
     if path.is_symlink() or not path.is_file():
@@ -469,14 +471,14 @@ def _bundle_member(bundle: Path, relative: str) -> Path:
     return path
 
 
-async def bundle_file(request: Request) -> Response:
+async def _bundle_file(request: Request) -> Response:
     _run, bundle = await _published(request)
     path = await _call(_bundle_member, bundle, request.path_params["path"])
     digest = await _call(_file_digest, path)
     return await _serve(request, path, digest, "application/octet-stream", path.name)
 
 
-async def verification(request: Request) -> Response:
+async def _verification(request: Request) -> Response:
     """The library's offline verification of the published bundle (the Console shows it)."""
     from stella.bundle.verify import verify_bundle
 
@@ -488,18 +490,18 @@ async def verification(request: Request) -> Response:
 def routes() -> list[Route]:
     runs = f"{_PREFIX}/runs/{{run_id}}"
     return [
-        Route(f"{_PREFIX}/profiles", list_profiles, methods=["GET"]),
-        Route(f"{_PREFIX}/profiles", create_profile, methods=["POST"]),
-        Route(f"{_PREFIX}/profiles/{{name}}", get_profile, methods=["GET"]),
-        Route(f"{_PREFIX}/profiles/{{name}}", update_profile, methods=["PUT"]),
-        Route(f"{_PREFIX}/runs", create_run, methods=["POST"]),
-        Route(f"{_PREFIX}/runs", list_runs, methods=["GET"]),
-        Route(runs, get_run, methods=["GET"]),
-        Route(f"{runs}/cancel", cancel_run, methods=["POST"]),
-        Route(f"{runs}/events", run_events, methods=["GET"]),
-        Route(f"{runs}/manifest", manifest, methods=["GET"]),
-        Route(f"{runs}/provenance", provenance, methods=["GET"]),
-        Route(f"{runs}/download", download, methods=["GET"]),
-        Route(f"{runs}/verification", verification, methods=["GET"]),
-        Route(f"{runs}/files/{{path:path}}", bundle_file, methods=["GET"]),
+        Route(f"{_PREFIX}/profiles", _list_profiles, methods=["GET"]),
+        Route(f"{_PREFIX}/profiles", _create_profile, methods=["POST"]),
+        Route(f"{_PREFIX}/profiles/{{name}}", _get_profile, methods=["GET"]),
+        Route(f"{_PREFIX}/profiles/{{name}}", _update_profile, methods=["PUT"]),
+        Route(f"{_PREFIX}/runs", _create_run, methods=["POST"]),
+        Route(f"{_PREFIX}/runs", _list_runs, methods=["GET"]),
+        Route(runs, _show_run, methods=["GET"]),
+        Route(f"{runs}/cancel", _cancel_run, methods=["POST"]),
+        Route(f"{runs}/events", _run_events, methods=["GET"]),
+        Route(f"{runs}/manifest", _manifest, methods=["GET"]),
+        Route(f"{runs}/provenance", _provenance, methods=["GET"]),
+        Route(f"{runs}/download", _download, methods=["GET"]),
+        Route(f"{runs}/verification", _verification, methods=["GET"]),
+        Route(f"{runs}/files/{{path:path}}", _bundle_file, methods=["GET"]),
     ]

@@ -104,7 +104,7 @@ def _schedule_from(body: Any, tenant: str) -> Schedule:
     )
 
 
-async def create_schedule(request: Request) -> Response:
+async def _create_schedule(request: Request) -> Response:
     principal = await _principal(request, "export:run")
     schedule = _schedule_from(parse_json(await request.body()), principal.tenant)
     store = _schedules(request)
@@ -113,21 +113,21 @@ async def create_schedule(request: Request) -> Response:
     return JSONResponse(await _call(_render, store, schedule), status_code=201, headers=headers)
 
 
-async def list_schedules(request: Request) -> Response:
+async def _list_schedules(request: Request) -> Response:
     principal = await _principal(request, "export:read")
     store = _schedules(request)
     found = await _call(store.schedules, principal.tenant)
     return JSONResponse({"items": [await _call(_render, store, schedule) for schedule in found]})
 
 
-async def get_schedule(request: Request) -> Response:
+async def _get_schedule(request: Request) -> Response:
     principal = await _principal(request, "export:read")
     store = _schedules(request)
     schedule = await _call(store.get, principal.tenant, validate_name(request.path_params["name"]))
     return JSONResponse(await _call(_render, store, schedule))
 
 
-async def change_schedule(request: Request) -> Response:
+async def _change_schedule(request: Request) -> Response:
     principal = await _principal(request, "export:run")
     store, name = _schedules(request), validate_name(request.path_params["name"])
     action = request.path_params.get("action", "delete")
@@ -140,7 +140,7 @@ async def change_schedule(request: Request) -> Response:
     return JSONResponse(await _call(_render, store, schedule))
 
 
-async def run_schedule_now(request: Request) -> Response:
+async def _run_schedule_now(request: Request) -> Response:
     principal = await _principal(request, "export:run")
     scheduler = request.app.state.scheduler
     launch = await _call(scheduler.run_now, principal.tenant, validate_name(request.path_params["name"]))
@@ -150,7 +150,7 @@ async def run_schedule_now(request: Request) -> Response:
     return JSONResponse(settled.to_json(), status_code=202)
 
 
-async def trigger(request: Request) -> Response:
+async def _trigger(request: Request) -> Response:
     principal = await _principal(request, TRIGGER_SCOPE)
     name = validate_name(request.path_params["name"])
     event = await _call(record_webhook, _schedules(request), principal.tenant, name, datetime.now(UTC))
@@ -160,11 +160,11 @@ async def trigger(request: Request) -> Response:
 def routes() -> list[Route]:
     one = f"{_PREFIX}/schedules/{{name}}"
     return [
-        Route(f"{_PREFIX}/schedules", list_schedules, methods=["GET"]),
-        Route(f"{_PREFIX}/schedules", create_schedule, methods=["POST"]),
-        Route(one, get_schedule, methods=["GET"]),
-        Route(one, change_schedule, methods=["DELETE"]),
-        Route(f"{one}/run", run_schedule_now, methods=["POST"]),
-        Route(f"{one}/{{action}}", change_schedule, methods=["POST"]),
-        Route(f"{_PREFIX}/triggers/{{name}}", trigger, methods=["POST"]),
+        Route(f"{_PREFIX}/schedules", _list_schedules, methods=["GET"]),
+        Route(f"{_PREFIX}/schedules", _create_schedule, methods=["POST"]),
+        Route(one, _get_schedule, methods=["GET"]),
+        Route(one, _change_schedule, methods=["DELETE"]),
+        Route(f"{one}/run", _run_schedule_now, methods=["POST"]),
+        Route(f"{one}/{{action}}", _change_schedule, methods=["POST"]),
+        Route(f"{_PREFIX}/triggers/{{name}}", _trigger, methods=["POST"]),
     ]

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from stella.bundle.paths import MANIFEST
 from stella.bundle.publish import STAGING_PREFIX
 from stella.errors import StellaError, UsageError
 from stella.service.config import ServiceConfig
@@ -191,7 +192,7 @@ def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tu
     if signer is not None:
         lifecycle(_LOG, "sign", keyId=signer.key_id, **common)
     assert outcome.archive is not None
-    manifest_bytes = (outcome.path / "export.json").read_bytes()
+    manifest_bytes = (outcome.path / MANIFEST).read_bytes()
     archive_digest = _file_digest(outcome.archive)
     archive_bytes = outcome.archive.stat().st_size
     manifest: dict[str, Any] = outcome.manifest
@@ -215,7 +216,7 @@ def _export(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> tu
             store.append_event(run.id, "published", {"runId": run.id, **target.to_json()})
     for name, digest, size in (
         (outcome.archive.name, archive_digest, archive_bytes),
-        ("export.json", result["manifestDigest"], len(manifest_bytes)),
+        (MANIFEST, result["manifestDigest"], len(manifest_bytes)),
     ):
         store.append_event(
             run.id, "artifact_ready", {"runId": run.id, "path": name, "sha256": digest, "bytes": size}

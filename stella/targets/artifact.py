@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stella.adapters.trivy.artifact import write_oci_layout
 from stella.bundle.finish import archive_bundle
-from stella.bundle.paths import OCI_DIR
+from stella.bundle.paths import MANIFEST, OCI_DIR
 from stella.errors import BundleIntegrityError
 from stella.guards import strictjson
 
@@ -48,7 +48,7 @@ def bundle_layout(bundle: Path, scratch: Path, tag: str) -> Path:
     if (trivy / "index.json").is_file():
         return trivy
     manifest_bytes = _manifest(bundle)
-    manifest = strictjson.loads(manifest_bytes, what="export.json", error=BundleIntegrityError)
+    manifest = strictjson.loads(manifest_bytes, what=MANIFEST, error=BundleIntegrityError)
     archive = archive_bundle(bundle, scratch / f"{manifest['exportId']}.tar.zst")
     layout = scratch / "layout"
     write_oci_layout(
@@ -71,8 +71,8 @@ def bundle_layout(bundle: Path, scratch: Path, tag: str) -> Path:
 
 def _manifest(bundle: Path) -> bytes:
     try:
-        data = (bundle / "export.json").read_bytes()
-        strictjson.loads(data, what="export.json", error=BundleIntegrityError)["exportId"]
+        data = (bundle / MANIFEST).read_bytes()
+        strictjson.loads(data, what=MANIFEST, error=BundleIntegrityError)["exportId"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BundleIntegrityError(f"{bundle} has no readable export.json: not a bundle") from exc
     return data

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from stella.bundle.paths import MANIFEST
 from stella.bundle.publish import STAGING_PREFIX, discard_staging, new_staging, publish
 from stella.errors import BundleIntegrityError, UsageError
 from stella.guards import strictjson
@@ -31,8 +32,8 @@ __all__ = ["FilesystemTarget"]
 def _manifest(bundle: Path) -> tuple[str, str, str]:
     """(exportId, generatedAt, sha256 of export.json) of a bundle folder."""
     try:
-        data = (bundle / "export.json").read_bytes()
-        manifest = strictjson.loads(data, what="export.json", error=BundleIntegrityError)
+        data = (bundle / MANIFEST).read_bytes()
+        manifest = strictjson.loads(data, what=MANIFEST, error=BundleIntegrityError)
         return str(manifest["exportId"]), str(manifest["generatedAt"]), hashlib.sha256(data).hexdigest()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BundleIntegrityError(f"{bundle} has no readable export.json: not a bundle") from exc
@@ -92,7 +93,7 @@ class FilesystemTarget:
             return
         bundles = []
         for child in self.root.iterdir():
-            if child.name.startswith(STAGING_PREFIX) or not (child / "export.json").is_file():
+            if child.name.startswith(STAGING_PREFIX) or not (child / MANIFEST).is_file():
                 continue
             export_id, generated, _ = _manifest(child)
             bundles.append((datetime.fromisoformat(generated.replace("Z", "+00:00")), export_id, child))

@@ -28,6 +28,7 @@ from typing import Any
 import google_crc32c
 import requests
 
+from stella.bundle.paths import MANIFEST, PROVENANCE, SIGNATURES_DIR
 from stella.errors import BundleIntegrityError, ConflictError, RemoteError, StellaError, UsageError
 from stella.guards import strictjson
 from stella.guards.files import open_regular
@@ -41,7 +42,7 @@ _API = ("storage.googleapis.com", 443)
 _TOKEN = ("oauth2.googleapis.com", 443)
 _CHUNK = 8 * 1024 * 1024  # resumable chunk; a multiple of 256 KiB as the API requires
 _READ = 1 << 20
-_LAST = ("provenance.json", "export.json")
+_LAST = (PROVENANCE, MANIFEST)
 _CRC32C: Any = google_crc32c  # untyped C extension
 
 
@@ -70,7 +71,7 @@ def bundle_objects(bundle: Path) -> list[str]:
     names = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
 
     def rank(name: str) -> tuple[int, str]:
-        if name.startswith("signatures/"):
+        if name.startswith(f"{SIGNATURES_DIR}/"):
             return 3, name
         return (_LAST.index(name) + 1 if name in _LAST else 0), name
 
@@ -176,14 +177,14 @@ class GcsTarget:
     def publish(self, bundle: Path) -> PublishResult:
         try:
             manifest_json = strictjson.loads(
-                (bundle / "export.json").read_bytes(), what="export.json", error=BundleIntegrityError
+                (bundle / MANIFEST).read_bytes(), what=MANIFEST, error=BundleIntegrityError
             )
             export_id = str(manifest_json["exportId"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BundleIntegrityError(f"{bundle} has no readable export.json: not a bundle") from exc
         base = "/".join(part for part in (self.prefix.strip("/"), export_id) if part)
         local = [_describe(bundle, name) for name in bundle_objects(bundle)]
-        manifest = next(item for item in local if item.name == "export.json")
+        manifest = next(item for item in local if item.name == MANIFEST)
         location = f"gs://{self.bucket}/{base}/"
         try:
             client = self._client()
@@ -192,7 +193,7 @@ class GcsTarget:
                 blob.name[len(base) + 1 :]: (blob.metadata or {}).get("sha256")
                 for blob in client.list_blobs(bucket, prefix=base + "/")
             }
-            if remote.get("export.json") not in (None, manifest.sha256):
+            if remote.get(MANIFEST) not in (None, manifest.sha256):
                 raise ConflictError(
                     f"{location} already holds a different bundle with id {export_id}",
                     details={"location": location},

@@ -67,7 +67,7 @@ def test_dask_with_gcs_staging_matches_the_embedded_runner(
     profile: str, cluster: Cluster, tmp_path: Path
 ) -> None:
     shards: tuple[str, ...] = ("--records-per-shard", "40", *cluster.options.get(profile, ()))
-    if profile == "mirror:delta":  # its base, read by the driver only (from the local out folder)
+    if profile == "mirror:delta":  # its base, in a local folder the driver and these local workers read
         base = export(cluster.ledger, tmp_path / "base", profile="mirror:full", env=cluster.env)
         shards += ("--option", f"base={base}")
     local = export(cluster.ledger, tmp_path / "local", *shards, profile=profile, env=cluster.env)

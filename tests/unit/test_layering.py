@@ -7,11 +7,14 @@ count too: a lazy import hides a dependency from the interpreter, not from a rea
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+
+import pytest
 
 from tests.support import REPO
 
@@ -220,3 +223,51 @@ def test_errors_all_lists_every_error() -> None:
     tree = ast.parse(_modules()["stella.errors"].read_text())
     classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
     assert classes | {"EXIT_CODES"} == set(errors.__all__)
+
+
+def _public_definitions(tree: ast.Module) -> set[str]:
+    """Functions and classes a module defines at top level without a leading underscore."""
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {node.name for node in tree.body if isinstance(node, kinds) and not node.name.startswith("_")}
+
+
+def _declared_all(tree: ast.Module) -> list[str] | None:
+    """The literal ``__all__`` of a module, or None."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
+            return list(ast.literal_eval(value))
+    return None
+
+
+_ALL_ROOTS = ("stella", "pipelines", "transforms", "runners")
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+@pytest.mark.parametrize("module", sorted(m for m in _modules() if m.split(".")[0] in _ALL_ROOTS))
+def test_all_lists_what_the_module_offers(module: str) -> None:
+    """Every module declares ``__all__``; it names only what exists and every public function and class."""
+    path = _modules()[module]
+    tree = ast.parse(path.read_text())
+    declared = _declared_all(tree)
+    if declared is None and (module.endswith("__main__") or all(_is_docstring(node) for node in tree.body)):
+        return  # a script entry point or a package that only documents itself: nothing to offer
+    assert declared is not None, f"{path.relative_to(REPO)}: no literal __all__"
+    assert len(declared) == len(set(declared)), f"{module}.__all__ repeats a name"
+    imported = importlib.import_module(module)
+    missing = sorted(name for name in declared if not hasattr(imported, name))
+    assert not missing, f"{module}.__all__ names what it does not have: {missing}"
+    unlisted = sorted(_public_definitions(tree) - set(declared))
+    assert not unlisted, f"{module}: public but not in __all__: {unlisted} (list them, or make them _private)"

@@ -144,3 +144,14 @@ def test_normal_form_round_trips(args: list[str]) -> None:
     parsed = parse_selectors(args)
     assert parse_selectors(parsed.to_args()) == parsed
     assert parse_selectors(list(reversed(args))) == parsed
+
+
+def test_plain_and_glob_patterns_mix_in_one_list() -> None:
+    """Plain ids are looked up, globs matched: both case-insensitive, on the id and every alias."""
+    excluded = parse_selectors(["exclude-id=ghsa-XXXX,other-1,PYSEC-20??-*,[ab]-9"])
+    assert not excluded.matches(record(upstream_id="GHSA-xxxx"))
+    assert not excluded.matches(record(upstream_id="x", linkset=Linkset(aliases=("pysec-2021-7",))))
+    assert not excluded.matches(record(upstream_id="B-9"))
+    assert excluded.matches(record(upstream_id="GHSA-xxxx-1"))
+    assert excluded.matches(record(upstream_id="PYSEC-2021"))
+    assert excluded.matches(record(upstream_id="c-9"))
