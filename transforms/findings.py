@@ -37,16 +37,7 @@ from transforms.coders import ItemBatch
 from transforms.joins import COUNTS, ITEMS, JoinRuns
 from transforms.shards import WriteRuns
 
-__all__ = [
-    "EvaluatePolicyFn",
-    "FindFindings",
-    "KeyAdvisoryRevisionsFn",
-    "KeyComponentsFn",
-    "KeyStatementsFn",
-    "MatchVersionsFn",
-    "PickLatestRevisionsFn",
-    "sum_counts",
-]
+__all__ = ["FindFindings", "sum_counts"]
 
 
 def _key_records(batch: list[LedgerRecord]) -> ItemBatch:
