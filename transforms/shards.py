@@ -20,6 +20,8 @@ from stella.model import LedgerRecord
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
+from transforms.progress import relay_progress
+from transforms.runtime import tune_gc
 
 __all__ = [
     "RUNS_DIR",
@@ -73,6 +75,9 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
         self._temp_dir = temp_dir
         self._bucketed = bucketed
 
+    def setup(self) -> None:
+        tune_gc()
+
     def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
         yield from write_run(self._temp_dir, items, bucketed=self._bucketed)
 
@@ -88,6 +93,10 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
         self._writer = writer
         self._temp_dir = temp_dir
         self._trace = trace
+
+    def setup(self) -> None:
+        tune_gc()
+        relay_progress()
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
