@@ -15,6 +15,8 @@
    (components, latest advisory revisions, version matching) joined in two Python
    dictionaries, findings counted -- no Beam, no sorting, nothing written. Its count must
    equal the export's (checked).
+4. ``--profile json:raw`` of the same ledger: the payload part of the bundle, so the
+   findings' own cost (json:policy minus json:raw) can be read beside the baseline's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import BIN, CACHE, Measurement, measure, print_table
+from benchmarks.common import BIN, CACHE, Measurement, measure, print_table, ratio_line
 
 __all__ = ["baseline_main", "run"]
 
@@ -136,26 +138,35 @@ def run(
     ledger, snapshot = _ledger(sboms, advisories, components, seed)
     work = Path(tempfile.mkdtemp(prefix="stella-bench-policy-"))
     try:
-        command = [str(BIN / "stella"), "-q", "export", "run", "--tenant", "bench", "--ledger", str(ledger),
-                   "--profile", "json:policy", "--option", f"policy-snapshot={snapshot}", "--out", str(work), "--json"]  # fmt: skip
-        if workers:
-            command += ["--workers", str(workers)]
+
+        def command(profile: str, *options: str) -> list[str]:
+            return [str(BIN / "stella"), "-q", "export", "run", "--tenant", "bench", "--ledger", str(ledger),
+                    "--profile", profile, *options, "--out", str(work), "--json",
+                    *(["--workers", str(workers)] if workers else [])]  # fmt: skip
+
         export = measure(
             "json:policy export (Beam, " + (f"{workers} workers" if workers else "in process") + ")",
-            command,
+            command("json:policy", "--option", f"policy-snapshot={snapshot}"),
             items=0,
         )
         manifest = json.loads((Path(json.loads(export.output)["bundle"]) / "export.json").read_text())
         findings = int(manifest["policy"]["findings"])
         baseline = measure("plain-dict join (same functions, no Beam)",
                            [sys.executable, "-m", "benchmarks.policy_findings", "--baseline", str(ledger)], items=0)  # fmt: skip
+        raw = measure("json:raw export of the same ledger", command("json:raw"), items=0)
         counted = json.loads(baseline.output)["findings"]
         if counted != findings:
             raise SystemExit(f"baseline found {counted} findings, the export {findings}")
-        rows = [Measurement(m.name, m.seconds, m.peak_rss_mb, findings, 0.0, "") for m in (export, baseline)]
+        rows = [
+            Measurement(m.name, m.seconds, m.peak_rss_mb, findings, 0.0, "", m.cpu_seconds)
+            for m in (export, baseline, raw)
+        ]
         title = f"{sboms} SBOMs x {components} components, {advisories} advisories: {findings} findings"
         print_table(title, rows, unit="findings")
-        return {"findings": findings, "export": rows[0], "baseline": rows[1]}
+        print(ratio_line("export / plain-dict join", rows[0], rows[1], target=">= 0.5"))
+        print(f"findings' own CPU (json:policy - json:raw): {export.cpu_seconds - raw.cpu_seconds:.2f} s "
+              f"against the plain-dict join's {baseline.cpu_seconds:.2f} s")  # fmt: skip
+        return {"findings": findings, "export": rows[0], "baseline": rows[1], "raw": rows[2]}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

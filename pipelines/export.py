@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.registry import builder_for
-from runners.options import pipeline_options
+from runners.options import pipeline_options, runner_args
 from stella import storage
 from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish
@@ -35,6 +35,7 @@ from stella.targets.distribute import RetryPolicy, check_targets, publish_bundle
 from stella.targets.interface import Target, TargetResult
 from stella.telemetry.logs import current_correlation
 from stella.telemetry.tracing import carrier, span
+from transforms.progress import tail_progress
 from transforms.shards import RUNS_DIR
 
 __all__ = ["ExportOutcome", "export_and_publish", "run_export"]
@@ -124,8 +125,10 @@ def run_export(
         with span("export.plan", **{"stella.profile": request.profile.name}):
             pipeline = beam.Pipeline(options=pipeline_options(beam_args))
             builder(pipeline, request, work)
-        result = pipeline.run()
-        state = result.wait_until_finish()
+        multi_process = "--direct_running_mode=multi_processing" in runner_args(beam_args)
+        with tail_progress(multi_process):  # worker processes' progress, live (transforms.progress)
+            result = pipeline.run()
+            state = result.wait_until_finish()
         if state not in (PipelineState.DONE, None):
             raise PipelineError(f"pipeline ended in state {state}", details={"state": str(state)})
         if not storage.exists(storage.join(work, "export.json")):

@@ -1,7 +1,7 @@
 """json:policy compiled to a Beam pipeline: json:raw, plus the pinned policy and its findings.
 
-    ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -----------------\\
-                              \\-> FindFindings (joins, VEX, policy) ------+-> WriteSortedShards -\\
+    ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -> WriteRuns -----------------\\
+                              \\-> FindFindings (joins, VEX, policy) -> WriteRuns -+-> ShardRuns -\\
                               \\-> SummarizeRecords -> EvaluationTime (as_of, side input)          |
     PinPolicySnapshot (data/policy/snapshot.json) ----------------------------------------------+-> AssembleBundle
     FindFindings.counts -> WriteFindingsSummary (data/policy/summary.json) ---------------------/
@@ -33,7 +33,7 @@ from stella.storage import HashingWriter
 from transforms.bundle import AssembleBundle
 from transforms.findings import FindFindings
 from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
-from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRecords, ShardRuns, WriteRuns
 
 __all__ = ["PROFILE", "SNAPSHOT_PATH", "SUMMARY_PATH", "build", "pinned_snapshot"]
 
@@ -132,18 +132,21 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam
     )
     summary = selected | "SummarizeRecords" >> SummarizeRecords()
     as_of = summary | "EvaluationTime" >> beam.Map(lambda s: generated_at(request, s.high_water))
+    runs = storage.join(staging, RUNS_DIR)
     raw = selected | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
-    found = selected | "FindFindings" >> FindFindings(snapshot.policy, as_of)
+    found = selected | "FindFindings" >> FindFindings(snapshot.policy, as_of, temp_dir=runs)
+    # Runs are written next to each producer and only their descriptors flattened: the
+    # in-process runner would hold a flattened PCollection of the items themselves in memory.
     shards = (
-        (raw, found["items"])
-        | "MergeItems" >> beam.Flatten()
-        | "WriteSortedShards"
-        >> WriteSortedShards(
-            temp_dir=storage.join(staging, RUNS_DIR),
+        (raw | "WriteRawRuns" >> WriteRuns(runs), found["items"] | "WriteFindingRuns" >> WriteRuns(runs))
+        | "MergeRuns" >> beam.Flatten()
+        | "ShardRuns"
+        >> ShardRuns(
             out_root=root,
             path_for=_path,
             writer=_write,
             records_per_shard=request.records_per_shard,
+            temp_dir=runs,
             trace=request.trace_context,
         )
     )

@@ -23,11 +23,12 @@ import struct
 import uuid
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
-from heapq import heappop, heappush
-from itertools import accumulate, chain, count
+from heapq import heappop, heappush, merge
+from itertools import accumulate, chain, count, groupby
+from operator import itemgetter
 from typing import IO
 
 import zstandard
@@ -40,6 +41,7 @@ __all__ = [
     "RunSlice",
     "SortItem",
     "bucket_of",
+    "cogroup_sorted",
     "merge_slices",
     "shard_count",
     "shard_of_bucket",
@@ -83,6 +85,11 @@ class RunSlice:
     offset: int
     length: int
     count: int
+
+    def __reduce__(self) -> tuple[type[RunSlice], tuple[str, str, int, int, int, int]]:
+        # Pickled by the shuffle for every slice; a slots dataclass's default pickling calls
+        # dataclasses.fields() per object, several times the cost of this tuple.
+        return RunSlice, (self.path, self.group, self.bucket, self.offset, self.length, self.count)
 
 
 def bucket_of(key: bytes) -> int:
@@ -338,3 +345,26 @@ def merge_slices(
             [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
         )
     return chain.from_iterable(_merged_blocks(level))
+
+
+def _tagged(side: str, pairs: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, str, bytes]]:
+    for key, value in pairs:
+        yield key, side, value
+
+
+def cogroup_sorted(
+    sides: Mapping[str, Iterable[tuple[bytes, bytes]]],
+) -> Iterator[tuple[bytes, dict[str, list[bytes]]]]:
+    """A sort-merge co-group of key-sorted streams: each key once, with every side's values.
+
+    The streams are what :func:`merge_slices` yields, so a join holds one key's values at
+    a time, never a side: memory is bounded by the largest key group, not by the input.
+    Keys come out in order; each side's values in (key, value) order.
+    """
+    names = sorted(sides)
+    merged = merge(*(_tagged(name, sides[name]) for name in names))
+    for key, run in groupby(merged, key=itemgetter(0)):
+        groups: dict[str, list[bytes]] = {name: [] for name in names}
+        for _key, side, value in run:
+            groups[side].append(value)
+        yield key, groups

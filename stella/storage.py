@@ -167,6 +167,14 @@ class HashingWriter:
     def seekable(self) -> bool:
         return False
 
+    def tell(self) -> int:
+        """Bytes written so far: the position writers that ask for one (pyarrow) need."""
+        return self.size
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self._sink, "closed", False))
+
     @property
     def digest(self) -> str:
         """``sha256:<hex>`` of everything written so far."""

@@ -20,6 +20,8 @@ from stella.selectors import Selectors
 from stella.telemetry.tracing import TraceContext, stage_span
 from stella.timefmt import later
 from transforms.coders import RecordBatch
+from transforms.progress import relay_progress
+from transforms.runtime import tune_gc
 
 __all__ = ["KeepRecords", "ReadLedger", "ReadSegmentFn", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 
@@ -39,6 +41,10 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
         self._batch_bytes = batch_bytes
         self._trace = trace
         self._read = Metrics.counter("ledger", "records_read")
+
+    def setup(self) -> None:
+        tune_gc()
+        relay_progress()
 
     def process(self, path: str) -> Iterator[Batch]:
         with stage_span("export.read", self._trace, **{"stella.segment": path.rsplit("/", 1)[-1]}) as span:

@@ -20,8 +20,19 @@ from stella.model import LedgerRecord
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
+from transforms.progress import relay_progress
+from transforms.runtime import tune_gc
 
-__all__ = ["RUNS_DIR", "AdaptRecords", "MergeShardFn", "ShardWriter", "WriteRunsFn", "WriteSortedShards"]
+__all__ = [
+    "RUNS_DIR",
+    "AdaptRecords",
+    "MergeShardFn",
+    "ShardRuns",
+    "ShardWriter",
+    "WriteRuns",
+    "WriteRunsFn",
+    "WriteSortedShards",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -64,6 +75,9 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
         self._temp_dir = temp_dir
         self._bucketed = bucketed
 
+    def setup(self) -> None:
+        tune_gc()
+
     def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
         yield from write_run(self._temp_dir, items, bucketed=self._bucketed)
 
@@ -80,6 +94,10 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
         self._temp_dir = temp_dir
         self._trace = trace
 
+    def setup(self) -> None:
+        tune_gc()
+        relay_progress()
+
     def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
         (group, index, total), slices = element
         path = self._path_for(group, index, total)
@@ -95,8 +113,64 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
         yield entry
 
 
+class WriteRuns(beam.PTransform):  # type: ignore[misc]
+    """Batches of (group, key, value) -> the RunSlice descriptors of their sorted run files.
+
+    Apply it right after each producer and flatten the *descriptors*: the in-process
+    runner materializes a multi-input ``Flatten`` in memory, so flattening the batches
+    themselves would hold every item of the run.
+    """
+
+    def __init__(self, temp_dir: str) -> None:
+        super().__init__()
+        self._temp_dir = temp_dir
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        return batches | "WriteRunFiles" >> beam.ParDo(WriteRunsFn(self._temp_dir)).with_output_types(
+            RunSlice
+        )
+
+
+class ShardRuns(beam.PTransform):  # type: ignore[misc]
+    """RunSlice descriptors -> one ContentEntry per written shard (see ``WriteSortedShards``)."""
+
+    def __init__(
+        self, *, out_root: str, path_for: PathFor, writer: ShardWriter, records_per_shard: int, temp_dir: str,
+        trace: TraceContext = (),
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if records_per_shard < 1:
+            raise ValueError(f"records_per_shard must be positive, got {records_per_shard}")
+        self._merge = MergeShardFn(out_root, path_for, writer, temp_dir, trace)
+        self._per_shard = records_per_shard
+
+    def expand(self, slices: beam.PCollection) -> beam.PCollection:
+        per_shard = self._per_shard
+
+        def assign(
+            element: tuple[str, Iterable[RunSlice]],
+        ) -> Iterator[tuple[tuple[str, int, int], RunSlice]]:
+            group, pieces = element
+            listed = list(pieces)
+            total = shard_count(sum(p.count for p in listed), records_per_shard=per_shard)
+            for piece in listed:
+                yield (group, shard_of_bucket(piece.bucket, total), total), piece
+
+        # Group sizes come from a GroupByKey of descriptors, not a combiner feeding an
+        # AsDict side input: the Dask runner miscounts the latter (seen: 5x), and a
+        # wrong count would silently change the shard layout.
+        return (
+            slices
+            | "KeyByGroup" >> beam.Map(lambda piece: (piece.group, piece))
+            | "GroupRunsByGroup" >> beam.GroupByKey()
+            | "AssignShards" >> beam.FlatMap(assign)
+            | "GroupRunsByShard" >> beam.GroupByKey()
+            | "MergeShards" >> beam.ParDo(self._merge).with_output_types(ContentEntry)
+        )
+
+
 class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
-    """Batches of (group, key, value) -> one ContentEntry per written shard.
+    """Batches of (group, key, value) -> one ContentEntry per written shard: ``WriteRuns`` + ``ShardRuns``.
 
     Args:
         temp_dir: where run files go (must be visible to every worker).
@@ -118,39 +192,11 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         trace: TraceContext = (),
     ) -> None:
         super().__init__()
-        self._trace = trace
-        if records_per_shard < 1:
-            raise ValueError(f"records_per_shard must be positive, got {records_per_shard}")
-        self._temp_dir = temp_dir
-        self._out_root = out_root
-        self._path_for = path_for
-        self._writer = writer
-        self._per_shard = records_per_shard
+        self._runs = WriteRuns(temp_dir)
+        self._shards = ShardRuns(
+            out_root=out_root, path_for=path_for, writer=writer, records_per_shard=records_per_shard,
+            temp_dir=temp_dir, trace=trace,
+        )  # fmt: skip
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        per_shard = self._per_shard
-
-        def assign(
-            element: tuple[str, Iterable[RunSlice]],
-        ) -> Iterator[tuple[tuple[str, int, int], RunSlice]]:
-            group, pieces = element
-            listed = list(pieces)
-            total = shard_count(sum(p.count for p in listed), records_per_shard=per_shard)
-            for piece in listed:
-                yield (group, shard_of_bucket(piece.bucket, total), total), piece
-
-        # Group sizes come from a GroupByKey of descriptors, not a combiner feeding an
-        # AsDict side input: the Dask runner miscounts the latter (seen: 5x), and a
-        # wrong count would silently change the shard layout.
-        return (
-            batches
-            | "WriteRuns" >> beam.ParDo(WriteRunsFn(self._temp_dir)).with_output_types(RunSlice)
-            | "KeyByGroup" >> beam.Map(lambda piece: (piece.group, piece))
-            | "GroupRunsByGroup" >> beam.GroupByKey()
-            | "AssignShards" >> beam.FlatMap(assign)
-            | "GroupRunsByShard" >> beam.GroupByKey()
-            | "MergeShards"
-            >> beam.ParDo(
-                MergeShardFn(self._out_root, self._path_for, self._writer, self._temp_dir, self._trace)
-            ).with_output_types(ContentEntry)
-        )
+        return batches | "WriteRuns" >> self._runs | "ShardRuns" >> self._shards

@@ -28,6 +28,7 @@ from stella.bundle.request import ExportRequest
 from stella.sorting import RunSlice, merge_slices
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.ledger import RecordSummary
+from transforms.progress import relay_progress
 from transforms.shards import RUNS_DIR, WriteRunsFn
 
 __all__ = [
@@ -60,6 +61,7 @@ def artifact_times(
 def _merge(
     slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns, trace: TraceContext
 ) -> list[ContentEntry]:
+    relay_progress()
     by_group: dict[str, list[RunSlice]] = defaultdict(list)
     for piece in slices:
         by_group[piece.group].append(piece)

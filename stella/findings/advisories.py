@@ -23,7 +23,7 @@ from stella.adapters.trivy.versions import Interval, Scheme, render_interval
 from stella.findings.purls import match_key
 from stella.model import LedgerRecord
 
-__all__ = ["Affected", "Severity", "advisory_affected", "latest_revisions", "severities"]
+__all__ = ["Affected", "Severity", "advisory_affected", "latest_revisions", "revision_rank", "severities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +167,13 @@ def latest_revisions(records: Iterable[LedgerRecord]) -> list[LedgerRecord]:
     best: dict[str, LedgerRecord] = {}
     for record in records:
         held = best.get(record.upstream_id)
-        if held is None or _rank(record) > _rank(held):
+        if held is None or revision_rank(record) > revision_rank(held):
             best[record.upstream_id] = record
     return [best[k] for k in sorted(best)]
 
 
-def _rank(record: LedgerRecord) -> tuple[str, str]:
+def revision_rank(record: LedgerRecord) -> tuple[str, str]:
+    """Orders the revisions of one advisory id: the largest is the latest (by ``modified``, then digest)."""
     moment = record.modified
     stamp = "" if moment is None else datetime.fromisoformat(moment).isoformat(timespec="microseconds")
     return stamp, record.digest

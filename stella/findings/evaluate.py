@@ -1,14 +1,13 @@
-"""The last join, inside one partition: matches meet the VEX statements about their vulnerability.
+"""The last join, for one vulnerability: its matches meet the VEX statements naming it.
 
 For each match, the statements that apply are resolved (:func:`~stella.findings.vex.resolve`),
 the pinned policy decides (:func:`~stella.policy.evaluate.evaluate`) at the export's time,
 and the finding becomes sortable items plus counts for the manifest. Pure, so any worker
-of any runner gives the same items for the same partition.
+of any runner gives the same items for the same group.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Iterable
 
@@ -19,19 +18,10 @@ from stella.policy.evaluate import evaluate
 from stella.policy.language import Policy
 from stella.sorting import SortItem
 
-__all__ = ["PARTITIONS", "evaluate_partition", "partition_of"]
-
-# Join partitions: enough to spread work over workers, few enough that every partition
-# holds thousands of elements (Beam pays per element, not per byte).
-PARTITIONS = 64
+__all__ = ["evaluate_matches"]
 
 
-def partition_of(text: str, total: int = PARTITIONS) -> int:
-    """A stable partition (CRC-32, not Python's seeded ``hash``): same key, same partition, anywhere."""
-    return zlib.crc32(text.encode("utf-8")) % total
-
-
-def evaluate_partition(
+def evaluate_matches(
     matches: Iterable[Match], statements: Iterable[Statement], policy: Policy, as_of: str
 ) -> tuple[list[SortItem], Counter[str]]:
     by_id: dict[str, list[Statement]] = {}

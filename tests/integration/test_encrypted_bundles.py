@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.signed_fixtures import LATE_AS_OF, BundlePair, Keys, export_bundle
-from tests.support import require_tool, stella_cli, tree_digests
+from tests.support import require_tool, stella_cli, stella_in_process, tree_digests
 
 
 def _payload(bundle: Path) -> dict[str, str]:
@@ -57,7 +57,7 @@ def test_encrypted_bundle_keeps_plaintext_manifest_and_signs_ciphertexts(
     assert recipients == sorted(recipients) and signing_keys.age_recipient in dict(recipients).values()
     assert len(section["files"]) == len(manifest["contents"])
     # Integrity of the ciphertexts without any private key, signatures trusted.
-    verified = stella_cli("export", "verify", str(encrypted), "--key", str(signing_keys.ed_pub))
+    verified = stella_in_process("export", "verify", str(encrypted), "--key", str(signing_keys.ed_pub))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -80,9 +80,9 @@ def test_decrypt_restores_the_unencrypted_payload(
     source = encrypted
     if form == "tar.zst":
         source = tmp_path / "in.tar.zst"
-        stella_cli("export", "archive", str(encrypted), "--out", str(source), check=True)
+        stella_in_process("export", "archive", str(encrypted), "--out", str(source), check=True)
     key = signing_keys.age_identity if identity == "age" else signing_keys.rsa_key
-    result = stella_cli(
+    result = stella_in_process(
         "export", "decrypt", str(source), "--identity", str(key), "--out", str(tmp_path / "out"),
         "--key", str(signing_keys.ed_pub), "--json",
     )  # fmt: skip
@@ -91,7 +91,7 @@ def test_decrypt_restores_the_unencrypted_payload(
     assert _payload(decrypted) == _payload(signed_bundles["json:raw"].late)
     for name in ("export.json", "provenance.json"):
         assert (decrypted / name).read_bytes() == (encrypted / name).read_bytes()
-    verified = stella_cli("export", "verify", str(decrypted), "--key", str(signing_keys.ed_pub))
+    verified = stella_in_process("export", "verify", str(decrypted), "--key", str(signing_keys.ed_pub))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -101,7 +101,7 @@ def test_decrypt_refuses_wrong_identity_and_tampered_ciphertext(
     encrypted = encrypted_bundles["age"].late
     other = tmp_path / "other.key"
     subprocess.run([require_tool("age-keygen"), "-o", str(other)], check=True, capture_output=True)
-    wrong = stella_cli(
+    wrong = stella_in_process(
         "export", "decrypt", str(encrypted), "--identity", str(other), "--out", str(tmp_path / "a")
     )
     assert wrong.returncode == 6, wrong.stderr
@@ -111,7 +111,7 @@ def test_decrypt_refuses_wrong_identity_and_tampered_ciphertext(
     data = bytearray(victim.read_bytes())
     data[-10] ^= 0x01
     victim.write_bytes(bytes(data))
-    refused = stella_cli(
+    refused = stella_in_process(
         "export", "decrypt", str(copy), "--identity", str(signing_keys.age_identity), "--out", str(tmp_path / "b"),
         "--json",
     )  # fmt: skip
@@ -130,7 +130,7 @@ def test_a_plaintext_file_beside_its_ciphertext_is_refused(
     plain = signed_bundles["json:raw"].late
     entry = json.loads((plain / "export.json").read_bytes())["contents"][0]["path"]
     shutil.copyfile(plain / entry, copy / entry)
-    result = stella_cli("export", "verify", str(copy), "--key", str(signing_keys.ed_pub), "--json")
+    result = stella_in_process("export", "verify", str(copy), "--key", str(signing_keys.ed_pub), "--json")
     assert result.returncode == 3
     assert json.loads(result.stdout)["error"]["details"]["file"] == entry
 

@@ -27,7 +27,7 @@ from tests.integration.signed_fixtures import (
     profile_args,
 )
 from tests.services.registry import Registry
-from tests.support import require_tool, stella_cli, tree_digests
+from tests.support import require_tool, stella_cli, stella_in_process, tree_digests
 
 MANIFEST_TYPE = "application/vnd.stellaops.export.manifest+json"
 INTOTO_TYPE = "application/vnd.in-toto+json"
@@ -198,39 +198,39 @@ def test_verify_outcomes_through_the_console_script(
 def test_trust_root_scopes_keys_and_refuses_rollback(
     signed_bundles: dict[str, BundlePair], signing_keys: Keys, tmp_path: Path
 ) -> None:
-    pair = signed_bundles["json:raw"]
+    pair = signed_bundles["json:raw"]  # many calls: in this process (the console script is tested above)
     root = tmp_path / "trust.json"
-    stella_cli("keys", "trust-root", str(signing_keys.ec_pub), "--out", str(root), check=True)
-    assert stella_cli("export", "verify", str(pair.early), "--trust-root", str(root)).returncode == 0
+    stella_in_process("keys", "trust-root", str(signing_keys.ec_pub), "--out", str(root), check=True)
+    assert stella_in_process("export", "verify", str(pair.early), "--trust-root", str(root)).returncode == 0
     # Accept the later bundle and remember it; the earlier one is then a rollback.
-    recorded = stella_cli("export", "verify", str(pair.late), "--trust-root", str(root), "--record")
+    recorded = stella_in_process("export", "verify", str(pair.late), "--trust-root", str(root), "--record")
     assert recorded.returncode == 0, recorded.stderr
     assert json.loads(root.read_bytes())["lastSeen"][0]["generatedAt"] == LATE_AS_OF
-    assert stella_cli("export", "verify", str(pair.late), "--trust-root", str(root)).returncode == 0
-    rollback = stella_cli("export", "verify", str(pair.early), "--trust-root", str(root), "--json")
+    assert stella_in_process("export", "verify", str(pair.late), "--trust-root", str(root)).returncode == 0
+    rollback = stella_in_process("export", "verify", str(pair.early), "--trust-root", str(root), "--json")
     assert rollback.returncode == 5
     error = json.loads(rollback.stdout)["error"]
     assert error["details"]["file"] == "export.json" and "rollback" in error["message"]
     # A floor set by hand works the same way.
     floor = tmp_path / "floor.json"
-    stella_cli(
+    stella_in_process(
         "keys", "trust-root", str(signing_keys.ec_pub), "--out", str(floor),
         "--minimum-generated-at", "2026-09-01T00:00:00Z", check=True,
     )  # fmt: skip
-    assert stella_cli("export", "verify", str(pair.early), "--trust-root", str(floor)).returncode == 5
-    assert stella_cli("export", "verify", str(pair.late), "--trust-root", str(floor)).returncode == 0
+    assert stella_in_process("export", "verify", str(pair.early), "--trust-root", str(floor)).returncode == 5
+    assert stella_in_process("export", "verify", str(pair.late), "--trust-root", str(floor)).returncode == 0
     # A key trusted only for another tenant, or another profile, does not vouch for this bundle.
     for flag, value in (("--tenant", "globex"), ("--profile", "trivy:db")):
         scoped = tmp_path / f"scoped{flag}.json"
-        stella_cli(
+        stella_in_process(
             "keys", "trust-root", str(signing_keys.ec_pub), "--out", str(scoped), flag, value, check=True
         )
-        result = stella_cli("export", "verify", str(pair.late), "--trust-root", str(scoped))
+        result = stella_in_process("export", "verify", str(pair.late), "--trust-root", str(scoped))
         assert result.returncode == 5, result.stderr
     # An empty trust root trusts nothing: refused as a usage error, never a pass.
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"schema": "https://stellaops.io/export-center/trust-root/v1", "keys": []}))
-    assert stella_cli("export", "verify", str(pair.late), "--trust-root", str(empty)).returncode == 2
+    assert stella_in_process("export", "verify", str(pair.late), "--trust-root", str(empty)).returncode == 2
 
 
 def test_encrypted_password_keys_sign(ledgers: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1,33 +1,41 @@
 """Findings do not depend on record order, batch (segment) cuts, arrival order or workers.
 
-The real DoFns of ``transforms/findings.py`` run here over the scenario's records cut
-into arbitrary batches, with every group's values delivered in an arbitrary order (what
-a shuffle across N workers does); the sorted finding items must never change.
+The real steps of ``FindFindings`` run here over the scenario's records cut into
+arbitrary batches: each batch keyed and written as a real sorted run, the slices of
+each partition (any number of them) handed to the real ``JoinBucketFn`` in an arbitrary order (what a shuffle across
+N workers does), with the joins' outputs spilled to runs again; the sorted finding
+items must never change.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import tempfile
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stella.findings.joins import (
+    ADVISORIES,
+    COMPONENTS,
+    MATCHES,
+    REVISIONS,
+    STATEMENTS,
+    evaluate_vulnerability,
+    join_package,
+    pick_latest,
+    record_items,
+)
 from stella.ledger.ingest import to_record
 from stella.model import LedgerRecord
 from stella.policy.language import parse_policy
-from stella.sorting import SortItem
+from stella.sorting import BUCKETS, RunSlice, SortItem, shard_of_bucket, write_run
 from tests.policy.scenario import AS_OF, POLICY, advisories, sbom_a, sbom_b, vex_documents
-from transforms.findings import (
-    EvaluatePolicyFn,
-    KeyAdvisoryRevisionsFn,
-    KeyComponentsFn,
-    KeyStatementsFn,
-    MatchVersionsFn,
-    PickLatestRevisionsFn,
-)
+from transforms.joins import PARTITIONS, JoinBucketFn, KeyJoin
 
 POLICY_ = parse_policy(POLICY)
 
@@ -73,45 +81,43 @@ def _records() -> list[LedgerRecord]:
 RECORDS = _records()
 
 
-def _group(pairs: Iterable[tuple[int, Any]], rng: random.Random) -> list[tuple[int, list[Any]]]:
-    groups: dict[int, list[Any]] = {}
-    for key, value in pairs:
-        groups.setdefault(key, []).append(value)
-    keys = list(groups)
-    rng.shuffle(keys)
-    for key in keys:
-        rng.shuffle(groups[key])
-    return [(key, groups[key]) for key in keys]
+def _runs(temp: str, batches: Iterable[list[SortItem]]) -> list[RunSlice]:
+    return [piece for batch in batches for piece in write_run(temp, batch)]
 
 
-def _cogroup(
-    rng: random.Random, **sides: Iterable[tuple[int, Any]]
-) -> list[tuple[int, dict[str, list[Any]]]]:
-    out: dict[int, dict[str, list[Any]]] = {}
-    for name, pairs in sides.items():
-        for key, values in _group(pairs, rng):
-            out.setdefault(key, {n: [] for n in sides})[name] = values
-    keys = list(out)
-    rng.shuffle(keys)
-    return [(key, out[key]) for key in keys]
+def _join(
+    temp: str,
+    slices: list[RunSlice],
+    sides: list[str],
+    join: KeyJoin,
+    rng: random.Random,
+    context: Any = None,
+) -> list[list[SortItem]]:
+    """One JoinRuns step: slices grouped by partition, partitions and slices in a shuffled order."""
+    partitions = rng.choice([1, 3, PARTITIONS, BUCKETS])
+    groups: dict[int, list[RunSlice]] = {}
+    for piece in slices:
+        if piece.group in sides:
+            groups.setdefault(shard_of_bucket(piece.bucket, partitions), []).append(piece)
+    order = list(groups.items())
+    rng.shuffle(order)
+    fn = JoinBucketFn(sorted(sides), join, temp, batch_size=rng.randint(1, 8))
+    out: list[list[SortItem]] = []
+    for partition, pieces in order:
+        rng.shuffle(pieces)
+        out.extend(batch for batch, _counts in fn.process((partition, pieces), context))
+    return out
 
 
 def findings(batches: list[list[LedgerRecord]], rng: random.Random) -> list[SortItem]:
-    """The pipeline of FindFindings, step by step, with shuffles where Beam may reorder."""
-    components = [kv for b in batches for kv in KeyComponentsFn().process(b)]
-    revisions = _group((kv for b in batches for kv in KeyAdvisoryRevisionsFn().process(b)), rng)
-    affected = [kv for element in revisions for kv in PickLatestRevisionsFn().process(element)]
-    joined = _cogroup(rng, components=components, advisories=affected)
-    matches = [kv for element in joined for kv in MatchVersionsFn().process(element)]
-    statements = [kv for b in batches for kv in KeyStatementsFn().process(b)]
-    evaluate = EvaluatePolicyFn(POLICY_)
-    items = [
-        item
-        for element in _cogroup(rng, matches=matches, statements=statements)
-        for batch, _counts in evaluate.process(element, AS_OF)
-        for item in batch
-    ]
-    return sorted(items)
+    """The pipeline of FindFindings, step by step, through real run files."""
+    with tempfile.TemporaryDirectory() as temp:
+        keyed = _runs(temp, ([i for r in b for i in record_items(r)] for b in batches))
+        latest = _runs(temp, _join(temp, keyed, [REVISIONS], pick_latest, rng))
+        matches = _runs(temp, _join(temp, keyed + latest, [COMPONENTS, ADVISORIES], join_package, rng))
+        evaluate = partial(evaluate_vulnerability, POLICY_)
+        found = _join(temp, keyed + matches, [MATCHES, STATEMENTS], evaluate, rng, AS_OF)
+        return sorted(item for batch in found for item in batch)
 
 
 BASELINE = findings([RECORDS], random.Random(0))

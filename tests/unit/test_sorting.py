@@ -9,7 +9,15 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stella.sorting import BUCKETS, bucket_of, merge_slices, shard_count, shard_of_bucket, write_run
+from stella.sorting import (
+    BUCKETS,
+    bucket_of,
+    cogroup_sorted,
+    merge_slices,
+    shard_count,
+    shard_of_bucket,
+    write_run,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -98,6 +106,29 @@ def test_a_truncated_run_is_an_error_not_a_short_shard(tmp_path: Path) -> None:
         list(merge_slices([dataclasses.replace(piece, length=piece.length // 2)]))
     with pytest.raises(OSError, match="truncated"):
         list(merge_slices([dataclasses.replace(piece, count=piece.count + 1)]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["left", "right", "third"]),
+        st.lists(st.tuples(st.binary(max_size=3), st.binary(max_size=4)), max_size=40),
+        min_size=1,
+    )
+)
+def test_cogroup_sorted_gives_each_key_once_with_every_sides_values(
+    sides: dict[str, list[tuple[bytes, bytes]]],
+) -> None:
+    expected: dict[bytes, dict[str, list[bytes]]] = {}
+    for side, pairs in sides.items():
+        for key, value in pairs:
+            expected.setdefault(key, {s: [] for s in sides})[side].append(value)
+    for groups in expected.values():
+        for values in groups.values():
+            values.sort()
+    got = list(cogroup_sorted({side: iter(sorted(pairs)) for side, pairs in sides.items()}))
+    assert [key for key, _ in got] == sorted(expected)
+    assert dict(got) == expected
 
 
 @settings(max_examples=40, deadline=None)

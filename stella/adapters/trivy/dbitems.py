@@ -23,7 +23,6 @@ Memory during the merge: the superseded digests plus the values of one bucket/ke
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
@@ -33,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from stella.adapters.trivy.bbolt import Entry, write_bolt
-from stella.adapters.trivy.osv import merge_value, translate_osv
+from stella.adapters.trivy.osv import load_json, merge_value, translate_osv
 from stella.adapters.trivy.payload import TRIVY_DB_LAYOUT, file_entry
 from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.paths import REPORTS_DIR
 from stella.bundle.shards import write_jsonl_shard
+from stella.canonical import dumps_plain
 from stella.model import DocFormat, Kind, LedgerRecord
 from stella.sorting import SortItem
 
@@ -85,11 +85,10 @@ def _value_bytes(value: Any) -> bytes:
     For what is written here (ASCII keys, strings, small integers, no floats) this is
     byte-identical to :func:`stella.canonical.dumps`, without its per-key scan for the
     characters where RFC 8785 and Python order keys differently: on a million advisories
-    that scan alone costs a third of the bbolt writer's time.
+    that scan alone costs a third of the bbolt writer's time. ``dumps_plain`` encodes
+    with orjson (the standard encoder only for what orjson refuses).
     """
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return dumps_plain(value)
 
 
 def _raw_digest(record: LedgerRecord) -> bytes:
@@ -105,7 +104,7 @@ def trivy_db_items(record: LedgerRecord) -> list[SortItem]:
     # escapes, and escaped keys take the slow decoding path.
     revision = encode_parts((uid, _sortable_time(record.modified), record.digest.encode()))
     items: list[SortItem] = [(REVISIONS_GROUP, revision, _value_bytes({**identity, "source": record.source}))]
-    output = translate_osv(json.loads(record.document), upstream_id=record.upstream_id)
+    output = translate_osv(load_json(record.document), upstream_id=record.upstream_id)
     for entry in output.entries:
         path = encode_parts([*(part.encode() for part in entry.bucket), entry.key.encode()])
         items.append((DB_GROUP, path, raw + _value_bytes(entry.value)))
@@ -137,11 +136,11 @@ def superseded_lines(revisions: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple
 
 
 def _losers(group: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    latest = json.loads(group[-1])
+    latest = load_json(group[-1])
     winner = {"digest": latest["digest"], "modified": latest["modified"]}
     seen = {latest["digest"]}
     for line in group[:-1]:
-        older = json.loads(line)
+        older = load_json(line)
         if older["digest"] in seen:
             continue
         seen.add(older["digest"])
@@ -153,9 +152,9 @@ def _combine(path: tuple[bytes, ...], values: list[bytes]) -> bytes:
     if len(unique) == 1:
         return unique[0]
     bucket = tuple(part.decode() for part in path[:-1])
-    merged: Any = json.loads(unique[0])
+    merged: Any = load_json(unique[0])
     for value in unique[1:]:
-        merged = merge_value(bucket, merged, json.loads(value))
+        merged = merge_value(bucket, merged, load_json(value))
     return _value_bytes(merged)
 
 

@@ -10,11 +10,11 @@ bytes, not a revision of a document, so every selected SBOM revision contributes
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from stella.adapters.trivy.javadb import JavaIndexRow, java_index_rows, write_java_db
+from stella.adapters.trivy.osv import load_json
 from stella.adapters.trivy.payload import JAVA_DB_LAYOUT, file_entry
 from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
 from stella.bundle.manifest import ContentEntry
@@ -66,7 +66,7 @@ def _row_key(row: JavaIndexRow) -> bytes:
 def java_db_items(record: LedgerRecord) -> list[SortItem]:
     """The sortable items of one SBOM record; a pure function."""
     try:
-        rows, skipped = java_index_rows(json.loads(record.document), record.format.value)
+        rows, skipped = java_index_rows(load_json(record.document), record.format.value)
     except UsageError as exc:  # e.g. more components than an SBOM may sanely hold
         return [_skipped("unreadable-sbom", exc.message, record.upstream_id, record.digest)]
     items: list[SortItem] = [(ROWS_GROUP, _row_key(row), b"") for row in rows]

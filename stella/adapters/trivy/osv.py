@@ -26,10 +26,13 @@ future" would need a clock, and no feed we read post-dates withdrawals.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
+
+import orjson
 
 from stella.adapters.trivy.ecosystems import DataSource, Placement, Unplaceable, place
 from stella.adapters.trivy.versions import (
@@ -47,6 +50,7 @@ __all__ = [
     "AdapterOutput",
     "AffectedPackage",
     "affected_packages",
+    "load_json",
     "vulnerability_ids",
     "TrivyEntry",
     "Untranslated",
@@ -357,6 +361,19 @@ def _vulnerability(
 
 def _canon(value: JSONValue) -> bytes:
     return dumps(value)
+
+
+def load_json(data: bytes) -> Any:
+    """A ledger document (or a value this package wrote) as Python values.
+
+    orjson, about three times the standard parser, takes every canonical document; what
+    it refuses (integers beyond 64 bits) goes to the standard parser, which returns the
+    same values orjson would have. Translation per advisory spent a tenth of its time here.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def merge_value(bucket: tuple[str, ...], a: JSONValue, b: JSONValue) -> JSONValue:
