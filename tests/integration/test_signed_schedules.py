@@ -61,3 +61,23 @@ def test_a_ticked_slot_is_signed_with_the_launchers_key_and_fails_without_one(
     for fired in fires:
         assert fired["status"] == "succeeded" and fired["result"]["signedBy"]
         assert_trusted(Path(fired["result"]["bundle"]), signing_keys.ec_pub, tmp_path)
+
+
+def test_a_schedules_recipients_encrypt_its_bundles(
+    cli: Callable[..., Ran], signing_keys: Keys, shared_data: Path, tmp_path: Path
+) -> None:
+    ledger, out = tmp_path / "ledger", tmp_path / "bundles"
+    ingest(ledger, shared_data / "vex")
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    cli("export", "schedule", "create", "sealed", "--tenant", "acme", "--profile", "json:raw", "--cron",
+        "0 2 * * *", "--encrypt-to", signing_keys.age_recipient, "--no-sign", "--store", store, check=True)  # fmt: skip
+    ran = cli("export", "schedule", "run-now", "sealed", "--tenant", "acme", "--store", store, "--ledger",
+              str(ledger), "--out", str(out), "--sign-key", str(signing_keys.ec_key), "--json", check=True)  # fmt: skip
+    (fire,) = json.loads(ran.stdout)["fires"]
+    bundle = Path(fire["result"]["bundle"])
+    assert fire["result"]["signedBy"] is None and not (bundle / "signatures").exists()  # --no-sign wins
+    manifest = json.loads((bundle / "export.json").read_bytes())
+    assert manifest["options"]["encryption"]["mode"] == "age"
+    cli("export", "decrypt", str(bundle), "--identity", str(signing_keys.age_identity), "--out",
+        str(tmp_path / "plain"), check=True)  # fmt: skip
+    assert (tmp_path / "plain" / bundle.name / "export.json").is_file()
