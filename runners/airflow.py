@@ -238,6 +238,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--retries", type=int, default=3, metavar="N", help="attempts per target (default 3)")
     parser.add_argument(
+        "--sign-key",
+        metavar="REF",
+        help="key reference the tasks sign with (a path, file://PATH?password-env=VAR or env://VAR: "
+        "the reference goes in the DAGs, the secret stays in the task's file or environment)",
+    )
+    parser.add_argument(
         "--stella",
         default=str(Path(sys.executable).with_name("stella")),
         help="the stella console script the tasks run (default: this environment's)",
@@ -262,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         launch += ["--retries", str(args.retries)]
         for host in args.allow_host:
             launch += ["--allow-host", host]
+        if args.sign_key:
+            launch += ["--sign-key", args.sign_key]
         document = snapshot(schedules, stella=args.stella, store_url=store_url, launch=launch)
         written = write_folder(Path(args.dags_folder), document)
     except StellaError as exc:

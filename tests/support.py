@@ -7,6 +7,7 @@ proves nothing.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -252,3 +253,18 @@ def export(
         *run_args(ledger, out, tenant=tenant, profile=profile), "--json", *extra, env=env, check=True
     )
     return Path(check_cli_json(result.stdout)["bundle"])
+
+
+def assert_trusted(bundle: Path, public: Path, tmp_path: Path) -> None:
+    """``stella export verify --key`` says trusted, and openssl verifies the blob signature itself."""
+    verified = stella_cli("export", "verify", str(bundle), "--key", str(public), "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["signature"]["status"] == "trusted"
+    der = tmp_path / f"{bundle.name}.sig.der"
+    der.write_bytes(base64.b64decode((bundle / "signatures" / "export.sig").read_bytes()))
+    checked = subprocess.run(
+        [require_tool("openssl"), "dgst", "-sha256", "-verify", str(public), "-signature", str(der),
+         str(bundle / "export.json")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0 and "Verified OK" in checked.stdout, checked.stdout + checked.stderr

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stella.bundle.encrypt import parse_encryption
 from stella.cli import schedule_remote
 from stella.cli.common import ledger_root
 from stella.cli.egress_flags import add_egress_arguments, egress_from_args
@@ -35,6 +36,7 @@ from stella.schedules.model import (
 )
 from stella.schedules.scheduler import Launch, Launcher, Scheduler
 from stella.service.store.schedules import SqlScheduleStore, open_schedule_store
+from stella.signers.registry import load_signer
 from stella.targets.distribute import RetryPolicy, check_targets, error_for, failed, parse_target
 from stella.targets.egress import policy_from
 
@@ -68,6 +70,13 @@ def _launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ledger", help="ledger location (default $STELLA_HOME/ledger)")
     parser.add_argument(
         "--out", default="bundles", help="folder bundles are published in (default ./bundles)"
+    )
+    parser.add_argument(
+        "--sign-key",
+        metavar="REF",
+        help="sign the launched bundles with this key, as export run --sign-key (env://VAR and "
+        "?password-env=VAR keep secrets off the command line); a schedule created with --sign "
+        "fails its slot without one",
     )
     add_egress_arguments(parser)
 
@@ -110,6 +119,20 @@ def register(commands: Any) -> None:
     )
     create.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="profile option")
     create.add_argument("--target", action="append", default=[], metavar="URL", help="as for export run")
+    create.add_argument(
+        "--sign",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--sign: every slot must be signed (it fails without the launcher's key, never publishes "
+        "unsigned); --no-sign: never sign; default: signed when the launcher has a key",
+    )
+    create.add_argument(
+        "--encrypt-to",
+        action="append",
+        default=[],
+        metavar="RECIPIENT",
+        help="encrypt each bundle's data/ for this recipient, as for export run (repeatable)",
+    )
     create.add_argument(
         "--allow-host",
         action="append",
@@ -188,6 +211,8 @@ def _create_local(args: argparse.Namespace) -> Schedule:
     parse_profile_options(args.option, profile)
     policy = policy_from(args.allow_host, os.environ)
     check_targets([parse_target(url, policy) for url in args.target])
+    encrypt_to = tuple(args.encrypt_to)
+    parse_encryption(list(encrypt_to), environ=os.environ)
     schedule = Schedule(
         tenant=_tenant(args),
         name=validate_name(args.name),
@@ -198,6 +223,8 @@ def _create_local(args: argparse.Namespace) -> Schedule:
         options=tuple(args.option),
         targets=tuple(args.target),
         catch_up=CatchUp(args.catch_up),
+        sign=args.sign,
+        encrypt_to=encrypt_to,
     )
     open_store(args.store).create(schedule)
     return schedule
@@ -212,7 +239,8 @@ def _describe(schedule: Schedule) -> str:
     else:
         text = f"on {trigger.event} (quiet {trigger.quiet_seconds}s, max {trigger.max_delay_seconds}s)"
     targets = ", ".join(schedule.targets) or "local only"
-    return f"{schedule.profile}, {text}, targets: {targets}"
+    signing = {True: "signature required", False: "unsigned", None: "signed if a key is given"}
+    return f"{schedule.profile}, {text}, targets: {targets}, {signing[schedule.sign]}"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -264,9 +292,16 @@ def launcher(args: argparse.Namespace) -> Launcher:
 
     egress = egress_from_args(args)
     root = ledger_root(args.ledger)
+    signer = load_signer(args.sign_key, environ=os.environ) if args.sign_key else None
 
     def launch(item: Launch) -> dict[str, Any]:
         schedule = item.schedule
+        if schedule.sign and signer is None:
+            # The slot fails (recorded on the fire) rather than publish an unsigned bundle.
+            raise UsageError(
+                f"schedule {schedule.name!r} asks for a signature: launch it with --sign-key REF",
+                details={"tenant": schedule.tenant, "schedule": schedule.name},
+            )
         targets = [
             parse_target(url, egress.policy, credentials=egress.credentials) for url in schedule.targets
         ]
@@ -277,13 +312,16 @@ def launcher(args: argparse.Namespace) -> Launcher:
             out_dir=str(Path(args.out) / schedule.tenant),
             selectors=schedule.selectors,
             options=schedule.options,
+            encryption=parse_encryption(list(schedule.encrypt_to), environ=os.environ),
         )
+        signs = signer if schedule.sign is not False else None
         outcome, results = export_and_publish(
-            request, targets=targets, retry=RetryPolicy(attempts=egress.retries)
+            request, targets=targets, retry=RetryPolicy(attempts=egress.retries), signer=signs
         )
         result = {
             "exportId": outcome.export_id,
             "bundle": str(outcome.path),
+            "signedBy": signs.key_id if signs is not None else None,
             "targets": [r.to_json() for r in results],
         }
         error = failed(results)
@@ -332,6 +370,8 @@ def _report(fires: list[dict[str, Any]], args: argparse.Namespace) -> int:
 
 def _run_now(args: argparse.Namespace) -> int:
     if args.server:
+        if args.sign_key:
+            raise UsageError("--sign-key is the server's with --server (stella serve --sign-key)")
         if args.slot is not None:
             raise UsageError(
                 "--slot fires a slot in a local store (as an Airflow DAG does), not with --server"

@@ -45,6 +45,8 @@ def create(args: argparse.Namespace) -> Schedule:
         "options": args.option,
         "targets": args.target,
         "catchUp": args.catch_up,
+        "sign": args.sign,
+        "encryptTo": args.encrypt_to,
     }
     if args.cron is not None:
         body |= {"cron": args.cron, "timezone": args.timezone}

@@ -32,6 +32,7 @@ __all__ = [
     "format_time",
     "parse_event",
     "parse_time",
+    "sign_choice",
     "trigger_from_json",
     "validate_name",
 ]
@@ -198,6 +199,11 @@ class Schedule:
     targets: tuple[str, ...] = ()
     catch_up: CatchUp = CatchUp.ONCE
     paused: bool = False
+    # None: sign when the launcher has a key (the default); True: a slot without a key fails
+    # rather than publish an unsigned bundle; False: never sign. The key is the launcher's,
+    # never stored here.
+    sign: bool | None = None
+    encrypt_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_tenant(self.tenant)
@@ -216,6 +222,8 @@ class Schedule:
             "targets": list(self.targets),
             "catchUp": self.catch_up.value,
             "paused": self.paused,
+            "sign": self.sign,
+            "encryptTo": list(self.encrypt_to),
             "createdAt": format_time(self.created_at),
         }
 
@@ -232,4 +240,13 @@ class Schedule:
             targets=tuple(value.get("targets", ())),
             catch_up=CatchUp(value.get("catchUp", "once")),
             paused=bool(value.get("paused", False)),
+            sign=sign_choice(value.get("sign")),
+            encrypt_to=tuple(str(r) for r in value.get("encryptTo", ())),
         )
+
+
+def sign_choice(value: Any) -> bool | None:
+    """``sign`` is true, false or null (sign when a key is configured); anything else is refused."""
+    if value is not None and not isinstance(value, bool):
+        raise UsageError("sign must be true, false or null", details={"field": "sign"})
+    return value

@@ -183,6 +183,13 @@ def _schemas() -> dict[str, Any]:
                 "options": _STRINGS,
                 "targets": _STRINGS,
                 "catchUp": {"type": "string", "enum": ["once", "skip"]},
+                "sign": {
+                    "type": ["boolean", "null"],
+                    "description": "true: every slot is signed with the service's key (refused without one; a "
+                    "slot fired without one fails); false: never signed; null (default): signed when the "
+                    "service has a key",
+                },
+                "encryptTo": {**_STRINGS, "description": "recipients each bundle's data/ is encrypted for"},
             },
         },
         "Schedule": {
@@ -194,6 +201,8 @@ def _schemas() -> dict[str, Any]:
                 "profile": {"type": "string"},
                 "trigger": {"type": "object"},
                 "paused": {"type": "boolean"},
+                "sign": {"type": ["boolean", "null"]},
+                "encryptTo": _STRINGS,
                 "nextSlot": {"type": ["string", "null"], "description": "next cron or one-off instant (UTC)"},
                 "fires": {"type": "array", "items": _ref("Fire")},
             },
@@ -495,7 +504,7 @@ def openapi_document() -> dict[str, Any]:
                 operation_id="listSchedules",
             ),
             "post": _op(
-                "store a schedule (cron, one-off or event trigger) with its targets",
+                "store a schedule (cron, one-off or event trigger) with its targets, signing and encryption",
                 "export:run",
                 {
                     "201": _json("created", _ref("Schedule")),

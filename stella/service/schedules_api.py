@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipelines.registry import get_profile
+from stella.bundle.encrypt import parse_encryption
 from stella.errors import UsageError
 from stella.profiles import parse_profile_options
 from stella.schedules.model import (
@@ -25,12 +26,13 @@ from stella.schedules.model import (
     Schedule,
     parse_event,
     parse_time,
+    sign_choice,
     trigger_from_json,
     validate_name,
 )
 from stella.schedules.scheduler import record_webhook
 from stella.selectors import parse_selectors
-from stella.service.api import _call, _principal
+from stella.service.api import _call, _config, _principal
 from stella.service.bodies import _strings, parse_json
 from stella.service.store.schedules import SqlScheduleStore
 from stella.service.targets import service_targets
@@ -63,7 +65,7 @@ def _schedule_from(body: Any, tenant: str) -> Schedule:
     if not isinstance(body, dict):
         raise UsageError("the body must be a JSON object")
     known = {"name", "profile", "cron", "timezone", "at", "on", "quietSeconds", "maxDelaySeconds"}
-    known |= {"trigger", "selectors", "options", "targets", "catchUp"}
+    known |= {"trigger", "selectors", "options", "targets", "catchUp", "sign", "encryptTo"}
     unknown = sorted(set(body) - known)
     if unknown:
         raise UsageError(f"unknown field {unknown[0]!r}", details={"field": unknown[0]})
@@ -91,6 +93,8 @@ def _schedule_from(body: Any, tenant: str) -> Schedule:
     parse_selectors(list(selectors))
     parse_profile_options(list(options), profile)
     service_targets(targets)  # egress and syntax refused now (403/400), again at every launch
+    encrypt_to = tuple(_strings(body, "encryptTo"))
+    parse_encryption(list(encrypt_to), environ={})
     return Schedule(
         tenant=tenant,
         name=validate_name(str(body.get("name", ""))),
@@ -101,12 +105,16 @@ def _schedule_from(body: Any, tenant: str) -> Schedule:
         options=options,
         targets=targets,
         catch_up=CatchUp(str(body.get("catchUp", "once"))),
+        sign=sign_choice(body.get("sign")),
+        encrypt_to=encrypt_to,
     )
 
 
 async def _create_schedule(request: Request) -> Response:
     principal = await _principal(request, "export:run")
     schedule = _schedule_from(parse_json(await request.body()), principal.tenant)
+    if schedule.sign and not _config(request).sign_key:
+        raise UsageError("sign: true needs a service signing key (stella serve --sign-key)")
     store = _schedules(request)
     await _call(store.create, schedule)
     headers = {"Location": f"{_PREFIX}/schedules/{schedule.name}"}

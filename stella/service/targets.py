@@ -3,7 +3,8 @@
 The egress allowlist of the service is ``$STELLA_EGRESS_ALLOWLIST`` of the process that
 serves and works (an API caller cannot widen it); registry credentials come from
 ``--username``'s service equivalent, ``$STELLA_REGISTRY_USER`` with
-``$STELLA_REGISTRY_PASSWORD``. A schedule fired by the service becomes a queued run.
+``$STELLA_REGISTRY_PASSWORD``. A schedule fired by the service becomes a queued run, signed
+with the service's own key (``--sign-key``) unless the schedule says ``sign: false``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from stella.bundle.encrypt import parse_encryption
+from stella.errors import UsageError
 from stella.schedules.scheduler import Launch, Launcher, Scheduler
 from stella.service.config import ServiceConfig
 from stella.service.store.interface import RunStore
@@ -44,6 +47,14 @@ def _queue(config: ServiceConfig, store: RunStore) -> Launcher:
     def launch(item: Launch) -> dict[str, Any]:
         schedule = item.schedule
         service_targets(schedule.targets)  # the allowlist may have changed since the schedule was stored
+        parse_encryption(list(schedule.encrypt_to), environ={})
+        if schedule.sign and not config.sign_key:
+            # The slot fails (recorded on the fire) rather than publish an unsigned bundle.
+            raise UsageError(
+                f"schedule {schedule.name!r} asks for a signature but the service has no signing key "
+                "(stella serve --sign-key or $STELLA_SERVICE_SIGN_KEY)",
+                details={"tenant": schedule.tenant, "schedule": schedule.name},
+            )
         options = dict(option.split("=", 1) for option in schedule.options)
         run, _ = store.create_run(
             tenant=schedule.tenant,
@@ -52,8 +63,8 @@ def _queue(config: ServiceConfig, store: RunStore) -> Launcher:
                 "storedProfile": None,
                 "selectors": list(schedule.selectors),
                 "options": options,
-                "encryptTo": [],
-                "sign": False,
+                "encryptTo": list(schedule.encrypt_to),
+                "sign": schedule.sign is not False and bool(config.sign_key),
                 "targets": list(schedule.targets),
                 "schedule": schedule.name,
                 "slot": item.fire.key,

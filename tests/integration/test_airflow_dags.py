@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from runners.airflow import DAG_FILE, main
+from runners.airflow import DAG_FILE, SNAPSHOT, dag_specs, main
 from stella.service.store.schedules import open_schedule_store
 from tests.integration.conftest import Ran
-from tests.support import CACHE, REPO, ingest, require, stella_cli
+from tests.integration.signed_fixtures import Keys
+from tests.support import CACHE, REPO, assert_trusted, ingest, require, stella_cli
 
 CONSTRAINTS = REPO / "runners" / "airflow-constraints.txt"
 PARSE = """
@@ -162,3 +163,24 @@ def test_airflow_parses_the_schedules_and_runs_a_slot_that_publishes_a_verifiabl
                 "--slot", slot, "--json")  # fmt: skip
     assert again.returncode == 2 and "already fired by cli@" in again.stdout, again.stdout + again.stderr
     assert len(schedules.fires("acme", "nightly")) == 1
+
+
+def test_a_dag_task_signs_with_the_key_reference_the_writer_was_given(
+    cli: Callable[..., Ran], signing_keys: Keys, shared_data: Path, tmp_path: Path
+) -> None:
+    """The task's own command line (what Airflow's BashOperator runs), key PEM in its environment."""
+    ledger, dags = tmp_path / "ledger", tmp_path / "dags"
+    ingest(ledger, shared_data / "vex")
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    cli("export", "schedule", "create", "nightly", "--tenant", "acme", "--profile", "json:raw",
+        "--store", store, "--cron", "0 2 * * *", "--sign", check=True)  # fmt: skip
+    ref = "env://STELLA_TEST_KEY_PEM"
+    assert main([str(dags), "--store", store, "--ledger", str(ledger), "--out", str(tmp_path / "out"),
+                 "--sign-key", ref]) == 0  # fmt: skip
+    (spec,) = dag_specs(json.loads((dags / SNAPSHOT).read_text()))
+    assert spec.command[-2:] == ("--sign-key", ref) and "PRIVATE KEY" not in (dags / SNAPSHOT).read_text()
+    env = {"STELLA_TEST_KEY_PEM": signing_keys.ec_key.read_text(), **dict(spec.env)}
+    ran = cli(*spec.command[1:], "--slot", "2026-12-06T02:00:00Z", "--json", env=env, check=True)
+    (fire,) = json.loads(ran.stdout)["fires"]
+    assert fire["status"] == "succeeded" and fire["result"]["signedBy"]
+    assert_trusted(Path(fire["result"]["bundle"]), signing_keys.ec_pub, tmp_path)

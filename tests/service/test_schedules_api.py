@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from stella.bundle.verify import verify_bundle
-from tests.service.support import Service
+from stella.schedules.model import CronTrigger, Schedule
+from stella.service.store.schedules import open_schedule_store
+from stella.signers.registry import generate_key
+from tests.service.support import Service, start_service
+from tests.support import assert_trusted
 
 
 def _wait_for_run(service: Service, token: str, schedule: str, timeout: float = 120.0) -> dict[str, Any]:
@@ -129,3 +134,46 @@ def test_a_fired_slot_mirrors_a_failed_publish_and_a_cancelled_run(service: Serv
     assert outcomes.get("failed", 0) >= 1  # the metric counts slots by their runs' outcomes too
     routes = {s.labels["route"] for s in families["exporter_http_request_duration_seconds"].samples}
     assert "/api/export/schedules/{name}/run" in routes
+
+
+def test_a_schedule_asking_for_a_signature_fails_its_slot_on_a_service_without_a_key(
+    service: Service, tmp_path: Path
+) -> None:
+    token = service.token("acme")
+    body = {"name": "must-sign", "profile": "json:raw", "cron": "0 3 * * *", "sign": True}
+    with service.client(token) as client:
+        refused = client.post("/api/export/schedules", json=body)
+        assert refused.status_code == 400 and "signing key" in refused.json()["message"]
+        assert client.post("/api/export/schedules", json={**body, "sign": "yes"}).status_code == 400
+    # Stored while the service had a key, fired after a restart without one: the slot fails.
+    store = open_schedule_store(service.store_url)
+    store.create(
+        Schedule("acme", "must-sign", "json:raw", CronTrigger("0 3 * * *"), datetime.now(UTC), sign=True)
+    )
+    with service.client(token) as client:
+        fired = client.post("/api/export/schedules/must-sign/run")
+        assert fired.status_code == 202, fired.text
+        assert fired.json()["status"] == "failed"
+        assert fired.json()["result"]["error"]["code"] == "ERR_EXPORT_USAGE"
+        assert "no signing key" in fired.json()["result"]["error"]["message"]
+        assert "runId" not in fired.json()["result"]  # no run, so no unsigned bundle
+        assert client.delete("/api/export/schedules/must-sign").status_code == 204
+
+
+def test_a_service_fired_slot_is_signed_with_the_services_key(service_ledger: Path, tmp_path: Path) -> None:
+    private, public = tmp_path / "service.key", tmp_path / "service.pub"
+    generate_key("ecdsa-p256", private, public, password=None)
+    home = tmp_path / "signing-service"
+    env = {"STELLA_SERVICE_SIGN_KEY": str(private)}
+    with start_service(home, service_ledger, f"sqlite:///{home / 'runs.db'}", env=env) as signing:
+        token = signing.token("acme")
+        body = {"name": "signed", "profile": "json:raw", "on": "webhook", "quietSeconds": 0, "sign": True}
+        with signing.client(token) as client:
+            created = client.post("/api/export/schedules", json=body)
+            assert created.status_code == 201 and created.json()["sign"] is True, created.text
+        with signing.client(signing.token("acme", scopes=["export:trigger"])) as client:
+            assert client.post("/api/export/triggers/signed").status_code == 202
+        run = _wait_for_run(signing, token, "signed")
+        assert run["status"] == "succeeded", run
+        bundle = signing.home / "service" / "bundles" / "acme" / run["exportId"]
+        assert_trusted(bundle, public, tmp_path)

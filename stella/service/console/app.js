@@ -117,7 +117,8 @@ async function loadSchedules() {
   for (const schedule of data.items) {
     const row = body.insertRow();
     row.dataset.schedule = schedule.name;
-    cell(row, schedule.name + " (" + schedule.profile + ")");
+    const signing = schedule.sign === true ? ", signature required" : schedule.sign === false ? ", unsigned" : "";
+    cell(row, schedule.name + " (" + schedule.profile + signing + ")");
     cell(row, describeTrigger(schedule.trigger));
     cell(row, schedule.nextSlot || "-");
     const last = schedule.fires[0];
@@ -171,6 +172,7 @@ async function createSchedule(event) {
     selectors: words($("schedule-selectors").value),
     targets: words($("schedule-targets").value),
     catchUp: $("schedule-catch-up").value,
+    sign: $("schedule-sign").checked ? true : null,
   };
   const kind = document.querySelector("input[name='schedule-trigger']:checked").value;
   if (kind === "cron") { body.cron = $("schedule-cron").value.trim(); body.timezone = $("schedule-timezone").value.trim() || "UTC"; }
