@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stella.errors import StellaError, UsageError
@@ -21,6 +21,8 @@ from stella.schedules.planning import DEFAULT_GRACE, Due, is_slot, plan_events, 
 from stella.schedules.store import Fire, ScheduleStore
 
 __all__ = ["Launch", "Launcher", "Scheduler", "event_names", "record_ingest", "record_webhook"]
+
+_MANUAL_ATTEMPTS = 64
 
 _LOG = logging.getLogger(__name__)
 
@@ -118,9 +120,15 @@ class Scheduler:
         """Fire ``name`` immediately (a manual slot of its own; paused schedules too)."""
         schedule = self._store.get(tenant, name)
         now = self._clock()
-        fire = Fire(tenant, name, slot_key("manual", now), now, now, self._instance)
-        if not self._store.claim(fire):
-            raise UsageError(f"schedule {name!r} was already run at {format_time(now)}")
+        # Every press is a slot of its own: two presses within one second (or one clock reading) are two
+        # runs, never "already run". The key keeps the microseconds, and a numbered suffix on a collision.
+        base = f"manual:{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+        for attempt in range(1, _MANUAL_ATTEMPTS + 1):
+            fire = Fire(tenant, name, base if attempt == 1 else f"{base}#{attempt}", now, now, self._instance)
+            if self._store.claim(fire):
+                break
+        else:
+            raise UsageError(f"schedule {name!r} was run {_MANUAL_ATTEMPTS} times at {format_time(now)}")
         launch = Launch(schedule, fire)
         self.launch(launch)
         return launch

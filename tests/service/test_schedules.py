@@ -227,6 +227,9 @@ def test_pause_resume_and_webhooks(store: SqlScheduleStore) -> None:
     assert [launch.fire.name for launch in scheduler.tick()] == ["hook"]
     manual = scheduler.run_now("acme", "hourly")
     assert manual.fire.key.startswith("manual:")
+    again = scheduler.run_now("acme", "hourly")  # the same clock reading: a second run, not "already run"
+    assert again.fire.key == f"{manual.fire.key}#2"
+    assert {f.key for f in store.fires("acme", "hourly")} >= {manual.fire.key, again.fire.key}
     with pytest.raises(ConflictError):
         store.create(schedule("hourly", CronTrigger("5 * * * *")))
     store.delete("acme", "hourly")
