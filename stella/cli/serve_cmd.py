@@ -145,7 +145,14 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    workers = [subprocess.Popen(_worker_command(args, config)) for _ in range(args.workers)]
+    from stella.service.worker import die_with_parent
+
+    # A worker stops (SIGTERM: its run is requeued) when the service dies, even by SIGKILL or the OOM
+    # killer, when the ``finally`` below never runs: no orphaned workers keep taking runs.
+    workers = [
+        subprocess.Popen(_worker_command(args, config), preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+        for _ in range(args.workers)
+    ]
     print(
         f"Export Center  {url}   (store {config.store_url.split('@')[-1]}, {args.workers} worker(s))",
         flush=True,

@@ -41,7 +41,7 @@ from stella.service.targets import service_scheduler, service_targets
 from stella.telemetry.logs import correlation, lifecycle
 from stella.telemetry.tracing import flush
 
-__all__ = ["Worker", "run_params_request"]
+__all__ = ["Worker", "die_with_parent", "run_params_request"]
 
 _LOG = logging.getLogger("stella.service.worker")
 _STOP_GRACE = 10.0
@@ -110,15 +110,19 @@ class _ProgressHandler(logging.Handler):
             self._store.record_progress(self._run_id, self._worker, progress)
 
 
-def _die_with_parent() -> None:
-    """The run process must not outlive its worker (a SIGKILLed worker takes its run with it)."""
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux; elsewhere a no-op).
+
+    A run process must not outlive its worker (a SIGKILLed worker takes its run with it), and a
+    worker ``stella serve`` started must not outlive the service, however the service ended.
+    """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
 
 
 def _execute(config: ServiceConfig, store: RunStore, run: Run, worker: str) -> None:
     """The child process: one run, start to finish, outcome written to the store."""
-    _die_with_parent()
+    die_with_parent()
     stopped = threading.Event()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:

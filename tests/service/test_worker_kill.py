@@ -130,3 +130,33 @@ def test_sigkilled_worker_run_is_retried_and_nothing_partial_is_served(
                 assert client.post(f"/api/export/runs/{cancelled_id}/cancel").status_code == 202
             cancelled = service.wait(token, cancelled_id, timeout=60)
             assert cancelled["status"] == "cancelled" and cancelled["exportId"] is None
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def test_workers_do_not_outlive_a_sigkilled_service(tmp_path: Path, bulk_ledger: Path) -> None:
+    """``stella serve`` SIGKILLed (no ``finally`` runs): its workers stop by themselves, none is orphaned."""
+    store_url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with start_service(tmp_path / "home", bulk_ledger, store_url, workers=2) as service:
+        workers = _children(service.process.pid)
+        assert len(workers) == 2, workers
+        service.process.kill()
+        service.process.wait()
+        deadline = time.monotonic() + 30
+        alive = set(workers)
+        while alive and time.monotonic() < deadline:
+            for pid in list(alive):
+                with contextlib.suppress(FileNotFoundError):
+                    if Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+                        continue
+                alive.discard(pid)
+            time.sleep(0.2)
+        for pid in alive:  # never leave an orphan behind, even when the assertion fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not alive, f"workers {sorted(alive)} outlived their service"
