@@ -122,21 +122,22 @@ def test_sigkilled_worker_run_is_retried_and_nothing_partial_is_served(
             report = verify_bundle(archive).report
             assert report.ok and report.export_id == run["exportId"]
 
-            cancelled_id = service.submit(
-                token, {"profile": "json:raw", "selectors": ["kind=advisory"]}
-            ).json()["runId"]
-            service.wait(token, cancelled_id, timeout=60, until=["running"])
-            with service.client(token) as client:
-                assert client.post(f"/api/export/runs/{cancelled_id}/cancel").status_code == 202
-            cancelled = service.wait(token, cancelled_id, timeout=60)
-            assert cancelled["status"] == "cancelled" and cancelled["exportId"] is None
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(child) for child in (task / "children").read_text().split()}
-    return found
+            # On an idle machine a run can finish between "running" and the worker seeing the cancel:
+            # then it stands as succeeded (a cancel is a request). Up to three runs: one must be
+            # cancelled, with no bundle, and none may end otherwise.
+            outcomes = []
+            for _ in range(3):
+                cancelled_id = service.submit(token, {"profile": "json:raw"}).json()["runId"]
+                service.wait(token, cancelled_id, timeout=60, until=["running"])
+                with service.client(token) as client:
+                    assert client.post(f"/api/export/runs/{cancelled_id}/cancel").status_code in (202, 409)
+                cancelled = service.wait(token, cancelled_id, timeout=60)
+                outcomes.append(cancelled["status"])
+                assert cancelled["status"] in ("cancelled", "succeeded"), cancelled
+                if cancelled["status"] == "cancelled":
+                    assert cancelled["exportId"] is None
+                    break
+            assert outcomes[-1] == "cancelled", outcomes
 
 
 def test_workers_do_not_outlive_a_sigkilled_service(tmp_path: Path, bulk_ledger: Path) -> None:
