@@ -21,9 +21,13 @@ selectors, so every ledger segment is read at most once, and only records that m
 changed are hashed: those of new segments, and those whose selection changed. The
 base's side is its signed record index (plus the change lists of the deltas between it
 and the full), looked up for those keys only; the delta's counts and record set are the
-base's plus the changes (:func:`transforms.mirror.delta_summary`). A base whose segments
-are gone, or whose chain back to a full is not in ``--out``, fails with
-``ERR_EXPORT_BASE_MISSING``.
+base's plus the changes (:func:`transforms.mirror.delta_summary`). The base is read on
+the driver only (a folder or ``.tar.zst`` on its disk): the members the lookup needs are
+checked against their signed digests and staged under the run's staging location
+(``<staging>/<run>/.runs/base/``, :func:`stella.adapters.mirror.base.stage_chain`), which
+is all a worker opens, so a delta runs on workers of other hosts (Dask, Flink, Dataflow).
+A base whose segments are gone, or whose chain back to a full is not in ``--out``, fails
+with ``ERR_EXPORT_BASE_MISSING``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import apache_beam as beam
 
 from stella import storage
 from stella.adapters.jsonraw import jsonraw_items
-from stella.adapters.mirror.base import BaseLink
+from stella.adapters.mirror.base import BaseBundle, stage_chain
 from stella.adapters.mirror.delta import CHANGES_PATH
 from stella.adapters.mirror.indexes import is_record_index
 from stella.adapters.mirror.items import mirror_items, mirror_shard_path, write_mirror_shard
@@ -84,6 +88,8 @@ __all__ = [
 DEFAULT_EXPIRES: Final = "30d"
 DEFAULT_NAME: Final = "default"
 _MAX_SEQUENCE: Final = 2**53
+BASE_DIR: Final = "base"
+"""Where a delta's base members are staged for workers, under the run's ``RUNS_DIR`` (never in the bundle)."""
 
 
 MIRROR_OPTIONS: Final = (
@@ -148,8 +154,8 @@ class MirrorBase:
     segments: tuple[SegmentInfo, ...]
     record_set: RecordSet
     counts: Mapping[str, int]
-    chain: tuple[BaseLink, ...]
-    """The full this base descends from, then each delta up to the base itself."""
+    chain: tuple[BaseBundle, ...]
+    """The full this base descends from, then each delta up to the base itself (on the driver's disk)."""
 
 
 def _find_base(reference: str, out_dir: str) -> Path:
@@ -237,7 +243,7 @@ def resolve_base(request: ExportRequest, options: MirrorOptions) -> MirrorBase:
 _MAX_CHAIN: Final = 100_000
 
 
-def _chain(path: Path, manifest_bytes: bytes, out_dir: str) -> tuple[BaseLink, ...]:
+def _chain(path: Path, manifest_bytes: bytes, out_dir: str) -> tuple[BaseBundle, ...]:
     """The base back to its full: each delta names its base by export id and manifest digest.
 
     Raises:
@@ -246,16 +252,16 @@ def _chain(path: Path, manifest_bytes: bytes, out_dir: str) -> tuple[BaseLink, .
     """
     from stella.canonical import sha256_digest
 
-    links: list[BaseLink] = []
+    links: list[BaseBundle] = []
     while len(links) < _MAX_CHAIN:
         manifest, entries = parse_manifest(manifest_bytes)
         mirror, export_id = manifest["mirror"], str(manifest["exportId"])
         if mirror.get("mode") == "full":
             files = {str(e["path"]): str(e["digest"]) for e in mirror["recordIndex"]}
-            links.append(BaseLink(path, export_id, files, full=True))
+            links.append(BaseBundle(path, export_id, files, full=True))
             return tuple(reversed(links))
         digests = {e.path: e.digest for e in entries}
-        links.append(BaseLink(path, export_id, {CHANGES_PATH: digests[CHANGES_PATH]}, full=False))
+        links.append(BaseBundle(path, export_id, {CHANGES_PATH: digests[CHANGES_PATH]}, full=False))
         delta = manifest["delta"]
         parent = str(delta["baseExportId"])
         try:
@@ -372,8 +378,10 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         carried = new
         leaving = pipeline | "NoneLeaving" >> beam.Create([]).with_output_types(list[bytes])
         highs = pipeline | "NoBaseHighWater" >> beam.Create([]).with_output_types(str)
+    # Workers never open the base on the driver's disk: the members they read are staged.
+    chain = stage_chain(base.chain, storage.join(staging, RUNS_DIR, BASE_DIR))
     changes = (carried | "DigestRecords" >> DigestRecords(), leaving) | "DiffAgainstBase" >> DiffAgainstBase(
-        base.chain
+        chain
     )
     changes_entry = changes | "WriteChanges" >> WriteChanges(staging)
     raw_entries = (
