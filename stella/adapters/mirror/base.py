@@ -26,7 +26,7 @@ import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import IO, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -99,7 +99,7 @@ def reselect(
 _CHUNK: Final = 1 << 20
 
 
-def _copy_hashing(source: BinaryIO, sink: BinaryIO | None) -> str:
+def _copy_hashing(source: IO[bytes], sink: IO[bytes] | None) -> str:
     """Stream ``source`` (into ``sink``, if any) in bounded chunks; its ``sha256:`` digest."""
     digest = hashlib.sha256()
     while chunk := source.read(_CHUNK):
