@@ -347,8 +347,16 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     sequence = options.sequence or base.sequence + 1
     if sequence <= base.sequence:
         raise UsageError(f"sequence={sequence} must be above the base's sequence {base.sequence}")
-    # The manifest names the base by id, never by a path of this machine.
+    # The manifest names the base by id, never by a path of this machine; and what the
+    # steps capture (shipped to workers) holds no such path either: no MirrorBase, no reference.
     request = dataclasses.replace(request, options={**request.options, "base": base.export_id})
+    options = dataclasses.replace(options, base=base.export_id)
+    base_counts, base_set = base.counts, base.record_set
+    base_block = {
+        "baseExportId": base.export_id,
+        "baseManifestDigest": base.manifest_digest,
+        "baseSequence": base.sequence,
+    }
     covered = {s.name for s in base.segments}
     trace = request.trace_context
     new = (
@@ -395,9 +403,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         | "SummarizeCarried" >> SummarizeRecords()
         | "SummarizeDelta"
         >> beam.Map(
-            lambda carried, changes, highs: delta_summary(
-                carried, changes, base.counts, base.record_set, highs
-            ),
+            lambda carried, changes, highs: delta_summary(carried, changes, base_counts, base_set, highs),
             changes=beam.pvalue.AsList(changes),
             highs=beam.pvalue.AsList(highs),
         ).with_output_types(MirrorSummary)
@@ -406,13 +412,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     def fields(summary: MirrorSummary, ops: dict[str, int]) -> dict[str, Any]:
         return {
             "mirror": _mirror_block(request, options, summary, sequence, "delta"),
-            "delta": {
-                "baseExportId": base.export_id,
-                "baseManifestDigest": base.manifest_digest,
-                "baseSequence": base.sequence,
-                "changes": CHANGES_PATH,
-                **ops,
-            },
+            "delta": {**base_block, "changes": CHANGES_PATH, **ops},
         }
 
     ops = changes | "CollectOps" >> beam.combiners.ToList() | "CountOps" >> beam.Map(count_ops)
