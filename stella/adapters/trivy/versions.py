@@ -633,17 +633,15 @@ class IntervalSet:
     __slots__ = ("_key", "_keyed")
 
     def __init__(self, scheme: Scheme, intervals: Iterable[Interval]) -> None:
-        self._key: Callable[[str], Any] | None = None if scheme.is_os else _ORDER[scheme]
+        key = self._key = None if scheme.is_os else _ORDER[scheme]
         keyed: list[tuple[Any, Any, bool, Any]] | None = []
         for interval in intervals:
-            keys = [
-                None if b is None or self._key is None else self._key(b)
-                for b in (interval.lower, interval.upper, interval.limit)
-            ]
-            given = (interval.lower, interval.upper, interval.limit)
-            if self._key is None or any(
-                k is None and b is not None for k, b in zip(keys, given, strict=True)
-            ):
+            if key is None:
+                keyed = None
+                break
+            bounds = (interval.lower, interval.upper, interval.limit)
+            keys = [None if b is None else key(b) for b in bounds]
+            if any(k is None and b is not None for k, b in zip(keys, bounds, strict=True)):
                 keyed = None
                 break
             assert keyed is not None
@@ -663,8 +661,7 @@ class IntervalSet:
         if keyed is None or key is None:
             return [None for _version in versions]
         out: list[bool | None] = []
-        for version in versions:
-            target = key(version)
+        for target in map(key, versions):
             if target is None:
                 out.append(None)
                 continue
