@@ -199,7 +199,12 @@ def _export_only(
     print_table(f"trivy:db, {records:,} advisories -> {entries:,} DB entries", [export], unit="advisories")
     print(f"trivy.db {db_mb:,.1f} MB; bundle {summary['bytes'] / 1e6:,.1f} MB in {summary['files']} files")
     print(f"untranslated: {json.dumps(manifest['untranslated'], sort_keys=True)}")
-    return {"records": records, "entries": entries, "export": export.__dict__, "untranslated": manifest["untranslated"]}
+    return {
+        "records": records,
+        "entries": entries,
+        "export": export.__dict__,
+        "untranslated": manifest["untranslated"],
+    }
 
 
 def main() -> None:

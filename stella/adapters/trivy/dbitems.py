@@ -106,11 +106,11 @@ def trivy_db_items(record: LedgerRecord) -> list[SortItem]:
     items: list[SortItem] = [(REVISIONS_GROUP, revision, _value_bytes({**identity, "source": record.source}))]
     entries, untranslated = translate_entries(load_json(record.document), upstream_id=record.upstream_id)
     encoded: dict[int, bytes] = {}  # id(value) -> raw + JSON: entries may share one value object
-    for bucket, key, value in entries:
+    for bucket, name, value in entries:
         data = encoded.get(id(value))
         if data is None:
             data = encoded[id(value)] = raw + _value_bytes(value)
-        items.append((DB_GROUP, encode_text_parts((*bucket, key)), data))
+        items.append((DB_GROUP, encode_text_parts((*bucket, name)), data))
     for index, problem in enumerate(untranslated):
         # The index keeps two equal problems of one record apart; the same record stored
         # twice (equal digests) gives equal pairs, which the report collapses.

@@ -296,7 +296,9 @@ def _language_advisory(pkg: AffectedPackage) -> dict[str, Any] | VersionProblem:
     vulnerable = [render_interval(scheme, i) for i in pkg.intervals]
     listed = _uniq(pkg.listed)
     vulnerable += [
-        exact_constraint(scheme, v) for v, covered in zip(listed, ranges.covering(listed)) if covered is not True
+        exact_constraint(scheme, v)
+        for v, covered in zip(listed, ranges.covering(listed), strict=True)
+        if covered is not True
     ]
     # A fixed version is written as "secure" only when no other range or listed
     # version of the same package still covers it: Trivy lets PatchedVersions win.

@@ -127,9 +127,10 @@ _OPEN_LOWER = frozenset({"0", "0.0.0-0"})
 
 def render_version(scheme: Scheme, raw: str) -> str | VersionProblem:
     """The version as Trivy's comparer for ``scheme`` will accept it, or why not."""
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or not raw:
         return VersionProblem("malformed", f"version {raw!r} is not a non-empty string")
-    return _RENDERED[scheme][raw]
+    rendered: str | VersionProblem = _RENDERED[scheme][raw]
+    return rendered
 
 
 def version_renderer(scheme: Scheme) -> Callable[[str], str | VersionProblem]:
@@ -196,7 +197,6 @@ def _render(scheme: Scheme, raw: str) -> str | VersionProblem:
             "unparsable-version", f"{raw!r} is not a {scheme.value} version Trivy can parse"
         )
     return raw
-
 
 
 _RENDERED: Mapping[Scheme, _Memo] = {scheme: _Memo(functools.partial(_render, scheme)) for scheme in Scheme}
