@@ -72,11 +72,11 @@ def is_osv_advisory(record: LedgerRecord) -> bool:
     return record.kind is Kind.ADVISORY and record.format is DocFormat.OSV
 
 
-def _sortable_time(moment: str | None) -> bytes:
+def _sortable_time(moment: str | None) -> str:
     """Fixed microsecond precision, so text order is time order (the ledger omits zero fractions)."""
     if moment is None:
-        return b""
-    return datetime.fromisoformat(moment).isoformat(timespec="microseconds").encode()
+        return ""
+    return datetime.fromisoformat(moment).isoformat(timespec="microseconds")
 
 
 def _value_bytes(value: Any) -> bytes:
@@ -99,10 +99,9 @@ def trivy_db_items(record: LedgerRecord) -> list[SortItem]:
     """The sortable items of one OSV record (see the module docstring); a pure function."""
     raw = _raw_digest(record)
     identity = {"digest": record.digest, "id": record.upstream_id, "modified": record.modified}
-    uid = record.upstream_id.encode()
     # The hex digest, not the raw one: raw digests hold zero bytes, which the key encoding
     # escapes, and escaped keys take the slow decoding path.
-    revision = encode_parts((uid, _sortable_time(record.modified), record.digest.encode()))
+    revision = encode_text_parts((record.upstream_id, _sortable_time(record.modified), record.digest))
     items: list[SortItem] = [(REVISIONS_GROUP, revision, _value_bytes({**identity, "source": record.source}))]
     entries, untranslated = translate_entries(load_json(record.document), upstream_id=record.upstream_id)
     encoded: dict[int, bytes] = {}  # id(value) -> raw + JSON: entries may share one value object

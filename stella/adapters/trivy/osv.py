@@ -193,7 +193,8 @@ def translate_entries(
         return bad("affected is not a list")
 
     packages, found = affected_packages(affected, record_id)
-    problems.extend(Untranslated(p.reason, f"{upstream_id}: {p.detail}") for p in found)
+    if found:
+        problems.extend(Untranslated(p.reason, f"{upstream_id}: {p.detail}") for p in found)
 
     vuln_ids, vendor_ids = vulnerability_ids(record_id, aliases)
     if any(len(v.encode()) > MAX_KEY_BYTES for v in vuln_ids):
@@ -214,7 +215,8 @@ def translate_entries(
         detail, detail_problems = _vulnerability(
             document, record_id, sorted({s.id for s in sources.values()})
         )
-        problems.extend(Untranslated(r, f"{upstream_id}: {d}") for r, d in detail_problems)
+        if detail_problems:
+            problems.extend(Untranslated(r, f"{upstream_id}: {d}") for r, d in detail_problems)
         entries.extend((_VULNERABILITY, v, detail) for v in vuln_ids)
         entries.extend((_DATA_SOURCE, b, _source_json(s)) for b, s in sorted(sources.items()))
     if not entries and not problems:  # cannot happen by construction; keep the contract anyway
@@ -282,7 +284,9 @@ def _read_affected(
         elif not problems:
             problems.append(VersionProblem("no-affected-versions", f"{where}: neither ranges nor versions"))
         return problems
-    pkg = packages.setdefault((placement.bucket, placement.package), AffectedPackage(placement))
+    pkg = packages.get((placement.bucket, placement.package))
+    if pkg is None:
+        pkg = packages[placement.bucket, placement.package] = AffectedPackage(placement)
     pkg.intervals.extend(result.intervals)
     pkg.fixed.extend(result.fixed)
     pkg.listed.extend(listed)
@@ -366,7 +370,7 @@ def _vulnerability(
         if urls:
             out["References"] = urls
     db_specific = document.get("database_specific")
-    db_specific = db_specific if isinstance(db_specific, Mapping) else {}
+    db_specific = db_specific if type(db_specific) is dict or isinstance(db_specific, Mapping) else {}
     cwes = _string_list(db_specific.get("cwe_ids"))
     if cwes:
         out["CweIDs"] = _uniq(cwes)
@@ -382,10 +386,10 @@ def _vulnerability(
         list(document.get("severity") or []) if isinstance(document.get("severity"), list) else []
     )
     for item in document.get("affected") or []:
-        if isinstance(item, Mapping) and isinstance(item.get("severity"), list):
+        if (type(item) is dict or isinstance(item, Mapping)) and isinstance(item.get("severity"), list):
             severities.extend(item["severity"])
     for sev in severities:
-        if not isinstance(sev, Mapping) or not isinstance(sev.get("score"), str):
+        if (type(sev) is not dict and not isinstance(sev, Mapping)) or not isinstance(sev.get("score"), str):
             problems.append(("malformed", f"severity entry {sev!r}"))
             continue
         target = _CVSS_FIELD.get(str(sev.get("type")))

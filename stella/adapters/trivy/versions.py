@@ -538,7 +538,7 @@ def intervals_from_events(
 
     key = _sort_key(scheme, range_type)
     keyed = [(kind, v, None if v is None else key(v)) for kind, v in rendered]
-    if all(k is not None or v is None for _kind, v, k in keyed):
+    if all(k is not None for _kind, v, k in keyed if v is not None):
         # Stable sort: "introduced 0" first, ties keep the producer's order.
         keyed.sort(key=lambda item: (item[2] is not None, item[2] if item[2] is not None else 0))
         rendered = [(kind, v) for kind, v, _k in keyed]
@@ -639,13 +639,19 @@ class IntervalSet:
             if key is None:
                 keyed = None
                 break
-            bounds = (interval.lower, interval.upper, interval.limit)
-            keys = [None if b is None else key(b) for b in bounds]
-            if any(k is None and b is not None for k, b in zip(keys, bounds, strict=True)):
-                keyed = None
+            lower, upper, limit = interval.lower, interval.upper, interval.limit
+            lower_key = None if lower is None else key(lower)
+            upper_key = None if upper is None else key(upper)
+            limit_key = None if limit is None else key(limit)
+            if (
+                (lower_key is None and lower is not None)
+                or (upper_key is None and upper is not None)
+                or (limit_key is None and limit is not None)
+            ):
+                keyed = None  # a bound this module cannot order
                 break
             assert keyed is not None
-            keyed.append((keys[0], keys[1], interval.upper_inclusive, keys[2]))
+            keyed.append((lower_key, upper_key, interval.upper_inclusive, limit_key))
         self._keyed = keyed
 
     def covers(self, version: str) -> bool | None:
