@@ -45,7 +45,7 @@ from stella.adapters.trivy.versions import (
     translate_ranges,
     version_renderer,
 )
-from stella.canonical import JSONValue, dumps, dumps_plain
+from stella.canonical import JSONValue, dumps
 
 __all__ = [
     "AdapterOutput",
@@ -413,7 +413,8 @@ def _vulnerability(
 def _canon(value: JSONValue) -> bytes:
     # A string never needs dumps' safety walk (it only looks at keys and numbers); merging
     # values sorts lists of strings by this key, thousands per export.
-    return dumps_plain(value) if type(value) is str else dumps(value)
+    # (orjson writes a string exactly as dumps_plain does: no keys to sort, nothing to pass through.)
+    return orjson.dumps(value) if type(value) is str else dumps(value)
 
 
 def load_json(data: bytes) -> Any:
