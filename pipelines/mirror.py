@@ -2,11 +2,12 @@
 
 mirror:full::
 
-    ReadLedger -> SelectRecords -> AdaptRecords(mirror_items, request.trace_context) -> WriteSortedShards -> AssembleBundle
+    ReadLedger -> SelectRecords -> AdaptRows(mirror_row_items) -> WriteSortedShards -> AssembleBundle
                                \\-> SummarizeMirror (counts, high water, record-set digest) --/
 
-``mirror_items`` yields each record's json:raw line (same bytes as json:raw) and its
-index rows, so the raw shards and the Parquet indexes come out of one external sort.
+On the row read path, as json:raw: ``mirror_row_items`` yields each ledger row's json:raw
+line (the same bytes json:raw writes) and its index rows, so the raw shards and the
+Parquet indexes come out of one external sort.
 
 mirror:delta::
 
@@ -42,7 +43,7 @@ from stella.adapters.jsonraw import jsonraw_items
 from stella.adapters.mirror.base import BaseLink
 from stella.adapters.mirror.delta import CHANGES_PATH
 from stella.adapters.mirror.indexes import is_record_index
-from stella.adapters.mirror.items import mirror_items, mirror_shard_path, write_mirror_shard
+from stella.adapters.mirror.items import mirror_row_items, mirror_shard_path, write_mirror_shard
 from stella.adapters.mirror.records import RecordSet
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manifest
@@ -67,7 +68,7 @@ from transforms.mirror import (
     count_ops,
     delta_summary,
 )
-from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRecords, AdaptRows, WriteSortedShards
 
 __all__ = [
     "BASE_OPTION",
@@ -291,10 +292,12 @@ def _mirror_block(
 
 
 def _read_selected(pipeline: beam.Pipeline, request: ExportRequest) -> beam.PCollection:
+    """The selected ledger rows (the row read path: no LedgerRecord built, see json:raw)."""
     return (
         pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
-        | "SelectRecords" >> SelectRecords(request.selectors)
+        | "ReadLedger"
+        >> ReadLedger([s.path for s in request.segments], trace=request.trace_context, rows=True)
+        | "SelectRecords" >> SelectRecords(request.selectors, rows=True)
     )
 
 
@@ -313,10 +316,10 @@ def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: str) ->
     options = parse_mirror_options(request.options, delta=False)
     sequence = options.sequence or 1
     selected = _read_selected(pipeline, request)
-    summary = selected | "SummarizeMirror" >> SummarizeMirror()
+    summary = selected | "SummarizeMirror" >> SummarizeMirror(rows=True)
     entries = (
         selected
-        | "AdaptRecords" >> AdaptRecords(mirror_items)
+        | "AdaptRows" >> AdaptRows(mirror_row_items, request.trace_context)
         | "WriteSortedShards" >> _write_shards(staging, request)
     )
 
