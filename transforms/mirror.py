@@ -162,7 +162,8 @@ class DigestRecords(beam.PTransform):  # type: ignore[misc]
 class DiffAgainstBase(beam.PTransform):  # type: ignore[misc]
     """(carried pairs, leaving keys) -> lists of Change, one per bucket that changed.
 
-    The base side is looked up in the base's chain (:func:`base_digests`) for the keys
+    The base side is looked up in the base's chain (:func:`base_digests`, reading only the
+    members the driver staged: ``chain`` holds URLs, never a path of the driver) for the keys
     either side names, and joined on the record key's bucket (``CoGroupByKey``): a
     leaving key the base does not hold means the base and the ledger disagree.
     """
