@@ -44,6 +44,7 @@ __all__ = [
     "same_version",
     "translate_ranges",
     "version_key",
+    "version_renderer",
 ]
 
 
