@@ -16,7 +16,7 @@ from pathlib import Path
 from stella.adapters.trivy.javadb import JavaIndexRow, java_index_rows, write_java_db
 from stella.adapters.trivy.osv import load_json
 from stella.adapters.trivy.payload import JAVA_DB_LAYOUT, file_entry
-from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
+from stella.adapters.trivy.sortkeys import decode_parts, encode_parts, encode_text_parts
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.paths import REPORTS_DIR
 from stella.bundle.shards import write_jsonl_shard
@@ -59,8 +59,7 @@ def _skipped(reason: str, detail: str, record_id: str, digest: str, index: int =
 
 
 def _row_key(row: JavaIndexRow) -> bytes:
-    parts = (row.group_id, row.artifact_id, row.version, row.sha1.hex(), row.archive_type)
-    return encode_parts(part.encode() for part in parts)
+    return encode_text_parts((row.group_id, row.artifact_id, row.version, row.sha1.hex(), row.archive_type))
 
 
 def java_db_items(record: LedgerRecord) -> list[SortItem]:
