@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from io import BytesIO
 from pathlib import Path
 
+import fastavro
 import pytest
 import zstandard
+from backports import zstd
 
+from stella.errors import InputError
 from stella.ledger.ingest import ingest_paths
-from stella.ledger.store import LedgerStore, read_segment
+from stella.ledger.store import LedgerStore, _zstd_avro_block, read_rows, read_segment
 from tests.support import check_cli_json
 
 T0 = "2026-11-27T00:00:00Z"
@@ -202,3 +206,32 @@ def test_stats_count_what_ingest_added(
     assert printed["tenants"] == [json.loads(json.dumps(stats.to_json()))]
     with pytest.raises(NotFoundError):
         ledger_stats(store, "other")
+
+
+def test_segment_blocks_read_as_fastavro_reads_them_and_damage_is_named(tmp_path: Path) -> None:
+    # The shared-context zstd block reader (stella.ledger.store) must give fastavro's rows,
+    # also for blocks it hands back to fastavro's path (several frames, no content size),
+    # and a damaged block must still be an InputError naming the segment.
+    schema = {"type": "record", "name": "R", "fields": [{"name": "document", "type": "bytes"}]}
+    rows = [{"document": b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 97))} for i in range(3000)]
+    path = tmp_path / "s.avro"
+    with path.open("wb") as handle:
+        fastavro.writer(handle, schema, rows, codec="zstandard", sync_interval=4096)
+    assert [row for chunk in read_rows(str(path)) for row in chunk] == rows
+
+    # Blocks of two frames, then of one frame without a content size: fastavro's path.
+    raw = zstd.compress(b"abc")
+    assert zstd.decompress(raw + raw) == b"abcabc"
+    streamed = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    unsized = streamed.compress(b"abc") + streamed.flush()
+    for data, expected in ((raw + raw, b"abcabc"), (unsized, b"abc")):
+        assert len(data) < 64  # its Avro length prefix is then one byte: the length, zigzagged
+        block = BytesIO(bytes([len(data) << 1]) + data)
+        assert _zstd_avro_block(block).read() == expected
+
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 8] = b"\xff" * 8
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(InputError, match="s.avro"):
+        for _chunk in read_rows(str(path)):
+            pass
