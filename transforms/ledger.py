@@ -25,12 +25,12 @@ from apache_beam.metrics import Metrics
 
 from stella.ledger.store import read_rows, record_from_row
 from stella.model import LedgerRecord, LedgerRow, latest_high_water
+from stella.runtime import tune_gc
 from stella.selectors import Selectors
 from stella.telemetry.tracing import TraceContext, stage_span
 from stella.timefmt import later
 from transforms.coders import RecordBatch, RowBatch
 from transforms.progress import relay_progress
-from transforms.runtime import tune_gc
 
 __all__ = ["KeepRecords", "ReadLedger", "ReadSegmentFn", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 

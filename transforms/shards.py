@@ -18,11 +18,11 @@ import apache_beam as beam
 from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
 from stella.model import LedgerRecord, LedgerRow
+from stella.runtime import tune_gc
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
 from transforms.progress import relay_progress
-from transforms.runtime import tune_gc
 
 __all__ = [
     "RUNS_DIR",

@@ -37,6 +37,7 @@ from stella.cli.parser import (
 )
 from stella.cli.progress import Progress, ProgressHandler, own_stderr
 from stella.errors import StellaError, UsageError
+from stella.runtime import relax_gc
 from stella.timefmt import format_time
 
 __all__ = ["EXIT_INTERRUPTED", "build_parser", "command_group", "main", "parse_command", "version_text"]
@@ -258,6 +259,7 @@ def _path_problem(exc: OSError) -> StellaError | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    relax_gc()  # before the commands' imports: see stella.runtime
     args_list = list(sys.argv[1:] if argv is None else argv)
     ours = split_passthrough(args_list)[0]
     verbose = "-v" in ours or "--verbose" in ours

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from transforms.runtime import tune_gc
+from stella.runtime import relax_gc, tune_gc
 
 
 def test_tune_gc_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
@@ -17,3 +17,11 @@ def test_tune_gc_freezes_start_up_objects_and_raises_the_young_threshold() -> No
     tune_gc()
     assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == frozen
     gc.set_threshold(*tuned)
+
+
+def test_relax_gc_raises_the_thresholds_without_freezing() -> None:
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    gc.set_threshold(700, 10, 10)
+    relax_gc()
+    assert gc.get_threshold()[0] >= 50_000 and gc.get_freeze_count() == frozen
+    gc.set_threshold(*before)
