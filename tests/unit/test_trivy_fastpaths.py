@@ -7,12 +7,16 @@ invisible in the output bytes, so each is checked here against the slow path it 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
+from stella.adapters.trivy.dbitems import is_osv_advisory, is_osv_row, trivy_db_items, trivy_db_row_items
 from stella.adapters.trivy.ecosystems import _place, language_ecosystems, place
+from stella.adapters.trivy.javaitems import is_sbom, is_sbom_row, java_db_items, java_db_row_items
 from stella.adapters.trivy.osv import translate_entries, translate_osv
 from stella.adapters.trivy.sortkeys import encode_parts, encode_text_parts
 from stella.adapters.trivy.versions import (
@@ -23,6 +27,7 @@ from stella.adapters.trivy.versions import (
     version_key,
     version_renderer,
 )
+from stella.ledger.store import LedgerStore, read_rows, record_from_row
 
 _TEXT = st.text(alphabet=st.sampled_from(["a", "é", "\x00", "\x01", "\xff", "-", "𝄞"]), max_size=6)
 
@@ -101,3 +106,22 @@ def test_translate_entries_equal_translate_osv() -> None:
     assert out.untranslated == problems
     # translate_osv hands out one value object per entry; translate_entries may share them
     assert len({id(e.value) for e in out.entries}) == len(out.entries)
+
+
+def test_row_adapters_equal_the_record_adapters(prepared_ledger: Path) -> None:
+    """The trivy profiles read rows; their items are the record adapters' items, row for row."""
+    kept = {"db": 0, "java": 0}
+    for segment in LedgerStore(str(prepared_ledger)).segments("acme"):
+        for rows in read_rows(segment.path):
+            records = [record_from_row(row) for row in rows]
+            assert [is_osv_row(r) for r in rows] == [is_osv_advisory(r) for r in records]
+            assert [is_sbom_row(r) for r in rows] == [is_sbom(r) for r in records]
+            osv = [(row, rec) for row, rec in zip(rows, records, strict=True) if is_osv_advisory(rec)]
+            sboms = [(row, rec) for row, rec in zip(rows, records, strict=True) if is_sbom(rec)]
+            expected = [item for _row, rec in osv for item in trivy_db_items(rec)]
+            assert trivy_db_row_items([row for row, _rec in osv]) == expected
+            expected = [item for _row, rec in sboms for item in java_db_items(rec)]
+            assert java_db_row_items([row for row, _rec in sboms]) == expected
+            kept["db"] += len(osv)
+            kept["java"] += len(sboms)
+    assert kept["db"] > 9_000 and kept["java"] > 10, kept
