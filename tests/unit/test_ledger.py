@@ -212,6 +212,7 @@ def test_segment_blocks_read_as_fastavro_reads_them_and_damage_is_named(tmp_path
     # The shared-context zstd block reader (stella.ledger.store) must give fastavro's rows,
     # also for blocks it hands back to fastavro's path (several frames, no content size),
     # and a damaged block must still be an InputError naming the segment.
+    assert fastavro.read.BLOCK_READERS["zstandard"] is _zstd_avro_block  # installed in fastavro's table
     schema = {"type": "record", "name": "R", "fields": [{"name": "document", "type": "bytes"}]}
     rows = [{"document": b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 97))} for i in range(3000)]
     path = tmp_path / "s.avro"
