@@ -74,9 +74,14 @@ def _fast(value: JSONValue) -> bytes:
     orjson refuses what it cannot write exactly as JCS does (lone surrogates, non-string
     keys, nesting past 255 levels, the passed-through types above); the standard encoder
     then writes it or raises the error callers already handle.
+
+    orjson returns its whole output buffer (4 KiB for the smallest value, up to twice the
+    text for larger ones) as the bytes object, and ``sys.getsizeof`` does not show it:
+    100,000 index rows held for a sort took 400 MB. The result is copied to its exact size
+    (~0.2 us), because callers keep these values in batches, runs and heaps.
     """
     try:
-        return orjson.dumps(value, option=_ORJSON_OPTIONS)
+        return bytes(memoryview(orjson.dumps(value, option=_ORJSON_OPTIONS)))
     except orjson.JSONEncodeError:
         return _ENCODER.encode(value).encode("utf-8")
 

@@ -220,11 +220,15 @@ def write_parquet_index(root: str, relative_path: str, values: Iterable[bytes]) 
     return _entry(relative_path, hashing, count)
 
 
-def write_parquet_table(root: str, relative_path: str, table: pa.Table) -> ContentEntry:
-    """Write one index from a table already in key order: the same bytes as :func:`write_parquet_index`.
+def write_parquet_table(
+    root: str, relative_path: str, table: pa.Table, order: pa.Array | None = None
+) -> ContentEntry:
+    """Write one index from a table in key order: the same bytes as :func:`write_parquet_index`.
 
     Row groups are cut at the same row counts and each is written from one contiguous
     chunk, as the row-by-row writer does, which is what makes the pages identical.
+    ``order`` (row numbers of ``table`` in key order) is taken one row group at a time,
+    so a table is written sorted without a sorted copy of it in memory.
     """
     schema = INDEX_SCHEMAS[relative_path.split("/")[2]]
     table = table.select(schema.names).cast(schema)
@@ -232,6 +236,11 @@ def write_parquet_table(root: str, relative_path: str, table: pa.Table) -> Conte
         hashing = storage.HashingWriter(handle)
         writer = _writer(hashing, schema)
         for offset in range(0, max(table.num_rows, 1), _ROW_GROUP):
-            writer.write_table(table.slice(offset, _ROW_GROUP).combine_chunks(), row_group_size=_ROW_GROUP)
+            group = (
+                table.slice(offset, _ROW_GROUP)
+                if order is None
+                else table.take(order.slice(offset, _ROW_GROUP))
+            )
+            writer.write_table(group.combine_chunks(), row_group_size=_ROW_GROUP)
         writer.close()
     return _entry(relative_path, hashing, table.num_rows)
