@@ -4,8 +4,11 @@
 
 * The plain-loop floor reads the same ledger segments with fastavro and writes the same
   canonical JSON lines through zstd level 3 with sha256, in one loop with no Beam and no
-  sort: the fastest this work goes with per-record Python on one core. Target: the
-  export at >= 0.8x its throughput.
+  sort, building a ``LedgerRecord`` per row as every profile did until the row read path
+  (so its figures compare with earlier runs). Target: the export at >= 0.8x its throughput.
+* The row-path loop is the same loop on the export's row read path (lines spliced from
+  the Avro rows, no records): shown for information, the fastest this work now goes with
+  per-record Python on one core.
 * The I/O floor has no per-record Python at all: it reads the segment files' bytes and
   compresses (zstd-3) and hashes (sha256) the export's uncompressed payload bytes in
   large chunks. Target: >= 0.25x.
@@ -31,13 +34,13 @@ from benchmarks.common import BIN, Measurement, bench_ledger, measure, print_tab
 __all__ = ["floor_main", "io_floor_main", "run"]
 
 
-def floor_main(ledger: str, out: str) -> None:
-    """The floor: segments -> canonical lines -> zstd-3 -> sha256, one plain loop."""
+def floor_main(ledger: str, out: str, *, rows: bool = False) -> None:
+    """The floor: segments -> canonical lines -> zstd-3 -> sha256, one plain loop (``rows``: no records)."""
     import hashlib
 
-    from stella.adapters.jsonraw import envelope_line
+    from stella.adapters.jsonraw import envelope_line, row_line
     from stella.bundle.shards import zstd_compressor
-    from stella.ledger.store import LedgerStore, read_segment
+    from stella.ledger.store import LedgerStore, read_rows, read_segment
 
     digest = hashlib.sha256()
     count = raw_bytes = 0
@@ -50,11 +53,15 @@ def floor_main(ledger: str, out: str) -> None:
 
     with open(out, "wb") as handle, zstd_compressor().stream_writer(Sink(), closefd=False) as writer:  # type: ignore[arg-type]
         for segment in LedgerStore(ledger).segments("bench"):
-            for record in read_segment(segment.path):
-                line = envelope_line(record) + b"\n"
-                raw_bytes += len(line)
+            lines = (
+                map(row_line, (row for chunk in read_rows(segment.path) for row in chunk))
+                if rows
+                else map(envelope_line, read_segment(segment.path))
+            )
+            for line in lines:
+                raw_bytes += len(line) + 1
                 count += 1
-                writer.write(line)
+                writer.write(line + b"\n")
     print(json.dumps({"records": count, "bytes": raw_bytes, "digest": digest.hexdigest()}))
 
 
@@ -117,6 +124,22 @@ def run(records: int) -> dict[str, object]:
         )
         payload_mb = json.loads(floor.output)["bytes"] / 1e6
         floor = replace(floor, items=records, megabytes=payload_mb)
+        row_floor = measure(
+            "row-path loop (info): no records",
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.json_raw",
+                "--row-floor",
+                str(ledger),
+                str(work / "rows.jsonl.zst"),
+            ],
+            items=records,
+            megabytes=payload_mb,
+        )
+        assert json.loads(row_floor.output)["digest"] == json.loads(floor.output)["digest"], (
+            "row path changed the lines"
+        )
         payload = work / "payload.jsonl"
         with (work / "floor.jsonl.zst").open("rb") as compressed, payload.open("wb") as plain:
             zstandard.ZstdDecompressor().copy_stream(compressed, plain)  # untimed: the I/O floor's input
@@ -135,11 +158,12 @@ def run(records: int) -> dict[str, object]:
         assert summaries[0]["exportId"] == summaries[1]["exportId"], "worker count changed the bundle"
         print_table(
             f"json:raw, {records:,} advisories ({payload_mb:,.0f} MB of canonical JSONL)",
-            [floor, io_floor, one, two],
+            [floor, row_floor, io_floor, one, two],
         )
         lines = [
             ratio_line("export / plain-loop floor", one, floor, target=">= 0.8"),
             ratio_line("export / I/O floor", one, io_floor, target=">= 0.25"),
+            ratio_line("export / row-path loop (info)", one, row_floor),
             ratio_line("--workers 2 / --workers 1", two, one, target=">= 1.6"),
         ]
         print("\n".join(lines))
@@ -147,6 +171,7 @@ def run(records: int) -> dict[str, object]:
         return {
             "records": records,
             "floor": floor.__dict__,
+            "row_floor": row_floor.__dict__,
             "io_floor": io_floor.__dict__,
             "export": one.__dict__,
             "workers2": two.__dict__,
@@ -162,10 +187,11 @@ def main() -> None:
     )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--floor", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--row-floor", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--io-floor", nargs=3, metavar=("LEDGER", "PAYLOAD", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor:
-        floor_main(*args.floor)
+    if args.floor or args.row_floor:
+        floor_main(*(args.floor or args.row_floor), rows=bool(args.row_floor))
         return
     if args.io_floor:
         io_floor_main(*args.io_floor)

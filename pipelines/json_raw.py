@@ -1,7 +1,10 @@
 """json:raw compiled to a Beam pipeline.
 
-ReadLedger -> SelectRecords -> AdaptRecords(jsonraw) -> WriteSortedShards -> AssembleBundle
-                             \\-> SummarizeRecords ------------------------/ (side input)
+ReadLedger -> SelectRecords -> AdaptRows(jsonraw) -> WriteSortedShards -> AssembleBundle
+                             \\-> SummarizeRecords ---------------------/ (side input)
+
+Every step works on the segments' Avro rows (``rows=True``): a line is spliced from its
+row's fields and stored document bytes, with no LedgerRecord built on the way.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from operator import itemgetter
 import apache_beam as beam
 
 from stella import storage
-from stella.adapters.jsonraw import jsonraw_items, shard_path
+from stella.adapters.jsonraw import row_items, shard_path
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
 from stella.bundle.shards import write_jsonl_shard
 from stella.profiles import Profile, ProfileStatus
 from transforms.bundle import AssembleBundle
 from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
-from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRows, WriteSortedShards
 
 __all__ = ["PROFILE", "build"]
 
@@ -41,13 +44,14 @@ def _write(root: str, path: str, pairs: Iterator[tuple[bytes, bytes]]) -> Conten
 def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
     selected = (
         pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
-        | "SelectRecords" >> SelectRecords(request.selectors)
+        | "ReadLedger"
+        >> ReadLedger([s.path for s in request.segments], trace=request.trace_context, rows=True)
+        | "SelectRecords" >> SelectRecords(request.selectors, rows=True)
     )
-    summary = selected | "SummarizeRecords" >> SummarizeRecords()
+    summary = selected | "SummarizeRecords" >> SummarizeRecords(rows=True)
     return (
         selected
-        | "AdaptRecords" >> AdaptRecords(jsonraw_items, request.trace_context)
+        | "AdaptRows" >> AdaptRows(row_items, request.trace_context)
         | "WriteSortedShards"
         >> WriteSortedShards(
             temp_dir=storage.join(staging, RUNS_DIR),

@@ -2,11 +2,12 @@
 
 mirror:full::
 
-    ReadLedger -> SelectRecords -> AdaptRecords(mirror_items, request.trace_context) -> WriteSortedShards -> AssembleBundle
+    ReadLedger -> SelectRecords -> AdaptRows(mirror_row_items) -> WriteSortedShards -> AssembleBundle
                                \\-> SummarizeMirror (counts, high water, record-set digest) --/
 
-``mirror_items`` yields each record's json:raw line (same bytes as json:raw) and its
-index rows, so the raw shards and the Parquet indexes come out of one external sort.
+On the row read path, as json:raw: ``mirror_row_items`` yields each ledger row's json:raw
+line (the same bytes json:raw writes) and its index rows, so the raw shards and the
+Parquet indexes come out of one external sort.
 
 mirror:delta::
 
@@ -21,9 +22,13 @@ selectors, so every ledger segment is read at most once, and only records that m
 changed are hashed: those of new segments, and those whose selection changed. The
 base's side is its signed record index (plus the change lists of the deltas between it
 and the full), looked up for those keys only; the delta's counts and record set are the
-base's plus the changes (:func:`transforms.mirror.delta_summary`). A base whose segments
-are gone, or whose chain back to a full is not in ``--out``, fails with
-``ERR_EXPORT_BASE_MISSING``.
+base's plus the changes (:func:`transforms.mirror.delta_summary`). The base is read on
+the driver only (a folder or ``.tar.zst`` on its disk): the members the lookup needs are
+checked against their signed digests and staged under the run's staging location
+(``<staging>/<run>/.runs/base/``, :func:`stella.adapters.mirror.base.stage_chain`), which
+is all a worker opens, so a delta runs on workers of other hosts (Dask, Flink, Dataflow).
+A base whose segments are gone, or whose chain back to a full is not in ``--out``, fails
+with ``ERR_EXPORT_BASE_MISSING``.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ import apache_beam as beam
 
 from stella import storage
 from stella.adapters.jsonraw import jsonraw_items
-from stella.adapters.mirror.base import BaseLink
+from stella.adapters.mirror.base import BaseBundle, stage_chain
 from stella.adapters.mirror.delta import CHANGES_PATH
 from stella.adapters.mirror.indexes import is_record_index
-from stella.adapters.mirror.items import mirror_items, mirror_shard_path, write_mirror_shard
+from stella.adapters.mirror.items import mirror_row_items, mirror_shard_path, write_mirror_shard
 from stella.adapters.mirror.records import RecordSet
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import MANIFEST_MAX_BYTES, ContentEntry, parse_manifest
@@ -67,7 +72,7 @@ from transforms.mirror import (
     count_ops,
     delta_summary,
 )
-from transforms.shards import RUNS_DIR, AdaptRecords, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRecords, AdaptRows, WriteSortedShards
 
 __all__ = [
     "BASE_OPTION",
@@ -84,6 +89,8 @@ __all__ = [
 DEFAULT_EXPIRES: Final = "30d"
 DEFAULT_NAME: Final = "default"
 _MAX_SEQUENCE: Final = 2**53
+BASE_DIR: Final = "base"
+"""Where a delta's base members are staged for workers, under the run's ``RUNS_DIR`` (never in the bundle)."""
 
 
 MIRROR_OPTIONS: Final = (
@@ -148,8 +155,8 @@ class MirrorBase:
     segments: tuple[SegmentInfo, ...]
     record_set: RecordSet
     counts: Mapping[str, int]
-    chain: tuple[BaseLink, ...]
-    """The full this base descends from, then each delta up to the base itself."""
+    chain: tuple[BaseBundle, ...]
+    """The full this base descends from, then each delta up to the base itself (on the driver's disk)."""
 
 
 def _find_base(reference: str, out_dir: str) -> Path:
@@ -237,7 +244,7 @@ def resolve_base(request: ExportRequest, options: MirrorOptions) -> MirrorBase:
 _MAX_CHAIN: Final = 100_000
 
 
-def _chain(path: Path, manifest_bytes: bytes, out_dir: str) -> tuple[BaseLink, ...]:
+def _chain(path: Path, manifest_bytes: bytes, out_dir: str) -> tuple[BaseBundle, ...]:
     """The base back to its full: each delta names its base by export id and manifest digest.
 
     Raises:
@@ -246,16 +253,16 @@ def _chain(path: Path, manifest_bytes: bytes, out_dir: str) -> tuple[BaseLink, .
     """
     from stella.canonical import sha256_digest
 
-    links: list[BaseLink] = []
+    links: list[BaseBundle] = []
     while len(links) < _MAX_CHAIN:
         manifest, entries = parse_manifest(manifest_bytes)
         mirror, export_id = manifest["mirror"], str(manifest["exportId"])
         if mirror.get("mode") == "full":
             files = {str(e["path"]): str(e["digest"]) for e in mirror["recordIndex"]}
-            links.append(BaseLink(path, export_id, files, full=True))
+            links.append(BaseBundle(path, export_id, files, full=True))
             return tuple(reversed(links))
         digests = {e.path: e.digest for e in entries}
-        links.append(BaseLink(path, export_id, {CHANGES_PATH: digests[CHANGES_PATH]}, full=False))
+        links.append(BaseBundle(path, export_id, {CHANGES_PATH: digests[CHANGES_PATH]}, full=False))
         delta = manifest["delta"]
         parent = str(delta["baseExportId"])
         try:
@@ -291,10 +298,12 @@ def _mirror_block(
 
 
 def _read_selected(pipeline: beam.Pipeline, request: ExportRequest) -> beam.PCollection:
+    """The selected ledger rows (the row read path: no LedgerRecord built, see json:raw)."""
     return (
         pipeline
-        | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
-        | "SelectRecords" >> SelectRecords(request.selectors)
+        | "ReadLedger"
+        >> ReadLedger([s.path for s in request.segments], trace=request.trace_context, rows=True)
+        | "SelectRecords" >> SelectRecords(request.selectors, rows=True)
     )
 
 
@@ -313,10 +322,10 @@ def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: str) ->
     options = parse_mirror_options(request.options, delta=False)
     sequence = options.sequence or 1
     selected = _read_selected(pipeline, request)
-    summary = selected | "SummarizeMirror" >> SummarizeMirror()
+    summary = selected | "SummarizeMirror" >> SummarizeMirror(rows=True)
     entries = (
         selected
-        | "AdaptRecords" >> AdaptRecords(mirror_items)
+        | "AdaptRows" >> AdaptRows(mirror_row_items, request.trace_context)
         | "WriteSortedShards" >> _write_shards(staging, request)
     )
 
@@ -341,8 +350,16 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     sequence = options.sequence or base.sequence + 1
     if sequence <= base.sequence:
         raise UsageError(f"sequence={sequence} must be above the base's sequence {base.sequence}")
-    # The manifest names the base by id, never by a path of this machine.
+    # The manifest names the base by id, never by a path of this machine; and what the
+    # steps capture (shipped to workers) holds no such path either: no MirrorBase, no reference.
     request = dataclasses.replace(request, options={**request.options, "base": base.export_id})
+    options = dataclasses.replace(options, base=base.export_id)
+    base_counts, base_set = base.counts, base.record_set
+    base_block = {
+        "baseExportId": base.export_id,
+        "baseManifestDigest": base.manifest_digest,
+        "baseSequence": base.sequence,
+    }
     covered = {s.name for s in base.segments}
     trace = request.trace_context
     new = (
@@ -372,8 +389,10 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         carried = new
         leaving = pipeline | "NoneLeaving" >> beam.Create([]).with_output_types(list[bytes])
         highs = pipeline | "NoBaseHighWater" >> beam.Create([]).with_output_types(str)
+    # Workers never open the base on the driver's disk: the members they read are staged.
+    chain = stage_chain(base.chain, storage.join(staging, RUNS_DIR, BASE_DIR))
     changes = (carried | "DigestRecords" >> DigestRecords(), leaving) | "DiffAgainstBase" >> DiffAgainstBase(
-        base.chain
+        chain
     )
     changes_entry = changes | "WriteChanges" >> WriteChanges(staging)
     raw_entries = (
@@ -387,9 +406,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         | "SummarizeCarried" >> SummarizeRecords()
         | "SummarizeDelta"
         >> beam.Map(
-            lambda carried, changes, highs: delta_summary(
-                carried, changes, base.counts, base.record_set, highs
-            ),
+            lambda carried, changes, highs: delta_summary(carried, changes, base_counts, base_set, highs),
             changes=beam.pvalue.AsList(changes),
             highs=beam.pvalue.AsList(highs),
         ).with_output_types(MirrorSummary)
@@ -398,13 +415,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     def fields(summary: MirrorSummary, ops: dict[str, int]) -> dict[str, Any]:
         return {
             "mirror": _mirror_block(request, options, summary, sequence, "delta"),
-            "delta": {
-                "baseExportId": base.export_id,
-                "baseManifestDigest": base.manifest_digest,
-                "baseSequence": base.sequence,
-                "changes": CHANGES_PATH,
-                **ops,
-            },
+            "delta": {**base_block, "changes": CHANGES_PATH, **ops},
         }
 
     ops = changes | "CollectOps" >> beam.combiners.ToList() | "CountOps" >> beam.Map(count_ops)

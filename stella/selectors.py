@@ -27,7 +27,7 @@ from typing import Any
 
 from stella.documents.interface import normalize_time
 from stella.errors import InputError, UsageError
-from stella.model import Kind, LedgerRecord
+from stella.model import Kind, LedgerRecord, LedgerRow
 
 __all__ = ["SELECTOR_KEYS", "Selectors", "parse_selectors", "selector_help", "selector_warnings"]
 
@@ -162,45 +162,87 @@ class Selectors:
             (bound(self.ingested_since), bound(self.ingested_until)),
         )
 
+    @cached_property
+    def is_empty(self) -> bool:
+        """No constraint at all: every record is selected (exports skip matching then)."""
+        return self == Selectors()
+
     def matches(self, record: LedgerRecord) -> bool:
         """Whether ``record`` is selected. Pure; the same answer on every worker."""
-        if self.kinds and record.kind.value not in self.kinds:
-            return False
         link = record.linkset
-        if self.ecosystems and not self._ecosystems_lower.intersection(e.lower() for e in link.ecosystems):
+        return self._matches(
+            record.kind.value,
+            record.upstream_id,
+            record.modified,
+            record.ingested_at,
+            link.ecosystems,
+            link.packages,
+            link.purls,
+            link.aliases,
+            link.vex_products,
+            link.sbom_subject,
+        )
+
+    def matches_row(self, row: LedgerRow) -> bool:
+        """:meth:`matches` of a ledger row (the row read path), without building its record."""
+        return self._matches(
+            row["kind"],
+            row["upstream_id"],
+            row["modified"],
+            row["ingested_at"],
+            row["ecosystems"],
+            row["packages"],
+            row["purls"],
+            row["aliases"],
+            row["vex_products"],
+            row["sbom_subject"],
+        )
+
+    def _matches(
+        self,
+        kind: str,
+        upstream_id: str,
+        modified: str | None,
+        ingested_at: str,
+        ecosystems: Sequence[str],
+        packages: Sequence[str],
+        purls: Sequence[str],
+        aliases: Sequence[str],
+        vex_products: Sequence[str],
+        sbom_subject: str | None,
+    ) -> bool:
+        if self.kinds and kind not in self.kinds:
+            return False
+        if self.ecosystems and not self._ecosystems_lower.intersection(e.lower() for e in ecosystems):
             return False
         matchers = self._matchers
-        ids = (record.upstream_id, *link.aliases)
+        ids = (upstream_id, *aliases)
         exclude = matchers.get("exclude_ids")
         if exclude is not None and any(exclude.match(i.lower()) for i in ids):
             return False
         include = matchers.get("ids")
         if include is not None and not any(include.match(i.lower()) for i in ids):
             return False
-        packages = matchers.get("packages")
-        if packages is not None and not any(packages.match(p.lower()) for p in link.packages):
+        package_matcher = matchers.get("packages")
+        if package_matcher is not None and not any(package_matcher.match(p.lower()) for p in packages):
             return False
-        purls = matchers.get("purls")
-        if purls is not None:
-            candidates = (
-                *link.purls,
-                *link.vex_products,
-                *((link.sbom_subject,) if link.sbom_subject else ()),
-            )
-            if not any(purls.match(p.lower()) for p in candidates):
+        purl_matcher = matchers.get("purls")
+        if purl_matcher is not None:
+            candidates = (*purls, *vex_products, *((sbom_subject,) if sbom_subject else ()))
+            if not any(purl_matcher.match(p.lower()) for p in candidates):
                 return False
         subjects = matchers.get("subjects")
-        if subjects is not None and not (link.sbom_subject and subjects.match(link.sbom_subject.lower())):
+        if subjects is not None and not (sbom_subject and subjects.match(sbom_subject.lower())):
             return False
         (m_since, m_until), (i_since, i_until) = self._windows
         if m_since or m_until:
-            if record.modified is None:
+            if modified is None:
                 return False
-            moment = _parse_time(record.modified)
+            moment = _parse_time(modified)
             if (m_since and moment < m_since) or (m_until and moment >= m_until):
                 return False
         if i_since or i_until:
-            moment = _parse_time(record.ingested_at)
+            moment = _parse_time(ingested_at)
             if (i_since and moment < i_since) or (i_until and moment >= i_until):
                 return False
         return True

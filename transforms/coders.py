@@ -15,10 +15,10 @@ from typing import Any
 
 import apache_beam as beam
 
-from stella.model import LedgerRecord
+from stella.model import LedgerRecord, LedgerRow
 from stella.sorting import SortItem
 
-__all__ = ["BatchCoder", "ItemBatch", "RecordBatch"]
+__all__ = ["BatchCoder", "ItemBatch", "RecordBatch", "RowBatch"]
 
 _RECORD_OVERHEAD = 256  # envelope fields and linkset, roughly, per record
 
@@ -35,6 +35,15 @@ class RecordBatch(list[LedgerRecord]):
         return int(each * len(self))
 
 
+class RowBatch(list[LedgerRow]):
+    """A batch of ledger rows as the segment stores them: the element of the row read path."""
+
+    def size_estimate(self) -> int:
+        sample = self[:_SAMPLE]
+        each = sum(len(r["document"]) for r in sample) / max(len(sample), 1) + _RECORD_OVERHEAD
+        return int(each * len(self))
+
+
 class ItemBatch(list[SortItem]):
     """A batch of (group, key, value) items: the element AdaptRecords produces."""
 
@@ -44,7 +53,7 @@ class ItemBatch(list[SortItem]):
         return int(each * len(self))
 
 
-Batch = RecordBatch | ItemBatch
+Batch = RecordBatch | RowBatch | ItemBatch
 
 
 class BatchCoder(beam.coders.Coder):  # type: ignore[misc]
@@ -75,4 +84,5 @@ class BatchCoder(beam.coders.Coder):  # type: ignore[misc]
 
 
 beam.coders.registry.register_coder(RecordBatch, BatchCoder)
+beam.coders.registry.register_coder(RowBatch, BatchCoder)
 beam.coders.registry.register_coder(ItemBatch, BatchCoder)

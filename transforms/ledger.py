@@ -2,31 +2,42 @@
 
 Elements are *batches* (lists) of records, not single records: Beam costs ~1-50 µs per
 element, and a batch of a few thousand records makes that cost vanish next to the work.
+
+Each transform takes ``rows=True`` for the row read path: batches of the segment's Avro
+rows as decoded (:class:`~transforms.coders.RowBatch`), no :class:`LedgerRecord` built,
+for profiles that only write rows out (json:raw, mirror:full). Selectors and the
+summary give the same answers on rows as on records.
 """
 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, compress
+from operator import attrgetter, itemgetter
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from stella.ledger.store import read_segment
-from stella.model import LedgerRecord
+from stella.ledger.store import read_rows, record_from_row
+from stella.model import LedgerRecord, LedgerRow, latest_high_water
 from stella.selectors import Selectors
 from stella.telemetry.tracing import TraceContext, stage_span
 from stella.timefmt import later
-from transforms.coders import RecordBatch
+from transforms.coders import RecordBatch, RowBatch
 from transforms.progress import relay_progress
 from transforms.runtime import tune_gc
 
 __all__ = ["KeepRecords", "ReadLedger", "ReadSegmentFn", "RecordSummary", "SelectRecords", "SummarizeRecords"]
 
-Batch = RecordBatch
+Batch = RecordBatch | RowBatch
 _LOG = logging.getLogger(__name__)
+_ROW_DOCUMENT = itemgetter("document")
+_RECORD_DOCUMENT = attrgetter("document")
 
 
 class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
@@ -34,12 +45,17 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
 
     Batches are the unit every later step works on (one sorted run per batch), so
     they are large enough to keep runs few and small enough to bound worker memory.
+    A batch ends at the record that reaches either bound. ``rows``: batches of rows
+    (:class:`RowBatch`) instead of records.
     """
 
-    def __init__(self, batch_size: int, batch_bytes: int, trace: TraceContext = ()) -> None:
+    def __init__(
+        self, batch_size: int, batch_bytes: int, trace: TraceContext = (), *, rows: bool = False
+    ) -> None:
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
         self._trace = trace
+        self._rows = rows
         self._read = Metrics.counter("ledger", "records_read")
 
     def setup(self) -> None:
@@ -47,18 +63,30 @@ class ReadSegmentFn(beam.DoFn):  # type: ignore[misc]
         relay_progress()
 
     def process(self, path: str) -> Iterator[Batch]:
+        make: type[Batch] = RowBatch if self._rows else RecordBatch
+        document = _ROW_DOCUMENT if self._rows else _RECORD_DOCUMENT
         with stage_span("export.read", self._trace, **{"stella.segment": path.rsplit("/", 1)[-1]}) as span:
-            batch = RecordBatch()
+            batch: Batch = make()
             size = total = 0
-            for record in read_segment(path):
-                total += 1
-                batch.append(record)
-                size += len(record.document)
-                if len(batch) >= self._batch_size or size >= self._batch_bytes:
-                    self._read.inc(len(batch))
-                    _read_progress(path, len(batch), size)
-                    yield batch
-                    batch, size = RecordBatch(), 0
+            for rows in read_rows(path):
+                chunk: list[Any] = rows if self._rows else list(map(record_from_row, rows))
+                total += len(chunk)
+                while chunk:
+                    # Cumulative document bytes, in C: the batch ends at the first record
+                    # reaching batch_bytes, or when it holds batch_size records.
+                    sizes = list(
+                        accumulate(
+                            map(len, map(document, chunk[: self._batch_size - len(batch)])), initial=size
+                        )
+                    )
+                    take = min(len(sizes) - 1, bisect_left(sizes, self._batch_bytes, 1))
+                    batch.extend(chunk[:take])
+                    size, chunk = sizes[take], chunk[take:]
+                    if len(batch) >= self._batch_size or size >= self._batch_bytes:
+                        self._read.inc(len(batch))
+                        _read_progress(path, len(batch), size)
+                        yield batch
+                        batch, size = make(), 0
             if batch:
                 self._read.inc(len(batch))
                 _read_progress(path, len(batch), size)
@@ -84,7 +112,7 @@ def _read_progress(path: str, records: int, size: int) -> None:
 
 
 class ReadLedger(beam.PTransform):  # type: ignore[misc]
-    """PBegin -> batches of ledger records from the given segment paths."""
+    """PBegin -> batches of ledger records (or, ``rows=True``, rows) from the given segment paths."""
 
     DEFAULT_BATCH_SIZE = 20_000
     DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
@@ -96,9 +124,11 @@ class ReadLedger(beam.PTransform):  # type: ignore[misc]
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         trace: TraceContext = (),
+        rows: bool = False,
     ) -> None:
         super().__init__()
         self._trace = trace
+        self._rows = rows
         if batch_size < 1 or batch_bytes < 1:
             raise ValueError(f"batch_size and batch_bytes must be positive, got {batch_size}, {batch_bytes}")
         self._paths = sorted(segment_paths)
@@ -111,20 +141,20 @@ class ReadLedger(beam.PTransform):  # type: ignore[misc]
             | "ListSegments" >> beam.Create(self._paths)
             | "SpreadSegments" >> beam.Reshuffle()
             | "ReadSegments"
-            >> beam.ParDo(ReadSegmentFn(self._batch_size, self._batch_bytes, self._trace)).with_output_types(
-                Batch
-            )
+            >> beam.ParDo(
+                ReadSegmentFn(self._batch_size, self._batch_bytes, self._trace, rows=self._rows)
+            ).with_output_types(RowBatch if self._rows else RecordBatch)
         )
 
 
 class _FilterFn(beam.DoFn):  # type: ignore[misc]
-    def __init__(self, predicate: Callable[[LedgerRecord], bool], counter: str) -> None:
-        self._predicate = predicate
+    def __init__(self, predicate: Callable[[Any], bool] | None, counter: str) -> None:
+        self._predicate = predicate  # None: keep everything (no per-record step at all)
         self._kept = Metrics.counter(counter, "kept")
         self._dropped = Metrics.counter(counter, "dropped")
 
-    def process(self, batch: Batch) -> Iterator[Batch]:
-        kept = RecordBatch(r for r in batch if self._predicate(r))
+    def process(self, batch: list[Any]) -> Iterator[list[Any]]:
+        kept = batch if self._predicate is None else type(batch)(compress(batch, map(self._predicate, batch)))
         self._kept.inc(len(kept))
         self._dropped.inc(len(batch) - len(kept))
         if kept:
@@ -132,15 +162,24 @@ class _FilterFn(beam.DoFn):  # type: ignore[misc]
 
 
 class SelectRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches -> batches holding only records the selectors match (empty batches dropped)."""
+    """Batches -> batches holding only records the selectors match (empty batches dropped).
 
-    def __init__(self, selectors: Selectors) -> None:
+    ``rows=True``: batches of rows, matched by :meth:`Selectors.matches_row`.
+    """
+
+    def __init__(self, selectors: Selectors, *, rows: bool = False) -> None:
         super().__init__()
         self._selectors = selectors
+        self._rows = rows
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        fn = _FilterFn(self._selectors.matches, "select")
-        return batches | "MatchSelectors" >> beam.ParDo(fn).with_output_types(Batch)
+        predicate: Callable[[Any], bool] | None = None
+        if not self._selectors.is_empty:
+            predicate = self._selectors.matches_row if self._rows else self._selectors.matches
+        fn = _FilterFn(predicate, "select")
+        return batches | "MatchSelectors" >> beam.ParDo(fn).with_output_types(
+            RowBatch if self._rows else RecordBatch
+        )
 
 
 class KeepRecords(beam.PTransform):  # type: ignore[misc]
@@ -157,7 +196,7 @@ class KeepRecords(beam.PTransform):  # type: ignore[misc]
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return batches | "KeepProfileRecords" >> beam.ParDo(
             _FilterFn(self._keep, "profile")
-        ).with_output_types(Batch)
+        ).with_output_types(RecordBatch)
 
 
 @dataclass(frozen=True)
@@ -168,7 +207,24 @@ class RecordSummary:
     high_water: str | None = None
 
 
+def _row_fields(batch: list[LedgerRow]) -> tuple[Iterable[str], Iterable[tuple[str | None, str]]]:
+    return map(_KIND, batch), map(_TIMES, batch)
+
+
+def _record_fields(batch: list[LedgerRecord]) -> tuple[Iterable[str], Iterable[tuple[str | None, str]]]:
+    return (r.kind.value for r in batch), ((r.modified, r.ingested_at) for r in batch)
+
+
+_KIND = itemgetter("kind")
+_TIMES = itemgetter("modified", "ingested_at")
+
+
 class _SummaryFn(beam.CombineFn):  # type: ignore[misc]
+    def __init__(self, rows: bool) -> None:
+        self._fields: Callable[[Any], tuple[Iterable[str], Iterable[tuple[str | None, str]]]] = (
+            _row_fields if rows else _record_fields
+        )
+
     def create_accumulator(self) -> tuple[Counter[str], str | None]:
         return Counter(), None
 
@@ -176,8 +232,9 @@ class _SummaryFn(beam.CombineFn):  # type: ignore[misc]
         self, acc: tuple[Counter[str], str | None], batch: Batch
     ) -> tuple[Counter[str], str | None]:
         counts, high = acc
-        counts.update(r.kind.value for r in batch)
-        return counts, later(high, *(r.high_water for r in batch))
+        kinds, times = self._fields(batch)
+        counts.update(kinds)
+        return counts, later(high, latest_high_water(times))
 
     def merge_accumulators(
         self, accumulators: Iterable[tuple[Counter[str], str | None]]
@@ -195,9 +252,13 @@ class _SummaryFn(beam.CombineFn):  # type: ignore[misc]
 
 
 class SummarizeRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches -> one RecordSummary (also for an empty selection)."""
+    """Batches (of rows, ``rows=True``) -> one RecordSummary (also for an empty selection)."""
+
+    def __init__(self, *, rows: bool = False) -> None:
+        super().__init__()
+        self._rows = rows
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | "CountAndHighWater" >> beam.CombineGlobally(_SummaryFn()).with_output_types(
-            RecordSummary
-        )
+        return batches | "CountAndHighWater" >> beam.CombineGlobally(
+            _SummaryFn(self._rows)
+        ).with_output_types(RecordSummary)

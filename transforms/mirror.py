@@ -11,24 +11,24 @@ base's record index, :mod:`stella.adapters.mirror.base`); what crosses the shuff
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 
-from stella.adapters.jsonraw import envelope_line
+from stella.adapters.jsonraw import envelope_line, row_line
 from stella.adapters.mirror.base import BaseLink, base_digests, reselect
 from stella.adapters.mirror.delta import ADD, CHANGE, CHANGES_PATH, REMOVE, Change, diff_pairs
 from stella.adapters.mirror.records import RecordSet, key_fields, line_digest, set_term
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.shards import write_jsonl_shard
 from stella.errors import BaseMissingError
-from stella.model import LedgerRecord
+from stella.model import LedgerRecord, LedgerRow, record_key
 from stella.selectors import Selectors
 from stella.sorting import bucket_of
 from stella.timefmt import later
-from transforms.coders import RecordBatch
+from transforms.coders import RecordBatch, RowBatch
 from transforms.ledger import RecordSummary, SummarizeRecords
 
 __all__ = [
@@ -58,12 +58,22 @@ def _pairs(batch: Iterable[LedgerRecord]) -> Pairs:
     return [(r.sort_key, line_digest(envelope_line(r))) for r in batch]
 
 
+def _row_pairs(batch: Iterable[LedgerRow]) -> Pairs:
+    return [
+        (record_key(r["kind"], r["upstream_id"], r["modified"], r["digest"]), line_digest(row_line(r)))
+        for r in batch
+    ]
+
+
 class _RecordSetFn(beam.CombineFn):  # type: ignore[misc]
+    def __init__(self, rows: bool) -> None:
+        self._pairs: Callable[[Any], Pairs] = _row_pairs if rows else _pairs
+
     def create_accumulator(self) -> RecordSet:
         return RecordSet()
 
-    def add_input(self, acc: RecordSet, batch: RecordBatch) -> RecordSet:
-        return acc.merge(RecordSet.of(_pairs(batch)))
+    def add_input(self, acc: RecordSet, batch: RecordBatch | RowBatch) -> RecordSet:
+        return acc.merge(RecordSet.of(self._pairs(batch)))
 
     def merge_accumulators(self, accumulators: Iterable[RecordSet]) -> RecordSet:
         total = RecordSet()
@@ -76,13 +86,17 @@ class _RecordSetFn(beam.CombineFn):  # type: ignore[misc]
 
 
 class SummarizeMirror(beam.PTransform):  # type: ignore[misc]
-    """Batches -> one MirrorSummary: counts, high-water mark and record-set digest."""
+    """Batches (of rows, ``rows=True``) -> one MirrorSummary: counts, high-water mark and record-set digest."""
+
+    def __init__(self, *, rows: bool = False) -> None:
+        super().__init__()
+        self._rows = rows
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        summary = batches | "SummarizeRecords" >> SummarizeRecords()
-        record_set = batches | "DigestRecordSet" >> beam.CombineGlobally(_RecordSetFn()).with_output_types(
-            RecordSet
-        )
+        summary = batches | "SummarizeRecords" >> SummarizeRecords(rows=self._rows)
+        record_set = batches | "DigestRecordSet" >> beam.CombineGlobally(
+            _RecordSetFn(self._rows)
+        ).with_output_types(RecordSet)
 
         def combine(summary: RecordSummary, record_set: RecordSet) -> MirrorSummary:
             return MirrorSummary(summary.counts, summary.high_water, record_set)
@@ -148,7 +162,8 @@ class DigestRecords(beam.PTransform):  # type: ignore[misc]
 class DiffAgainstBase(beam.PTransform):  # type: ignore[misc]
     """(carried pairs, leaving keys) -> lists of Change, one per bucket that changed.
 
-    The base side is looked up in the base's chain (:func:`base_digests`) for the keys
+    The base side is looked up in the base's chain (:func:`base_digests`, reading only the
+    members the driver staged: ``chain`` holds URLs, never a path of the driver) for the keys
     either side names, and joined on the record key's bucket (``CoGroupByKey``): a
     leaving key the base does not hold means the base and the ledger disagree.
     """

@@ -16,7 +16,7 @@ import apache_beam as beam
 
 from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
-from stella.model import LedgerRecord
+from stella.model import LedgerRecord, LedgerRow
 from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
@@ -26,6 +26,7 @@ from transforms.runtime import tune_gc
 __all__ = [
     "RUNS_DIR",
     "AdaptRecords",
+    "AdaptRows",
     "MergeShardFn",
     "ShardRuns",
     "ShardWriter",
@@ -40,6 +41,8 @@ RUNS_DIR = ".runs"
 """Where sorted runs go under a run's staging root (never part of the bundle)."""
 ShardWriter = Callable[[str, str, Iterator[tuple[bytes, bytes]]], ContentEntry]
 """(output root, relative path, sorted (key, value) pairs) -> the written file's entry."""
+RowsAdapter = Callable[[list[LedgerRow]], list[SortItem]]
+"""A batch of ledger rows -> its (group, key, value) items: an adapter of the row read path."""
 PathFor = Callable[[str, int, int], str]
 """(group, shard index, shard total) -> relative output path."""
 
@@ -58,6 +61,27 @@ class AdaptRecords(beam.PTransform):  # type: ignore[misc]
         def adapt(batch: list[LedgerRecord]) -> ItemBatch:
             with stage_span("export.adapt", trace, **{"stella.records": len(batch)}):
                 return ItemBatch(item for record in batch for item in adapter(record))
+
+        return batches | "ApplyAdapter" >> beam.Map(adapt).with_output_types(ItemBatch)
+
+
+class AdaptRows(beam.PTransform):  # type: ignore[misc]
+    """Batches of ledger rows -> batches of (group, key, value) items, via a pure batch adapter.
+
+    The adapter takes the whole batch: one call per batch, its loop a comprehension.
+    """
+
+    def __init__(self, adapter: RowsAdapter, trace: TraceContext = ()) -> None:
+        super().__init__()
+        self._adapter = adapter
+        self._trace = trace
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        adapter, trace = self._adapter, self._trace
+
+        def adapt(batch: list[LedgerRow]) -> ItemBatch:
+            with stage_span("export.adapt", trace, **{"stella.records": len(batch)}):
+                return ItemBatch(adapter(batch))
 
         return batches | "ApplyAdapter" >> beam.Map(adapt).with_output_types(ItemBatch)
 

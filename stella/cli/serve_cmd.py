@@ -104,7 +104,11 @@ def _worker(args: argparse.Namespace) -> int:
     configure_json_logging()
     config = _config(args)
     stop = _stop_flag()
-    Worker(config, open_store(config.store_url)).run_forever(stop.is_set)
+    store = open_store(config.store_url)
+    try:
+        Worker(config, store).run_forever(stop.is_set)
+    finally:
+        store.close()
     return 0
 
 

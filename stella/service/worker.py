@@ -33,7 +33,7 @@ from typing import Any
 
 from stella.bundle.paths import MANIFEST
 from stella.bundle.publish import STAGING_PREFIX
-from stella.errors import StellaError, UsageError
+from stella.errors import RemoteError, StellaError, UsageError
 from stella.service.config import ServiceConfig
 from stella.service.store.interface import Lease, Run, RunStatus, RunStore
 from stella.service.store.schedules import schedule_store_for
@@ -45,6 +45,7 @@ __all__ = ["Worker", "die_with_parent", "run_params_request"]
 
 _LOG = logging.getLogger("stella.service.worker")
 _STOP_GRACE = 10.0
+_MAX_BACKOFF = 30.0
 _PR_SET_PDEATHSIG = 1
 _EXIT_STOPPED = 128 + signal.SIGTERM
 
@@ -108,6 +109,13 @@ class _ProgressHandler(logging.Handler):
         progress = {**self.counts, "percent": min(90, int(80 * self.counts["segmentsRead"] / total))}
         with contextlib.suppress(Exception):  # progress is best effort; the run's outcome is not
             self._store.record_progress(self._run_id, self._worker, progress)
+
+
+def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
+    """Sleep in short slices so a SIGTERM (which sets ``stop``) ends the wait at once."""
+    deadline = time.monotonic() + seconds
+    while not stop() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.2, left))
 
 
 def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> None:
@@ -252,9 +260,24 @@ class Worker:
         import pipelines.export  # noqa: F401  (import once, before forking: each run starts fast)
 
         _LOG.info("worker started", extra={"event": "worker_started", "worker": self.id})
+        backoff = 0.0
         while not stop():
-            if not self.step(stop):
-                time.sleep(self.config.poll_seconds)
+            try:
+                busy = self.step(stop)
+            except RemoteError as exc:
+                # The store went away (restart, failover): wait and retry, stoppable at any
+                # moment; a run this worker held lapses with its lease and is requeued.
+                backoff = min(_MAX_BACKOFF, max(self.config.poll_seconds, backoff * 2))
+                _LOG.warning(
+                    "run store unavailable; retrying in %.1f s",
+                    backoff,
+                    extra={"event": "store_unavailable", "worker": self.id, "error": exc.message},
+                )
+                _sleep_unless(stop, backoff)
+                continue
+            backoff = 0.0
+            if not busy:
+                _sleep_unless(stop, self.config.poll_seconds)
 
     def step(self, stop: Callable[[], bool] = lambda: False) -> bool:
         """Reap, prune, and run one queued run if there is one; True if a run was executed."""
@@ -286,7 +309,11 @@ class Worker:
                 if time.monotonic() < next_beat or not child.is_alive():
                     continue
                 next_beat = time.monotonic() + self.config.heartbeat_seconds
-                cancel = self.store.heartbeat(run.id, self.id, self.config.lease_seconds)
+                try:
+                    cancel = self.store.heartbeat(run.id, self.id, self.config.lease_seconds)
+                except RemoteError:
+                    self._stop_child(child)  # the lease cannot be kept: stop as if it were lost
+                    raise
                 if cancel is None or cancel or stop():
                     self._stop_child(child)
                     if cancel:

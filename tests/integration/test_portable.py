@@ -3,25 +3,30 @@
 Every profile's pipeline becomes a portable pipeline proto made only of transforms a
 portable runner knows, and the package builds into the artifacts Beam ships to remote
 workers (a wheel for ``--extra_package``, the sdist Beam's stager makes from
-``--setup_file=pyproject.toml``), schemas included.
+``--setup_file=pyproject.toml``), schemas included. mirror:delta's pickled steps carry
+the URLs of the base members its driver staged, never the driver's path of the base.
 """
 
 from __future__ import annotations
 
+import base64
+import bz2
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.portability import common_urns
+from apache_beam.portability import common_urns, python_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.portability.stager import Stager
 
+from pipelines.mirror import BASE_DIR
 from pipelines.registry import REGISTRY, get_profile
 from runners.options import runner_args
 from stella.bundle.request import ExportRequest, new_request
@@ -29,7 +34,9 @@ from stella.ledger.store import SegmentInfo
 from stella.policy.language import parse_policy
 from stella.policy.snapshot import canonical_snapshot
 from stella.selectors import parse_selectors
+from tests.services.gcs import create_bucket, gcs_env
 from tests.support import PASS_ALL_POLICY, REPO, export, ingest
+from transforms.shards import RUNS_DIR
 
 PROFILES = sorted(name for name, entry in REGISTRY.items() if entry.build is not None)
 _PORTABLE = {
@@ -39,14 +46,33 @@ _PORTABLE = {
     if hasattr(urn, "urn")
 }
 _FLINK = ["--runner=FlinkRunner", "--flink_master=127.0.0.1:8081", "--environment_type=LOOPBACK"]
+DRIVER_ONLY = "driver-only-base"
+DELTA_STAGING = "gs://portable-delta/staging/stella-run-test"
 
 
 @pytest.fixture(scope="module")
 def mirror_base(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Path]:
-    """A real ledger and a mirror:full export of it: mirror:delta's builder reads its base."""
+    """A real ledger and a mirror:full export of it: mirror:delta's builder reads its base.
+
+    The base lies in a folder named ``DRIVER_ONLY``, a name no worker payload may carry.
+    """
     root = tmp_path_factory.mktemp("mirror-base")
     ingest(root / "ledger", shared_data / "advisories" / "osv-psf.jsonl.zst")
-    return root / "ledger", export(root / "ledger", root / "out", profile="mirror:full")
+    out = tmp_path_factory.mktemp(DRIVER_ONLY)
+    return root / "ledger", export(root / "ledger", out, profile="mirror:full")
+
+
+def _worker_payloads(proto: beam_runner_api_pb2.Pipeline) -> list[bytes]:
+    """The pickled DoFns a runner ships to workers, decompressed (Beam's pickler: base64 of bz2 or zlib)."""
+    payloads = []
+    for transform in proto.components.transforms.values():
+        if transform.spec.urn != common_urns.primitives.PAR_DO.urn:
+            continue
+        do_fn = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload).do_fn
+        if do_fn.urn == python_urns.PICKLED_DOFN_INFO:
+            packed = base64.b64decode(do_fn.payload)
+            payloads.append(bz2.decompress(packed) if packed.startswith(b"BZh") else zlib.decompress(packed))
+    return payloads
 
 
 def _remote_request(profile: str) -> ExportRequest:
@@ -68,23 +94,36 @@ def _remote_request(profile: str) -> ExportRequest:
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_each_profile_converts_to_a_portable_pipeline(profile: str, request: pytest.FixtureRequest) -> None:
+def test_each_profile_converts_to_a_portable_pipeline(
+    profile: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     pipeline = beam.Pipeline(options=PipelineOptions(runner_args(_FLINK)))
     entry = REGISTRY[profile]
     assert entry.build is not None
+    staging = "gs://acme/staging/stella-run-test"
     if profile == "mirror:delta":
         ledger, base = request.getfixturevalue("mirror_base")
         export_request = new_request(
             tenant="acme",
             profile=get_profile(profile),
             ledger_root=str(ledger),
-            out_dir=str(base.parent),
-            options=[f"base={base.name}"],
+            out_dir=str(tmp_path),
+            options=[f"base={base}"],
         )
+        # Its builder stages the base's members (the driver reads them): on the emulator, not a real bucket.
+        gcs = request.getfixturevalue("gcs")
+        create_bucket(gcs, DELTA_STAGING.split("/")[2])
+        for name, value in gcs_env(gcs).items():
+            request.getfixturevalue("monkeypatch").setenv(name, value)
+        staging = DELTA_STAGING
     else:
         export_request = _remote_request(profile)
-    entry.build(pipeline, export_request, "gs://acme/staging/stella-run-test")
+    entry.build(pipeline, export_request, staging)
     proto = pipeline.to_runner_api()
+    if profile == "mirror:delta":  # workers get the staged copies' URLs, never the driver's path of the base
+        payloads = _worker_payloads(proto)
+        assert any(f"{DELTA_STAGING}/{RUNS_DIR}/{BASE_DIR}/".encode() in payload for payload in payloads)
+        assert not any(DRIVER_ONLY.encode() in payload for payload in payloads)
     leaves = [t for t in proto.components.transforms.values() if not t.subtransforms]
     # Python-only leaves are allowed only as identities (Beam's own Create emits a
     # MaybeReshuffle that passes its input through); anything doing work must be a

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,8 @@ import pytest
 from stella.bundle.verify import verify_bundle
 from tests.service.conftest import new_database
 from tests.service.support import Service, start_service
-from tests.support import T0
+from tests.services.postgres import find_pg_bin, postgres_cluster
+from tests.support import T0, require
 
 LEASE = {"STELLA_LEASE_SECONDS": "3", "STELLA_HEARTBEAT_SECONDS": "0.5"}
 
@@ -161,3 +162,56 @@ def test_workers_do_not_outlive_a_sigkilled_service(tmp_path: Path, bulk_ledger:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         assert not alive, f"workers {sorted(alive)} outlived their service"
+
+
+def _log_count(path: Path, event: str) -> int:
+    return path.read_text(errors="replace").count(f'"event": "{event}"') if path.exists() else 0
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_worker_rides_out_a_store_outage_and_stops_during_one(tmp_path: Path, bulk_ledger: Path) -> None:
+    """PostgreSQL stopped under a running worker: the worker backs off instead of dying
+    (or hanging), takes runs again once the server is back, and a SIGTERM during an
+    outage stops it at once. The API answers 502 ERR_EXPORT_REMOTE meanwhile, not 500."""
+    bin_dir = find_pg_bin()
+    require(bin_dir is not None, "PostgreSQL server binaries (Debian postgresql)")
+    assert bin_dir is not None
+    with (
+        postgres_cluster(bin_dir) as cluster,
+        start_service(tmp_path / "home", bulk_ledger, cluster.url, workers=0, env=LEASE) as service,
+    ):
+        token = service.token("bulk")
+        log = service.home / "worker.log"
+        with _worker(service, bulk_ledger, "worker") as worker:
+            _until(lambda: _log_count(log, "worker_started") == 1, "the worker to start")
+            cluster.stop()
+            _until(lambda: _log_count(log, "store_unavailable") >= 2, "the worker to notice the outage")
+            assert worker.poll() is None, log.read_text()[-2000:]
+            with service.client(token) as client:
+                down = client.get("/api/export/runs")
+            assert down.status_code == 502 and down.json()["code"] == "ERR_EXPORT_REMOTE", down.text
+
+            cluster.start()
+            submitted = None
+            for _ in range(20):  # the API's pooled connections died with the server: it reconnects
+                submitted = service.submit(token, {"profile": "json:raw"})
+                if submitted.status_code != 502:
+                    break
+                time.sleep(0.5)
+            assert submitted is not None and submitted.status_code in (201, 202), submitted.text
+            run = service.wait(token, submitted.json()["runId"], timeout=180)
+            assert run["status"] == "succeeded", run
+
+            cluster.stop()
+            seen = _log_count(log, "store_unavailable")
+            _until(lambda: _log_count(log, "store_unavailable") > seen, "the second outage")
+            worker.terminate()
+            assert worker.wait(timeout=30) == 0, log.read_text()[-2000:]
+            cluster.start()  # so the service's own shutdown finds its store

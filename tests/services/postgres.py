@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.services import free_port
 
-__all__ = ["find_pg_bin", "run_postgres"]
+__all__ = ["PostgresCluster", "find_pg_bin", "postgres_cluster", "run_postgres"]
 
 
 def find_pg_bin() -> Path | None:
@@ -36,9 +36,28 @@ def _as_postgres(command: list[str]) -> list[str]:
     return command
 
 
+class PostgresCluster:
+    """One cluster's folder and port; ``stop`` and ``start`` again simulate a store outage."""
+
+    def __init__(self, bin_dir: Path, workdir: Path, port: int) -> None:
+        self.bin_dir, self.workdir, self.port = bin_dir, workdir, port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.workdir / "data"), *args]
+        subprocess.run(_as_postgres(command), check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} -c fsync=off -c max_connections=200"
+        self._ctl("-l", str(self.workdir / "postgres.log"), "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "-w", "stop")
+
+
 @contextlib.contextmanager
-def run_postgres(bin_dir: Path) -> Iterator[str]:
-    """Start a cluster; yield ``postgresql://postgres@127.0.0.1:PORT/postgres``.
+def postgres_cluster(bin_dir: Path) -> Iterator[PostgresCluster]:
+    """Start a cluster and yield it; stopped and deleted on exit.
 
     The cluster gets its own folder directly under the temp root: pytest's per-user
     temp folders are private to root, which the ``postgres`` user cannot enter.
@@ -46,54 +65,22 @@ def run_postgres(bin_dir: Path) -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="stella-pg-"))
     if os.geteuid() == 0:
         shutil.chown(workdir, "postgres", "postgres")
-    data, log = workdir / "data", workdir / "postgres.log"
-    port = free_port()
+    initdb = [str(bin_dir / "initdb"), "-D", str(workdir / "data"), "-U", "postgres", "-A", "trust"]
     subprocess.run(
-        _as_postgres(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-        timeout=120,
+        _as_postgres([*initdb, "-E", "UTF8", "--no-locale"]), check=True, capture_output=True, timeout=120
     )
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {workdir} -c fsync=off -c max_connections=200"
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    cluster = PostgresCluster(bin_dir, workdir, free_port())
+    cluster.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield cluster
     finally:
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )
+        with contextlib.suppress(subprocess.SubprocessError):
+            cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_postgres(bin_dir: Path) -> Iterator[str]:
+    """Start a cluster; yield ``postgresql://postgres@127.0.0.1:PORT/postgres``."""
+    with postgres_cluster(bin_dir) as cluster:
+        yield cluster.url

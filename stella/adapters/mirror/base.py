@@ -10,6 +10,13 @@ Which records *may* have changed comes from the ledger's structure (the ledger i
 append-only and a mirror manifest names the segments it read): every selected record of
 a segment the base did not read, and, only if the selection changed, the records of the
 base's segments whose selection changed (:func:`reselect`).
+
+Where the base is read: only the driver opens the base bundles, which live on its disk
+(a folder or a ``.tar.zst``). :func:`stage_chain` checks the members workers need
+against the digests their signed manifests give, then copies them, one stream at a
+time, under the run's staging location through Beam's FileSystems; workers open only
+those copies, by URL (:class:`BaseLink`), so a delta runs wherever the staging is
+shared (``gs://``), whatever the workers' hosts, cwd or temp folders.
 """
 
 from __future__ import annotations
@@ -19,31 +26,54 @@ import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from stella import storage
 from stella.adapters.mirror.delta import REMOVE, parse_change
 from stella.errors import BaseMissingError, BundleIntegrityError
+from stella.guards.ids import check_id
 from stella.guards.streams import iter_lines, open_decompressed
 from stella.model import LedgerRecord
 from stella.selectors import Selectors
 from stella.timefmt import later
 
-__all__ = ["BaseLink", "base_digests", "reselect"]
+__all__ = ["BaseBundle", "BaseLink", "StagedFile", "base_digests", "reselect", "stage_chain"]
+
+
+@dataclass(frozen=True)
+class BaseBundle:
+    """One bundle of a base's chain as the driver found it: a full or a delta.
+
+    ``path`` is on the driver's disk (a bundle folder or ``.tar.zst``) and never leaves
+    the driver; ``files`` maps each member workers need (the full's record index, a
+    delta's change list) to the digest its signed manifest gives.
+    """
+
+    path: Path
+    export_id: str
+    files: Mapping[str, str]
+    full: bool
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A base member copied under the run's staging location (:func:`stage_chain`)."""
+
+    member: str
+    url: str
+    digest: str
 
 
 @dataclass(frozen=True)
 class BaseLink:
-    """One bundle of a base's chain: a full (its record index files) or a delta (its change list).
+    """One bundle of a base's chain as workers see it: its needed members, staged, by URL."""
 
-    ``files`` maps each member path to the digest its manifest signs.
-    """
-
-    bundle: Path
     export_id: str
-    files: Mapping[str, str]
+    files: tuple[StagedFile, ...]
     full: bool
 
 
@@ -66,32 +96,91 @@ def reselect(
     return entering, leaving, high
 
 
-def _members(link: BaseLink) -> Iterator[tuple[str, bytes]]:
-    """The link's files, each checked against the digest its manifest signs."""
+_CHUNK: Final = 1 << 20
+
+
+def _copy_hashing(source: IO[bytes], sink: IO[bytes] | None) -> str:
+    """Stream ``source`` (into ``sink``, if any) in bounded chunks; its ``sha256:`` digest."""
+    digest = hashlib.sha256()
+    while chunk := source.read(_CHUNK):
+        digest.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def _tampered(export_id: str, member: str, what: str = "") -> BundleIntegrityError:
+    return BundleIntegrityError(
+        f"base {export_id}: {what}{member} does not match its manifest digest",
+        details={"base": export_id, "file": member},
+    )
+
+
+def _each_member(bundle: BaseBundle, sink_for: Mapping[str, str] | None = None) -> None:
+    """Hash (and, given ``sink_for`` member -> URL, copy) each needed member of ``bundle``.
+
+    One member is open at a time and read in chunks, so the driver's memory does not
+    grow with the base. Raises as :func:`stage_chain`.
+    """
     from stella.bundle.verify import iter_members
 
     seen = set()
-    for relative, stream in iter_members(link.bundle):
-        if relative not in link.files:
+    for relative, stream in iter_members(bundle.path):
+        expected = bundle.files.get(relative)
+        if expected is None:
             continue
-        data = stream.read()
-        if "sha256:" + hashlib.sha256(data).hexdigest() != link.files[relative]:
-            raise BundleIntegrityError(
-                f"base {link.export_id}: {relative} does not match its manifest digest",
-                details={"base": link.export_id, "file": relative},
-            )
+        if sink_for is None:
+            found = _copy_hashing(stream, None)
+        else:
+            with storage.open_write(sink_for[relative]) as sink:
+                found = _copy_hashing(stream, sink)
+        if found != expected:
+            raise _tampered(bundle.export_id, relative)
         seen.add(relative)
-        yield relative, data
-    missing = sorted(set(link.files) - seen)
+    missing = sorted(set(bundle.files) - seen)
     if missing:
         raise BaseMissingError(
-            f"base {link.export_id} has no {missing[0]}; export mirror:full instead",
-            details={"base": link.export_id, "file": missing[0]},
+            f"base {bundle.export_id} has no {missing[0]}; export mirror:full instead",
+            details={"base": bundle.export_id, "file": missing[0]},
         )
 
 
+def stage_chain(chain: Sequence[BaseBundle], root: str) -> tuple[BaseLink, ...]:
+    """Copy the members workers need from each bundle of ``chain`` under ``root``.
+
+    ``root`` is a folder of the run's staging location (local or ``gs://``), removed
+    with it. Every member is checked against its manifest digest *before* anything is
+    written, then hashed again as it is copied (a base changed meanwhile fails too).
+    Copies are named ``<root>/<position>-<exportId>/<member path>``.
+
+    Raises:
+        BundleIntegrityError: a member's bytes differ from its manifest digest, or the
+            bundle is unreadable (a corrupt archive, a symlink).
+        BaseMissingError: a bundle lacks a member its manifest names.
+    """
+    for bundle in chain:
+        _each_member(bundle)
+    links = []
+    for position, bundle in enumerate(chain):
+        folder = f"{position:03d}-{check_id(bundle.export_id, 'base exportId', error=BundleIntegrityError)}"
+        urls = {member: storage.join(root, folder, *member.split("/")) for member in sorted(bundle.files)}
+        _each_member(bundle, urls)
+        staged = tuple(StagedFile(m, urls[m], bundle.files[m]) for m in sorted(bundle.files))
+        links.append(BaseLink(bundle.export_id, staged, bundle.full))
+    return tuple(links)
+
+
+def _members(link: BaseLink) -> Iterator[tuple[str, bytes]]:
+    """The link's staged files in member order, each checked again against its manifest digest."""
+    for staged in link.files:
+        data = storage.read_bytes(staged.url)
+        if "sha256:" + hashlib.sha256(data).hexdigest() != staged.digest:
+            raise _tampered(link.export_id, staged.member, "the staged copy of ")
+        yield staged.member, data
+
+
 def _tables(link: BaseLink, columns: Sequence[str]) -> Iterator[pa.Table]:
-    for _relative, data in sorted(_members(link)):
+    for _member, data in _members(link):
         yield pq.read_table(io.BytesIO(data), columns=list(columns))
 
 

@@ -146,6 +146,9 @@ class RunStore(Protocol):
     def ping(self) -> None:
         """Raise if the store cannot answer (readiness)."""
 
+    def close(self) -> None:
+        """Release connections, bounded in time: a stopping worker must not wait on a dead server."""
+
     # -- runs (API side) ------------------------------------------------------------------
     def create_run(
         self,

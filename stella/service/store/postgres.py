@@ -25,6 +25,8 @@ from stella.service.store.sql import Cursor, SqlRunStore
 
 __all__ = ["PostgresRunStore"]
 
+_WAIT_SECONDS = 5.0  # longest wait for a pooled connection before the store counts as unavailable
+_CONNECT_SECONDS = 5  # per connection attempt, so a vanished host cannot stall a worker's stop
 _MIGRATION_LOCK = 0x57E11A  # an arbitrary, fixed advisory-lock key for schema changes
 
 
@@ -63,7 +65,12 @@ class PostgresRunStore(SqlRunStore):
             if self._pool is None or self._pid != os.getpid():
                 self._probe()
                 self._pool = ConnectionPool(
-                    self._url, min_size=1, max_size=self._max, open=True, kwargs={"autocommit": False}
+                    self._url,
+                    min_size=1,
+                    max_size=self._max,
+                    open=True,
+                    timeout=_WAIT_SECONDS,
+                    kwargs={"autocommit": False, "connect_timeout": _CONNECT_SECONDS},
                 )
                 self._pid = os.getpid()
             return self._pool
@@ -82,17 +89,32 @@ class PostgresRunStore(SqlRunStore):
     def close(self) -> None:
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
-                self._pool.close()
+                self._pool.close(timeout=_CONNECT_SECONDS)
             self._pool = None
 
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Cursor]:
-        with (
-            self._get_pool().connection() as connection,
-            connection.transaction(),
-            connection.cursor(row_factory=dict_row) as cursor,
-        ):
-            yield _PgCursor(cursor)
+        """One transaction; a store that went away is a ``RemoteError``, never a hang.
+
+        A stopped or restarted server surfaces as ``OperationalError`` (a broken
+        connection, or no connection within ``_WAIT_SECONDS``). Callers -- the API's one
+        catch site, the worker's loop -- then answer or back off instead of dying with an
+        internal error or waiting forever on the pool.
+        """
+        try:
+            with (
+                self._get_pool().connection() as connection,
+                connection.transaction(),
+                connection.cursor(row_factory=dict_row) as cursor,
+            ):
+                yield _PgCursor(cursor)
+        except psycopg.errors.TransactionRollback:
+            raise  # a deadlock or serialization failure is the transaction's, not the store's
+        except psycopg.OperationalError as exc:
+            raise RemoteError(
+                f"the run store is unavailable: {type(exc).__name__}: {exc}".strip(),
+                details={"store": "postgresql"},
+            ) from exc
 
     def _migration_lock(self, cur: Cursor) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))

@@ -65,6 +65,12 @@ class SqliteRunStore(SqlRunStore):
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
+    def close(self) -> None:
+        cached: tuple[int, sqlite3.Connection] | None = getattr(self._local, "connection", None)
+        if cached is not None and cached[0] == os.getpid():
+            cached[1].close()
+        self._local.connection = None
+
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Cursor]:
         connection = self._connection()
