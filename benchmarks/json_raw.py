@@ -14,6 +14,8 @@
   large chunks. Target: >= 0.25x.
 * ``--workers 2`` against one worker (target >= 1.6x; the bundles must be identical).
 
+``--export-only`` runs only the one-worker export and prints its row (for 10M documents).
+
 Ratios are printed by wall time and by CPU time; on a shared machine trust the latter.
 """
 
@@ -106,10 +108,16 @@ def _export(ledger: Path, out: Path, records: int, payload_mb: float, workers: i
     )  # fmt: skip
 
 
-def run(records: int) -> dict[str, object]:
+def run(records: int, *, export_only: bool = False) -> dict[str, object]:
     ledger = bench_ledger(records)
     work = Path(tempfile.mkdtemp(prefix="stella-bench-"))
     try:
+        if export_only:  # no floors: the payload size they measure is unknown (MB/s shows 0)
+            one = _export(ledger, work / "one", records, 0.0, 1)
+            assert sum(json.loads(one.output)["counts"].values()) == records, one.output
+            print_table(f"json:raw, {records:,} advisories", [one])
+            print(f"peak RSS: {one.peak_rss_mb:,.0f} MB one worker")
+            return {"records": records, "export": one.__dict__}
         floor = measure(
             "floor: plain loop, zstd-3 + sha256",
             [
@@ -186,6 +194,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="run only the one-worker export (no floors, no --workers 2)",
+    )
     parser.add_argument("--floor", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--row-floor", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--io-floor", nargs=3, metavar=("LEDGER", "PAYLOAD", "OUT"), help=argparse.SUPPRESS)
@@ -196,7 +209,7 @@ def main() -> None:
     if args.io_floor:
         io_floor_main(*args.io_floor)
         return
-    run(args.records)
+    run(args.records, export_only=args.export_only)
 
 
 if __name__ == "__main__":

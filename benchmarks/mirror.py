@@ -8,6 +8,8 @@
    removals (0.3 % of the ids excluded by selector), then ``mirror:delta`` against the full; and
    the same delta without the removals (selection unchanged: the base's segments are skipped).
 4. ``stella mirror import`` of the full into an empty mirror, then of the delta.
+5. What a delta's driver does before its pipeline, alone, in this process: check and stage the
+   full's record index (``stage_chain``, from the archive) under a staging folder (CPU time, bytes).
 
 The in-run baseline is the full export: the issue's targets are delta export time <= 15 % of
 it, delta size <= 3 % of it, and peak RSS < 1.5 GB everywhere. Wall and CPU time are both
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -46,6 +49,24 @@ def _removed_ids(bundle: Path, share: float) -> list[str]:
     )
     step = max(1, round(1 / share))
     return ids[::step]
+
+
+def _stage_base(ledger: Path, out: Path, base: Path, staging: Path) -> tuple[float, int]:
+    """(CPU seconds, bytes staged) of :func:`stage_chain` for ``base``: the delta driver's extra work."""
+    from pipelines.mirror import parse_mirror_options, resolve_base
+    from pipelines.mirror_delta import PROFILE
+    from stella.adapters.mirror.base import stage_chain
+    from stella.bundle.request import new_request
+
+    request = new_request(
+        tenant="bench", profile=PROFILE, ledger_root=str(ledger), out_dir=str(out), options=[f"base={base}"]
+    )
+    chain = resolve_base(request, parse_mirror_options(request.options, delta=True)).chain
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    stage_chain(chain, str(staging))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return cpu, sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
 
 
 def run(records: int) -> dict[str, object]:
@@ -127,6 +148,7 @@ def run(records: int) -> dict[str, object]:
             )  # fmt: skip
             for name, archive in (("full", full_archive), ("delta", delta_archive))
         ]
+        stage_cpu, staged = _stage_base(ledger, out, full_archive, work / "staged-base")
         rows: list[Measurement] = [full, delta, appended, *imports]
         print_table(f"mirror, {records:,} records (docs/s = ledger records / s)", rows)
         sizes = {"full": full_archive.stat().st_size, "delta": delta_archive.stat().st_size}
@@ -149,6 +171,8 @@ def run(records: int) -> dict[str, object]:
             "importFullCpuSeconds": round(imports[0].cpu_seconds, 2),
             "importDeltaCpuSeconds": round(imports[1].cpu_seconds, 2),
             "peakRssMb": round(max(r.peak_rss_mb for r in rows)),
+            "baseStagedBytes": staged,
+            "baseStageCpuSeconds": round(stage_cpu, 3),
         }
         print(json.dumps(result, indent=2))
         return result

@@ -19,6 +19,9 @@
    export at >= 0.6x its throughput.
 5. The export again with ``--workers 2`` (target >= 1.6x one worker; same bundle).
 
+``--export-only`` runs step 2 alone (one worker) and prints its row: for ledgers too
+large to run the baselines beside it (10M documents).
+
 Ratios are printed by wall time and by CPU time; on a shared machine trust the latter.
 """
 
@@ -34,6 +37,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import BIN, Measurement, bench_ledger, measure, print_table, ratio_line
 
@@ -110,7 +114,7 @@ def _export(ledger: Path, out: Path, records: int, workers: int, beam_args: Sequ
     )  # fmt: skip
 
 
-def run(records: int, beam_args: Sequence[str] = ()) -> dict[str, object]:
+def run(records: int, beam_args: Sequence[str] = (), *, export_only: bool = False) -> dict[str, object]:
     ledger = bench_ledger(records)
     work = Path(tempfile.mkdtemp(prefix="stella-bench-trivy-"))
     try:
@@ -122,6 +126,8 @@ def run(records: int, beam_args: Sequence[str] = ()) -> dict[str, object]:
         db_mb = db_file.stat().st_size / 1e6
         assert summary["counts"] == {"advisory": records}, summary
         export = replace(export, megabytes=db_mb)
+        if export_only:
+            return _export_only(records, export, summary, manifest, db_mb)
         adapter = measure(
             "adapter alone: read, translate, sort, write",
             [sys.executable, "-m", "benchmarks.trivy_db", "--adapter", str(ledger), str(work / "adapter")],
@@ -185,6 +191,22 @@ def run(records: int, beam_args: Sequence[str] = ()) -> dict[str, object]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _export_only(
+    records: int, export: Measurement, summary: dict[str, Any], manifest: dict[str, Any], db_mb: float
+) -> dict[str, object]:
+    """``--export-only``: the one-worker export's row and sizes, no baselines (for 10M-document runs)."""
+    entries = manifest["trivy"]["entries"]
+    print_table(f"trivy:db, {records:,} advisories -> {entries:,} DB entries", [export], unit="advisories")
+    print(f"trivy.db {db_mb:,.1f} MB; bundle {summary['bytes'] / 1e6:,.1f} MB in {summary['files']} files")
+    print(f"untranslated: {json.dumps(manifest['untranslated'], sort_keys=True)}")
+    return {
+        "records": records,
+        "entries": entries,
+        "export": export.__dict__,
+        "untranslated": manifest["untranslated"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -198,6 +220,11 @@ def main() -> None:
         help="pass a Beam option to the export, e.g. --beam-arg=--direct_num_workers=2 (repeatable); "
         "peak RSS is then that of the largest process",
     )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="run only the one-worker export (no floor, no adapter loop, no --workers 2)",
+    )
     parser.add_argument("--dump", nargs=2, metavar=("DB", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--floor", nargs=2, metavar=("PAIRS", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--adapter", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
@@ -210,7 +237,7 @@ def main() -> None:
     elif args.floor:
         floor_main(*args.floor)
     else:
-        result = run(args.records, args.beam_arg)
+        result = run(args.records, args.beam_arg, export_only=args.export_only)
         if args.json:
             print(json.dumps(result, indent=2, default=str))
 

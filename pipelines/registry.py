@@ -25,7 +25,10 @@ from stella.profiles import Profile, ProfileStatus
 __all__ = ["REGISTRY", "Builder", "ProfileEntry", "builder_for", "get_profile", "keep_for"]
 
 Builder = Callable[[beam.Pipeline, ExportRequest, str], beam.PCollection]
-"""(pipeline, request, staging root: a local folder or a ``gs://`` prefix) -> the manifest step."""
+"""(pipeline, request, staging root: a local folder or a ``gs://`` prefix) -> the manifest step.
+
+It runs on the driver: what only the driver can read (mirror:delta's base) it copies under
+the staging root's ``RUNS_DIR``, so the steps it builds never name a driver path."""
 
 
 @dataclass(frozen=True)

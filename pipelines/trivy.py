@@ -7,6 +7,9 @@ about it::
     ReadLedger -> SelectRecords -> KeepRecords -> AdaptRecords -> WriteTrivyArtifact -> AssembleBundle
                                              \\-> SummarizeRecords (UpdatedAt, counts: side input)
 
+Every step works on the segments' Avro rows (``rows=True``), as json:raw does: the
+adapters read the few fields they need from the row, so no LedgerRecord is built.
+
 WriteTrivyArtifact merges the sorted items, then writes metadata, the tarball and the
 OCI layout.
 """
@@ -20,14 +23,13 @@ from typing import Any
 
 import apache_beam as beam
 
-from stella.adapters.interface import RecordAdapter
 from stella.adapters.trivy.payload import TrivyLayout, parse_trivy_options
 from stella.bundle.request import ExportRequest
-from stella.model import LedgerRecord
+from stella.model import LedgerRow
 from stella.profiles import ProfileOption
 from transforms.bundle import AssembleBundle
 from transforms.ledger import KeepRecords, ReadLedger, SelectRecords, SummarizeRecords
-from transforms.shards import AdaptRecords
+from transforms.shards import AdaptRows, RowsAdapter
 from transforms.trivy import ProfileFields, WriteTrivyArtifact
 
 __all__ = ["ProfileFields", "TrivyPipeline", "next_update_option"]
@@ -37,9 +39,9 @@ __all__ = ["ProfileFields", "TrivyPipeline", "next_update_option"]
 class TrivyPipeline:
     """What one Trivy profile plugs into the shared shape."""
 
-    keep: Callable[[LedgerRecord], bool]
+    keep: Callable[[LedgerRow], bool]  # of a ledger row: every step reads rows, no record is built
     keep_label: str
-    adapter: RecordAdapter
+    adapter: RowsAdapter
     layout: TrivyLayout
     merge: Any  # the merge callable WriteTrivyArtifact runs (write_db_outputs / write_java_outputs)
     write_label: str
@@ -50,14 +52,15 @@ class TrivyPipeline:
         options = parse_trivy_options(request.options)  # a bad option fails before anything runs
         kept = (
             pipeline
-            | "ReadLedger" >> ReadLedger([s.path for s in request.segments], trace=request.trace_context)
-            | "SelectRecords" >> SelectRecords(request.selectors)
-            | self.keep_label >> KeepRecords(self.keep)
+            | "ReadLedger"
+            >> ReadLedger([s.path for s in request.segments], trace=request.trace_context, rows=True)
+            | "SelectRecords" >> SelectRecords(request.selectors, rows=True)
+            | self.keep_label >> KeepRecords(self.keep, rows=True)
         )
-        summary = kept | "SummarizeRecords" >> SummarizeRecords()
+        summary = kept | "SummarizeRecords" >> SummarizeRecords(rows=True)
         written = (
             kept
-            | "AdaptRecords" >> AdaptRecords(self.adapter, request.trace_context)
+            | "AdaptRecords" >> AdaptRows(self.adapter, request.trace_context)
             | self.write_label
             >> WriteTrivyArtifact(
                 staging=staging,

@@ -16,7 +16,8 @@ from stella.adapters.trivy.dbitems import (
     SUPERSEDED_REPORT,
     UNTRANSLATED_REPORT,
     is_osv_advisory,
-    trivy_db_items,
+    is_osv_row,
+    trivy_db_row_items,
     write_db_outputs,
 )
 from stella.adapters.trivy.payload import TRIVY_DB_LAYOUT, report_counts
@@ -48,9 +49,9 @@ def _fields(root: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> 
 
 
 _PIPELINE = TrivyPipeline(
-    keep=KEEP,
+    keep=is_osv_row,
     keep_label="KeepOsvAdvisories",
-    adapter=trivy_db_items,
+    adapter=trivy_db_row_items,
     layout=TRIVY_DB_LAYOUT,
     merge=write_db_outputs,
     write_label="WriteTrivyDb",

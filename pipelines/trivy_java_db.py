@@ -14,7 +14,13 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.trivy import TrivyPipeline, next_update_option
-from stella.adapters.trivy.javaitems import SKIPPED_REPORT, is_sbom, java_db_items, write_java_outputs
+from stella.adapters.trivy.javaitems import (
+    SKIPPED_REPORT,
+    is_sbom,
+    is_sbom_row,
+    java_db_row_items,
+    write_java_outputs,
+)
 from stella.adapters.trivy.payload import JAVA_DB_LAYOUT, report_counts
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
@@ -49,9 +55,9 @@ def _fields(root: Path, trivy: dict[str, Any], contents: list[ContentEntry]) -> 
 
 
 _PIPELINE = TrivyPipeline(
-    keep=KEEP,
+    keep=is_sbom_row,
     keep_label="KeepSboms",
-    adapter=java_db_items,
+    adapter=java_db_row_items,
     layout=JAVA_DB_LAYOUT,
     merge=write_java_outputs,
     write_label="WriteTrivyJavaDb",

@@ -183,20 +183,21 @@ class SelectRecords(beam.PTransform):  # type: ignore[misc]
 
 
 class KeepRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches -> batches of only the records a profile reads (e.g. OSV advisories).
+    """Batches -> batches of only the records a profile reads (e.g. OSV advisories); ``rows=True``: of rows.
 
     Unlike selectors this is the profile's own input filter, counted separately, so a
     user can tell "not selected" from "not something this profile exports".
     """
 
-    def __init__(self, keep: Callable[[LedgerRecord], bool]) -> None:
+    def __init__(self, keep: Callable[[Any], bool], *, rows: bool = False) -> None:
         super().__init__()
-        self._keep = keep
+        self._keep = keep  # of a LedgerRecord, or (rows=True) of a ledger row
+        self._rows = rows
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return batches | "KeepProfileRecords" >> beam.ParDo(
             _FilterFn(self._keep, "profile")
-        ).with_output_types(RecordBatch)
+        ).with_output_types(RowBatch if self._rows else RecordBatch)
 
 
 @dataclass(frozen=True)

@@ -627,7 +627,9 @@ def test_pep440_rendering_is_canonical_and_order_preserving(release: str, pre: s
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_release, min_size=1, max_size=6, unique=True), st.booleans())
+# Unique as versions, not as strings: "0" and "0.0" are one version, and two events at one
+# version keep their producer's order, so shuffling them may rightly change the sweep.
+@given(st.lists(_release, min_size=1, max_size=6, unique_by=Version), st.booleans())
 def test_sorted_sweep_yields_disjoint_ordered_intervals(bounds: list[str], start_open: bool) -> None:
     ordered = sorted(bounds, key=Version)
     kinds = ["introduced", "fixed"]

@@ -27,19 +27,20 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import datetime
-from itertools import chain
+from itertools import chain, starmap
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from stella.adapters.trivy.bbolt import Entry, write_bolt
-from stella.adapters.trivy.osv import load_json, merge_value, translate_osv
+from stella.adapters.trivy.osv import load_json, merge_value, translate_entries
 from stella.adapters.trivy.payload import TRIVY_DB_LAYOUT, file_entry
-from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
+from stella.adapters.trivy.sortkeys import decode_parts, encode_parts, encode_text_parts
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.paths import REPORTS_DIR
 from stella.bundle.shards import write_jsonl_shard
 from stella.canonical import dumps_plain
-from stella.model import DocFormat, Kind, LedgerRecord
+from stella.model import DocFormat, Kind, LedgerRecord, LedgerRow
 from stella.sorting import SortItem
 
 __all__ = [
@@ -49,9 +50,11 @@ __all__ = [
     "UNTRANSLATED_GROUP",
     "UNTRANSLATED_REPORT",
     "is_osv_advisory",
+    "is_osv_row",
     "merged_db_entries",
     "superseded_lines",
     "trivy_db_items",
+    "trivy_db_row_items",
     "untranslated_lines",
     "write_db_outputs",
 ]
@@ -72,11 +75,11 @@ def is_osv_advisory(record: LedgerRecord) -> bool:
     return record.kind is Kind.ADVISORY and record.format is DocFormat.OSV
 
 
-def _sortable_time(moment: str | None) -> bytes:
+def _sortable_time(moment: str | None) -> str:
     """Fixed microsecond precision, so text order is time order (the ledger omits zero fractions)."""
     if moment is None:
-        return b""
-    return datetime.fromisoformat(moment).isoformat(timespec="microseconds").encode()
+        return ""
+    return datetime.fromisoformat(moment).isoformat(timespec="microseconds")
 
 
 def _value_bytes(value: Any) -> bytes:
@@ -91,24 +94,42 @@ def _value_bytes(value: Any) -> bytes:
     return dumps_plain(value)
 
 
-def _raw_digest(record: LedgerRecord) -> bytes:
-    return bytes.fromhex(record.digest.split(":", 1)[1])
-
-
 def trivy_db_items(record: LedgerRecord) -> list[SortItem]:
     """The sortable items of one OSV record (see the module docstring); a pure function."""
-    raw = _raw_digest(record)
-    identity = {"digest": record.digest, "id": record.upstream_id, "modified": record.modified}
-    uid = record.upstream_id.encode()
+    return _items(record.digest, record.upstream_id, record.modified, record.source, record.document)
+
+
+def trivy_db_row_items(rows: list[LedgerRow]) -> list[SortItem]:
+    """:func:`trivy_db_items` of a batch of ledger rows (the row read path: no record built per row)."""
+    return list(chain.from_iterable(starmap(_items, map(_ROW_FIELDS, rows))))
+
+
+def is_osv_row(row: LedgerRow) -> bool:
+    """:func:`is_osv_advisory` of a ledger row."""
+    return bool(row["kind"] == _ADVISORY and row["format"] == _OSV)
+
+
+_ROW_FIELDS = itemgetter("digest", "upstream_id", "modified", "source", "document")
+_ADVISORY, _OSV = Kind.ADVISORY.value, DocFormat.OSV.value
+
+
+def _items(
+    digest: str, upstream_id: str, modified: str | None, source: str, document: bytes
+) -> list[SortItem]:
+    raw = bytes.fromhex(digest.split(":", 1)[1])
+    identity = {"digest": digest, "id": upstream_id, "modified": modified}
     # The hex digest, not the raw one: raw digests hold zero bytes, which the key encoding
     # escapes, and escaped keys take the slow decoding path.
-    revision = encode_parts((uid, _sortable_time(record.modified), record.digest.encode()))
-    items: list[SortItem] = [(REVISIONS_GROUP, revision, _value_bytes({**identity, "source": record.source}))]
-    output = translate_osv(load_json(record.document), upstream_id=record.upstream_id)
-    for entry in output.entries:
-        path = encode_parts([*(part.encode() for part in entry.bucket), entry.key.encode()])
-        items.append((DB_GROUP, path, raw + _value_bytes(entry.value)))
-    for index, problem in enumerate(output.untranslated):
+    revision = encode_text_parts((upstream_id, _sortable_time(modified), digest))
+    items: list[SortItem] = [(REVISIONS_GROUP, revision, _value_bytes({**identity, "source": source}))]
+    entries, untranslated = translate_entries(load_json(document), upstream_id=upstream_id)
+    encoded: dict[int, bytes] = {}  # id(value) -> raw + JSON: entries may share one value object
+    for bucket, name, value in entries:
+        data = encoded.get(id(value))
+        if data is None:
+            data = encoded[id(value)] = raw + _value_bytes(value)
+        items.append((DB_GROUP, encode_text_parts((*bucket, name)), data))
+    for index, problem in enumerate(untranslated):
         # The index keeps two equal problems of one record apart; the same record stored
         # twice (equal digests) gives equal pairs, which the report collapses.
         key = encode_parts((problem.reason.encode(), revision, b"%06d" % index, problem.detail.encode()))
@@ -136,6 +157,8 @@ def superseded_lines(revisions: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple
 
 
 def _losers(group: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    if len(group) == 1:  # the usual case: one revision, nothing superseded, nothing to parse
+        return
     latest = load_json(group[-1])
     winner = {"digest": latest["digest"], "modified": latest["modified"]}
     seen = {latest["digest"]}

@@ -16,6 +16,7 @@ generic OSV source per ecosystem.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -329,6 +330,15 @@ class Unplaceable:
 
 def place(osv_ecosystem: str, name: str, *, record_id: str) -> Placement | Unplaceable:
     """Bucket and package key for an OSV package, as Trivy 0.76 looks them up."""
+    # The id matters only through which feed prefix it starts with (every prefix in
+    # _FEEDS and "GHSA-" ends at its first dash), so the answer is memoized per
+    # (ecosystem, package, "<prefix>-"): advisories name the same packages again and again.
+    head, dash, _rest = record_id.partition("-")
+    return _place(osv_ecosystem, name, head + dash)
+
+
+@functools.lru_cache(maxsize=65536)
+def _place(osv_ecosystem: str, name: str, record_id: str) -> Placement | Unplaceable:
     if not name:
         return Unplaceable("malformed", f"empty package name in ecosystem {osv_ecosystem!r}")
     eco = _BY_OSV.get(osv_ecosystem.lower())

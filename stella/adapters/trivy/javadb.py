@@ -200,7 +200,7 @@ def _cyclonedx_components(document: Mapping[str, Any]) -> Iterator[Mapping[str, 
     seen = 0
     while stack:
         item = stack.pop()
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             continue
         seen += 1
         if seen > MAX_COMPONENTS:
@@ -225,7 +225,8 @@ def _cyclonedx_rows(document: Mapping[str, Any]) -> tuple[list[JavaIndexRow], li
         sha1 = _strings(
             entry.get("content")
             for entry in (hashes if isinstance(hashes, list) else [])
-            if isinstance(entry, Mapping) and str(entry.get("alg", "")).upper().replace("-", "") == "SHA1"
+            if (type(entry) is dict or isinstance(entry, Mapping))
+            and str(entry.get("alg", "")).upper().replace("-", "") == "SHA1"
         )
         found, why = _rows_for(_strings([purl]), sha1, where)
         rows.extend(found)
@@ -238,20 +239,21 @@ def _spdx_rows(document: Mapping[str, Any]) -> tuple[list[JavaIndexRow], list[Sk
     skipped: list[SkippedComponent] = []
     packages = document.get("packages")
     for package in packages if isinstance(packages, list) else []:
-        if not isinstance(package, Mapping):
+        if type(package) is not dict and not isinstance(package, Mapping):
             continue
         where = str(package.get("SPDXID") or package.get("name") or "<unnamed package>")
         refs = package.get("externalRefs")
         purls = _strings(
             ref.get("referenceLocator")
             for ref in (refs if isinstance(refs, list) else [])
-            if isinstance(ref, Mapping) and str(ref.get("referenceType", "")).lower() == "purl"
+            if (type(ref) is dict or isinstance(ref, Mapping))
+            and str(ref.get("referenceType", "")).lower() == "purl"
         )
         checksums = package.get("checksums")
         sha1 = _strings(
             entry.get("checksumValue")
             for entry in (checksums if isinstance(checksums, list) else [])
-            if isinstance(entry, Mapping)
+            if (type(entry) is dict or isinstance(entry, Mapping))
             and str(entry.get("algorithm", "")).upper().replace("-", "") == "SHA1"
         )
         found, why = _rows_for(purls, sha1, where)

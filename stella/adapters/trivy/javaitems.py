@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain, starmap
+from operator import itemgetter
 from pathlib import Path
 
 from stella.adapters.trivy.javadb import JavaIndexRow, java_index_rows, write_java_db
 from stella.adapters.trivy.osv import load_json
 from stella.adapters.trivy.payload import JAVA_DB_LAYOUT, file_entry
-from stella.adapters.trivy.sortkeys import decode_parts, encode_parts
+from stella.adapters.trivy.sortkeys import decode_parts, encode_parts, encode_text_parts
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.paths import REPORTS_DIR
 from stella.bundle.shards import write_jsonl_shard
 from stella.canonical import dumps
 from stella.errors import UsageError
-from stella.model import DocFormat, Kind, LedgerRecord
+from stella.model import DocFormat, Kind, LedgerRecord, LedgerRow
 from stella.sorting import SortItem
 
 __all__ = [
@@ -31,7 +33,9 @@ __all__ = [
     "SKIPPED_REPORT",
     "conflict_items",
     "is_sbom",
+    "is_sbom_row",
     "java_db_items",
+    "java_db_row_items",
     "java_rows",
     "skipped_lines",
     "write_java_outputs",
@@ -59,21 +63,36 @@ def _skipped(reason: str, detail: str, record_id: str, digest: str, index: int =
 
 
 def _row_key(row: JavaIndexRow) -> bytes:
-    parts = (row.group_id, row.artifact_id, row.version, row.sha1.hex(), row.archive_type)
-    return encode_parts(part.encode() for part in parts)
+    return encode_text_parts((row.group_id, row.artifact_id, row.version, row.sha1.hex(), row.archive_type))
 
 
 def java_db_items(record: LedgerRecord) -> list[SortItem]:
     """The sortable items of one SBOM record; a pure function."""
+    return _items(record.document, record.format.value, record.upstream_id, record.digest)
+
+
+def java_db_row_items(rows: list[LedgerRow]) -> list[SortItem]:
+    """:func:`java_db_items` of a batch of ledger rows (the row read path: no record built per row)."""
+    return list(chain.from_iterable(starmap(_items, map(_ROW_FIELDS, rows))))
+
+
+def is_sbom_row(row: LedgerRow) -> bool:
+    """:func:`is_sbom` of a ledger row."""
+    return bool(row["kind"] == _SBOM and row["format"] in _SBOM_FORMAT_VALUES)
+
+
+_ROW_FIELDS = itemgetter("document", "format", "upstream_id", "digest")
+_SBOM = Kind.SBOM.value
+_SBOM_FORMAT_VALUES = frozenset(f.value for f in _SBOM_FORMATS)
+
+
+def _items(document: bytes, fmt: str, upstream_id: str, digest: str) -> list[SortItem]:
     try:
-        rows, skipped = java_index_rows(load_json(record.document), record.format.value)
+        rows, skipped = java_index_rows(load_json(document), fmt)
     except UsageError as exc:  # e.g. more components than an SBOM may sanely hold
-        return [_skipped("unreadable-sbom", exc.message, record.upstream_id, record.digest)]
+        return [_skipped("unreadable-sbom", exc.message, upstream_id, digest)]
     items: list[SortItem] = [(ROWS_GROUP, _row_key(row), b"") for row in rows]
-    items.extend(
-        _skipped(s.reason, s.detail, record.upstream_id, record.digest, index)
-        for index, s in enumerate(skipped)
-    )
+    items.extend(_skipped(s.reason, s.detail, upstream_id, digest, index) for index, s in enumerate(skipped))
     return items
 
 

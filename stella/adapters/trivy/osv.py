@@ -26,6 +26,7 @@ future" would need a clock, and no feed we read post-dates withdrawals.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -41,13 +42,14 @@ from stella.adapters.trivy.versions import (
     VersionProblem,
     exact_constraint,
     render_interval,
-    render_version,
     translate_ranges,
+    version_renderer,
 )
 from stella.canonical import JSONValue, dumps
 
 __all__ = [
     "AdapterOutput",
+    "RawEntry",
     "AffectedPackage",
     "affected_packages",
     "load_json",
@@ -55,6 +57,7 @@ __all__ = [
     "TrivyEntry",
     "Untranslated",
     "merge_value",
+    "translate_entries",
     "translate_osv",
 ]
 
@@ -67,6 +70,10 @@ _SEVERITY = {"LOW": 1, "MODERATE": 2, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 _CVSS_FIELD = {"CVSS_V2": "V2Vector", "CVSS_V3": "V3Vector", "CVSS_V4": "V40Vector"}
 # Go's time.Time accepts RFC 3339 only; anything else makes Trivy drop the whole record.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
+
+
+RawEntry = tuple[tuple[str, ...], str, Any]
+"""(bucket path, key, JSON value) of one DB entry, as :func:`translate_entries` returns them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +117,16 @@ def _uniq(items: Iterable[str]) -> list[str]:
 def _string_list(value: Any) -> list[str] | None:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list):
+        return None
+    # Element types as a set, in C: a per-element isinstance cost more than the rest of a
+    # record's version list; str subclasses (never from a parser) take the exact test.
+    if not _STR_ONLY.issuperset(map(type, value)) and not all(isinstance(v, str) for v in value):
         return None
     return list(value)
+
+
+_STR_ONLY = frozenset({str})
 
 
 def vulnerability_ids(record_id: str, aliases: list[str]) -> tuple[list[str], list[str]]:
@@ -144,12 +158,25 @@ def translate_osv(document: Mapping[str, Any], *, upstream_id: str) -> AdapterOu
 
     Every input yields at least one entry or at least one :class:`Untranslated`.
     """
+    entries, problems = translate_entries(document, upstream_id=upstream_id)
+    # One value object per entry: callers may merge values in place.
+    return AdapterOutput(tuple(TrivyEntry(b, k, _copy(v)) for b, k, v in entries), problems)
+
+
+def translate_entries(
+    document: Mapping[str, Any], *, upstream_id: str
+) -> tuple[list[RawEntry], tuple[Untranslated, ...]]:
+    """:func:`translate_osv` as plain ``(bucket, key, value)`` tuples, for callers that only encode them.
+
+    Entries of one record may share a value object (every vulnerability id of one
+    package, say), so their JSON is encoded once; the values must not be changed.
+    """
     problems: list[Untranslated] = []
 
-    def bad(detail: str, reason: str = "malformed") -> AdapterOutput:
-        return AdapterOutput((), (*problems, Untranslated(reason, f"{upstream_id}: {detail}")))
+    def bad(detail: str, reason: str = "malformed") -> tuple[list[RawEntry], tuple[Untranslated, ...]]:
+        return [], (*problems, Untranslated(reason, f"{upstream_id}: {detail}"))
 
-    if not isinstance(cast(object, document), Mapping):  # untrusted: the type hint is a hope
+    if type(document) is not dict and not isinstance(cast(object, document), Mapping):  # untrusted
         return bad("document is not a JSON object")
     record_id = document.get("id")
     if not isinstance(record_id, str) or not record_id or len(record_id.encode()) > MAX_KEY_BYTES:
@@ -166,12 +193,13 @@ def translate_osv(document: Mapping[str, Any], *, upstream_id: str) -> AdapterOu
         return bad("affected is not a list")
 
     packages, found = affected_packages(affected, record_id)
-    problems.extend(Untranslated(p.reason, f"{upstream_id}: {p.detail}") for p in found)
+    if found:
+        problems.extend(Untranslated(p.reason, f"{upstream_id}: {p.detail}") for p in found)
 
     vuln_ids, vendor_ids = vulnerability_ids(record_id, aliases)
     if any(len(v.encode()) > MAX_KEY_BYTES for v in vuln_ids):
         return bad(f"an alias is longer than {MAX_KEY_BYTES} bytes")
-    entries: list[TrivyEntry] = []
+    entries: list[RawEntry] = []
     sources: dict[str, DataSource] = {}
     for (bucket, package), pkg in sorted(packages.items()):
         value = _os_advisory(pkg) if pkg.placement.is_os else _language_advisory(pkg)
@@ -180,19 +208,30 @@ def translate_osv(document: Mapping[str, Any], *, upstream_id: str) -> AdapterOu
             continue
         if vendor_ids:
             value["VendorIDs"] = vendor_ids
-        # One value object per entry: callers may merge values in place.
-        entries.extend(TrivyEntry((bucket, package), v, _copy(value)) for v in vuln_ids)
+        path = (bucket, package)
+        entries.extend((path, v, value) for v in vuln_ids)
         sources[bucket] = pkg.placement.source
     if entries:
         detail, detail_problems = _vulnerability(
             document, record_id, sorted({s.id for s in sources.values()})
         )
-        problems.extend(Untranslated(r, f"{upstream_id}: {d}") for r, d in detail_problems)
-        entries.extend(TrivyEntry(("vulnerability",), v, _copy(detail)) for v in vuln_ids)
-        entries.extend(TrivyEntry(("data-source",), b, s.to_json()) for b, s in sorted(sources.items()))
+        if detail_problems:
+            problems.extend(Untranslated(r, f"{upstream_id}: {d}") for r, d in detail_problems)
+        entries.extend((_VULNERABILITY, v, detail) for v in vuln_ids)
+        entries.extend((_DATA_SOURCE, b, _source_json(s)) for b, s in sorted(sources.items()))
     if not entries and not problems:  # cannot happen by construction; keep the contract anyway
         problems.append(Untranslated("no-affected-versions", f"{upstream_id}: nothing to translate"))
-    return AdapterOutput(tuple(entries), tuple(problems))
+    return entries, tuple(problems)
+
+
+_VULNERABILITY = ("vulnerability",)
+_DATA_SOURCE = ("data-source",)
+
+
+@functools.lru_cache(maxsize=256)
+def _source_json(source: DataSource) -> dict[str, str]:
+    """One value object per data source (a handful exist): shared by every entry naming it."""
+    return source.to_json()
 
 
 def _copy(value: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +244,7 @@ def _read_affected(
     item: Any, index: int, record_id: str, packages: dict[tuple[str, str], AffectedPackage]
 ) -> list[VersionProblem]:
     where = f"affected[{index}]"
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):
         return [VersionProblem("malformed", f"{where} is not an object")]
     ranges = item.get("ranges", [])
     versions = _string_list(item.get("versions"))
@@ -217,7 +256,7 @@ def _read_affected(
         if only_git and not versions:
             return [VersionProblem("git-only-range", f"{where}: no package, only GIT ranges")]
         return [VersionProblem("no-affected-package", f"{where} names no package")]
-    if not isinstance(package, Mapping):
+    if type(package) is not dict and not isinstance(package, Mapping):
         return [VersionProblem("malformed", f"{where}: package is not an object")]
     ecosystem, name = package.get("ecosystem"), package.get("name")
     if not isinstance(ecosystem, str) or not isinstance(name, str):
@@ -231,20 +270,23 @@ def _read_affected(
 
     result = translate_ranges(placement.scheme, ranges, where)
     problems = list(result.problems)
-    listed: list[str] = []
-    for raw in versions:
-        rendered = render_version(placement.scheme, raw)
-        if isinstance(rendered, VersionProblem):
-            problems.append(VersionProblem(rendered.reason, f"{where} versions: {rendered.detail}"))
-        else:
-            listed.append(rendered)
+    listed: list[Any] = list(map(version_renderer(placement.scheme), versions))
+    if not _STR_ONLY.issuperset(map(type, listed)):  # some version Trivy cannot parse
+        rendered, listed = listed, []
+        for version in rendered:
+            if isinstance(version, str):
+                listed.append(version)
+            else:
+                problems.append(VersionProblem(version.reason, f"{where} versions: {version.detail}"))
     if not result.intervals and not listed:
         if result.git_ranges and not problems:
             problems.append(VersionProblem("git-only-range", f"{where}: only GIT ranges, no versions"))
         elif not problems:
             problems.append(VersionProblem("no-affected-versions", f"{where}: neither ranges nor versions"))
         return problems
-    pkg = packages.setdefault((placement.bucket, placement.package), AffectedPackage(placement))
+    pkg = packages.get((placement.bucket, placement.package))
+    if pkg is None:
+        pkg = packages[placement.bucket, placement.package] = AffectedPackage(placement)
     pkg.intervals.extend(result.intervals)
     pkg.fixed.extend(result.fixed)
     pkg.listed.extend(listed)
@@ -256,7 +298,12 @@ def _language_advisory(pkg: AffectedPackage) -> dict[str, Any] | VersionProblem:
     scheme = pkg.placement.scheme
     ranges = IntervalSet(scheme, pkg.intervals)
     vulnerable = [render_interval(scheme, i) for i in pkg.intervals]
-    vulnerable += [exact_constraint(scheme, v) for v in _uniq(pkg.listed) if ranges.covers(v) is not True]
+    listed = _uniq(pkg.listed)
+    vulnerable += [
+        exact_constraint(scheme, v)
+        for v, covered in zip(listed, ranges.covering(listed), strict=True)
+        if covered is not True
+    ]
     # A fixed version is written as "secure" only when no other range or listed
     # version of the same package still covers it: Trivy lets PatchedVersions win.
     bounds = {b for i in pkg.intervals for b in (i.lower, i.upper) if b is not None}
@@ -314,12 +361,16 @@ def _vulnerability(
     refs = document.get("references")
     if isinstance(refs, list):
         urls = sorted(
-            {r["url"] for r in refs if isinstance(r, Mapping) and isinstance(r.get("url"), str) and r["url"]}
+            {
+                r["url"]
+                for r in refs
+                if (type(r) is dict or isinstance(r, Mapping)) and isinstance(r.get("url"), str) and r["url"]
+            }
         )
         if urls:
             out["References"] = urls
     db_specific = document.get("database_specific")
-    db_specific = db_specific if isinstance(db_specific, Mapping) else {}
+    db_specific = db_specific if type(db_specific) is dict or isinstance(db_specific, Mapping) else {}
     cwes = _string_list(db_specific.get("cwe_ids"))
     if cwes:
         out["CweIDs"] = _uniq(cwes)
@@ -335,10 +386,10 @@ def _vulnerability(
         list(document.get("severity") or []) if isinstance(document.get("severity"), list) else []
     )
     for item in document.get("affected") or []:
-        if isinstance(item, Mapping) and isinstance(item.get("severity"), list):
+        if (type(item) is dict or isinstance(item, Mapping)) and isinstance(item.get("severity"), list):
             severities.extend(item["severity"])
     for sev in severities:
-        if not isinstance(sev, Mapping) or not isinstance(sev.get("score"), str):
+        if (type(sev) is not dict and not isinstance(sev, Mapping)) or not isinstance(sev.get("score"), str):
             problems.append(("malformed", f"severity entry {sev!r}"))
             continue
         target = _CVSS_FIELD.get(str(sev.get("type")))
@@ -360,7 +411,10 @@ def _vulnerability(
 
 
 def _canon(value: JSONValue) -> bytes:
-    return dumps(value)
+    # A string never needs dumps' safety walk (it only looks at keys and numbers); merging
+    # values sorts lists of strings by this key, thousands per export.
+    # (orjson writes a string exactly as dumps_plain does: no keys to sort, nothing to pass through.)
+    return orjson.dumps(value) if type(value) is str else dumps(value)
 
 
 def load_json(data: bytes) -> Any:

@@ -11,9 +11,9 @@ written ``00 FF``, so comparing the encodings byte-wise compares the tuples part
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-__all__ = ["decode_parts", "encode_parts"]
+__all__ = ["decode_parts", "encode_parts", "encode_text_parts"]
 
 _TERMINATOR = b"\x00\x01"
 _ESCAPED_ZERO = b"\x00\xff"
@@ -22,6 +22,14 @@ _ESCAPED_ZERO = b"\x00\xff"
 def encode_parts(parts: Iterable[bytes]) -> bytes:
     """One key whose byte order is the tuple order of ``parts``."""
     return b"".join(part.replace(b"\x00", _ESCAPED_ZERO) + _TERMINATOR for part in parts)
+
+
+def encode_text_parts(parts: Sequence[str]) -> bytes:
+    """:func:`encode_parts` of the UTF-8 bytes of ``parts``, joined once when no part holds a zero."""
+    joined = "\x00\x01".join(parts)
+    if joined.count("\x00") == len(parts) - 1:  # only the separators: no part to escape
+        return (joined + "\x00\x01").encode()
+    return encode_parts(part.encode() for part in parts)
 
 
 def decode_parts(key: bytes) -> tuple[bytes, ...]:

@@ -44,6 +44,7 @@ __all__ = [
     "same_version",
     "translate_ranges",
     "version_key",
+    "version_renderer",
 ]
 
 
@@ -129,12 +130,47 @@ def render_version(scheme: Scheme, raw: str) -> str | VersionProblem:
     """The version as Trivy's comparer for ``scheme`` will accept it, or why not."""
     if not isinstance(raw, str) or not raw:
         return VersionProblem("malformed", f"version {raw!r} is not a non-empty string")
-    return _render(scheme, raw)
+    rendered: str | VersionProblem = _RENDERED[scheme][raw]
+    return rendered
+
+
+def version_renderer(scheme: Scheme) -> Callable[[str], str | VersionProblem]:
+    """:func:`render_version` of ``scheme`` for strings, as one memo lookup per call.
+
+    For loops over many versions of one package (an OSV ``versions`` list): the scheme
+    is looked up once, not per version.
+    """
+    return _RENDERED[scheme].__getitem__
+
+
+_MEMO_LIMIT = 65536
+
+
+class _Memo(dict[str, Any]):
+    """A bounded memo of a pure function of one string: a hit is one dict lookup.
+
+    ``functools.lru_cache`` keyed by ``(scheme, raw)`` hashed the enum member in Python
+    on every call, the largest single cost of rendering a version list. Emptied when
+    full: the values are pure, so forgetting them changes nothing but time.
+    """
+
+    __slots__ = ("_compute",)
+
+    def __init__(self, compute: Callable[[str], Any]) -> None:
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, raw: str) -> Any:
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        value = self[raw] = self._compute(raw)
+        return value
 
 
 # Feeds repeat the same versions across thousands of records (PyPA lists every release).
-@functools.lru_cache(maxsize=65536)
 def _render(scheme: Scheme, raw: str) -> str | VersionProblem:
+    if not raw:
+        return VersionProblem("malformed", f"version {raw!r} is not a non-empty string")
     if scheme is Scheme.PEP440:
         try:
             parsed = Version(raw)
@@ -163,6 +199,8 @@ def _render(scheme: Scheme, raw: str) -> str | VersionProblem:
         )
     return raw
 
+
+_RENDERED: Mapping[Scheme, _Memo] = {scheme: _Memo(functools.partial(_render, scheme)) for scheme in Scheme}
 
 # --- ordering --------------------------------------------------------------------------
 
@@ -425,15 +463,33 @@ def same_version(scheme: Scheme, listed: str, installed: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=65536)
+def _pep440_order(raw: str) -> Any:
+    """The tuple ``packaging`` compares two versions by (``Version._key``), or None.
+
+    ``Version``'s comparisons compare exactly these tuples, but through Python methods;
+    comparing the tuples themselves gives the same order in C, which is what sweeping
+    events and testing listed versions against ranges do thousands of times a second.
+    """
+    version = _pep440_key(raw)
+    return None if version is None else version._key
+
+
+# The orderings used only to compare versions with each other (never shown, never
+# handed out): equal to :data:`_KEYS`' order, cheaper to compare.
+_ORDER: Mapping[Scheme, Callable[[str], Any]] = {**_KEYS, Scheme.PEP440: _pep440_order}
+
+
 def _sort_key(scheme: Scheme, range_type: str) -> Callable[[str], Any]:
     if range_type == "SEMVER" and scheme is Scheme.GENERIC:
         return _semver_key  # a SEMVER range is SemVer whatever the ecosystem
-    return _KEYS[scheme]
+    return _ORDER[scheme]
 
 
 # --- events → intervals ------------------------------------------------------------------
 
 _EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
+_EVENT_KIND_SET = frozenset(_EVENT_KINDS)
 
 
 def _read_events(events: Any, where: str) -> list[tuple[str, str]] | VersionProblem:
@@ -441,6 +497,11 @@ def _read_events(events: Any, where: str) -> list[tuple[str, str]] | VersionProb
         return VersionProblem("malformed", f"{where}: events is not a list")
     out: list[tuple[str, str]] = []
     for event in events:
+        if type(event) is dict and len(event) == 1:  # the usual shape, decided without the scan below
+            ((kind, version),) = event.items()
+            if kind in _EVENT_KIND_SET and type(version) is str and version:
+                out.append((kind, version))
+                continue
         if not isinstance(event, Mapping):
             return VersionProblem("malformed", f"{where}: event {event!r} is not an object")
         kinds = [k for k in _EVENT_KINDS if k in event]
@@ -461,13 +522,14 @@ def intervals_from_events(
     """
     rendered: list[tuple[str, str | None]] = []
     limits: list[str] = []
+    render = _RENDERED[scheme]
     for kind, raw in events:
         if kind == "introduced" and raw in _OPEN_LOWER:
             rendered.append((kind, None))
             continue
         if kind == "limit" and raw == "*":
             continue
-        version = render_version(scheme, raw)
+        version = render[raw] if type(raw) is str else render_version(scheme, raw)
         if isinstance(version, VersionProblem):
             return VersionProblem(version.reason, f"{where}: {version.detail}")
         if kind == "limit":
@@ -477,7 +539,7 @@ def intervals_from_events(
 
     key = _sort_key(scheme, range_type)
     keyed = [(kind, v, None if v is None else key(v)) for kind, v in rendered]
-    if all(k is not None or v is None for _kind, v, k in keyed):
+    if all(k is not None for _kind, v, k in keyed if v is not None):
         # Stable sort: "introduced 0" first, ties keep the producer's order.
         keyed.sort(key=lambda item: (item[2] is not None, item[2] if item[2] is not None else 0))
         rendered = [(kind, v) for kind, v, _k in keyed]
@@ -543,7 +605,7 @@ def translate_ranges(scheme: Scheme, ranges: Iterable[Any], where: str) -> Range
     git = 0
     for index, rng in enumerate(ranges):
         here = f"{where} range {index}"
-        if not isinstance(rng, Mapping):
+        if type(rng) is not dict and not isinstance(rng, Mapping):
             problems.append(VersionProblem("malformed", f"{here}: not an object"))
             continue
         range_type = rng.get("type")
@@ -572,21 +634,25 @@ class IntervalSet:
     __slots__ = ("_key", "_keyed")
 
     def __init__(self, scheme: Scheme, intervals: Iterable[Interval]) -> None:
-        self._key: Callable[[str], Any] | None = None if scheme.is_os else _KEYS[scheme]
+        key = self._key = None if scheme.is_os else _ORDER[scheme]
         keyed: list[tuple[Any, Any, bool, Any]] | None = []
         for interval in intervals:
-            keys = [
-                None if b is None or self._key is None else self._key(b)
-                for b in (interval.lower, interval.upper, interval.limit)
-            ]
-            given = (interval.lower, interval.upper, interval.limit)
-            if self._key is None or any(
-                k is None and b is not None for k, b in zip(keys, given, strict=True)
-            ):
+            if key is None:
                 keyed = None
                 break
+            lower, upper, limit = interval.lower, interval.upper, interval.limit
+            lower_key = None if lower is None else key(lower)
+            upper_key = None if upper is None else key(upper)
+            limit_key = None if limit is None else key(limit)
+            if (
+                (lower_key is None and lower is not None)
+                or (upper_key is None and upper is not None)
+                or (limit_key is None and limit is not None)
+            ):
+                keyed = None  # a bound this module cannot order
+                break
             assert keyed is not None
-            keyed.append((keys[0], keys[1], interval.upper_inclusive, keys[2]))
+            keyed.append((lower_key, upper_key, interval.upper_inclusive, limit_key))
         self._keyed = keyed
 
     def covers(self, version: str) -> bool | None:
@@ -594,17 +660,27 @@ class IntervalSet:
 
         Used only to avoid writing redundant or harmful constraints, so "don't know" is safe.
         """
-        if self._keyed is None or self._key is None:
-            return None
-        target = self._key(version)
-        if target is None:
-            return None
-        for lower, upper, inclusive, limit in self._keyed:
-            if lower is not None and target < lower:
+        return self.covering((version,))[0]
+
+    def covering(self, versions: Iterable[str]) -> list[bool | None]:
+        """:meth:`covers` of each version, in one loop (a package may list hundreds)."""
+        keyed, key = self._keyed, self._key
+        if keyed is None or key is None:
+            return [None for _version in versions]
+        out: list[bool | None] = []
+        for target in map(key, versions):
+            if target is None:
+                out.append(None)
                 continue
-            if upper is not None and (target > upper or (target == upper and not inclusive)):
-                continue
-            if limit is not None and not target < limit:
-                continue
-            return True
-        return False
+            for lower, upper, inclusive, limit in keyed:
+                if lower is not None and target < lower:
+                    continue
+                if upper is not None and (target > upper or (target == upper and not inclusive)):
+                    continue
+                if limit is not None and not target < limit:
+                    continue
+                out.append(True)
+                break
+            else:
+                out.append(False)
+        return out
