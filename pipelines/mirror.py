@@ -15,11 +15,13 @@ mirror:delta::
     ReadLedger(the base's segments) -> ReselectBaseRecords (only if the selection  -> carried -> DigestRecords
         changed, or no --as-of dates the bundle)  -> leaving keys, high-water mark        |
     the base's record index (Parquet) + its chain's change lists --> DiffAgainstBase (CoGroupByKey) -> WriteChanges
-    carried -> KeepChangedRecords -> AdaptRecords(jsonraw) -> WriteSortedShards
+    carried -> KeepChangedRecords -> AdaptRows(row_items) -> WriteSortedShards
 
 The ledger is append-only and a mirror manifest names the segments it read and its
 selectors, so every ledger segment is read at most once, and only records that may have
-changed are hashed: those of new segments, and those whose selection changed. The
+changed are hashed: those of new segments, and those whose selection changed. The delta
+reads rows, as mirror:full does (no LedgerRecord built): a base record that stays
+selected, nearly all of them, costs its decoding and two selector matches, nothing more. The
 base's side is its signed record index (plus the change lists of the deltas between it
 and the full), looked up for those keys only; the delta's counts and record set are the
 base's plus the changes (:func:`transforms.mirror.delta_summary`). The base is read on
@@ -43,7 +45,7 @@ from typing import Any, Final
 import apache_beam as beam
 
 from stella import storage
-from stella.adapters.jsonraw import jsonraw_items
+from stella.adapters.jsonraw import row_items
 from stella.adapters.mirror.base import BaseBundle, stage_chain
 from stella.adapters.mirror.delta import CHANGES_PATH
 from stella.adapters.mirror.indexes import is_record_index
@@ -59,7 +61,7 @@ from stella.profiles import ProfileOption
 from stella.selectors import Selectors, parse_selectors
 from stella.timefmt import format_time, parse_duration
 from transforms.bundle import AssembleBundle
-from transforms.coders import RecordBatch
+from transforms.coders import RowBatch
 from transforms.ledger import ReadLedger, SelectRecords, SummarizeRecords
 from transforms.mirror import (
     DiffAgainstBase,
@@ -72,7 +74,7 @@ from transforms.mirror import (
     count_ops,
     delta_summary,
 )
-from transforms.shards import RUNS_DIR, AdaptRecords, AdaptRows, WriteSortedShards
+from transforms.shards import RUNS_DIR, AdaptRows, WriteSortedShards
 
 __all__ = [
     "BASE_OPTION",
@@ -322,7 +324,7 @@ def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: str) ->
     options = parse_mirror_options(request.options, delta=False)
     sequence = options.sequence or 1
     selected = _read_selected(pipeline, request)
-    summary = selected | "SummarizeMirror" >> SummarizeMirror(rows=True)
+    summary = selected | "SummarizeMirror" >> SummarizeMirror()
     entries = (
         selected
         | "AdaptRows" >> AdaptRows(mirror_row_items, request.trace_context)
@@ -365,8 +367,8 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     new = (
         pipeline
         | "ReadNewSegments"
-        >> ReadLedger([s.path for s in request.segments if s.name not in covered], trace=trace)
-        | "SelectRecords" >> SelectRecords(request.selectors)
+        >> ReadLedger([s.path for s in request.segments if s.name not in covered], trace=trace, rows=True)
+        | "SelectRecords" >> SelectRecords(request.selectors, rows=True)
     )
     # The base's segments give exactly the base's records, unless the selection changed.
     # They are also read when no --as-of dates the bundle: its high-water mark is then
@@ -374,12 +376,12 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     if base.selectors != request.selectors or not request.as_of:
         split = (
             pipeline
-            | "ReadBaseSegments" >> ReadLedger([s.path for s in base.segments], trace=trace)
+            | "ReadBaseSegments" >> ReadLedger([s.path for s in base.segments], trace=trace, rows=True)
             | "ReselectBaseRecords" >> ReselectBaseRecords(base.selectors, request.selectors)
         )
         entering = split | "Entering" >> beam.FlatMap(
             lambda r: [r.entering] if r.entering else []
-        ).with_output_types(RecordBatch)
+        ).with_output_types(RowBatch)
         carried = (new, entering) | "FlattenCarried" >> beam.Flatten()
         leaving = split | "Leaving" >> beam.FlatMap(lambda r: [r.leaving] if r.leaving else [])
         highs = split | "HighWater" >> beam.FlatMap(lambda r: [r.high] if r.high else []).with_output_types(
@@ -398,12 +400,12 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     raw_entries = (
         carried
         | "KeepChangedRecords" >> KeepChangedRecords(changes)
-        | "AdaptRecords" >> AdaptRecords(jsonraw_items, trace)
+        | "AdaptRows" >> AdaptRows(row_items, trace)
         | "WriteSortedShards" >> _write_shards(staging, request)
     )
     summary = (
         carried
-        | "SummarizeCarried" >> SummarizeRecords()
+        | "SummarizeCarried" >> SummarizeRecords(rows=True)
         | "SummarizeDelta"
         >> beam.Map(
             lambda carried, changes, highs: delta_summary(carried, changes, base_counts, base_set, highs),

@@ -11,24 +11,24 @@ base's record index, :mod:`stella.adapters.mirror.base`); what crosses the shuff
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 
-from stella.adapters.jsonraw import envelope_line, row_line
+from stella.adapters.jsonraw import row_line
 from stella.adapters.mirror.base import BaseLink, base_digests, reselect
 from stella.adapters.mirror.delta import ADD, CHANGE, CHANGES_PATH, REMOVE, Change, diff_pairs
 from stella.adapters.mirror.records import RecordSet, key_fields, line_digest, set_term
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.shards import write_jsonl_shard
 from stella.errors import BaseMissingError
-from stella.model import LedgerRecord, LedgerRow, record_key
+from stella.model import LedgerRow, record_key
 from stella.selectors import Selectors
 from stella.sorting import bucket_of
 from stella.timefmt import later
-from transforms.coders import RecordBatch, RowBatch
+from transforms.coders import RowBatch
 from transforms.ledger import RecordSummary, SummarizeRecords
 
 __all__ = [
@@ -54,26 +54,20 @@ class MirrorSummary(RecordSummary):
     record_set: RecordSet = field(default_factory=RecordSet)
 
 
-def _pairs(batch: Iterable[LedgerRecord]) -> Pairs:
-    return [(r.sort_key, line_digest(envelope_line(r))) for r in batch]
+def _row_key(row: LedgerRow) -> bytes:
+    return record_key(row["kind"], row["upstream_id"], row["modified"], row["digest"])
 
 
 def _row_pairs(batch: Iterable[LedgerRow]) -> Pairs:
-    return [
-        (record_key(r["kind"], r["upstream_id"], r["modified"], r["digest"]), line_digest(row_line(r)))
-        for r in batch
-    ]
+    return [(_row_key(r), line_digest(row_line(r))) for r in batch]
 
 
 class _RecordSetFn(beam.CombineFn):  # type: ignore[misc]
-    def __init__(self, rows: bool) -> None:
-        self._pairs: Callable[[Any], Pairs] = _row_pairs if rows else _pairs
-
     def create_accumulator(self) -> RecordSet:
         return RecordSet()
 
-    def add_input(self, acc: RecordSet, batch: RecordBatch | RowBatch) -> RecordSet:
-        return acc.merge(RecordSet.of(self._pairs(batch)))
+    def add_input(self, acc: RecordSet, batch: RowBatch) -> RecordSet:
+        return acc.merge(RecordSet.of(_row_pairs(batch)))
 
     def merge_accumulators(self, accumulators: Iterable[RecordSet]) -> RecordSet:
         total = RecordSet()
@@ -86,17 +80,13 @@ class _RecordSetFn(beam.CombineFn):  # type: ignore[misc]
 
 
 class SummarizeMirror(beam.PTransform):  # type: ignore[misc]
-    """Batches (of rows, ``rows=True``) -> one MirrorSummary: counts, high-water mark and record-set digest."""
-
-    def __init__(self, *, rows: bool = False) -> None:
-        super().__init__()
-        self._rows = rows
+    """Batches of rows -> one MirrorSummary: counts, high-water mark and record-set digest."""
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        summary = batches | "SummarizeRecords" >> SummarizeRecords(rows=self._rows)
-        record_set = batches | "DigestRecordSet" >> beam.CombineGlobally(
-            _RecordSetFn(self._rows)
-        ).with_output_types(RecordSet)
+        summary = batches | "SummarizeRecords" >> SummarizeRecords(rows=True)
+        record_set = batches | "DigestRecordSet" >> beam.CombineGlobally(_RecordSetFn()).with_output_types(
+            RecordSet
+        )
 
         def combine(summary: RecordSummary, record_set: RecordSet) -> MirrorSummary:
             return MirrorSummary(summary.counts, summary.high_water, record_set)
@@ -124,14 +114,14 @@ def _keys_by_bucket(keys: list[bytes]) -> Iterator[tuple[int, list[bytes]]]:
 class Reselected:
     """What one batch of the base's segments gives a delta (see :func:`reselect`)."""
 
-    entering: RecordBatch
+    entering: RowBatch
     leaving: list[bytes]
     high: str | None
 
 
 class ReselectBaseRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches of the base's segments -> Reselected: records now selected and not before, keys no
-    longer selected, and the high-water mark of what is selected now.
+    """Batches of the base's segments' rows -> Reselected: rows now selected and not before, keys
+    no longer selected, and the high-water mark of what is selected now.
 
     One output type, split by the caller with plain maps: tagged outputs are not carried
     the same way by every runner (the Dask runner mixes them into the main output).
@@ -145,18 +135,18 @@ class ReselectBaseRecords(beam.PTransform):  # type: ignore[misc]
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         base, current = self._base, self._current
 
-        def split(batch: RecordBatch) -> Reselected:
+        def split(batch: RowBatch) -> Reselected:
             entering, leaving, high = reselect(batch, base, current)
-            return Reselected(RecordBatch(entering), leaving, high)
+            return Reselected(RowBatch(entering), leaving, high)
 
         return batches | "SplitBySelection" >> beam.Map(split).with_output_types(Reselected)
 
 
 class DigestRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches -> lists of (record key, content digest): the only records a delta hashes."""
+    """Batches of rows -> lists of (record key, content digest): the only records a delta hashes."""
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | "DigestLines" >> beam.Map(_pairs)
+        return batches | "DigestLines" >> beam.Map(_row_pairs)
 
 
 class DiffAgainstBase(beam.PTransform):  # type: ignore[misc]
@@ -268,7 +258,7 @@ def count_ops(parts: Iterable[list[Change]]) -> dict[str, int]:
 
 
 class KeepChangedRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches -> batches of only the added or changed records (the delta's payload)."""
+    """Batches of rows -> batches of only the added or changed rows (the delta's payload)."""
 
     def __init__(self, changes: beam.PCollection) -> None:
         super().__init__()
@@ -282,14 +272,14 @@ class KeepChangedRecords(beam.PTransform):  # type: ignore[misc]
             self._changes | "CollectChanges" >> beam.combiners.ToList() | "CarriedKeys" >> beam.Map(carried)
         )
 
-        def keep(batch: RecordBatch, wanted: frozenset[bytes]) -> Iterator[RecordBatch]:
-            kept = RecordBatch(r for r in batch if r.sort_key in wanted)
+        def keep(batch: RowBatch, wanted: frozenset[bytes]) -> Iterator[RowBatch]:
+            kept = RowBatch(r for r in batch if _row_key(r) in wanted)
             if kept:
                 yield kept
 
         return batches | "KeepChanged" >> beam.FlatMap(
             keep, wanted=beam.pvalue.AsSingleton(keys)
-        ).with_output_types(RecordBatch)
+        ).with_output_types(RowBatch)
 
 
 class WriteChanges(beam.PTransform):  # type: ignore[misc]

@@ -37,9 +37,8 @@ from stella.adapters.mirror.delta import REMOVE, parse_change
 from stella.errors import BaseMissingError, BundleIntegrityError
 from stella.guards.ids import check_id
 from stella.guards.streams import iter_lines, open_decompressed
-from stella.model import LedgerRecord
+from stella.model import LedgerRow, latest_high_water, record_key
 from stella.selectors import Selectors
-from stella.timefmt import later
 
 __all__ = ["BaseBundle", "BaseLink", "StagedFile", "base_digests", "reselect", "stage_chain"]
 
@@ -78,22 +77,29 @@ class BaseLink:
 
 
 def reselect(
-    records: Iterable[LedgerRecord], base: Selectors, current: Selectors
-) -> tuple[list[LedgerRecord], list[bytes], str | None]:
-    """Records of a segment the base read: (now selected and not before, keys no longer selected,
-    high-water mark of everything selected now)."""
-    entering: list[LedgerRecord] = []
+    rows: Iterable[LedgerRow], base: Selectors, current: Selectors
+) -> tuple[list[LedgerRow], list[bytes], str | None]:
+    """Rows of a segment the base read: (now selected and not before, keys no longer selected,
+    high-water mark of everything selected now).
+
+    On rows as the segment stores them (:meth:`Selectors.matches_row`): the records that
+    stay selected, nearly all of them, cost two matches and their times, never a
+    :class:`~stella.model.LedgerRecord`, a line or a digest.
+    """
+    entering: list[LedgerRow] = []
     leaving: list[bytes] = []
-    high: str | None = None
-    for record in records:
-        now, before = current.matches(record), base.matches(record)
-        if now:
-            high = later(high, record.high_water)
+    times: list[tuple[str | None, str]] = []
+    now_matches = current.matches_row
+    before_matches = None if base.is_empty else base.matches_row
+    for row in rows:
+        before = before_matches is None or before_matches(row)
+        if now_matches(row):
+            times.append((row["modified"], row["ingested_at"]))
             if not before:
-                entering.append(record)
+                entering.append(row)
         elif before:
-            leaving.append(record.sort_key)
-    return entering, leaving, high
+            leaving.append(record_key(row["kind"], row["upstream_id"], row["modified"], row["digest"]))
+    return entering, leaving, latest_high_water(times)
 
 
 _CHUNK: Final = 1 << 20
