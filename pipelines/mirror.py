@@ -396,10 +396,12 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
     changes = (carried | "DigestRecords" >> DigestRecords(), leaving) | "DiffAgainstBase" >> DiffAgainstBase(
         chain
     )
-    changes_entry = changes | "WriteChanges" >> WriteChanges(staging)
+    # Collected once: the change list, the payload's filter, the summary and the counts all read it.
+    collected = changes | "CollectChanges" >> beam.combiners.ToList()
+    changes_entry = collected | "WriteChanges" >> WriteChanges(staging)
     raw_entries = (
         carried
-        | "KeepChangedRecords" >> KeepChangedRecords(changes)
+        | "KeepChangedRecords" >> KeepChangedRecords(collected)
         | "AdaptRows" >> AdaptRows(row_items, trace)
         | "WriteSortedShards" >> _write_shards(staging, request)
     )
@@ -409,7 +411,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
         | "SummarizeDelta"
         >> beam.Map(
             lambda carried, changes, highs: delta_summary(carried, changes, base_counts, base_set, highs),
-            changes=beam.pvalue.AsList(changes),
+            changes=beam.pvalue.AsSingleton(collected),
             highs=beam.pvalue.AsList(highs),
         ).with_output_types(MirrorSummary)
     )
@@ -420,7 +422,7 @@ def build_delta(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -
             "delta": {**base_block, "changes": CHANGES_PATH, **ops},
         }
 
-    ops = changes | "CollectOps" >> beam.combiners.ToList() | "CountOps" >> beam.Map(count_ops)
+    ops = collected | "CountOps" >> beam.Map(count_ops)
     manifest_fields = summary | "DeltaFields" >> beam.Map(fields, ops=beam.pvalue.AsSingleton(ops))
     entries = (raw_entries, changes_entry) | "FlattenEntries" >> beam.Flatten()
     return entries | "AssembleBundle" >> AssembleBundle(staging, request, summary, fields=manifest_fields)

@@ -34,8 +34,8 @@ LedgerRow = Mapping[str, Any]
 """A ledger record as its segment stores it: the Avro row (``schemas/ledger-record.avsc`` field
 names, ``kind`` and ``format`` as their string values), straight from the segment reader.
 
-The one exception to "typed records past the boundary": the json:raw and mirror:full
-read paths build their lines from rows, because building a :class:`LedgerRecord` per
+The one exception to "typed records past the boundary": the json:raw and mirror
+read paths (full and delta) build their lines from rows, because building a :class:`LedgerRecord` per
 row cost more than writing its line. Segments are the ledger's own, already-validated
 storage, so a row is trusted data, not untrusted input.
 """

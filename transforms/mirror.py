@@ -258,7 +258,11 @@ def count_ops(parts: Iterable[list[Change]]) -> dict[str, int]:
 
 
 class KeepChangedRecords(beam.PTransform):  # type: ignore[misc]
-    """Batches of rows -> batches of only the added or changed rows (the delta's payload)."""
+    """Batches of rows -> batches of only the added or changed rows (the delta's payload).
+
+    ``changes`` is the delta's changes collected once (one element: every list of Change),
+    shared with :class:`WriteChanges` and the summary.
+    """
 
     def __init__(self, changes: beam.PCollection) -> None:
         super().__init__()
@@ -268,9 +272,7 @@ class KeepChangedRecords(beam.PTransform):  # type: ignore[misc]
         def carried(parts: Iterable[list[Change]]) -> frozenset[bytes]:
             return frozenset(c.key for part in parts for c in part if c.op in (ADD, CHANGE))
 
-        keys = (
-            self._changes | "CollectChanges" >> beam.combiners.ToList() | "CarriedKeys" >> beam.Map(carried)
-        )
+        keys = self._changes | "CarriedKeys" >> beam.Map(carried)
 
         def keep(batch: RowBatch, wanted: frozenset[bytes]) -> Iterator[RowBatch]:
             kept = RowBatch(r for r in batch if _row_key(r) in wanted)
@@ -283,7 +285,8 @@ class KeepChangedRecords(beam.PTransform):  # type: ignore[misc]
 
 
 class WriteChanges(beam.PTransform):  # type: ignore[misc]
-    """Lists of Change -> the ContentEntry of ``data/delta/changes.jsonl.zst`` (always written)."""
+    """The changes collected (one element: every list of Change) -> the ContentEntry of
+    ``data/delta/changes.jsonl.zst`` (always written)."""
 
     def __init__(self, staging: str) -> None:
         super().__init__()
@@ -296,8 +299,4 @@ class WriteChanges(beam.PTransform):  # type: ignore[misc]
             ordered = sorted(c for part in parts for c in part)
             return write_jsonl_shard(staging, CHANGES_PATH, (c.to_line() for c in ordered))
 
-        return (
-            changes
-            | "CollectAllChanges" >> beam.combiners.ToList()
-            | "WriteChangeList" >> beam.Map(write).with_output_types(ContentEntry)
-        )
+        return changes | "WriteChangeList" >> beam.Map(write).with_output_types(ContentEntry)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from stella.canonical import dumps_plain
+from stella.canonical import dumps_plain, trimmed
 from stella.model import LedgerRecord, LedgerRow, linkset_of_row, record_key
 from stella.sorting import SortItem
 
@@ -58,7 +58,7 @@ def _line(envelope: dict[str, Any], document: bytes) -> bytes:
     """
     envelope["document"] = orjson.Fragment(document)
     try:
-        return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+        return trimmed(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS))
     except orjson.JSONEncodeError:
         return _spliced(envelope, document)
 
@@ -115,7 +115,7 @@ def row_items(rows: Sequence[LedgerRow]) -> list[SortItem]:
     """
     dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
     try:
-        lines = [dumps(_row_envelope(row), option=sort) for row in rows]
+        lines = [trimmed(dumps(_row_envelope(row), option=sort)) for row in rows]
     except orjson.JSONEncodeError:
         lines = [row_line(row) for row in rows]
     return [

@@ -8,7 +8,7 @@ which is what ``sha256sum`` on the shard file shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import islice
 
 import zstandard
@@ -17,7 +17,7 @@ from stella import storage
 from stella.bundle.manifest import ContentEntry
 from stella.storage import HashingWriter
 
-__all__ = ["JSONL_CONTENT_TYPE", "ZSTD_LEVEL", "write_jsonl_shard", "zstd_compressor"]
+__all__ = ["JSONL_CONTENT_TYPE", "ZSTD_LEVEL", "write_jsonl_blocks", "write_jsonl_shard", "zstd_compressor"]
 
 ZSTD_LEVEL = 3
 JSONL_CONTENT_TYPE = "application/x-ndjson+zstd"
@@ -35,18 +35,45 @@ def write_jsonl_shard(root: str, relative_path: str, lines: Iterable[bytes]) -> 
     """Write ``lines`` (already canonical JSON, no newline) to ``root/relative_path``."""
     count = 0
     source = iter(lines)
+
+    def blocks() -> Iterator[bytes]:
+        nonlocal count
+        # Lines are taken in chunks by islice (in C): no Python step per line.
+        while chunk := list(islice(source, _CHUNK_LINES)):
+            count += len(chunk)
+            chunk.append(b"")
+            yield b"\n".join(chunk)
+
+    sink = _write_zstd(root, relative_path, blocks())
+    return _entry(relative_path, sink, count)
+
+
+def write_jsonl_blocks(
+    root: str, relative_path: str, blocks: Iterable[bytes | memoryview], *, records: int
+) -> ContentEntry:
+    """Write JSON Lines text given as blocks cut anywhere (``records`` lines, each ending in a newline).
+
+    The bytes are those :func:`write_jsonl_shard` writes for the same lines: zstd's output
+    depends on the input and the parameters, not on how the input is cut into writes. A
+    rewrite can thus copy kept text through in large blocks without splitting it into lines.
+    """
+    return _entry(relative_path, _write_zstd(root, relative_path, blocks), records)
+
+
+def _write_zstd(root: str, relative_path: str, blocks: Iterable[bytes | memoryview]) -> HashingWriter:
     with storage.open_write(storage.join(root, relative_path)) as handle:
         sink = HashingWriter(handle)
         with zstd_compressor().stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
-            # Lines are taken in chunks by islice (in C): no Python step per line.
-            while chunk := list(islice(source, _CHUNK_LINES)):
-                chunk.append(b"")
-                writer.write(b"\n".join(chunk))
-                count += len(chunk) - 1
+            for block in blocks:
+                writer.write(block)
+    return sink
+
+
+def _entry(relative_path: str, sink: HashingWriter, records: int) -> ContentEntry:
     return ContentEntry(
         path=relative_path,
         digest=sink.digest,
         bytes=sink.size,
-        records=count,
+        records=records,
         content_type=JSONL_CONTENT_TYPE,
     )

@@ -15,11 +15,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from stella import storage
 from stella.adapters.trivy.sortkeys import encode_parts
 from stella.bundle.manifest import ContentEntry
+from stella.bundle.parquet import PARQUET_CONTENT_TYPE, ROW_GROUP_ROWS, parquet_writer
 from stella.canonical import dumps_plain
 from stella.findings.match import Match
 from stella.findings.vex import Resolution
@@ -40,7 +40,6 @@ __all__ = [
 
 FINDINGS_GROUP = "policy.findings"
 PARQUET_GROUP = "policy.parquet"
-PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
 def facts_of(match: Match, resolution: Resolution) -> FindingFacts:
@@ -179,16 +178,7 @@ def _row(value: bytes) -> dict[str, Any]:
     }
 
 
-_ROW_GROUP_SIZE = 65536
 _CONVERT_ROWS = 4096
-_PARQUET_SETTINGS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-    "data_page_version": "2.0",
-    "store_schema": True,
-}
 
 
 def _table(values: list[bytes]) -> pa.Table:
@@ -200,8 +190,8 @@ def _row_group(values: Iterator[bytes]) -> list[pa.RecordBatch]:
     Python row dicts of a whole row group never exist at once (Arrow's columns are ~3x smaller)."""
     batches: list[pa.RecordBatch] = []
     taken = 0
-    while taken < _ROW_GROUP_SIZE:
-        chunk = list(itertools.islice(values, min(_CONVERT_ROWS, _ROW_GROUP_SIZE - taken)))
+    while taken < ROW_GROUP_ROWS:
+        chunk = list(itertools.islice(values, min(_CONVERT_ROWS, ROW_GROUP_ROWS - taken)))
         if not chunk:
             break
         batches.append(pa.RecordBatch.from_pylist([_row(v) for v in chunk], schema=_SCHEMA))
@@ -218,14 +208,15 @@ def write_parquet_shard(root: str, relative_path: str, values: Iterable[bytes]) 
     rows = 0
     with storage.open_write(storage.join(root, relative_path)) as handle:
         sink = HashingWriter(handle)
-        with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), _SCHEMA, **_PARQUET_SETTINGS) as writer:
+        # Data page v2 and the Arrow schema embedded: see stella.bundle.parquet for why these two differ.
+        with parquet_writer(sink, _SCHEMA, data_page_version="2.0", store_schema=True) as writer:
             iterator = iter(values)
             while batches := _row_group(iterator):
                 table = pa.Table.from_batches(batches, schema=_SCHEMA)
-                writer.write_table(table, row_group_size=_ROW_GROUP_SIZE)
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows += table.num_rows
             if rows == 0:  # what write_table of an empty table writes: the schema and no rows
-                writer.write_table(_table([]), row_group_size=_ROW_GROUP_SIZE)
+                writer.write_table(_table([]), row_group_size=ROW_GROUP_ROWS)
     return ContentEntry(
         path=relative_path,
         digest=sink.digest,

@@ -381,12 +381,14 @@ def _apply_delta(
     _check_old_digests(state, changes)
     per_shard = int(manifest.get("options", {}).get("recordsPerShard", 250_000))
     old_contents = [ContentEntry.from_json(c) for c in state.value["contents"]]
-    patched = patch_state(state.path, old_contents, changes, carried, staging, records_per_shard=per_shard)
+    runs.mkdir()
+    patched = patch_state(
+        state.path, old_contents, changes, carried, staging, records_per_shard=per_shard, temp_dir=runs
+    )
     if patched is not None:
         return patched
     shutil.rmtree(staging, ignore_errors=True)  # a partial patch: rebuild from scratch
     drop = {key for key, c in changes.items() if c.op != ADD}
-    runs.mkdir()
 
     def items() -> Iterator[tuple[str, bytes, bytes]]:
         for where, line in state_lines(state.path):

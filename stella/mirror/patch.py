@@ -1,4 +1,4 @@
-"""Applying a delta by rewriting only the shard files it touches.
+"""Applying a delta by rewriting only the shard files it touches, one shard at a time.
 
 A mirror state is laid out exactly as a mirror:full of the same records
 (:mod:`stella.mirror.rebuild`): per group (a record kind, or an index) a shard count
@@ -7,28 +7,36 @@ key's bucket, rows sorted by key within a shard. While a delta leaves every grou
 shard count as it was, a row never moves to another shard, so:
 
 * a shard no change lands in is the same file: it is hard-linked into the new state;
-* a touched raw shard is its old lines (their keys come from the old record index, in
-  order, so kept lines are never parsed) less the dropped records, merged with the new
-  lines;
+* a touched raw shard is its old text less the dropped records' lines, with the new
+  lines placed by key. Its keys, in order, come from the old record index (each key's
+  bucket names its shard; they are spilled to ``temp_dir`` per raw shard, so memory is
+  one shard's keys), which gives every dropped line and insertion point a line number:
+  kept text is copied through in blocks, never parsed (:func:`merge_text`);
 * a touched index shard is its old Parquet table less the dropped records' rows, plus
-  the new rows, sorted in Arrow by the sort key's columns (``modified`` joined from the
-  record index) and written with the same settings (:func:`write_parquet_table`).
+  the new rows, sorted in Arrow by the sort key's columns and written with the same
+  settings (:func:`write_parquet_table`). Only the sort key's ``modified`` is not an
+  index column: it is joined from the record index for the ids the delta adds, the only
+  ones whose rows can tie with a new row up to ``modified``; the rows of other ids keep
+  their (already sorted) order.
 
 The dropped records' old lines give their exact index rows, so nothing else of the old
-state is parsed. Anything outside that case (a shard count changes, rows that do not
-match) returns None and the caller rebuilds the whole state, which gives the same bytes.
+state is parsed. Memory is one shard (bounded by the shard-count function) plus the
+delta, whatever the mirror's size. Anything outside that case (a shard count changes,
+rows that do not match) returns None and the caller rebuilds the whole state, which
+gives the same bytes.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import re
-from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from bisect import bisect_left
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,19 +44,43 @@ import pyarrow.parquet as pq
 
 from stella.adapters.mirror.delta import ADD, Change
 from stella.adapters.mirror.indexes import INDEX_GROUP, INDEX_SCHEMAS, index_table, write_parquet_table
-from stella.adapters.mirror.items import items_of_line, mirror_shard_path, write_mirror_shard
+from stella.adapters.mirror.items import items_of_line, mirror_shard_path
 from stella.bundle.manifest import ContentEntry
+from stella.bundle.shards import write_jsonl_blocks
 from stella.errors import BundleIntegrityError
-from stella.guards.streams import iter_lines, open_decompressed
+from stella.guards.streams import open_decompressed
+from stella.mirror.lines import merge_text
 from stella.model import Kind
-from stella.sorting import bucket_of, shard_count, shard_of_bucket
+from stella.sorting import BUCKETS, bucket_of, shard_count, shard_of_bucket
 
 __all__ = ["patch_state"]
 
 _PART = re.compile(r"part-(\d{5})-of-(\d{5})\.")
 _KINDS: Final = {kind.plural: kind.value for kind in Kind}
 _RECORDS: Final = INDEX_GROUP + "records"
+_TIMES: Final = ["kind", "id", "digest", "modified"]
+_KIND_OF_INDEX: Final = {"sboms": "sbom"}  # the kind of every row of an index without a kind column
 Row = tuple[bytes, bytes]  # (sort key, value): a raw line or an index row as canonical JSON
+
+
+class _Mismatch(Exception):
+    """The old state is not laid out as its record index says: rebuild instead."""
+
+
+@dataclass
+class _Touch:
+    """What a delta does to one shard: the sort keys it removes, the rows it adds (in key order)."""
+
+    gone: list[Row] = field(default_factory=list)
+    new: list[Row] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One group's shard count after the delta and the shards the delta touches."""
+
+    total: int
+    touched: Mapping[int, _Touch]
 
 
 def _group_of(path: str) -> str:
@@ -71,215 +103,273 @@ def patch_state(
     staging: Path,
     *,
     records_per_shard: int,
+    temp_dir: Path,
 ) -> list[ContentEntry] | None:
-    """The new state's files under ``staging`` and their entries, or None to rebuild instead."""
-    groups: defaultdict[str, dict[int, ContentEntry]] = defaultdict(dict)
+    """The new state's files under ``staging`` and their entries, or None to rebuild instead.
+
+    ``temp_dir`` (an existing folder) holds the record keys spilled per raw shard.
+    """
+    shards: defaultdict[str, dict[int, ContentEntry]] = defaultdict(dict)
     totals: dict[str, int] = {}
     for entry in contents:
         group = _group_of(entry.path)
         index, total = _shard(entry.path)
-        groups[group][index] = entry
+        shards[group][index] = entry
         totals[group] = total
-    dropped = {key for key, change in changes.items() if change.op != ADD}
     added: defaultdict[str, list[Row]] = defaultdict(list)
     for key in sorted(carried):
         for group, sort_key, value in items_of_line(carried[key], where="delta"):
             added[group].append((sort_key, value))
-    old_keys = _old_record_keys(old, groups.get(_RECORDS, {}))
-    removed: defaultdict[str, list[Row]] = defaultdict(list)
-    raw_plan: dict[str, dict[int, tuple[list[bytes], list[Row]]]] = {}
-    for group in sorted(g for g in {*groups, *added} if not g.startswith(INDEX_GROUP)):
-        count = sum(e.records or 0 for e in groups.get(group, {}).values())
-        gone = sorted(k for k in old_keys.get(group, ()) if k in dropped)
+    gone_keys: defaultdict[str, list[Row]] = defaultdict(list)
+    for key in sorted(k for k, change in changes.items() if change.op != ADD):
+        gone_keys[key.split(b"\x00", 1)[0].decode()].append((key, b""))
+
+    def plan(group: str, gone: list[Row]) -> _Group:
+        count = sum(e.records or 0 for e in shards[group].values())
         new = added.get(group, [])
         total = shard_count(count - len(gone) + len(new), records_per_shard=records_per_shard)
-        if groups.get(group) and totals[group] != total:
-            return None
-        raw_plan[group] = _touched(total, [*gone, *(k for k, _v in new)], new)
-        totals[group] = total
+        if shards[group] and totals[group] != total:
+            raise _Mismatch(group)
+        return _Group(total, _touched(total, gone, new))
+
     entries: list[ContentEntry] = []
-    for group, plan in sorted(raw_plan.items()):
-        keys_of_shard = _keys_by_shard(old_keys.get(group, []), totals[group], set(plan))
-        for index, entry in sorted(groups.get(group, {}).items()):
-            if index not in plan:
-                entries.append(_link(old, staging, entry))
-        for index, (_touching, new) in sorted(plan.items()):
-            path = mirror_shard_path(group, index, totals[group])
-            keys = keys_of_shard.get(index, [])
-            lines = _old_lines(old, groups.get(group, {}).get(index), keys)
-            kept = _kept(lines, dropped, removed, where=path)
-            try:
-                if len(keys) - sum(1 for k in keys if k in dropped) + len(new):
-                    rows = heapq.merge(kept, new, key=lambda row: row[0])
-                    entries.append(write_mirror_shard(str(staging), path, rows))
-                else:
-                    for _row in kept:  # an emptied shard: no file, but its rows are still removed
-                        pass
-            except _Mismatch:
-                return None
-    if sum(len(v) for g, v in removed.items() if not g.startswith(INDEX_GROUP)) != len(dropped):
-        return None  # a dropped key was not where the record index put it
-    records_table: pa.Table | None = None
-    # The records index first: the other indexes take each row's ``modified`` from it.
-    index_groups = {g for g in {*groups, *added, *removed} if g.startswith(INDEX_GROUP)}
-    for group in sorted(index_groups, key=lambda g: (g != _RECORDS, g)):
-        name = group[len(INDEX_GROUP) :]
-        count = sum(e.records or 0 for e in groups.get(group, {}).values())
-        gone_rows, new_rows = removed.get(group, []), added.get(group, [])
-        total = shard_count(count - len(gone_rows) + len(new_rows), records_per_shard=records_per_shard)
-        if groups.get(group) and totals[group] != total:
-            return None
-        plan = _touched(total, [*(k for k, _v in gone_rows), *(k for k, _v in new_rows)], new_rows)
-        gone_by_shard: defaultdict[int, list[Row]] = defaultdict(list)
-        for row in gone_rows:
-            gone_by_shard[shard_of_bucket(bucket_of(row[0]), total)].append(row)
-        for index, entry in sorted(groups.get(group, {}).items()):
-            if index not in plan:
-                entries.append(_link(old, staging, entry))
-        for index, (_touching, shard_rows) in sorted(plan.items()):
-            previous = groups.get(group, {}).get(index)
-            table = pq.read_table(old / previous.path) if previous else index_table(name, [])
-            table = _drop_rows(name, table, gone_by_shard[index])
-            if table is None:
-                return None
-            table = pa.concat_tables([table, index_table(name, [json.loads(v) for _k, v in shard_rows])])
-            if name != "records":
-                if records_table is None:
-                    return None  # the records index sorts first and is always touched
-                table = _sorted_by_key_columns(name, table, records_table)
-                if table is None:
-                    return None
-            else:
-                table = table.sort_by([("key", "ascending")])
-                records_table = _concat(records_table, table)
-            if table.num_rows:
-                entries.append(
-                    write_parquet_table(str(staging), mirror_shard_path(group, index, total), table)
-                )
-        if name == "records":
-            for index, entry in groups.get(group, {}).items():
-                if index not in plan:
-                    records_table = _concat(records_table, pq.read_table(old / entry.path, columns=_TIMES))
+    removed: defaultdict[str, list[Row]] = defaultdict(list)
+    try:
+        raw = {g: plan(g, gone_keys.get(g, [])) for g in sorted({*shards, *added, *gone_keys}) if _is_raw(g)}
+        spill = _KeySpill(temp_dir, raw)
+        for entry in shards[_RECORDS].values():
+            spill.add(pq.read_table(old / entry.path, columns=["key", "kind"]))
+        for group, planned in sorted(raw.items()):
+            for index, touch in sorted(planned.touched.items()):
+                entries += _patch_raw(old, staging, group, shards[group].get(index), planned.total, index,
+                                      spill.keys(group, index), touch, removed)  # fmt: skip
+                spill.drop(group, index)
+            entries += _links(old, staging, shards[group], planned.touched)
+        # The records index first: the other indexes take ``modified`` from its new rows.
+        wanted = pa.array(sorted({_kind_and_id(key) for key in carried}), pa.string())
+        revisions: list[pa.Table] = []
+        index_groups = {g for g in {*shards, *added, *removed} if not _is_raw(g)}
+        for group in sorted(index_groups, key=lambda g: (g != _RECORDS, g)):
+            planned = plan(group, removed.get(group, []))
+            entries += _patch_index(old, staging, group, shards[group], planned, wanted, revisions)
+    except _Mismatch:
+        return None
     return sorted(entries)
 
 
-def _touched(total: int, keys: list[bytes], new: list[Row]) -> dict[int, tuple[list[bytes], list[Row]]]:
-    """shard index -> (keys touching it, its new rows in key order), for the shards anything touches."""
-    plan: dict[int, tuple[list[bytes], list[Row]]] = {}
-    for key in keys:
-        plan.setdefault(shard_of_bucket(bucket_of(key), total), ([], []))[0].append(key)
-    for key, value in new:
-        plan[shard_of_bucket(bucket_of(key), total)][1].append((key, value))
-    for _keys, rows in plan.values():
-        rows.sort()
-    return plan
+def _is_raw(group: str) -> bool:
+    return not group.startswith(INDEX_GROUP)
 
 
-def _old_record_keys(old: Path, shards: Mapping[int, ContentEntry]) -> dict[str, list[bytes]]:
-    """kind -> every record key of the old state (from its record index)."""
-    keys: defaultdict[str, list[bytes]] = defaultdict(list)
-    for entry in shards.values():
-        for key in pq.read_table(old / entry.path, columns=["key"]).column(0).to_pylist():
-            keys[key.split(b"\x00", 1)[0].decode()].append(key)
-    return keys
+def _kind_and_id(key: bytes) -> str:
+    return b"\x00".join(key.split(b"\x00", 2)[:2]).decode("utf-8")
 
 
-def _keys_by_shard(keys: list[bytes], total: int, wanted: set[int]) -> dict[int, list[bytes]]:
-    found: defaultdict[int, list[bytes]] = defaultdict(list)
-    for key in keys:
-        index = shard_of_bucket(bucket_of(key), total)
-        if index in wanted:
-            found[index].append(key)
-    return {index: sorted(shard) for index, shard in found.items()}
+def _touched(total: int, gone: Iterable[Row], new: Iterable[Row]) -> dict[int, _Touch]:
+    """shard index -> what the delta does there, for the shards anything touches."""
+    plan: defaultdict[int, _Touch] = defaultdict(_Touch)
+    for row in gone:
+        plan[shard_of_bucket(bucket_of(row[0]), total)].gone.append(row)
+    for row in new:
+        plan[shard_of_bucket(bucket_of(row[0]), total)].new.append(row)
+    for touch in plan.values():
+        touch.gone.sort()
+        touch.new.sort()
+    return dict(plan)
 
 
-def _old_lines(old: Path, entry: ContentEntry | None, keys: list[bytes]) -> Iterator[Row]:
-    """(key, line) of an old raw shard: its lines are its keys' records, in key order."""
-    if entry is None:
-        return
-    what = entry.path
-    count = 0
-    with open_decompressed(
-        (old / entry.path).open("rb"), "zstd", what=what, error=BundleIntegrityError
-    ) as reader:
-        for line in iter_lines(reader):
-            if line.oversized or count >= len(keys):
-                raise BundleIntegrityError(f"{what}: not the records its index lists", details={"file": what})
-            yield keys[count], line.data
-            count += 1
-    if count != len(keys):
-        raise BundleIntegrityError(f"{what}: not the records its index lists", details={"file": what})
+def _links(
+    old: Path, staging: Path, shards: Mapping[int, ContentEntry], touched: Mapping[int, _Touch]
+) -> list[ContentEntry]:
+    """Hard links to the shards no change lands in: the same bytes, no copy."""
+    linked = []
+    for index, entry in sorted(shards.items()):
+        if index not in touched:
+            target = staging / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(old / entry.path, target)
+            linked.append(entry)
+    return linked
 
 
-class _Mismatch(Exception):
-    """The old state is not laid out as its record index says: rebuild instead."""
+class _KeySpill:
+    """Each touched raw shard's old record keys, from the record index, spilled to disk.
+
+    A raw shard holds the records of one kind whose key's bucket falls in its range; the
+    record index is sharded by the same buckets with another shard count, so each of its
+    shards contributes a piece to each raw shard. The pieces go to Arrow IPC files, so
+    memory holds one record-index shard's keys while splitting, one raw shard's when read.
+    """
+
+    def __init__(self, folder: Path, raw: Mapping[str, _Group]) -> None:
+        self._folder = folder
+        self._raw = {group: planned for group, planned in raw.items() if planned.touched}
+        self._files: defaultdict[tuple[str, int], list[Path]] = defaultdict(list)
+        self._written = 0
+
+    def add(self, table: pa.Table) -> None:
+        if not self._raw or not table.num_rows:
+            return
+        keys = table["key"].combine_chunks()
+        buckets = pa.array([bucket_of(key) for key in keys.to_pylist()], pa.int32())
+        for group, planned in self._raw.items():
+            of_kind = pc.equal(table["kind"].combine_chunks(), group)
+            shard = pc.divide(pc.multiply(buckets, planned.total), BUCKETS)  # shard_of_bucket, vectorized
+            for index in planned.touched:
+                piece = keys.filter(pc.and_(of_kind, pc.equal(shard, index)))
+                if len(piece):
+                    path = self._folder / f"keys-{self._written}.arrow"
+                    self._written += 1
+                    with pa.ipc.new_file(path, pa.schema([("key", pa.binary())])) as writer:
+                        writer.write_batch(pa.record_batch([piece], names=["key"]))
+                    self._files[group, index].append(path)
+
+    def keys(self, group: str, index: int) -> list[bytes]:
+        """The old keys of raw shard ``index`` of ``group``, in order (the order of its lines)."""
+        pieces = [pa.ipc.open_file(path).read_all()["key"] for path in self._files.get((group, index), [])]
+        keys = pa.chunked_array(pieces, pa.binary()).combine_chunks()
+        return keys.take(pc.sort_indices(keys)).to_pylist()  # type: ignore[no-any-return]
+
+    def drop(self, group: str, index: int) -> None:
+        for path in self._files.pop((group, index), []):
+            path.unlink()
 
 
-def _kept(
-    lines: Iterator[Row], dropped: set[bytes], removed: dict[str, list[Row]], *, where: str
-) -> Iterator[Row]:
-    """The lines not dropped, streamed; a dropped line's items (its index rows) go to ``removed``."""
-    for key, line in lines:
-        if key not in dropped:
-            yield key, line
-            continue
-        items = list(items_of_line(line, where=where))
-        if items[0][1] != key:
-            raise _Mismatch(where)
-        for group, sort_key, value in items:
-            removed.setdefault(group, []).append((sort_key, value))
+def _patch_raw(
+    old: Path,
+    staging: Path,
+    group: str,
+    entry: ContentEntry | None,
+    total: int,
+    index: int,
+    keys: list[bytes],
+    touch: _Touch,
+    removed: defaultdict[str, list[Row]],
+) -> list[ContentEntry]:
+    """Rewrite one raw shard; the dropped lines' index rows go to ``removed``."""
+    path = mirror_shard_path(group, index, total)
+    drops = []
+    for key, _empty in touch.gone:
+        at = bisect_left(keys, key)
+        if at == len(keys) or keys[at] != key:
+            raise _Mismatch(path)  # a dropped key is not where the record index puts it
+        drops.append(at)
+    inserts = [(bisect_left(keys, key), line) for key, line in touch.new]
+    gone_lines: list[bytes] = []
+    reader = None
+    if entry is not None:
+        reader = open_decompressed(
+            (old / entry.path).open("rb"), "zstd", what=path, error=BundleIntegrityError
+        )
+    text = merge_text(reader, len(keys), drops, inserts, gone_lines, where=path)
+    records = len(keys) - len(drops) + len(inserts)
+    written = []
+    if records:
+        written.append(write_jsonl_blocks(str(staging), path, text, records=records))
+    else:  # an emptied shard: no file, but its lines are still read (their rows are removed)
+        deque(text, maxlen=0)
+    for at, line in zip(drops, gone_lines, strict=True):
+        items = list(items_of_line(line, where=path))
+        if items[0][1] != keys[at]:
+            raise _Mismatch(path)
+        for item_group, sort_key, value in items:
+            removed[item_group].append((sort_key, value))
+    return written
 
 
-def _link(old: Path, staging: Path, entry: ContentEntry) -> ContentEntry:
-    target = staging / entry.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.link(old / entry.path, target)
-    return entry
+def _patch_index(
+    old: Path,
+    staging: Path,
+    group: str,
+    shards: Mapping[int, ContentEntry],
+    planned: _Group,
+    wanted: pa.Array,
+    revisions: list[pa.Table],
+) -> list[ContentEntry]:
+    """Rewrite the touched shards of one index, one at a time (``revisions`` fills from the records index)."""
+    name = group[len(INDEX_GROUP) :]
+    entries = _links(old, staging, shards, planned.touched)
+    for index, touch in sorted(planned.touched.items()):
+        previous = shards.get(index)
+        table = pq.read_table(old / previous.path) if previous else index_table(name, [])
+        table = _drop_rows(name, table, touch.gone)
+        table = pa.concat_tables([table, index_table(name, [json.loads(v) for _k, v in touch.new])])
+        if name == "records":
+            order = pc.sort_indices(table["key"])
+            revisions.append(_revisions(table, wanted))
+        else:
+            order = _key_order(name, table, pa.concat_tables(revisions), wanted)
+        if table.num_rows:
+            path = mirror_shard_path(group, index, planned.total)
+            entries.append(write_parquet_table(str(staging), path, table, order))
+        del table, order
+        pa.default_memory_pool().release_unused()  # one shard at a time: give its memory back
+    if name == "records":
+        for index, entry in shards.items():
+            if index not in planned.touched:
+                revisions.append(_revisions(pq.read_table(old / entry.path, columns=_TIMES), wanted))
+    return entries
 
 
-_TIMES: Final = ["kind", "id", "digest", "modified"]
+def _revisions(records: pa.Table, wanted: pa.Array) -> pa.Table:
+    """The record index's (kind, id, digest, modified) of every record whose (kind, id) is in ``wanted``."""
+    mask = pc.is_in(pc.binary_join_element_wise(records["kind"], records["id"], "\x00"), value_set=wanted)
+    return records.select(_TIMES).filter(mask)
 
 
-def _concat(first: pa.Table | None, second: pa.Table) -> pa.Table:
-    """The record index's columns the other indexes sort by, accumulated shard by shard."""
-    second = second.select(_TIMES)
-    return second if first is None else pa.concat_tables([first, second])
-
-
-def _identity(name: str, table: pa.Table) -> Any:
+def _identity(name: str, table: pa.Table) -> pa.ChunkedArray:
     """One value per row that names it: the record key, or every column of the row."""
     if name == "records":
         return table["key"]
     return pc.binary_join_element_wise(*(table[c] for c in table.column_names), "\x00")
 
 
-def _drop_rows(name: str, table: pa.Table, rows: list[Row]) -> pa.Table | None:
+def _drop_rows(name: str, table: pa.Table, rows: list[Row]) -> pa.Table:
+    """``table`` less exactly ``rows`` (candidates first by document digest, so few rows are joined)."""
     if not rows:
         return table
     values = index_table(name, [json.loads(v) for _k, v in rows])
-    mask = pc.is_in(_identity(name, table), value_set=_identity(name, values))
-    kept = table.filter(pc.invert(mask))
-    return kept if table.num_rows - kept.num_rows == len(rows) else None
+    column = "key" if name == "records" else "digest"
+    candidates = pc.indices_nonzero(pc.is_in(table[column], value_set=values[column]))
+    hits = pc.is_in(_identity(name, table.take(candidates)), value_set=_identity(name, values))
+    gone = pc.filter(candidates, hits)
+    if len(gone) != len(rows):
+        raise _Mismatch(name)
+    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.uint64()), value_set=gone))
+    return table.filter(keep)
 
 
-def _sorted_by_key_columns(name: str, table: pa.Table, records: pa.Table) -> pa.Table | None:
-    """``table`` in its sort keys' order: term, then the record key (kind, id, modified, digest)."""
+def _key_order(name: str, table: pa.Table, revisions: pa.Table, wanted: pa.Array) -> pa.Array:
+    """The row numbers of ``table`` in its sort keys' order: term, then the record key (kind, id, modified, digest).
+
+    Rows of an id in ``wanted`` get their ``modified`` from ``revisions`` (every record of
+    those ids); the rows of any other id keep their order (the old shard's, already right),
+    since no new row shares their term, kind and id. Only the wanted rows are joined.
+    """
     schema = INDEX_SCHEMAS[name]
-    term = schema.names[0]
-    if "kind" not in table.column_names:
-        table = table.append_column("kind", pa.array([name if name != "sboms" else "sbom"] * table.num_rows))
-    times = records.select(_TIMES)
-    times = times.append_column("found", pa.array([True] * times.num_rows, pa.bool_()))
-    joined = table.append_column("row", pa.array(range(table.num_rows), pa.int64())).join(
-        times, keys=["kind", "id", "digest"], join_type="left outer"
+    size = table.num_rows
+    kind = table["kind"] if "kind" in schema.names else pa.repeat(_KIND_OF_INDEX.get(name, name), size)
+    wanted_rows = pc.is_in(
+        pc.binary_join_element_wise(kind, table["id"], "\x00"), value_set=wanted
+    ).combine_chunks()
+    at = pc.indices_nonzero(wanted_rows)
+    rows = pa.table(
+        {"kind": kind.take(at), "id": table["id"].take(at), "digest": table["digest"].take(at), "at": at}
     )
-    if joined.num_rows != table.num_rows or joined["found"].null_count:
-        return None  # a row of no record, or two records with one (kind, id, digest)
-    joined = joined.set_column(
-        joined.schema.get_field_index("modified"), "modified", pc.fill_null(joined["modified"], "")
+    found = revisions.append_column("found", pa.repeat(True, revisions.num_rows))
+    joined = rows.join(found, keys=["kind", "id", "digest"], join_type="left outer").sort_by("at")
+    if joined.num_rows != rows.num_rows or joined["found"].null_count:
+        raise _Mismatch(name)  # a row of no record, or two records with one (kind, id, digest)
+    blank = pa.repeat("", size)
+    keys = pa.table(
+        [
+            table[schema.names[0]],
+            kind,
+            table["id"],
+            pc.replace_with_mask(blank, wanted_rows, pc.fill_null(joined["modified"], "").combine_chunks()),
+            pc.replace_with_mask(blank, wanted_rows, joined["digest"].combine_chunks()),
+            pa.array(range(size), pa.int64()),
+        ],
+        names=["term", "kind", "id", "modified", "digest", "row"],
     )
-    order = pc.sort_indices(
-        joined,
-        sort_keys=[(c, "ascending") for c in (term, "kind", "id", "modified", "digest", "row")],
-    )
-    return joined.take(order).select(schema.names).cast(schema)
+    return pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in keys.column_names])

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from stella.adapters.mirror.delta import REMOVE, Change
+from stella.adapters.mirror.delta import ADD, CHANGE, REMOVE, Change
 from stella.adapters.mirror.items import items_of_line
 from stella.adapters.mirror.records import key_of_envelope, line_digest
 from stella.bundle.manifest import ContentEntry
+from stella.canonical import dumps
 from stella.mirror.importer import state_lines
 from stella.mirror.patch import patch_state
 from stella.mirror.rebuild import write_sorted
 from stella.mirror.state import current_state
+from stella.sorting import shard_count
 from tests.integration.mirror_fixtures import NOW, MirrorHistory, mirror_digest, mirror_import
 from tests.support import export, stella_cli, tree_digests
 
@@ -256,9 +260,11 @@ def test_a_delta_rewrites_only_the_shards_it_touches(chained: dict[str, Path], t
     lines = {key_of_envelope(json.loads(line)): line for _where, line in state_lines(state.path)}
     gone = next(key for key in sorted(lines) if key.startswith(b"advisory\x00"))
     changes = {gone: Change(gone, REMOVE, None, line_digest(lines[gone]))}
+    (tmp_path / "spill").mkdir()
     patched = patch_state(
-        state.path, contents, changes, {}, tmp_path / "patched", records_per_shard=per_shard
-    )
+        state.path, contents, changes, {}, tmp_path / "patched", records_per_shard=per_shard,
+        temp_dir=tmp_path / "spill",
+    )  # fmt: skip
     assert patched is not None  # the proportional path, not the fallback rebuild
     (tmp_path / "runs").mkdir()
     rebuilt = write_sorted(
@@ -270,3 +276,62 @@ def test_a_delta_rewrites_only_the_shards_it_touches(chained: dict[str, Path], t
     linked = {e.path for e in patched if os.path.samefile(tmp_path / "patched" / e.path, state.path / e.path)}
     assert {p.split("/")[2] for p in linked} >= {"sboms", "vex"}
     assert not any(p.startswith(("data/raw/advisories/", "data/indexes/records/")) for p in linked)
+
+
+def test_a_delta_over_many_shards_patches_to_the_bytes_of_a_rebuild(
+    chained: dict[str, Path], tmp_path: Path
+) -> None:
+    """Removals, changed provenance and new revisions (modified before and after the held one, so the
+    index order turns on ``modified``) spread over several shards per group: the patched state is the
+    rebuild's bytes, and shards nothing lands in are linked."""
+    state = current_state(chained["full0"])
+    assert state is not None
+    lines = {key_of_envelope(json.loads(line)): line for _where, line in state_lines(state.path)}
+    rng = random.Random(8)
+    keys = sorted(k for k in lines if k.startswith(b"advisory\x00"))  # small records: few rows each
+    changes: dict[bytes, Change] = {}
+    carried: dict[bytes, bytes] = {}
+    for key in rng.sample(keys, 9):  # removals
+        changes[key] = Change(key, REMOVE, None, line_digest(lines[key]))
+    for key in rng.sample([k for k in keys if k not in changes], 4):  # the same record, other provenance
+        line = dumps({**json.loads(lines[key]), "ingestedAt": "2026-12-01T00:00:00Z"})
+        changes[key] = Change(key, CHANGE, line_digest(line), line_digest(lines[key]))
+        carried[key] = line
+    for number, key in enumerate(rng.sample([k for k in keys if k not in changes], 9)):  # new revisions
+        envelope = json.loads(lines[key])
+        modified = ("2000-01-01T00:00:00Z", "2099-01-01T00:00:00Z")[number % 2]
+        line = dumps({**envelope, "modified": modified, "digest": f"sha256:{number:064x}"})
+        new_key = key_of_envelope(json.loads(line))
+        changes[new_key] = Change(new_key, ADD, line_digest(line), None)
+        carried[new_key] = line
+    kept = {k: v for k, v in lines.items() if k not in changes} | carried
+
+    def rows(records: dict[bytes, bytes]) -> Counter[str]:
+        return Counter(
+            group for line in records.values() for group, _k, _v in items_of_line(line, where="state")
+        )
+
+    before, after = rows(lines), rows(kept)
+    per_shard = next(  # the smallest shard size (the most shards) at which no group's shard count changes
+        size
+        for size in range(1, max(before.values()) + 1)
+        if all(shard_count(before[g], records_per_shard=size) == shard_count(after[g], records_per_shard=size)
+               for g in before | after)
+    )  # fmt: skip
+
+    def rebuild(records: dict[bytes, bytes], out: Path) -> list[ContentEntry]:
+        (out.parent / f"runs-{out.name}").mkdir()
+        items = (item for key in sorted(records) for item in items_of_line(records[key], where="state"))
+        return write_sorted(items, temp_dir=str(out.parent / f"runs-{out.name}"), out_root=str(out),
+                            records_per_shard=per_shard)  # fmt: skip
+
+    old = rebuild(lines, tmp_path / "old")
+    assert any(not e.path.endswith("-of-00001.jsonl.zst") for e in old if "/raw/" in e.path)  # several shards
+    (tmp_path / "spill").mkdir()
+    patched = patch_state(tmp_path / "old", old, changes, carried, tmp_path / "patched",
+                          records_per_shard=per_shard, temp_dir=tmp_path / "spill")  # fmt: skip
+    assert patched is not None  # shard counts unchanged: the proportional path
+    assert patched == rebuild(kept, tmp_path / "rebuilt")
+    assert tree_digests(tmp_path / "patched") == tree_digests(tmp_path / "rebuilt")
+    assert any(os.path.samefile(tmp_path / "patched" / e.path, tmp_path / "old" / e.path) for e in patched)
+    assert not list((tmp_path / "spill").iterdir())  # every spilled piece is removed once used

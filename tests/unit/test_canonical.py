@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stella.canonical import canonical_document, dumps, sha256_digest
+from stella.canonical import canonical_document, dumps, dumps_plain, sha256_digest
 from stella.errors import InputError
 
 _SAFE_INT = 2**53 - 1
@@ -134,3 +135,15 @@ def test_what_orjson_refuses_takes_the_standard_path() -> None:
 )
 def test_non_bmp_keys_are_found_escaped_or_not(raw: bytes, expected: bytes) -> None:
     assert canonical_document(raw)[1] == expected
+
+
+def test_encoded_values_cost_their_size() -> None:
+    """orjson's 4 KiB output buffer is not kept: 2,000 short rows take about their length, not 8 MB."""
+    values = [["pkg:pypi/x@1.0", "pkg:pypi/x", "advisory", f"PYSEC-{n}", "sha256:00"] for n in range(2_000)]
+    tracemalloc.start()
+    try:
+        encoded = [dumps_plain(v) for v in values] + [dumps(v) for v in values]
+        used, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert used < sum(len(e) + 100 for e in encoded) + 64_000

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,18 @@ def test_selectors_match_rows_as_records(
     assert [parsed.matches_row(row) for row in rows] == expected
     assert parsed.is_empty == (not selectors)
     assert 0 < sum(expected) <= len(records)  # each selector set selects something real
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records)
+def test_lines_and_index_rows_cost_their_size(record: LedgerRecord) -> None:
+    """orjson hands back its whole output buffer (4 KiB for a short value) unless trimmed: items held for a
+    sort (json:raw lines, mirror lines and index rows) must cost about their length, not 4 KiB each."""
+    rows = [record_to_row(record)] * 200
+    tracemalloc.start()
+    try:
+        items = [*row_items(rows), *mirror_row_items(rows)]
+        used, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert used < sum(len(key) + len(value) + 200 for _group, key, value in items)

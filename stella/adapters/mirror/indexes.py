@@ -9,10 +9,10 @@ signs.
 
 Rows come from the envelope fields (kind, id, digest, linkset), never from the
 document, so the exporter (from ledger records) and the importer (from envelope lines)
-derive the same rows. Bytes are reproducible: fixed row-group size, zstd level,
-dictionary and statistics settings, no key-value metadata beyond the schema, and no
-time anywhere in a Parquet footer; ``created_by`` names the pyarrow version, which CI
-pins like the zstd library.
+derive the same rows. Bytes are reproducible: the writer settings are the bundle's one
+Parquet configuration (:mod:`stella.bundle.parquet`: fixed row-group size, zstd level,
+dictionary and statistics settings, no time in a footer), with data page v1 and no
+embedded Arrow schema for these flat indexes.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import pyarrow.parquet as pq
 
 from stella import storage
 from stella.bundle.manifest import ContentEntry
+from stella.bundle.parquet import PARQUET_CONTENT_TYPE, ROW_GROUP_ROWS, parquet_writer
 from stella.canonical import dumps_plain
 from stella.sorting import SortItem
 
 __all__ = [
-    "INDEX_CONTENT_TYPE",
     "INDEX_SCHEMAS",
     "INDEX_GROUP",
     "index_items",
@@ -42,9 +42,7 @@ __all__ = [
     "write_parquet_table",
 ]
 
-INDEX_CONTENT_TYPE: Final = "application/vnd.apache.parquet"
 RECORDS: Final = "records"
-_ROW_GROUP: Final = 65_536
 _STRING = pa.string()
 
 INDEX_SCHEMAS: Final[Mapping[str, pa.Schema]] = {
@@ -140,26 +138,6 @@ def index_items(envelope: Mapping[str, Any], key: bytes, line_digest: str) -> It
             yield row("vex", product, [product, upstream_id, digest])
 
 
-class _Sink:
-    """The file-like surface pyarrow's writer needs, over a hashing storage writer."""
-
-    def __init__(self, inner: storage.HashingWriter) -> None:
-        self._inner = inner
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        return self._inner.write(bytes(data))
-
-    def tell(self) -> int:
-        return self._inner.size
-
-    def flush(self) -> None:
-        self._inner.flush()
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def _table(schema: pa.Schema, rows: list[list[Any]]) -> pa.Table:
     columns: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     arrays = []
@@ -175,19 +153,7 @@ def index_table(name: str, rows: list[list[Any]]) -> pa.Table:
 
 
 def _writer(hashing: storage.HashingWriter, schema: pa.Schema) -> pq.ParquetWriter:
-    return pq.ParquetWriter(
-        _Sink(hashing),
-        schema,
-        version="2.6",
-        compression="zstd",
-        compression_level=3,
-        use_dictionary=True,
-        write_statistics=True,
-        data_page_size=1 << 20,
-        store_schema=False,
-        write_page_index=False,
-        write_page_checksum=False,
-    )
+    return parquet_writer(hashing, schema, data_page_version="1.0", store_schema=False)
 
 
 def _entry(relative_path: str, hashing: storage.HashingWriter, count: int) -> ContentEntry:
@@ -196,7 +162,7 @@ def _entry(relative_path: str, hashing: storage.HashingWriter, count: int) -> Co
         digest=hashing.digest,
         bytes=hashing.size,
         records=count,
-        content_type=INDEX_CONTENT_TYPE,
+        content_type=PARQUET_CONTENT_TYPE,
     )
 
 
@@ -211,27 +177,36 @@ def write_parquet_index(root: str, relative_path: str, values: Iterable[bytes]) 
         for value in values:
             rows.append(json.loads(value))
             count += 1
-            if len(rows) >= _ROW_GROUP:
-                writer.write_table(_table(schema, rows), row_group_size=_ROW_GROUP)
+            if len(rows) >= ROW_GROUP_ROWS:
+                writer.write_table(_table(schema, rows), row_group_size=ROW_GROUP_ROWS)
                 rows = []
         if rows or count == 0:
-            writer.write_table(_table(schema, rows), row_group_size=_ROW_GROUP)
+            writer.write_table(_table(schema, rows), row_group_size=ROW_GROUP_ROWS)
         writer.close()
     return _entry(relative_path, hashing, count)
 
 
-def write_parquet_table(root: str, relative_path: str, table: pa.Table) -> ContentEntry:
-    """Write one index from a table already in key order: the same bytes as :func:`write_parquet_index`.
+def write_parquet_table(
+    root: str, relative_path: str, table: pa.Table, order: pa.Array | None = None
+) -> ContentEntry:
+    """Write one index from a table in key order: the same bytes as :func:`write_parquet_index`.
 
     Row groups are cut at the same row counts and each is written from one contiguous
     chunk, as the row-by-row writer does, which is what makes the pages identical.
+    ``order`` (row numbers of ``table`` in key order) is taken one row group at a time,
+    so a table is written sorted without a sorted copy of it in memory.
     """
     schema = INDEX_SCHEMAS[relative_path.split("/")[2]]
     table = table.select(schema.names).cast(schema)
     with storage.open_write(storage.join(root, relative_path)) as handle:
         hashing = storage.HashingWriter(handle)
         writer = _writer(hashing, schema)
-        for offset in range(0, max(table.num_rows, 1), _ROW_GROUP):
-            writer.write_table(table.slice(offset, _ROW_GROUP).combine_chunks(), row_group_size=_ROW_GROUP)
+        for offset in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
+            group = (
+                table.slice(offset, ROW_GROUP_ROWS)
+                if order is None
+                else table.take(order.slice(offset, ROW_GROUP_ROWS))
+            )
+            writer.write_table(group.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
         writer.close()
     return _entry(relative_path, hashing, table.num_rows)
