@@ -5,7 +5,9 @@ When a delta changes a group's shard count (so rows move between shards), or
 shard and index of the new state from its records: :func:`write_sorted` is :class:`transforms.shards.WriteSortedShards`
 without Beam (the same runs, the same bucket-to-shard assignment, the same merge and the
 same writers), so the result is byte-identical to a mirror:full export of the same
-records. Memory stays one batch plus one read buffer per run.
+records. Memory stays one batch (cut at ``_RUN_ITEMS`` items or ``_RUN_BYTES`` bytes,
+whichever comes first: a few large documents must not make a batch of gigabytes) plus one
+read buffer per open run slice.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_
 __all__ = ["write_sorted"]
 
 _RUN_ITEMS: Final = 100_000
+# Key and value bytes held before a batch becomes a run: ReadLedger's DEFAULT_BATCH_BYTES,
+# so the importer's rebuild holds no more than one exporter batch does.
+_RUN_BYTES: Final = 32 * 1024 * 1024
 
 
 def write_sorted(
@@ -29,11 +34,13 @@ def write_sorted(
     """Sort ``items`` into the mirror's shard files under ``out_root``; their entries, sorted."""
     slices: list[RunSlice] = []
     batch: list[SortItem] = []
+    size = 0
     for item in items:
         batch.append(item)
-        if len(batch) >= _RUN_ITEMS:
+        size += len(item[1]) + len(item[2])
+        if len(batch) >= _RUN_ITEMS or size >= _RUN_BYTES:
             slices += write_run(temp_dir, batch)
-            batch = []
+            batch, size = [], 0
     slices += write_run(temp_dir, batch)
     groups: defaultdict[str, list[RunSlice]] = defaultdict(list)
     for piece in slices:
