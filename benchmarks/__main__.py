@@ -2,7 +2,8 @@
 
     python -m benchmarks                    # the issue sizes: 1,000,000 documents, 1 GB payloads
     python -m benchmarks --records 100000   # a quicker pass
-    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, ingest, policy_findings, mirror, sign_encrypt,
+    python -m benchmarks --only json_raw    # one of: json_raw, trivy_db, ingest, policy_findings, mirror,
+                                            # mirror_rebuild, sign_encrypt,
                                             # encryption, service_load
 
 Ledgers are generated once and cached under .cache/bench (STELLA_BENCH_CACHE).
@@ -17,6 +18,7 @@ from benchmarks import (
     ingest,
     json_raw,
     mirror,
+    mirror_rebuild,
     policy_findings,
     service_load,
     sign_encrypt,
@@ -42,6 +44,7 @@ def main() -> None:
             "ingest",
             "policy_findings",
             "mirror",
+            "mirror_rebuild",
             "sign_encrypt",
             "encryption",
             "service_load",
@@ -54,6 +57,7 @@ def main() -> None:
         "ingest": lambda: ingest.run(args.records),
         "policy_findings": lambda: policy_findings.run(sboms=args.records // 100, advisories=args.records),
         "mirror": lambda: mirror.run(args.records),
+        "mirror_rebuild": lambda: print(mirror_rebuild.run(args.records, trace=False)),
         "sign_encrypt": lambda: sign_encrypt.run(args.mb),
         "encryption": lambda: print(encryption_overhead.table(encryption_overhead.run(args.mb))),
         "service_load": lambda: service_load.run(min(args.records, 20_000)),

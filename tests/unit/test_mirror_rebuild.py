@@ -1,0 +1,56 @@
+"""The importer's rebuild (stella.mirror.rebuild.write_sorted) bounds its sort batches by bytes.
+
+A batch becomes a run at ``_RUN_ITEMS`` items or ``_RUN_BYTES`` key and value bytes,
+whichever comes first; how the input is cut into runs must never change the files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stella.adapters.mirror.items import items_of_line
+from stella.canonical import dumps_plain
+from stella.mirror import rebuild
+from stella.sorting import SortItem
+
+
+def _items(count: int) -> list[SortItem]:
+    items: list[SortItem] = []
+    for n in range(count):
+        envelope = {
+            "kind": "advisory",
+            "id": f"CVE-2026-{n:05d}",
+            "modified": "2026-11-27T00:00:00Z",
+            "digest": f"sha256:{n:064x}",
+            "source": "osv",
+            "ingestedAt": "2026-11-27T00:00:00Z",
+            "linkset": {"aliases": [f"GHSA-{n:04d}"], "purls": [f"pkg:npm/p{n % 7}@1.{n}"]},
+            "document": {"details": "x" * (n % 50) * 40},
+        }
+        items.extend(items_of_line(dumps_plain(envelope), where="test"))
+    return items
+
+
+def _build(root: Path, items: list[SortItem]) -> tuple[list[str], dict[str, bytes], int]:
+    runs, out = root / "runs", root / "out"
+    runs.mkdir(parents=True)
+    out.mkdir()
+    entries = rebuild.write_sorted(items, temp_dir=str(runs), out_root=str(out), records_per_shard=40)
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return [e.path for e in entries], files, len(list(runs.glob("run-*.bin")))
+
+
+def test_batches_are_cut_by_bytes_and_the_files_do_not_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = _items(120)
+    paths, files, one_run = _build(tmp_path / "whole", items)
+    assert one_run == 1
+    assert any(path.endswith(".parquet") for path in paths)
+    size = sum(len(key) + len(value) for _group, key, value in items)
+    monkeypatch.setattr(rebuild, "_RUN_BYTES", size // 5)
+    cut_paths, cut_files, runs = _build(tmp_path / "cut", items)
+    assert runs >= 5  # the item count (100,000) alone would have made one run
+    assert (cut_paths, cut_files) == (paths, files)
