@@ -20,10 +20,13 @@ __all__ = ["dask_cluster"]
 
 
 @contextmanager
-def dask_cluster(log_dir: Path, workers: int = 2, *, env: dict[str, str] | None = None) -> Iterator[str]:
+def dask_cluster(
+    log_dir: Path, workers: int = 2, *, env: dict[str, str] | None = None, driver_only: Path | None = None
+) -> Iterator[str]:
     """Yield the scheduler address once ``workers`` workers have registered.
 
     ``env`` is added to every process's environment (e.g. ``STORAGE_EMULATOR_HOST``).
+    Nothing under ``driver_only`` can be opened by a worker (:mod:`tests.services.dask_driver_only`).
     """
     dask = VENV_BIN / "dask"
     require(dask.exists(), "dask (pip install 'apache-beam[dask]')")
@@ -48,6 +51,10 @@ def dask_cluster(log_dir: Path, workers: int = 2, *, env: dict[str, str] | None 
     ]
     try:
         worker_args = ["--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1", "--memory-limit", "2GiB"]
+        worker_env = {**os.environ, **(env or {})}
+        if driver_only is not None:
+            worker_args += ["--preload", str(Path(__file__).with_name("dask_driver_only.py"))]
+            worker_env["STELLA_TEST_DRIVER_ONLY"] = str(driver_only)
         homes = [log_dir / f"worker{index}-home" for index in range(workers)]
         for home in homes:
             (home / "tmp").mkdir(parents=True)
@@ -66,7 +73,7 @@ def dask_cluster(log_dir: Path, workers: int = 2, *, env: dict[str, str] | None 
                 stdout=(log_dir / f"worker{index}.log").open("wb"),
                 stderr=subprocess.STDOUT,
                 cwd=homes[index],
-                env={**os.environ, **(env or {}), "TMPDIR": str(homes[index] / "tmp")},
+                env={**worker_env, "TMPDIR": str(homes[index] / "tmp")},
             )
             for index in range(workers)
         )
