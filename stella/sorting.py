@@ -36,6 +36,7 @@ import zstandard
 from stella import storage
 
 __all__ = [
+    "BATCH_BYTES",
     "BUCKETS",
     "DEFAULT_FAN_IN",
     "RunSlice",
@@ -49,6 +50,11 @@ __all__ = [
 ]
 
 BUCKETS = 64
+# Key and value bytes a step holds before its batch becomes a run (or a Beam element):
+# the ledger reader's batches, the joins' output batches and the importer's rebuild all
+# cut here as well as at their item counts, so a few large documents never make one
+# batch of gigabytes.
+BATCH_BYTES = 32 * 1024 * 1024
 # At most this many run slices are open in a merge; more are first merged into
 # intermediate runs. A slice open in a merge costs a file handle and one decoded block
 # (``_BLOCK_BYTES``, at most twice), not a zstd decoder: blocks are independent frames

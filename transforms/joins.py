@@ -18,7 +18,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import typehints
 
-from stella.sorting import RunSlice, SortItem, cogroup_sorted, merge_slices, shard_of_bucket
+from stella.sorting import BATCH_BYTES, RunSlice, SortItem, cogroup_sorted, merge_slices, shard_of_bucket
 from transforms.coders import ItemBatch
 
 __all__ = ["COUNTS", "ITEMS", "PARTITIONS", "JoinBucketFn", "JoinRuns", "KeyJoin"]
@@ -37,7 +37,7 @@ KeyJoin = Callable[[bytes, Mapping[str, Sequence[bytes]], Any], tuple[list[SortI
 class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
     """One partition's run slices -> ``join`` applied to every key, its items batched.
 
-    Emits (``ItemBatch`` of at most ``batch_size`` items, counts) pairs: the next
+    Emits (``ItemBatch`` of at most ``batch_size`` items or about ``BATCH_BYTES``, counts) pairs: the next
     ``WriteRuns`` turns each batch into one run; the partition's summed counts come with
     its last batch (empty before). Pairs, not a tagged output: the Dask runner mixes tagged
     outputs into the main one.
@@ -57,14 +57,15 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
         streams: Mapping[str, Iterable[tuple[bytes, bytes]]] = {
             side: merge_slices(listed, temp_dir=self._temp_dir) for side, listed in by_side.items()
         }
-        batch, counts = ItemBatch(), Counter[str]()
+        batch, counts, size = ItemBatch(), Counter[str](), 0
         for key, groups in cogroup_sorted(streams):
             items, found = self._join(key, groups, context)
             batch.extend(items)
+            size += sum(len(item[1]) + len(item[2]) for item in items)
             counts.update(found)
-            if len(batch) >= self._batch_size:
+            if len(batch) >= self._batch_size or size >= BATCH_BYTES:
                 yield batch, Counter[str]()
-                batch = ItemBatch()
+                batch, size = ItemBatch(), 0
         yield batch, counts
 
 

@@ -27,6 +27,7 @@ from stella.ledger.store import read_rows, record_from_row
 from stella.model import LedgerRecord, LedgerRow, latest_high_water
 from stella.runtime import tune_gc
 from stella.selectors import Selectors
+from stella.sorting import BATCH_BYTES
 from stella.telemetry.tracing import TraceContext, stage_span
 from stella.timefmt import later
 from transforms.coders import RecordBatch, RowBatch
@@ -115,7 +116,7 @@ class ReadLedger(beam.PTransform):  # type: ignore[misc]
     """PBegin -> batches of ledger records (or, ``rows=True``, rows) from the given segment paths."""
 
     DEFAULT_BATCH_SIZE = 20_000
-    DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+    DEFAULT_BATCH_BYTES = BATCH_BYTES
 
     def __init__(
         self,

@@ -18,14 +18,20 @@ from typing import Final
 
 from stella.adapters.mirror.items import mirror_shard_path, write_mirror_shard
 from stella.bundle.manifest import ContentEntry
-from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
+from stella.sorting import (
+    BATCH_BYTES,
+    RunSlice,
+    SortItem,
+    merge_slices,
+    shard_count,
+    shard_of_bucket,
+    write_run,
+)
 
 __all__ = ["write_sorted"]
 
 _RUN_ITEMS: Final = 100_000
-# Key and value bytes held before a batch becomes a run: ReadLedger's DEFAULT_BATCH_BYTES,
-# so the importer's rebuild holds no more than one exporter batch does.
-_RUN_BYTES: Final = 32 * 1024 * 1024
+_RUN_BYTES: Final = BATCH_BYTES  # the exporter's batch cap: the rebuild holds no more than one batch
 
 
 def write_sorted(

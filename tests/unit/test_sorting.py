@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -162,3 +163,27 @@ def test_block_merge_of_many_multi_block_slices_is_a_total_order(
     assert list(merge_slices(slices)) == sorted((k, v) for _g, k, v in items)
     spilled = list(merge_slices(slices, temp_dir=str(directory / "spill"), fan_in=3))
     assert spilled == sorted((k, v) for _g, k, v in items)
+
+
+def test_join_batches_are_cut_by_bytes_as_well_as_by_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A join whose items are large cuts its output batches at ``BATCH_BYTES`` even when the
+    item count is far below ``batch_size`` (as ReadLedger and the importer's rebuild do)."""
+    import transforms.joins as joins
+
+    items = [("side", b"k%05d" % i, b"v") for i in range(200)]
+    slices = write_run(str(tmp_path), items)
+
+    def join(
+        key: bytes, groups: object, context: object
+    ) -> tuple[list[tuple[str, bytes, bytes]], Counter[str]]:
+        return [("out", key, b"x" * 1000)], Counter(joined=1)
+
+    monkeypatch.setattr(joins, "BATCH_BYTES", 10_000)
+    fn = joins.JoinBucketFn(["side"], join, str(tmp_path), batch_size=1_000_000)
+    out = list(fn.process((0, slices)))
+    batches = [batch for batch, _counts in out]
+    assert sum(len(b) for b in batches) == 200 and len(batches) >= 20
+    assert all(sum(len(k) + len(v) for _g, k, v in b) < 10_000 + 1_100 for b in batches)
+    assert sum((counts for _b, counts in out), Counter())["joined"] == 200
