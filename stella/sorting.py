@@ -27,8 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from heapq import heappop, heappush, merge
-from itertools import accumulate, chain, count, groupby
-from operator import itemgetter
+from itertools import accumulate, chain, count, groupby, repeat
+from operator import add, itemgetter
 from typing import IO
 
 import zstandard
@@ -74,7 +74,6 @@ _BLOCK_BYTES = 1 << 15
 # 2 KB record, a tenth of a json:raw export, to save temp disk nobody pays for.
 _RUN_PARAMS = zstandard.ZstdCompressionParameters.from_level(1, window_log=15)
 _MAX_BLOCK_RECORDS = 1 << 16
-_SIZE_SAMPLE = 64
 
 SortItem = tuple[str, bytes, bytes]
 """(group, key, value): group names an output (e.g. a record kind), key orders within it."""
@@ -140,18 +139,34 @@ def _run_compressor(directory: str) -> zstandard.ZstdCompressor | None:
     return zstandard.ZstdCompressor(compression_params=_RUN_PARAMS) if storage.is_remote(directory) else None
 
 
+def _block_ends(pairs: Sequence[Pair]) -> list[int]:
+    """Where each block of ``pairs`` ends: at most ``_BLOCK_BYTES`` encoded, or one larger pair.
+
+    Cut by the bytes actually there (cumulative encoded sizes in C, one bisection per
+    block), so a slice whose first pairs are small and the rest large (a Trivy bucket of
+    short names, then one of long advisories) still gets blocks within the bound, never
+    several times it: a merge holds up to 1.5 decoded blocks of every open slice.
+    """
+    keys, values = map(len, map(itemgetter(0), pairs)), map(len, map(itemgetter(1), pairs))
+    sizes = list(accumulate(map(add, map(add, keys, values), repeat(8))))  # 8: the pair's two lengths
+    ends: list[int] = []
+    start = 0
+    while start < len(sizes):
+        limit = (sizes[start - 1] if start else 0) + _BLOCK_BYTES
+        end = bisect_right(sizes, limit, start, min(len(sizes), start + _MAX_BLOCK_RECORDS))
+        ends.append(max(end, start + 1))  # a pair above the bound is a block of its own
+        start = ends[-1]
+    return ends
+
+
 def _write_blocks(
     handle: IO[bytes], compressor: zstandard.ZstdCompressor | None, pairs: Sequence[Pair]
 ) -> int:
-    """``pairs`` as blocks of about ``_BLOCK_BYTES`` (compressed if ``compressor``); returns the bytes written."""
-    if not pairs:
-        return 0
-    sample = pairs[:_SIZE_SAMPLE]  # block sizes only bound memory: a sample's mean size will do
-    size = sum(len(key) + len(value) for key, value in sample) + 8 * len(sample)
-    step = max(1, min(_MAX_BLOCK_RECORDS, len(sample) * _BLOCK_BYTES // max(size, 1)))
-    written = 0
-    for start in range(0, len(pairs), step):
-        block = pairs[start : start + step]
+    """``pairs`` as blocks of at most ``_BLOCK_BYTES`` (compressed if ``compressor``); returns the bytes written."""
+    written = start = 0
+    for end in _block_ends(pairs):
+        block = pairs[start:end]
+        start = end
         frame = _encode_block(block)
         codec = _RAW
         if compressor is not None:
@@ -229,7 +244,9 @@ def _slice_blocks(piece: RunSlice, decompressor: zstandard.ZstdDecompressor) -> 
                 except zstandard.ZstdError as exc:
                     raise OSError(f"run file {piece.path} is corrupt: {exc}") from exc
             produced += count
-            yield _decode_block(raw, count, piece.path)
+            block = _decode_block(raw, count, piece.path)
+            del raw  # not held across the yield: a suspended slice keeps its pairs, not their frame
+            yield block
         if produced != piece.count or remaining != 0:
             raise OSError(f"run file {piece.path} is truncated")
     finally:
