@@ -59,7 +59,9 @@ BATCH_BYTES = 32 * 1024 * 1024
 # At most this many run slices are open in a merge; more are first merged into
 # intermediate runs. A slice open in a merge costs a file handle and one decoded block
 # (``_BLOCK_BYTES``, at most twice), not a zstd decoder: blocks are independent frames
-# decoded by one context per merge. 2048 x ~64 KiB bounds a merge near 130 MB and keeps
+# decoded by one context per merge (a slice spanning a bucket range has blocks as many
+# times larger as the shard has fewer slices, see _MAX_BLOCK_BYTES, so the product holds).
+# 2048 x ~64 KiB bounds a merge near 130 MB and keeps
 # the slice count of every shard from 1M to ~16M synthetic documents (about 1,300:
 # runs grow with N while buckets per shard shrink) under it, so no record takes a
 # second pass there (the old 512 made most of them take one or two).
@@ -79,7 +81,6 @@ _RUN_PARAMS = zstandard.ZstdCompressionParameters.from_level(1, window_log=15)
 # holds, and each block costs its per-block steps over proportionally more pairs.
 _MAX_BLOCK_BYTES = 1 << 18
 _MAX_BLOCK_RECORDS = 1 << 16
-_SIZE_SAMPLE = 64
 
 SortItem = tuple[str, bytes, bytes]
 """(group, key, value): group names an output (e.g. a record kind), key orders within it."""
@@ -163,15 +164,38 @@ def _decode_block(raw: bytes, count: int, where: str) -> list[Pair]:
     header = 8 * count
     if len(raw) < header:
         raise OSError(f"run file {where} is truncated")
-    offsets = list(accumulate(struct.unpack_from(f"<{2 * count}I", raw), initial=header))
+    lengths = struct.unpack_from(f"<{2 * count}I", raw)
+    offsets = list(accumulate(lengths, initial=header))
     if offsets[-1] != len(raw):
         raise OSError(f"run file {where} is truncated")
-    pieces = list(map(raw.__getitem__, map(slice, offsets[:-1], offsets[1:])))  # no Python step per pair
-    return list(zip(pieces[:count], pieces[count:], strict=True))
+    keys = [raw[a:b] for a, b in zip(offsets[:count], offsets[1 : count + 1], strict=True)]
+    values = [raw[a:b] for a, b in zip(offsets[count:-1], offsets[count + 1 :], strict=True)]
+    return list(zip(keys, values, strict=True))
 
 
 def _run_compressor(directory: str) -> zstandard.ZstdCompressor | None:
     return zstandard.ZstdCompressor(compression_params=_RUN_PARAMS) if storage.is_remote(directory) else None
+
+
+def _block_ends(keys: Sequence[bytes], values: Sequence[bytes], block_bytes: int = _BLOCK_BYTES) -> list[int]:
+    """Where each block of the pairs ends: at most ``block_bytes`` encoded, or one larger pair.
+
+    Cut by the bytes actually there (cumulative encoded sizes in C, one bisection per
+    block), so a slice whose first pairs are small and the rest large (a Trivy bucket of
+    short names, then one of long advisories) still gets blocks within the bound, never
+    several times it: a merge holds up to 1.5 decoded blocks of every open slice.
+    """
+    sizes = list(
+        accumulate(map(add, map(add, map(len, keys), map(len, values)), repeat(8)))
+    )  # 8: two lengths
+    ends: list[int] = []
+    start = 0
+    while start < len(sizes):
+        limit = (sizes[start - 1] if start else 0) + block_bytes
+        end = bisect_right(sizes, limit, start, min(len(sizes), start + _MAX_BLOCK_RECORDS))
+        ends.append(max(end, start + 1))  # a pair above the bound is a block of its own
+        start = ends[-1]
+    return ends
 
 
 def _write_blocks(
@@ -181,22 +205,19 @@ def _write_blocks(
     values: Sequence[bytes],
     block_bytes: int = _BLOCK_BYTES,
 ) -> int:
-    """The pairs of two columns as blocks of about ``block_bytes`` (compressed if ``compressor``).
+    """The pairs of two columns as blocks of at most ``block_bytes`` (compressed if ``compressor``).
 
     Returns the bytes written.
     """
-    if not keys:
-        return 0
-    sample = min(len(keys), _SIZE_SAMPLE)  # block sizes only bound memory: a sample's mean size will do
-    size = sum(map(len, keys[:sample])) + sum(map(len, values[:sample])) + 8 * sample
-    step = max(1, min(_MAX_BLOCK_RECORDS, sample * block_bytes // max(size, 1)))
-    written = 0
-    for start in range(0, len(keys), step):
-        frame = _encode_block(keys[start : start + step], values[start : start + step])
+    written = start = 0
+    for end in _block_ends(keys, values, block_bytes):
+        frame = _encode_block(keys[start:end], values[start:end])
+        pairs = end - start
+        start = end
         codec = _RAW
         if compressor is not None:
             frame, codec = compressor.compress(frame), _ZSTD
-        handle.write(_BLOCK_HEAD.pack(len(frame), min(step, len(keys) - start), codec))
+        handle.write(_BLOCK_HEAD.pack(len(frame), pairs, codec))
         handle.write(frame)
         written += _BLOCK_HEAD.size + len(frame)
     return written
@@ -313,7 +334,9 @@ def _slice_blocks(piece: RunSlice, decompressor: zstandard.ZstdDecompressor) -> 
                 except zstandard.ZstdError as exc:
                     raise OSError(f"run file {piece.path} is corrupt: {exc}") from exc
             produced += count
-            yield _decode_block(raw, count, piece.path)
+            block = _decode_block(raw, count, piece.path)
+            del raw  # not held across the yield: a suspended slice keeps its pairs, not their frame
+            yield block
         if produced != piece.count or remaining != 0:
             raise OSError(f"run file {piece.path} is truncated")
     finally:

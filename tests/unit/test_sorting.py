@@ -99,6 +99,36 @@ def test_unbucketed_runs_hold_one_slice_per_group_and_merge_the_same(tmp_path: P
         assert list(merge_slices([p for p in bucketed if p.group == group])) == expected
 
 
+def _block_heads(path: Path) -> list[tuple[int, int]]:
+    """(frame bytes, pairs) of every block in a local run file, read from its headers."""
+    import stella.sorting as sorting
+
+    data, at, heads = path.read_bytes(), 0, []
+    while at < len(data):
+        length, count, _codec = sorting._BLOCK_HEAD.unpack_from(data, at)
+        heads.append((length, count))
+        at += sorting._BLOCK_HEAD.size + length
+    return heads
+
+
+def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(tmp_path: Path) -> None:
+    """A merge holds ~1.5 decoded blocks per open slice, so a block must never exceed
+    ``_BLOCK_BYTES`` (but for a single larger pair), however the pair sizes vary: a slice of
+    short pairs followed by long ones (Trivy's bucket names, then advisories) used to be cut
+    by the first pairs' mean size into blocks of megabytes."""
+    import stella.sorting as sorting
+
+    items = [("g", b"a%04d" % n, b"v") for n in range(200)]
+    items += [("g", b"b%05d" % n, bytes(2000)) for n in range(3000)]
+    items += [("g", b"c", bytes(3 * sorting._BLOCK_BYTES))]
+    (piece,) = write_run(str(tmp_path), items, bucketed=False)
+    heads = _block_heads(Path(piece.path))
+    assert sum(count for _length, count in heads) == len(items)
+    assert all(length <= sorting._BLOCK_BYTES or count == 1 for length, count in heads)
+    assert len(heads) < 250  # and not one pair per block either
+    assert list(merge_slices([piece])) == sorted((k, v) for _g, k, v in items)
+
+
 def test_a_truncated_run_is_an_error_not_a_short_shard(tmp_path: Path) -> None:
     import dataclasses
 
@@ -189,6 +219,44 @@ def test_join_batches_are_cut_by_bytes_as_well_as_by_items(
     assert sum(len(b) for b in batches) == 200 and len(batches) >= 20
     assert all(sum(len(k) + len(v) for _g, k, v in b) < 10_000 + 1_100 for b in batches)
     assert sum((counts for _b, counts in out), Counter())["joined"] == 200
+
+
+def test_a_joins_sides_share_one_fan_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A join merges its sides side by side, so ``fan_in`` bounds the slices open across all
+    of them (each side spills down to its share first), not per side."""
+    import stella.sorting as sorting
+    import transforms.joins as joins
+
+    open_now = peak = 0
+    real = sorting._slice_blocks
+
+    def counted(piece: object, decompressor: object) -> object:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            yield from real(piece, decompressor)  # type: ignore[arg-type]
+        finally:
+            open_now -= 1
+
+    monkeypatch.setattr(sorting, "_slice_blocks", counted)
+    sides = ["a", "b", "c"]
+    items = [(side, b"k%04d" % n, side.encode()) for side in sides for n in range(120)]
+    slices = [
+        piece for start in range(0, 120, 30) for side in sides
+        for piece in write_run(str(tmp_path), [i for i in items if i[0] == side][start : start + 30], bucketed=False)
+    ]  # fmt: skip
+    assert len(slices) == 12
+
+    def join(
+        key: bytes, groups: object, context: object
+    ) -> tuple[list[tuple[str, bytes, bytes]], Counter[str]]:
+        return [("out", key, b"".join(v for vs in groups.values() for v in vs))], Counter(joined=1)  # type: ignore[attr-defined]
+
+    fn = joins.JoinBucketFn(sides, join, str(tmp_path / "spill"), batch_size=1000, fan_in=6)
+    out = list(fn.process((0, slices)))
+    assert [v for batch, _c in out for _g, _k, v in batch] == [b"abc"] * 120
+    assert 0 < peak <= 6
 
 
 @pytest.mark.parametrize("max_shards", [1, 2, 3, 4, 5, 17, 40, 64, 500])
