@@ -11,7 +11,8 @@ Every step works on the segments' Avro rows (``rows=True``), as json:raw does: t
 adapters read the few fields they need from the row, so no LedgerRecord is built.
 
 WriteTrivyArtifact merges the sorted items, then writes metadata, the tarball and the
-OCI layout.
+OCI layout; it runs alone after every other step, so it gets the run's worker count
+and compresses the tarball on that many threads (the bytes do not depend on it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from runners.options import worker_count
 from stella.adapters.trivy.payload import TrivyLayout, parse_trivy_options
 from stella.bundle.request import ExportRequest
 from stella.model import LedgerRow
@@ -70,6 +72,7 @@ class TrivyPipeline:
                 options=options,
                 merge=self.merge,
                 fields=self.fields,
+                threads=worker_count(pipeline.options),
             )
         )
         return written["contents"] | "AssembleBundle" >> AssembleBundle(

@@ -28,6 +28,7 @@ __all__ = [
     "runner_args",
     "validate_beam_args",
     "worker_args",
+    "worker_count",
 ]
 
 OFFLINE_RUNNER = "FnApiRunner"
@@ -93,6 +94,24 @@ def worker_args(workers: int | None, beam_args: Sequence[str]) -> list[str]:
     if workers == 1:
         return list(beam_args)
     return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
+def worker_count(options: PipelineOptions) -> int:
+    """How many workers this run has on the embedded runner (what ``--workers N`` set), else 1.
+
+    A step that runs alone while the others idle (the Trivy profiles' database and
+    tarball) may use this many threads. Beam's own rule for ``--direct_num_workers=0``
+    (one per CPU) applies. Other runners size their workers themselves, out of this
+    process's sight, so a step there stays on one thread.
+    """
+    import os
+
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    if options.view_as(StandardOptions).runner not in (OFFLINE_RUNNER, None):
+        return 1
+    workers = int(options.view_as(DirectOptions).direct_num_workers)
+    return workers if workers > 0 else os.cpu_count() or 1
 
 
 def quiet_workers(beam_args: Sequence[str]) -> list[str]:

@@ -18,7 +18,15 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import typehints
 
-from stella.sorting import BATCH_BYTES, RunSlice, SortItem, cogroup_sorted, merge_slices, shard_of_bucket
+from stella.sorting import (
+    BATCH_BYTES,
+    DEFAULT_FAN_IN,
+    RunSlice,
+    SortItem,
+    cogroup_sorted,
+    merge_slices,
+    shard_of_bucket,
+)
 from transforms.coders import ItemBatch
 
 __all__ = ["COUNTS", "ITEMS", "PARTITIONS", "JoinBucketFn", "JoinRuns", "KeyJoin"]
@@ -41,13 +49,25 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
     ``WriteRuns`` turns each batch into one run; the partition's summed counts come with
     its last batch (empty before). Pairs, not a tagged output: the Dask runner mixes tagged
     outputs into the main one.
+
+    The sides' merges run side by side, so they share one fan-in: ``fan_in`` open slices in
+    all (each side gets its share), never ``fan_in`` per side.
     """
 
-    def __init__(self, sides: Sequence[str], join: KeyJoin, temp_dir: str, batch_size: int) -> None:
+    def __init__(
+        self,
+        sides: Sequence[str],
+        join: KeyJoin,
+        temp_dir: str,
+        batch_size: int,
+        *,
+        fan_in: int = DEFAULT_FAN_IN,
+    ) -> None:
         self._sides = tuple(sides)
         self._join = join
         self._temp_dir = temp_dir
         self._batch_size = batch_size
+        self._fan_in = max(2, fan_in // max(1, len(self._sides)))
 
     def process(self, element: tuple[int, Iterable[RunSlice]], context: Any = None) -> Iterator[Any]:
         _partition, pieces = element
@@ -55,7 +75,8 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
         for piece in pieces:
             by_side[piece.group].append(piece)
         streams: Mapping[str, Iterable[tuple[bytes, bytes]]] = {
-            side: merge_slices(listed, temp_dir=self._temp_dir) for side, listed in by_side.items()
+            side: merge_slices(listed, temp_dir=self._temp_dir, fan_in=self._fan_in)
+            for side, listed in by_side.items()
         }
         batch, counts, size = ItemBatch(), Counter[str](), 0
         for key, groups in cogroup_sorted(streams):

@@ -108,6 +108,9 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         options: validated profile options.
         merge: writes the DB and reports from the sorted streams.
         fields: (local root, manifest ``trivy`` object so far, contents) -> the profile's manifest fields.
+        threads: the run's worker count. The artifact step runs alone once every run is
+            written, so it compresses the tarball on that many threads; the bytes are the
+            same for any count (:mod:`stella.gzipstream`).
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         options: TrivyOptions,
         merge: MergeRuns,
         fields: ProfileFields,
+        threads: int = 1,
     ) -> None:
         super().__init__()
         self._staging = staging
@@ -129,17 +133,20 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         self._options = options
         self._merge_runs = merge
         self._fields = fields
+        self._threads = threads
 
     def expand(self, items: beam.PCollection) -> dict[str, beam.PCollection]:
         staging, request, layout, options = self._staging, self._request, self._layout, self._options
-        merge_runs, profile_fields = self._merge_runs, self._fields
+        merge_runs, profile_fields, threads = self._merge_runs, self._fields, self._threads
         temp_dir = storage.join(staging, RUNS_DIR)
 
         def build(slices: list[RunSlice], summary: RecordSummary) -> ArtifactPayload:
             updated_at, next_update = artifact_times(request, summary, layout, options)
             with storage.local_folder_for(staging) as root:
                 contents = _merge(slices, str(root), temp_dir, merge_runs, request.trace_context)
-                contents += write_artifact_files(root, layout, updated_at=updated_at, next_update=next_update)
+                contents += write_artifact_files(
+                    root, layout, updated_at=updated_at, next_update=next_update, threads=threads
+                )
                 trivy = artifact_fields(
                     root, layout, contents, updated_at=updated_at, next_update=next_update
                 )

@@ -24,6 +24,7 @@ from stella.adapters.trivy.artifact import (
     write_oci_layout,
 )
 from stella.errors import ConflictError, UsageError
+from stella.gzipstream import BLOCK_SIZE
 
 AS_OF = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -187,3 +188,20 @@ def test_layout_refuses_to_overwrite(tmp_path: Path) -> None:
             tag="2",
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layout", "layout.tar.gz"]
+
+
+def test_tarball_bytes_do_not_depend_on_the_thread_count(tmp_path: Path) -> None:
+    """The run's worker count compresses the layer; the layer is the same for every count."""
+    db = tmp_path / "src" / "trivy.db"
+    db.parent.mkdir()
+    page = bytes(range(256)) * 8 + bytes(2048)
+    db.write_bytes(b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() + page for i in range(1100)))
+    assert db.stat().st_size > 2 * BLOCK_SIZE  # several compressor blocks, the last one partial
+    members: list[tuple[str, Path | bytes]] = [("trivy.db", db), ("metadata.json", b"{}")]
+    digests = {
+        threads: write_deterministic_tar_gz(tmp_path / f"t{threads}.tar.gz", members, threads=threads)
+        for threads in (1, 2, 3)
+    }
+    assert len(set(digests.values())) == 1, digests
+    with tarfile.open(tmp_path / "t3.tar.gz", mode="r:gz") as tar:
+        assert tar.extractfile("trivy.db").read() == db.read_bytes()  # type: ignore[union-attr]

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from stella.sorting import (
     BUCKETS,
+    RunSlice,
     bucket_of,
+    bucket_ranges,
     cogroup_sorted,
     merge_slices,
     shard_count,
@@ -95,6 +97,36 @@ def test_unbucketed_runs_hold_one_slice_per_group_and_merge_the_same(tmp_path: P
         expected = sorted((k, v) for g, k, v in items if g == group)
         assert list(merge_slices([p for p in whole if p.group == group])) == expected
         assert list(merge_slices([p for p in bucketed if p.group == group])) == expected
+
+
+def _block_heads(path: Path) -> list[tuple[int, int]]:
+    """(frame bytes, pairs) of every block in a local run file, read from its headers."""
+    import stella.sorting as sorting
+
+    data, at, heads = path.read_bytes(), 0, []
+    while at < len(data):
+        length, count, _codec = sorting._BLOCK_HEAD.unpack_from(data, at)
+        heads.append((length, count))
+        at += sorting._BLOCK_HEAD.size + length
+    return heads
+
+
+def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(tmp_path: Path) -> None:
+    """A merge holds ~1.5 decoded blocks per open slice, so a block must never exceed
+    ``_BLOCK_BYTES`` (but for a single larger pair), however the pair sizes vary: a slice of
+    short pairs followed by long ones (Trivy's bucket names, then advisories) used to be cut
+    by the first pairs' mean size into blocks of megabytes."""
+    import stella.sorting as sorting
+
+    items = [("g", b"a%04d" % n, b"v") for n in range(200)]
+    items += [("g", b"b%05d" % n, bytes(2000)) for n in range(3000)]
+    items += [("g", b"c", bytes(3 * sorting._BLOCK_BYTES))]
+    (piece,) = write_run(str(tmp_path), items, bucketed=False)
+    heads = _block_heads(Path(piece.path))
+    assert sum(count for _length, count in heads) == len(items)
+    assert all(length <= sorting._BLOCK_BYTES or count == 1 for length, count in heads)
+    assert len(heads) < 250  # and not one pair per block either
+    assert list(merge_slices([piece])) == sorted((k, v) for _g, k, v in items)
 
 
 def test_a_truncated_run_is_an_error_not_a_short_shard(tmp_path: Path) -> None:
@@ -187,3 +219,120 @@ def test_join_batches_are_cut_by_bytes_as_well_as_by_items(
     assert sum(len(b) for b in batches) == 200 and len(batches) >= 20
     assert all(sum(len(k) + len(v) for _g, k, v in b) < 10_000 + 1_100 for b in batches)
     assert sum((counts for _b, counts in out), Counter())["joined"] == 200
+
+
+def test_a_joins_sides_share_one_fan_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A join merges its sides side by side, so ``fan_in`` bounds the slices open across all
+    of them (each side spills down to its share first), not per side."""
+    import stella.sorting as sorting
+    import transforms.joins as joins
+
+    open_now = peak = 0
+    real = sorting._slice_blocks
+
+    def counted(piece: object, decompressor: object) -> object:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            yield from real(piece, decompressor)  # type: ignore[arg-type]
+        finally:
+            open_now -= 1
+
+    monkeypatch.setattr(sorting, "_slice_blocks", counted)
+    sides = ["a", "b", "c"]
+    items = [(side, b"k%04d" % n, side.encode()) for side in sides for n in range(120)]
+    slices = [
+        piece for start in range(0, 120, 30) for side in sides
+        for piece in write_run(str(tmp_path), [i for i in items if i[0] == side][start : start + 30], bucketed=False)
+    ]  # fmt: skip
+    assert len(slices) == 12
+
+    def join(
+        key: bytes, groups: object, context: object
+    ) -> tuple[list[tuple[str, bytes, bytes]], Counter[str]]:
+        return [("out", key, b"".join(v for vs in groups.values() for v in vs))], Counter(joined=1)  # type: ignore[attr-defined]
+
+    fn = joins.JoinBucketFn(sides, join, str(tmp_path / "spill"), batch_size=1000, fan_in=6)
+    out = list(fn.process((0, slices)))
+    assert [v for batch, _c in out for _g, _k, v in batch] == [b"abc"] * 120
+    assert 0 < peak <= 6
+
+
+@pytest.mark.parametrize("max_shards", [1, 2, 3, 4, 5, 17, 40, 64, 500])
+def test_bucket_ranges_are_never_split_by_a_layout_within_the_bound(max_shards: int) -> None:
+    starts = bucket_ranges(max_shards)
+    assert starts[0] == 0 and list(starts) == sorted(set(starts))
+    ends = [*starts[1:], BUCKETS]
+    for shards in range(1, min(max_shards, BUCKETS) + 1):
+        for start, end in zip(starts, ends, strict=True):
+            assert {shard_of_bucket(b, shards) for b in range(start, end)} == {shard_of_bucket(start, shards)}
+    assert bucket_ranges(1) == (0,)
+    assert bucket_ranges(BUCKETS) == tuple(range(BUCKETS))
+    # the bound matters: just past it, some range is split (for these small bounds)
+    if max_shards <= 5:
+        shards = max_shards + 1
+        assert any(
+            shard_of_bucket(start, shards) != shard_of_bucket(end - 1, shards)
+            for start, end in zip(starts, ends, strict=True)
+        )
+
+
+def _shard_contents(slices: list[RunSlice], shards: int) -> dict[int, list[tuple[bytes, bytes]]]:
+    by_shard: dict[int, list[RunSlice]] = {}
+    for piece in slices:
+        shard = shard_of_bucket(piece.bucket, shards)
+        assert shard_of_bucket(piece.bucket + piece.width - 1, shards) == shard  # whole slices per shard
+        by_shard.setdefault(shard, []).append(piece)
+    return {shard: list(merge_slices(pieces)) for shard, pieces in sorted(by_shard.items())}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.binary(min_size=1, max_size=8), st.binary(max_size=30)),
+        max_size=250,
+    ),
+    st.integers(min_value=1, max_value=6),
+    st.booleans(),
+)
+def test_range_slices_give_every_shard_the_same_pairs_as_bucket_slices(
+    tmp_path_factory: object, items: list[tuple[str, bytes, bytes]], max_shards: int, presorted: bool
+) -> None:
+    directory = tmp_path_factory.mktemp("ranges")  # type: ignore[attr-defined]
+    if presorted:  # the ledger's case: each batch already in key order (the check replaces the sort)
+        items = sorted(items, key=lambda item: (item[1], item[2]))
+    batches = [items[index::3] for index in range(3)]
+    by_bucket = [p for batch in batches for p in write_run(str(directory), batch)]
+    by_range = [p for batch in batches for p in write_run(str(directory), batch, max_shards=max_shards)]
+    assert {p.width for p in by_bucket} <= {1}
+    assert len(by_range) <= len(by_bucket)
+    if max_shards == 1:  # one slice per group and run: nothing left to split
+        assert {p.width for p in by_range} <= {BUCKETS}
+    for shards in range(1, max_shards + 1):
+        for group in ("a", "b"):
+            assert _shard_contents([p for p in by_range if p.group == group], shards) == _shard_contents(
+                [p for p in by_bucket if p.group == group], shards
+            )
+
+
+def test_a_presorted_run_keeps_input_order_and_a_shuffled_one_is_sorted(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    items = sorted(("g", rng.randbytes(5), rng.randbytes(20)) for _ in range(400))
+    items += [("g", items[0][1], b"")]  # an equal key: ordered by value, before its twin
+    (sorted_piece,) = write_run(str(tmp_path), sorted(items, key=lambda i: (i[1], i[2])), max_shards=1)
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    (shuffled_piece,) = write_run(str(tmp_path), shuffled, max_shards=1)
+    expected = sorted((k, v) for _g, k, v in items)
+    assert list(merge_slices([sorted_piece])) == expected
+    assert list(merge_slices([shuffled_piece])) == expected
+    assert (sorted_piece.count, sorted_piece.width) == (len(items), BUCKETS)
+
+
+def test_run_slices_survive_pickling_with_their_width(tmp_path: Path) -> None:
+    import pickle
+
+    pieces = write_run(str(tmp_path), [("g", b"k%d" % n, b"v") for n in range(50)], max_shards=4)
+    assert min(p.width for p in pieces) > 1 and sum(p.width for p in pieces) == BUCKETS
+    assert [pickle.loads(pickle.dumps(p)) for p in pieces] == pieces

@@ -3,14 +3,13 @@
 Trivy fetches its DBs as OCI artifacts whose single layer is a gzip tar holding the
 database file and ``metadata.json`` at the top level (research ``trivy-formats.md``
 §C.5). Every byte written here is a function of the inputs: no wall clock, no uid/gid,
-no user names, no file-system order, no gzip name or time. Building the same DB twice
+no user names, no file-system order, no gzip name or time, no thread count. Building the same DB twice
 therefore gives the same layer digest and the same manifest digest, which is what lets
 a mirror prove that the artifact it serves is the one that was signed.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import logging
@@ -26,6 +25,7 @@ from typing import IO, Any
 
 from stella import canonical, storage, timefmt
 from stella.errors import ConflictError, UsageError
+from stella.gzipstream import BLOCK_SIZE, open_gzip_writer
 
 __all__ = [
     "OCI_EMPTY_JSON",
@@ -189,13 +189,15 @@ def write_deterministic_tar_gz(
     members: Sequence[tuple[str, Path | bytes]],
     *,
     mtime: int = 0,
-    compresslevel: int = 6,
+    threads: int = 1,
 ) -> str:
     """Write a flat ``.tar.gz`` whose bytes depend only on member names and contents.
 
     Members are sorted by UTF-8 name; headers are ustar (so no PAX records can carry
-    times), uid/gid 0 with empty owner names, mode 0644 and a fixed ``mtime``. The gzip
-    header carries no file name and time 0. Files are streamed, never loaded whole.
+    times), uid/gid 0 with empty owner names, mode 0644 and a fixed ``mtime``. Files
+    are streamed, never loaded whole. The gzip stream is :mod:`stella.gzipstream`'s:
+    ``threads`` (the run's worker count) compress it in parallel, and the bytes are
+    the same for any number of them.
 
     Returns:
         ``sha256:<hex>`` of the written archive.
@@ -212,12 +214,11 @@ def write_deterministic_tar_gz(
     ordered = sorted(members, key=lambda item: item[0].encode("utf-8"))
     with storage.atomic_local(out) as handle:
         hashing = _HashingWriter(handle)
-        # filename="" keeps the temp file's name out of the gzip header (FNAME).
+        # Plain "w" mode (not the "w|" stream) so tarfile copies files in whole
+        # compressor blocks; the archive bytes are the same either way.
         with (
-            gzip.GzipFile(
-                filename="", mode="wb", fileobj=hashing, mtime=0, compresslevel=compresslevel
-            ) as gz,
-            tarfile.open(fileobj=gz, mode="w|", format=tarfile.USTAR_FORMAT) as tar,
+            open_gzip_writer(hashing, threads=threads) as gz,
+            tarfile.TarFile(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT, copybufsize=BLOCK_SIZE) as tar,
         ):
             for name, source in ordered:
                 info = tarfile.TarInfo(name)

@@ -177,11 +177,12 @@ def _blob(digest: str) -> str:
 
 
 def write_artifact_files(
-    root: Path, layout: TrivyLayout, *, updated_at: datetime, next_update: datetime
+    root: Path, layout: TrivyLayout, *, updated_at: datetime, next_update: datetime, threads: int = 1
 ) -> list[ContentEntry]:
     """Write metadata, tarball and OCI layout for the DB already at ``root/layout.db_path``.
 
-    Safe to rerun (a retried pipeline step): earlier outputs are replaced.
+    ``threads`` compress the tarball (the run's worker count; the bytes do not depend
+    on it). Safe to rerun (a retried pipeline step): earlier outputs are replaced.
 
     Raises:
         UsageError: ``next_update`` precedes ``updated_at``.
@@ -192,7 +193,9 @@ def write_artifact_files(
     layer_copy = trivy_metadata(updated_at, next_update, None, schema_version=version)
     (root / layout.metadata_path).write_bytes(cache_copy)
     write_deterministic_tar_gz(
-        root / layout.tarball, [(spec.db_file, root / layout.db_path), ("metadata.json", layer_copy)]
+        root / layout.tarball,
+        [(spec.db_file, root / layout.db_path), ("metadata.json", layer_copy)],
+        threads=threads,
     )
     shutil.rmtree(root / OCI_DIR, ignore_errors=True)
     write_oci_layout(
