@@ -449,8 +449,9 @@ def merge_slices(
     max_bytes: int = MERGE_BYTES,
 ) -> Iterator[Pair]:
     """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once
-    nor more than about ``max_bytes`` of their blocks (estimated from each slice's mean pair
-    size; at least two slices are always open, whatever their size).
+    nor more than about ``max_bytes`` of their blocks (estimated from each slice's
+    descriptor: its block size, or its mean pair size if larger; at least two slices are
+    always open, whatever their size).
 
     Ordering by value too makes equal keys come out the same way whatever the run files
     were called or which worker wrote them. With more slices than that, the smallest
@@ -468,25 +469,27 @@ def merge_slices(
             raise ValueError(
                 f"merging {len(level)} slices with fan_in {fan_in} and {max_bytes} bytes needs a temp_dir"
             )
-        take = _spill_take(level, fan_in, max_bytes)
+        take = _spill_take(level, fan_in, max_bytes, remote=storage.is_remote(temp_dir))
         level = sorted(
             [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
         )
     return chain.from_iterable(_merged_blocks(level))
 
 
-def _open_cost(length: int, count: int, remote: bool) -> int:
-    # Two blocks (the pending one, the next being decoded); a block is ~_BLOCK_BYTES or one
-    # pair, whichever is larger. A slice on object storage is read whole (see _slice_blocks).
-    return 2 * max(_BLOCK_BYTES, -(-length // max(count, 1))) + (length if remote else 0)
+def _open_cost(length: int, count: int, width: int, remote: bool) -> int:
+    # Two blocks (the pending one, the next being decoded). A block is the slice's block size
+    # (larger for a bucket range, see write_run) or one pair, whichever is larger, and never
+    # more than the slice. A slice on object storage is read whole (see _slice_blocks).
+    block = max(min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * width), -(-length // max(count, 1)))
+    return 2 * min(length, block) + (length if remote else 0)
 
 
 def _open_bytes(piece: RunSlice) -> int:
     """About what ``piece`` holds while open in a merge, from its descriptor alone (mean pair size)."""
-    return _open_cost(piece.length, piece.count, storage.is_remote(piece.path))
+    return _open_cost(piece.length, piece.count, piece.width, storage.is_remote(piece.path))
 
 
-def _spill_take(level: Sequence[RunSlice], fan_in: int, max_bytes: int) -> int:
+def _spill_take(level: Sequence[RunSlice], fan_in: int, max_bytes: int, *, remote: bool) -> int:
     """How many of the first (smallest) slices of ``level`` to merge into one intermediate run.
 
     Just enough for the rest and the merged slice to fit (``fan_in`` slices,
@@ -499,7 +502,7 @@ def _spill_take(level: Sequence[RunSlice], fan_in: int, max_bytes: int) -> int:
         taken, length, records = taken + costs[take - 1], length + piece.length, records + piece.count
         if take < 2:
             continue
-        merged = _open_cost(length, records, storage.is_remote(piece.path))
+        merged = _open_cost(length, records, 1, remote)
         if len(level) - take + 1 <= fan_in and total - taken + merged <= max_bytes:
             return take
         if take == fan_in or take == len(level) or taken + costs[take] > max_bytes:
