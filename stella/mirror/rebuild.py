@@ -63,5 +63,9 @@ def write_sorted(
             shards[shard_of_bucket(piece.bucket, total)].append(piece)
         for index, members in sorted(shards.items()):
             path = mirror_shard_path(group, index, total)
-            entries.append(write_mirror_shard(out_root, path, merge_slices(members, temp_dir=temp_dir, max_bytes=_MERGE_BYTES)))
+            entries.append(
+                write_mirror_shard(
+                    out_root, path, merge_slices(members, temp_dir=temp_dir, max_bytes=_MERGE_BYTES)
+                )
+            )
     return sorted(entries)

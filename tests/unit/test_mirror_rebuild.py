@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import stella.sorting as sorting
 from stella.adapters.mirror.items import items_of_line
 from stella.canonical import dumps_plain
-import stella.sorting as sorting
 from stella.mirror import rebuild
 from stella.sorting import RunSlice, SortItem
 
