@@ -39,6 +39,7 @@ __all__ = [
     "BATCH_BYTES",
     "BUCKETS",
     "DEFAULT_FAN_IN",
+    "MERGE_BYTES",
     "RunSlice",
     "SortItem",
     "bucket_of",
@@ -66,6 +67,13 @@ BATCH_BYTES = 32 * 1024 * 1024
 # runs grow with N while buckets per shard shrink) under it, so no record takes a
 # second pass there (the old 512 made most of them take one or two).
 DEFAULT_FAN_IN = 2048
+# ... and at most this many bytes of blocks open in a merge (see ``_open_bytes``). A block
+# holds at least one pair, so a slice of large records (SBOM lines of ~160 KB on average, up
+# to MBs) costs its records, not ~64 KiB: 2048 such slices held ~650 MB, and a small group
+# (one shard, all 64 buckets) of a large ledger has that many (runs x 64). With small
+# records the fan-in binds first (2048 x 2 x ``_BLOCK_BYTES`` is exactly this), so only
+# merges of large records take the extra pass.
+MERGE_BYTES = 128 * 1024 * 1024
 _BLOCK_HEAD = struct.Struct("<IIB")  # stored length, records, codec (_RAW or _ZSTD)
 _RAW, _ZSTD = 0, 1
 # Raw bytes per block: the unit of decompression and of merging. Small enough that
@@ -457,31 +465,72 @@ def _spill(slices: Sequence[RunSlice], temp_dir: str) -> RunSlice:
 
 
 def merge_slices(
-    slices: Sequence[RunSlice], *, temp_dir: str | None = None, fan_in: int = DEFAULT_FAN_IN
+    slices: Sequence[RunSlice],
+    *,
+    temp_dir: str | None = None,
+    fan_in: int = DEFAULT_FAN_IN,
+    max_bytes: int = MERGE_BYTES,
 ) -> Iterator[Pair]:
-    """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once.
+    """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once
+    nor more than about ``max_bytes`` of their blocks (estimated from each slice's
+    descriptor: its block size, or its mean pair size if larger; at least two slices are
+    always open, whatever their size).
 
     Ordering by value too makes equal keys come out the same way whatever the run files
-    were called or which worker wrote them. With more than ``fan_in`` slices, the smallest
+    were called or which worker wrote them. With more slices than that, the smallest
     are first merged into intermediate runs under ``temp_dir``, just enough of them for the
     rest to fit (so only those records take one more sequential pass).
 
     Raises:
-        ValueError: ``fan_in`` below 2, or more than ``fan_in`` slices and no ``temp_dir``.
+        ValueError: ``fan_in`` below 2, or more slices than the bounds and no ``temp_dir``.
     """
     if fan_in < 2:
         raise ValueError(f"fan_in must be at least 2, got {fan_in}")
     level = sorted(slices, key=lambda s: (s.count, s.path, s.offset))
-    while len(level) > fan_in:
+    while len(level) > fan_in or (len(level) > 2 and sum(map(_open_bytes, level)) > max_bytes):
         if temp_dir is None:
-            raise ValueError(f"merging {len(level)} slices with fan_in {fan_in} needs a temp_dir")
-        # Merge only as many of the smallest slices as it takes for the rest to fit: just
-        # past the fan-in, a few records take the extra pass instead of all of them.
-        take = min(fan_in, len(level) - fan_in + 1)
+            raise ValueError(
+                f"merging {len(level)} slices with fan_in {fan_in} and {max_bytes} bytes needs a temp_dir"
+            )
+        take = _spill_take(level, fan_in, max_bytes, remote=storage.is_remote(temp_dir))
         level = sorted(
             [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
         )
     return chain.from_iterable(_merged_blocks(level))
+
+
+def _open_cost(length: int, count: int, width: int, remote: bool) -> int:
+    # Two blocks (the pending one, the next being decoded). A block is the slice's block size
+    # (larger for a bucket range, see write_run) or one pair, whichever is larger, and never
+    # more than the slice. A slice on object storage is read whole (see _slice_blocks).
+    block = max(min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * width), -(-length // max(count, 1)))
+    return 2 * min(length, block) + (length if remote else 0)
+
+
+def _open_bytes(piece: RunSlice) -> int:
+    """About what ``piece`` holds while open in a merge, from its descriptor alone (mean pair size)."""
+    return _open_cost(piece.length, piece.count, piece.width, storage.is_remote(piece.path))
+
+
+def _spill_take(level: Sequence[RunSlice], fan_in: int, max_bytes: int, *, remote: bool) -> int:
+    """How many of the first (smallest) slices of ``level`` to merge into one intermediate run.
+
+    Just enough for the rest and the merged slice to fit (``fan_in`` slices,
+    ``max_bytes``), so that past a bound only a few records take the extra pass; but no
+    more than one merge may open itself (at least two).
+    """
+    costs = [_open_bytes(piece) for piece in level]
+    total, taken, length, records = sum(costs), 0, 0, 0
+    for take, piece in enumerate(level, 1):
+        taken, length, records = taken + costs[take - 1], length + piece.length, records + piece.count
+        if take < 2:
+            continue
+        merged = _open_cost(length, records, 1, remote)
+        if len(level) - take + 1 <= fan_in and total - taken + merged <= max_bytes:
+            return take
+        if take == fan_in or take == len(level) or taken + costs[take] > max_bytes:
+            return take
+    return len(level)
 
 
 def _tagged(side: str, pairs: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, str, bytes]]:
