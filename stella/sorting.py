@@ -320,11 +320,10 @@ def write_run(
             slot_keys, slot_values = _slot_columns(keys, values, positions)
             group, bucket = names[slot // BUCKETS], slot % BUCKETS
             ranges = bucket_ranges(limits[slot // BUCKETS])
-            block_bytes = (
-                min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * BUCKETS // len(ranges)) if bucketed else _BLOCK_BYTES
-            )
-            length = _write_blocks(handle, compressor, slot_keys, slot_values, block_bytes)
             width = next((start for start in ranges if start > bucket), BUCKETS) - bucket if bucketed else 1
+            # blocks as many times larger as the slice spans buckets (what _open_cost expects)
+            block_bytes = min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * width)
+            length = _write_blocks(handle, compressor, slot_keys, slot_values, block_bytes)
             slices.append(RunSlice(path, group, bucket, offset, length, len(positions), width))
             offset += length
     return slices
