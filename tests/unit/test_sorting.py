@@ -336,3 +336,14 @@ def test_run_slices_survive_pickling_with_their_width(tmp_path: Path) -> None:
     pieces = write_run(str(tmp_path), [("g", b"k%d" % n, b"v") for n in range(50)], max_shards=4)
     assert min(p.width for p in pieces) > 1 and sum(p.width for p in pieces) == BUCKETS
     assert [pickle.loads(pickle.dumps(p)) for p in pieces] == pieces
+
+
+def test_per_group_bounds_range_only_the_bounded_groups(tmp_path: Path) -> None:
+    items = [(group, b"k%04d" % n, group.encode()) for group in ("kind", "index") for n in range(300)]
+    pieces = write_run(str(tmp_path), items, max_shards={"kind": 1})
+    kind = [p for p in pieces if p.group == "kind"]
+    index = [p for p in pieces if p.group == "index"]
+    assert [(p.bucket, p.width, p.count) for p in kind] == [(0, BUCKETS, 300)]
+    assert {p.width for p in index} == {1} and len(index) > 40  # unbounded: a slice per bucket
+    for group, group_pieces in (("kind", kind), ("index", index)):
+        assert list(merge_slices(group_pieces)) == [(k, v) for g, k, v in items if g == group]
