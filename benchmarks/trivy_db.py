@@ -18,6 +18,9 @@
    Its ``trivy.db`` must be byte-identical to the export's (checked). Target: the
    export at >= 0.6x its throughput.
 5. The export again with ``--workers 2`` (target >= 1.6x one worker; same bundle).
+6. The layer (``db.tar.gz``) of the exported ``trivy.db`` written alone, by the old
+   single-threaded stdlib writer and by ``stella.gzipstream`` at one and two threads
+   (``benchmarks.trivy_layer``): the export's last serial step, on its own.
 
 ``--export-only`` runs step 2 alone (one worker) and prints its row: for ledgers too
 large to run the baselines beside it (10M documents).
@@ -39,6 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks import trivy_layer
 from benchmarks.common import BIN, Measurement, bench_ledger, measure, print_table, ratio_line
 
 __all__ = ["adapter_main", "dump_main", "floor_main", "run"]
@@ -175,6 +179,7 @@ def run(records: int, beam_args: Sequence[str] = (), *, export_only: bool = Fals
         if two:
             print(ratio_line("--workers 2 / --workers 1", two, export, target=">= 1.6"))
         print(f"untranslated: {json.dumps(manifest['untranslated'], sort_keys=True)}")
+        layer = trivy_layer.run(db_file, work)
         return {
             "records": records,
             "entries": entries,
@@ -186,6 +191,7 @@ def run(records: int, beam_args: Sequence[str] = (), *, export_only: bool = Fals
             "adapter_identical": adapter_identical,
             "workers2": two.__dict__ if two else None,
             "untranslated": manifest["untranslated"],
+            "layer": layer,
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -60,6 +60,7 @@ def build(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam
             writer=_write,
             records_per_shard=request.records_per_shard,
             trace=request.trace_context,
+            max_items=sum(segment.records for segment in request.segments),  # one line per record
         )
         | "AssembleBundle" >> AssembleBundle(staging, request, summary)
     )

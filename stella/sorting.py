@@ -21,14 +21,14 @@ from __future__ import annotations
 import io
 import struct
 import uuid
-from bisect import bisect_right
-from collections import defaultdict
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache, partial
 from hashlib import blake2b
 from heapq import heappop, heappush, merge
-from itertools import accumulate, chain, count, groupby, repeat
-from operator import add, itemgetter
+from itertools import accumulate, chain, count, groupby, islice, repeat
+from operator import add, itemgetter, lt, methodcaller, mod
 from typing import IO
 
 import zstandard
@@ -39,9 +39,11 @@ __all__ = [
     "BATCH_BYTES",
     "BUCKETS",
     "DEFAULT_FAN_IN",
+    "MERGE_BYTES",
     "RunSlice",
     "SortItem",
     "bucket_of",
+    "bucket_ranges",
     "cogroup_sorted",
     "merge_slices",
     "shard_count",
@@ -58,11 +60,20 @@ BATCH_BYTES = 32 * 1024 * 1024
 # At most this many run slices are open in a merge; more are first merged into
 # intermediate runs. A slice open in a merge costs a file handle and one decoded block
 # (``_BLOCK_BYTES``, at most twice), not a zstd decoder: blocks are independent frames
-# decoded by one context per merge. 2048 x ~64 KiB bounds a merge near 130 MB and keeps
+# decoded by one context per merge (a slice spanning a bucket range has blocks as many
+# times larger as the shard has fewer slices, see _MAX_BLOCK_BYTES, so the product holds).
+# 2048 x ~64 KiB bounds a merge near 130 MB and keeps
 # the slice count of every shard from 1M to ~16M synthetic documents (about 1,300:
 # runs grow with N while buckets per shard shrink) under it, so no record takes a
 # second pass there (the old 512 made most of them take one or two).
 DEFAULT_FAN_IN = 2048
+# ... and at most this many bytes of blocks open in a merge (see ``_open_bytes``). A block
+# holds at least one pair, so a slice of large records (SBOM lines of ~160 KB on average, up
+# to MBs) costs its records, not ~64 KiB: 2048 such slices held ~650 MB, and a small group
+# (one shard, all 64 buckets) of a large ledger has that many (runs x 64). With small
+# records the fan-in binds first (2048 x 2 x ``_BLOCK_BYTES`` is exactly this), so only
+# merges of large records take the extra pass.
+MERGE_BYTES = 128 * 1024 * 1024
 _BLOCK_HEAD = struct.Struct("<IIB")  # stored length, records, codec (_RAW or _ZSTD)
 _RAW, _ZSTD = 0, 1
 # Raw bytes per block: the unit of decompression and of merging. Small enough that
@@ -73,6 +84,10 @@ _BLOCK_BYTES = 1 << 15
 # CPU); runs on a local disk are not: compressing and decompressing them cost ~4 us per
 # 2 KB record, a tenth of a json:raw export, to save temp disk nobody pays for.
 _RUN_PARAMS = zstandard.ZstdCompressionParameters.from_level(1, window_log=15)
+# Blocks of a slice that spans a bucket range grow with the range (see bucket_ranges), up
+# to this: a shard then opens proportionally fewer slices, so the merge's bound above
+# holds, and each block costs its per-block steps over proportionally more pairs.
+_MAX_BLOCK_BYTES = 1 << 18
 _MAX_BLOCK_RECORDS = 1 << 16
 
 SortItem = tuple[str, bytes, bytes]
@@ -90,11 +105,20 @@ class RunSlice:
     offset: int
     length: int
     count: int
+    width: int = 1  # buckets held: bucket .. bucket + width - 1 (see bucket_ranges)
 
-    def __reduce__(self) -> tuple[type[RunSlice], tuple[str, str, int, int, int, int]]:
+    def __reduce__(self) -> tuple[type[RunSlice], tuple[str, str, int, int, int, int, int]]:
         # Pickled by the shuffle for every slice; a slots dataclass's default pickling calls
         # dataclasses.fields() per object, several times the cost of this tuple.
-        return RunSlice, (self.path, self.group, self.bucket, self.offset, self.length, self.count)
+        return RunSlice, (
+            self.path,
+            self.group,
+            self.bucket,
+            self.offset,
+            self.length,
+            self.count,
+            self.width,
+        )
 
 
 def bucket_of(key: bytes) -> int:
@@ -114,12 +138,34 @@ def shard_of_bucket(bucket: int, shards: int) -> int:
     return bucket * shards // BUCKETS
 
 
-def _encode_block(pairs: Sequence[Pair]) -> bytes:
-    """Columnar: all lengths, then all keys, then all values (joins in C, no per-pair packing)."""
-    keys = [key for key, _value in pairs]
-    values = [value for _key, value in pairs]
-    lengths = struct.pack(f"<{2 * len(pairs)}I", *map(len, keys), *map(len, values))
-    return b"".join((lengths, b"".join(keys), b"".join(values)))
+@cache
+def bucket_ranges(max_shards: int) -> tuple[int, ...]:
+    """The first buckets of the widest bucket ranges that no layout of up to ``max_shards`` shards splits.
+
+    A shard is a contiguous bucket range (:func:`shard_of_bucket`), so when a group can
+    have at most ``max_shards`` shards, a run needs one slice per such range, not per
+    bucket: every shard still takes whole slices, and a merge opens far fewer of them
+    (at 1 shard one slice per run instead of 64; at up to 4, six). ``BUCKETS`` (or more)
+    gives every bucket its own range.
+    """
+    layouts = range(2, min(max(max_shards, 1), BUCKETS) + 1)
+    return (
+        0,
+        *(b for b in range(1, BUCKETS) if any(b * n // BUCKETS != (b - 1) * n // BUCKETS for n in layouts)),
+    )
+
+
+@cache
+def _range_of_bucket(max_shards: int) -> tuple[int, ...]:
+    """Bucket -> the first bucket of its range in :func:`bucket_ranges`."""
+    starts = bucket_ranges(max_shards)
+    return tuple(starts[bisect_right(starts, b) - 1] for b in range(BUCKETS))
+
+
+def _encode_block(keys: Sequence[bytes], values: Sequence[bytes]) -> bytes:
+    """Columnar: all lengths, then all keys, then all values, in one join (one copy, in C)."""
+    lengths = struct.pack(f"<{2 * len(keys)}I", *map(len, keys), *map(len, values))
+    return b"".join((lengths, *keys, *values))
 
 
 def _decode_block(raw: bytes, count: int, where: str) -> list[Pair]:
@@ -139,20 +185,21 @@ def _run_compressor(directory: str) -> zstandard.ZstdCompressor | None:
     return zstandard.ZstdCompressor(compression_params=_RUN_PARAMS) if storage.is_remote(directory) else None
 
 
-def _block_ends(pairs: Sequence[Pair]) -> list[int]:
-    """Where each block of ``pairs`` ends: at most ``_BLOCK_BYTES`` encoded, or one larger pair.
+def _block_ends(keys: Sequence[bytes], values: Sequence[bytes], block_bytes: int = _BLOCK_BYTES) -> list[int]:
+    """Where each block of the pairs ends: at most ``block_bytes`` encoded, or one larger pair.
 
     Cut by the bytes actually there (cumulative encoded sizes in C, one bisection per
     block), so a slice whose first pairs are small and the rest large (a Trivy bucket of
     short names, then one of long advisories) still gets blocks within the bound, never
     several times it: a merge holds up to 1.5 decoded blocks of every open slice.
     """
-    keys, values = map(len, map(itemgetter(0), pairs)), map(len, map(itemgetter(1), pairs))
-    sizes = list(accumulate(map(add, map(add, keys, values), repeat(8))))  # 8: the pair's two lengths
+    sizes = list(
+        accumulate(map(add, map(add, map(len, keys), map(len, values)), repeat(8)))
+    )  # 8: two lengths
     ends: list[int] = []
     start = 0
     while start < len(sizes):
-        limit = (sizes[start - 1] if start else 0) + _BLOCK_BYTES
+        limit = (sizes[start - 1] if start else 0) + block_bytes
         end = bisect_right(sizes, limit, start, min(len(sizes), start + _MAX_BLOCK_RECORDS))
         ends.append(max(end, start + 1))  # a pair above the bound is a block of its own
         start = ends[-1]
@@ -160,57 +207,130 @@ def _block_ends(pairs: Sequence[Pair]) -> list[int]:
 
 
 def _write_blocks(
-    handle: IO[bytes], compressor: zstandard.ZstdCompressor | None, pairs: Sequence[Pair]
+    handle: IO[bytes],
+    compressor: zstandard.ZstdCompressor | None,
+    keys: Sequence[bytes],
+    values: Sequence[bytes],
+    block_bytes: int = _BLOCK_BYTES,
 ) -> int:
-    """``pairs`` as blocks of at most ``_BLOCK_BYTES`` (compressed if ``compressor``); returns the bytes written."""
+    """The pairs of two columns as blocks of at most ``block_bytes`` (compressed if ``compressor``).
+
+    Returns the bytes written.
+    """
     written = start = 0
-    for end in _block_ends(pairs):
-        block = pairs[start:end]
+    for end in _block_ends(keys, values, block_bytes):
+        frame = _encode_block(keys[start:end], values[start:end])
+        pairs = end - start
         start = end
-        frame = _encode_block(block)
         codec = _RAW
         if compressor is not None:
             frame, codec = compressor.compress(frame), _ZSTD
-        handle.write(_BLOCK_HEAD.pack(len(frame), len(block), codec))
+        handle.write(_BLOCK_HEAD.pack(len(frame), pairs, codec))
         handle.write(frame)
         written += _BLOCK_HEAD.size + len(frame)
     return written
 
 
-def write_run(directory: str, items: Iterable[SortItem], *, bucketed: bool = True) -> list[RunSlice]:
+_BLAKE2B_16 = partial(blake2b, digest_size=2)
+_DIGEST = methodcaller("digest")
+_BIG_ENDIAN = partial(int.from_bytes, byteorder="big")
+
+
+def _buckets(keys: Iterable[bytes]) -> list[int]:
+    """:func:`bucket_of` of every key, through chained ``map`` calls: no Python frame per key."""
+    digests = map(_DIGEST, map(_BLAKE2B_16, keys))
+    return list(map(mod, map(_BIG_ENDIAN, digests), repeat(BUCKETS)))
+
+
+def _slot_columns(
+    keys: Sequence[bytes], values: Sequence[bytes], positions: Sequence[int]
+) -> tuple[list[bytes], list[bytes]]:
+    """The pairs at ``positions`` as (key, value) order columns.
+
+    Positions come in arrival order, so a run cut from a sorted ledger segment is
+    already in key order: a check in C (strictly increasing keys, which also settles
+    the value order) replaces the sort; anything else is sorted by (key, value).
+    """
+    slot_keys = list(map(keys.__getitem__, positions))
+    slot_values = list(map(values.__getitem__, positions))
+    if all(map(lt, slot_keys, islice(slot_keys, 1, None))):
+        return slot_keys, slot_values
+    pairs = sorted(zip(slot_keys, slot_values, strict=True))
+    return [key for key, _value in pairs], [value for _key, value in pairs]
+
+
+def write_run(
+    directory: str,
+    items: Iterable[SortItem],
+    *,
+    bucketed: bool = True,
+    max_shards: int | Mapping[str, int] = BUCKETS,
+) -> list[RunSlice]:
     """Sort ``items`` and write them as one run file under ``directory``.
 
-    Items are spread over their (group, bucket) lists in arrival order and each list is
-    sorted on its own: input that is already in key order (a batch of one ledger
-    segment, which stores records sorted) costs one linear pass instead of a full
-    sort. ``bucketed=False`` puts a whole group in one slice (bucket 0), for outputs
-    that merge every bucket anyway (a Trivy DB): fewer, longer slices to merge.
+    Items are ordered by (group, bucket) with a stable sort of small ints, so each
+    (group, bucket) keeps arrival order, and each is sorted on its own only if it is not
+    already in key order: a batch of one ledger segment (which stores records sorted)
+    costs a check, not a sort. Columns are transposed, hashed, checked and encoded by
+    C calls chained with ``map``, not a Python step per item. ``bucketed=False`` puts a
+    whole group in one slice (bucket 0), for outputs that merge every bucket anyway (a
+    Trivy DB): fewer, longer slices to merge.
+
+    ``max_shards``: no group gets more shards than this (or, a mapping, than its entry;
+    groups not in it are unbounded), so a slice may hold a whole :func:`bucket_ranges`
+    range (its ``width``) instead of one bucket, in blocks as many times larger: the
+    merge then opens fewer, longer slices.
 
     The file name is random: a retried Beam bundle writes a new file, and only the
     slices of the attempt that committed are ever merged.
     """
-    lists: dict[tuple[str, int], list[Pair]] = defaultdict(list)
-    if bucketed:
-        for group, key, value in items:
-            lists[group, int.from_bytes(blake2b(key, digest_size=2).digest(), "big") % BUCKETS].append(
-                (key, value)
-            )
-    else:
-        for group, key, value in items:
-            lists[group, 0].append((key, value))
-    if not lists:
+    listed = list(items)
+    if not listed:
         return []
+    groups, keys, values = zip(*listed, strict=True)  # columns, transposed in C
+    names = sorted(set(groups))
+    limits = [_shard_limit(max_shards, name) if bucketed else 1 for name in names]
+    # One int per item orders it by (group, bucket range): group index * BUCKETS + range start.
+    base = {name: index * BUCKETS for index, name in enumerate(names)}
+    if any(len(bucket_ranges(limit)) > 1 for limit in limits):
+        # group index * BUCKETS + bucket -> group index * BUCKETS + its range's first bucket
+        table = tuple(
+            base[name] + start
+            for name, limit in zip(names, limits, strict=True)
+            for start in _range_of_bucket(limit)
+        )
+        spots = (
+            _buckets(keys)
+            if len(names) == 1
+            else list(map(add, map(base.__getitem__, groups), _buckets(keys)))
+        )
+        slots = list(map(table.__getitem__, spots))
+    else:
+        slots = [0] * len(keys) if len(names) == 1 else list(map(base.__getitem__, groups))
+    # A stable sort of positions by slot (C compares of ints): each slot's items stay in arrival order.
+    order = sorted(range(len(slots)), key=slots.__getitem__)
+    ordered = list(map(slots.__getitem__, order))
     path = storage.join(directory, f"run-{uuid.uuid4().hex}.bin")
     slices: list[RunSlice] = []
     compressor = _run_compressor(directory)
     offset = 0
     with storage.open_write(path) as handle:
-        for (group, bucket), pairs in sorted(lists.items()):
-            pairs.sort()
-            length = _write_blocks(handle, compressor, pairs)
-            slices.append(RunSlice(path, group, bucket, offset, length, len(pairs)))
+        for slot in sorted(set(slots)):
+            positions = order[bisect_left(ordered, slot) : bisect_right(ordered, slot)]
+            slot_keys, slot_values = _slot_columns(keys, values, positions)
+            group, bucket = names[slot // BUCKETS], slot % BUCKETS
+            ranges = bucket_ranges(limits[slot // BUCKETS])
+            width = next((start for start in ranges if start > bucket), BUCKETS) - bucket if bucketed else 1
+            # blocks as many times larger as the slice spans buckets (what _open_cost expects)
+            block_bytes = min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * width)
+            length = _write_blocks(handle, compressor, slot_keys, slot_values, block_bytes)
+            slices.append(RunSlice(path, group, bucket, offset, length, len(positions), width))
             offset += length
     return slices
+
+
+def _shard_limit(max_shards: int | Mapping[str, int], group: str) -> int:
+    return max_shards if isinstance(max_shards, int) else max_shards.get(group, BUCKETS)
 
 
 def _slice_blocks(piece: RunSlice, decompressor: zstandard.ZstdDecompressor) -> Iterator[list[Pair]]:
@@ -337,37 +457,79 @@ def _spill(slices: Sequence[RunSlice], temp_dir: str) -> RunSlice:
     compressor = _run_compressor(temp_dir)
     with storage.open_write(path) as handle:
         for block in _merged_blocks(slices):
-            length += _write_blocks(handle, compressor, block)
+            keys, values = zip(*block, strict=True)
+            length += _write_blocks(handle, compressor, keys, values)
             count += len(block)
     return RunSlice(path, slices[0].group, 0, 0, length, count)
 
 
 def merge_slices(
-    slices: Sequence[RunSlice], *, temp_dir: str | None = None, fan_in: int = DEFAULT_FAN_IN
+    slices: Sequence[RunSlice],
+    *,
+    temp_dir: str | None = None,
+    fan_in: int = DEFAULT_FAN_IN,
+    max_bytes: int = MERGE_BYTES,
 ) -> Iterator[Pair]:
-    """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once.
+    """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once
+    nor more than about ``max_bytes`` of their blocks (estimated from each slice's
+    descriptor: its block size, or its mean pair size if larger; at least two slices are
+    always open, whatever their size).
 
     Ordering by value too makes equal keys come out the same way whatever the run files
-    were called or which worker wrote them. With more than ``fan_in`` slices, the smallest
+    were called or which worker wrote them. With more slices than that, the smallest
     are first merged into intermediate runs under ``temp_dir``, just enough of them for the
     rest to fit (so only those records take one more sequential pass).
 
     Raises:
-        ValueError: ``fan_in`` below 2, or more than ``fan_in`` slices and no ``temp_dir``.
+        ValueError: ``fan_in`` below 2, or more slices than the bounds and no ``temp_dir``.
     """
     if fan_in < 2:
         raise ValueError(f"fan_in must be at least 2, got {fan_in}")
     level = sorted(slices, key=lambda s: (s.count, s.path, s.offset))
-    while len(level) > fan_in:
+    while len(level) > fan_in or (len(level) > 2 and sum(map(_open_bytes, level)) > max_bytes):
         if temp_dir is None:
-            raise ValueError(f"merging {len(level)} slices with fan_in {fan_in} needs a temp_dir")
-        # Merge only as many of the smallest slices as it takes for the rest to fit: just
-        # past the fan-in, a few records take the extra pass instead of all of them.
-        take = min(fan_in, len(level) - fan_in + 1)
+            raise ValueError(
+                f"merging {len(level)} slices with fan_in {fan_in} and {max_bytes} bytes needs a temp_dir"
+            )
+        take = _spill_take(level, fan_in, max_bytes, remote=storage.is_remote(temp_dir))
         level = sorted(
             [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
         )
     return chain.from_iterable(_merged_blocks(level))
+
+
+def _open_cost(length: int, count: int, width: int, remote: bool) -> int:
+    # Two blocks (the pending one, the next being decoded). A block is the slice's block size
+    # (larger for a bucket range, see write_run) or one pair, whichever is larger, and never
+    # more than the slice. A slice on object storage is read whole (see _slice_blocks).
+    block = max(min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * width), -(-length // max(count, 1)))
+    return 2 * min(length, block) + (length if remote else 0)
+
+
+def _open_bytes(piece: RunSlice) -> int:
+    """About what ``piece`` holds while open in a merge, from its descriptor alone (mean pair size)."""
+    return _open_cost(piece.length, piece.count, piece.width, storage.is_remote(piece.path))
+
+
+def _spill_take(level: Sequence[RunSlice], fan_in: int, max_bytes: int, *, remote: bool) -> int:
+    """How many of the first (smallest) slices of ``level`` to merge into one intermediate run.
+
+    Just enough for the rest and the merged slice to fit (``fan_in`` slices,
+    ``max_bytes``), so that past a bound only a few records take the extra pass; but no
+    more than one merge may open itself (at least two).
+    """
+    costs = [_open_bytes(piece) for piece in level]
+    total, taken, length, records = sum(costs), 0, 0, 0
+    for take, piece in enumerate(level, 1):
+        taken, length, records = taken + costs[take - 1], length + piece.length, records + piece.count
+        if take < 2:
+            continue
+        merged = _open_cost(length, records, 1, remote)
+        if len(level) - take + 1 <= fan_in and total - taken + merged <= max_bytes:
+            return take
+        if take == fan_in or take == len(level) or taken + costs[take] > max_bytes:
+            return take
+    return len(level)
 
 
 def _tagged(side: str, pairs: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, str, bytes]]:

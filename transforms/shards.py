@@ -10,7 +10,7 @@ ever passes through the shuffle, which keeps memory flat on the in-process runne
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 
 import apache_beam as beam
@@ -19,7 +19,15 @@ from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
 from stella.model import LedgerRecord, LedgerRow
 from stella.runtime import tune_gc
-from stella.sorting import RunSlice, SortItem, merge_slices, shard_count, shard_of_bucket, write_run
+from stella.sorting import (
+    BUCKETS,
+    RunSlice,
+    SortItem,
+    merge_slices,
+    shard_count,
+    shard_of_bucket,
+    write_run,
+)
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.coders import ItemBatch
 from transforms.progress import relay_progress
@@ -96,15 +104,18 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
     merges that take every bucket of a group (one output file, no shards).
     """
 
-    def __init__(self, temp_dir: str, *, bucketed: bool = True) -> None:
+    def __init__(
+        self, temp_dir: str, *, bucketed: bool = True, max_shards: int | Mapping[str, int] = BUCKETS
+    ) -> None:
         self._temp_dir = temp_dir
         self._bucketed = bucketed
+        self._max_shards = max_shards
 
     def setup(self) -> None:
         tune_gc()
 
     def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
-        yield from write_run(self._temp_dir, items, bucketed=self._bucketed)
+        yield from write_run(self._temp_dir, items, bucketed=self._bucketed, max_shards=self._max_shards)
 
 
 class MergeShardFn(beam.DoFn):  # type: ignore[misc]
@@ -144,16 +155,20 @@ class WriteRuns(beam.PTransform):  # type: ignore[misc]
     Apply it right after each producer and flatten the *descriptors*: the in-process
     runner materializes a multi-input ``Flatten`` in memory, so flattening the batches
     themselves would hold every item of the run.
+
+    ``max_shards``: no group will get more shards than this (see ``WriteSortedShards``),
+    so each run slice may span a whole :func:`~stella.sorting.bucket_ranges` range.
     """
 
-    def __init__(self, temp_dir: str) -> None:
+    def __init__(self, temp_dir: str, *, max_shards: int | Mapping[str, int] = BUCKETS) -> None:
         super().__init__()
         self._temp_dir = temp_dir
+        self._max_shards = max_shards
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | "WriteRunFiles" >> beam.ParDo(WriteRunsFn(self._temp_dir)).with_output_types(
-            RunSlice
-        )
+        return batches | "WriteRunFiles" >> beam.ParDo(
+            WriteRunsFn(self._temp_dir, max_shards=self._max_shards)
+        ).with_output_types(RunSlice)
 
 
 class ShardRuns(beam.PTransform):  # type: ignore[misc]
@@ -179,7 +194,14 @@ class ShardRuns(beam.PTransform):  # type: ignore[misc]
             listed = list(pieces)
             total = shard_count(sum(p.count for p in listed), records_per_shard=per_shard)
             for piece in listed:
-                yield (group, shard_of_bucket(piece.bucket, total), total), piece
+                shard = shard_of_bucket(piece.bucket, total)
+                if shard_of_bucket(piece.bucket + piece.width - 1, total) != shard:
+                    # a max_shards bound below the real shard count: never guess a layout
+                    raise ValueError(
+                        f"run slice of group {group!r} spans buckets {piece.bucket}-"
+                        f"{piece.bucket + piece.width - 1}, split by {total} shards"
+                    )
+                yield (group, shard, total), piece
 
         # Group sizes come from a GroupByKey of descriptors, not a combiner feeding an
         # AsDict side input: the Dask runner miscounts the latter (seen: 5x), and a
@@ -204,6 +226,13 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         writer: writes one shard from its sorted pairs.
         records_per_shard: a group with n items gets ceil(n / records_per_shard) shards,
             at most ``sorting.BUCKETS``.
+        max_items: an upper bound on the items of any one group, when the caller knows one
+            (json:raw: the selected segments' record count, one item per record), or a
+            mapping of such bounds for the groups that have one (mirror:full: its record
+            groups; groups not in it are unbounded). It bounds the shard count before any
+            item is seen, so runs hold one slice per bucket range no shard can split instead
+            of one per bucket: the merges open several times fewer slices. Same bytes either
+            way; a bound that proves wrong fails the run instead of moving records.
     """
 
     def __init__(
@@ -215,13 +244,22 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         writer: ShardWriter,
         records_per_shard: int,
         trace: TraceContext = (),
+        max_items: int | Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
-        self._runs = WriteRuns(temp_dir)
         self._shards = ShardRuns(
             out_root=out_root, path_for=path_for, writer=writer, records_per_shard=records_per_shard,
             temp_dir=temp_dir, trace=trace,
         )  # fmt: skip
+        per_shard = records_per_shard
+        max_shards: int | dict[str, int] = BUCKETS
+        if isinstance(max_items, int):
+            max_shards = shard_count(max_items, records_per_shard=per_shard)
+        elif max_items is not None:
+            max_shards = {
+                group: shard_count(n, records_per_shard=per_shard) for group, n in max_items.items()
+            }
+        self._runs = WriteRuns(temp_dir, max_shards=max_shards)
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return batches | "WriteRuns" >> self._runs | "ShardRuns" >> self._shards

@@ -17,11 +17,22 @@ from stella import storage
 from stella.bundle.manifest import ContentEntry
 from stella.storage import HashingWriter
 
-__all__ = ["JSONL_CONTENT_TYPE", "ZSTD_LEVEL", "write_jsonl_blocks", "write_jsonl_shard", "zstd_compressor"]
+__all__ = [
+    "JSONL_CONTENT_TYPE",
+    "ZSTD_LEVEL",
+    "line_chunks",
+    "write_jsonl_blocks",
+    "write_jsonl_shard",
+    "zstd_compressor",
+]
 
 ZSTD_LEVEL = 3
 JSONL_CONTENT_TYPE = "application/x-ndjson+zstd"
 _CHUNK_LINES = 1024
+# Bytes of lines joined per write: 1,024 SBOM lines of ~160 KB were a 160 MB chunk (and as
+# much again joined); a chunk takes as many lines as fit here at the last chunk's mean size
+# (the first chunk is one line), so lines of up to 4 KB still go 1,024 at a time.
+_CHUNK_BYTES = 4 << 20
 
 
 def zstd_compressor() -> zstandard.ZstdCompressor:
@@ -31,15 +42,28 @@ def zstd_compressor() -> zstandard.ZstdCompressor:
     )
 
 
+def line_chunks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """``lines`` in chunks of at most ``_CHUNK_LINES`` lines and about ``_CHUNK_BYTES``.
+
+    Lines are taken by islice (in C): no Python step per line. A chunk's line count comes
+    from the previous chunk's mean line size, so a writer holds about ``_CHUNK_BYTES`` of
+    lines (or one line, if larger) whatever the documents weigh; the first chunk is one line.
+    """
+    source = iter(lines)
+    take = 1
+    while chunk := list(islice(source, take)):
+        size = sum(map(len, chunk)) + len(chunk)
+        take = max(1, min(_CHUNK_LINES, _CHUNK_BYTES * len(chunk) // size))
+        yield chunk
+
+
 def write_jsonl_shard(root: str, relative_path: str, lines: Iterable[bytes]) -> ContentEntry:
     """Write ``lines`` (already canonical JSON, no newline) to ``root/relative_path``."""
     count = 0
-    source = iter(lines)
 
     def blocks() -> Iterator[bytes]:
         nonlocal count
-        # Lines are taken in chunks by islice (in C): no Python step per line.
-        while chunk := list(islice(source, _CHUNK_LINES)):
+        for chunk in line_chunks(lines):
             count += len(chunk)
             chunk.append(b"")
             yield b"\n".join(chunk)

@@ -15,9 +15,11 @@ Order of work (research §1, §5):
    verified manifest are unpacked into a staging folder and hashed again as they are
    written; a delta's tombstones and changed records must name the digests the state
    holds. The new state hard-links the shards the delta does not touch and rewrites
-   the others (:mod:`stella.mirror.patch`; a whole rebuild, :mod:`stella.mirror.rebuild`,
-   when shard counts change), and it must have the record set and counts the exporter
-   signed. Only then does ``current`` move.
+   the others (:mod:`stella.mirror.patch`; a group whose shard count changes is
+   re-sharded alone, :mod:`stella.mirror.reshard`; a whole rebuild,
+   :mod:`stella.mirror.rebuild`, only if the old state does not match its record
+   index), and it must have the record set and counts the exporter signed. Only then
+   does ``current`` move.
 
 ``dry_run`` stops after step 2 and reports what would be added, changed and removed.
 """

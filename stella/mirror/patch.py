@@ -3,8 +3,9 @@
 A mirror state is laid out exactly as a mirror:full of the same records
 (:mod:`stella.mirror.rebuild`): per group (a record kind, or an index) a shard count
 that is a pure function of the group's row count, each row in the shard of its sort
-key's bucket, rows sorted by key within a shard. While a delta leaves every group's
-shard count as it was, a row never moves to another shard, so:
+key's bucket, rows sorted by key within a shard. Every group's new shard count is
+planned before anything is written. While a delta leaves a group's shard count as it
+was, none of its rows moves to another shard, so:
 
 * a shard no change lands in is the same file: it is hard-linked into the new state;
 * a touched raw shard is its old text less the dropped records' lines, with the new
@@ -19,11 +20,13 @@ shard count as it was, a row never moves to another shard, so:
   ones whose rows can tie with a new row up to ``modified``; the rows of other ids keep
   their (already sorted) order.
 
-The dropped records' old lines give their exact index rows, so nothing else of the old
-state is parsed. Memory is one shard (bounded by the shard-count function) plus the
-delta, whatever the mirror's size. Anything outside that case (a shard count changes,
-rows that do not match) returns None and the caller rebuilds the whole state, which
-gives the same bytes.
+A group whose shard count the delta changes (it crosses a multiple of
+``recordsPerShard``) is re-sharded alone (:mod:`stella.mirror.reshard`): its rows move,
+the other groups' do not, so they are still patched and linked. The dropped records'
+old lines give their exact index rows, so nothing else of the old state is parsed.
+Memory is one shard (bounded by the shard-count function; a few while re-sharding) plus
+the delta, whatever the mirror's size. Rows that do not match the record index return
+None and the caller rebuilds the whole state, which gives the same bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import os
 import re
 from bisect import bisect_left
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -50,8 +53,17 @@ from stella.bundle.shards import write_jsonl_blocks
 from stella.errors import BundleIntegrityError
 from stella.guards.streams import open_decompressed
 from stella.mirror.lines import merge_text
+from stella.mirror.reshard import (
+    KIND_OF_INDEX,
+    LayoutMismatch,
+    Row,
+    drop_rows,
+    reshard_index,
+    reshard_raw,
+    shards_of_rows,
+)
 from stella.model import Kind
-from stella.sorting import BUCKETS, bucket_of, shard_count, shard_of_bucket
+from stella.sorting import BUCKETS, bucket_of, shard_count
 
 __all__ = ["patch_state"]
 
@@ -59,12 +71,6 @@ _PART = re.compile(r"part-(\d{5})-of-(\d{5})\.")
 _KINDS: Final = {kind.plural: kind.value for kind in Kind}
 _RECORDS: Final = INDEX_GROUP + "records"
 _TIMES: Final = ["kind", "id", "digest", "modified"]
-_KIND_OF_INDEX: Final = {"sboms": "sbom"}  # the kind of every row of an index without a kind column
-Row = tuple[bytes, bytes]  # (sort key, value): a raw line or an index row as canonical JSON
-
-
-class _Mismatch(Exception):
-    """The old state is not laid out as its record index says: rebuild instead."""
 
 
 @dataclass
@@ -77,10 +83,23 @@ class _Touch:
 
 @dataclass(frozen=True)
 class _Group:
-    """One group's shard count after the delta and the shards the delta touches."""
+    """One group's shard counts before and after the delta, and the (new) shards the delta touches."""
 
+    old_total: int
     total: int
     touched: Mapping[int, _Touch]
+
+    @property
+    def reshard(self) -> bool:
+        """Rows move between shards: the group is re-sharded (:mod:`stella.mirror.reshard`), not patched."""
+        return self.old_total != self.total
+
+    @property
+    def spilled(self) -> tuple[int, list[int]]:
+        """(shard count, shards) whose old record keys a raw group needs: the touched ones, or all old ones."""
+        if self.reshard:
+            return self.old_total, list(range(self.old_total))
+        return self.total, sorted(self.touched)
 
 
 def _group_of(path: str) -> str:
@@ -128,31 +147,49 @@ def patch_state(
         count = sum(e.records or 0 for e in shards[group].values())
         new = added.get(group, [])
         total = shard_count(count - len(gone) + len(new), records_per_shard=records_per_shard)
-        if shards[group] and totals[group] != total:
-            raise _Mismatch(group)
-        return _Group(total, _touched(total, gone, new))
+        return _Group(totals.get(group, total), total, _touched(total, gone, new))
 
     entries: list[ContentEntry] = []
     removed: defaultdict[str, list[Row]] = defaultdict(list)
     try:
+        # Every raw group is planned (shard counts known) before anything is written.
         raw = {g: plan(g, gone_keys.get(g, [])) for g in sorted({*shards, *added, *gone_keys}) if _is_raw(g)}
         spill = _KeySpill(temp_dir, raw)
         for entry in shards[_RECORDS].values():
             spill.add(pq.read_table(old / entry.path, columns=["key", "kind"]))
         for group, planned in sorted(raw.items()):
+            if planned.reshard:
+                entries += _reshard_raw(old, staging, group, shards[group], planned, spill, removed)
+                continue
             for index, touch in sorted(planned.touched.items()):
                 entries += _patch_raw(old, staging, group, shards[group].get(index), planned.total, index,
                                       spill.keys(group, index), touch, removed)  # fmt: skip
                 spill.drop(group, index)
             entries += _links(old, staging, shards[group], planned.touched)
-        # The records index first: the other indexes take ``modified`` from its new rows.
+        # The records index first: the other indexes take ``modified`` (patched) or the record key
+        # (re-sharded) from its new shards.
         wanted = pa.array(sorted({_kind_and_id(key) for key in carried}), pa.string())
-        revisions: list[pa.Table] = []
         index_groups = {g for g in {*shards, *added, *removed} if not _is_raw(g)}
+        records: list[Path] = []
+        revisions = _empty_revisions()
         for group in sorted(index_groups, key=lambda g: (g != _RECORDS, g)):
             planned = plan(group, removed.get(group, []))
-            entries += _patch_index(old, staging, group, shards[group], planned, wanted, revisions)
-    except _Mismatch:
+            name = group[len(INDEX_GROUP) :]
+            if planned.reshard:
+                written = reshard_index(old, staging, name, shards[group], (planned.old_total, planned.total),
+                                        removed.get(group, []), added.get(group, []), records)  # fmt: skip
+            else:
+                written = _patch_index(old, staging, group, shards[group], planned, wanted, revisions)
+            entries += written
+            if group == _RECORDS:
+                records = [staging / e.path for e in sorted(written)]
+                revisions = pa.concat_tables(
+                    [
+                        revisions,
+                        *(_revisions(pq.read_table(path, columns=_TIMES), wanted) for path in records),
+                    ]
+                )
+    except LayoutMismatch:
         return None
     return sorted(entries)
 
@@ -165,16 +202,13 @@ def _kind_and_id(key: bytes) -> str:
     return b"\x00".join(key.split(b"\x00", 2)[:2]).decode("utf-8")
 
 
-def _touched(total: int, gone: Iterable[Row], new: Iterable[Row]) -> dict[int, _Touch]:
+def _touched(total: int, gone: Sequence[Row], new: Sequence[Row]) -> dict[int, _Touch]:
     """shard index -> what the delta does there, for the shards anything touches."""
     plan: defaultdict[int, _Touch] = defaultdict(_Touch)
-    for row in gone:
-        plan[shard_of_bucket(bucket_of(row[0]), total)].gone.append(row)
-    for row in new:
-        plan[shard_of_bucket(bucket_of(row[0]), total)].new.append(row)
-    for touch in plan.values():
-        touch.gone.sort()
-        touch.new.sort()
+    for index, rows in shards_of_rows(total, gone).items():
+        plan[index].gone = rows
+    for index, rows in shards_of_rows(total, new).items():
+        plan[index].new = rows
     return dict(plan)
 
 
@@ -203,7 +237,7 @@ class _KeySpill:
 
     def __init__(self, folder: Path, raw: Mapping[str, _Group]) -> None:
         self._folder = folder
-        self._raw = {group: planned for group, planned in raw.items() if planned.touched}
+        self._raw = {group: planned.spilled for group, planned in raw.items() if planned.spilled[1]}
         self._files: defaultdict[tuple[str, int], list[Path]] = defaultdict(list)
         self._written = 0
 
@@ -212,10 +246,10 @@ class _KeySpill:
             return
         keys = table["key"].combine_chunks()
         buckets = pa.array([bucket_of(key) for key in keys.to_pylist()], pa.int32())
-        for group, planned in self._raw.items():
+        for group, (total, indexes) in self._raw.items():
             of_kind = pc.equal(table["kind"].combine_chunks(), group)
-            shard = pc.divide(pc.multiply(buckets, planned.total), BUCKETS)  # shard_of_bucket, vectorized
-            for index in planned.touched:
+            shard = pc.divide(pc.multiply(buckets, total), BUCKETS)  # shard_of_bucket, vectorized
+            for index in indexes:
                 piece = keys.filter(pc.and_(of_kind, pc.equal(shard, index)))
                 if len(piece):
                     path = self._folder / f"keys-{self._written}.arrow"
@@ -235,6 +269,39 @@ class _KeySpill:
             path.unlink()
 
 
+def _reshard_raw(
+    old: Path,
+    staging: Path,
+    group: str,
+    shards: Mapping[int, ContentEntry],
+    planned: _Group,
+    spill: _KeySpill,
+    removed: defaultdict[str, list[Row]],
+) -> list[ContentEntry]:
+    """Re-shard one raw group; the dropped lines' index rows go to ``removed``."""
+    gone = {key for touch in planned.touched.values() for key, _empty in touch.gone}
+    new = {index: touch.new for index, touch in planned.touched.items()}
+    dropped: list[Row] = []
+    written = reshard_raw(old, staging, group, shards, (planned.old_total, planned.total),
+                          lambda index: spill.keys(group, index), gone, new, dropped)  # fmt: skip
+    for index in range(planned.old_total):
+        spill.drop(group, index)
+    if len(dropped) != len(gone):
+        raise LayoutMismatch(group)  # a dropped key is not where the record index puts it
+    for key, line in dropped:
+        _remove_rows(line, key, removed, where=group)
+    return written
+
+
+def _remove_rows(line: bytes, key: bytes, removed: defaultdict[str, list[Row]], *, where: str) -> None:
+    """A dropped line's index rows go to ``removed``, if it is the record its key names."""
+    items = list(items_of_line(line, where=where))
+    if items[0][1] != key:
+        raise LayoutMismatch(where)
+    for item_group, sort_key, value in items:
+        removed[item_group].append((sort_key, value))
+
+
 def _patch_raw(
     old: Path,
     staging: Path,
@@ -252,7 +319,7 @@ def _patch_raw(
     for key, _empty in touch.gone:
         at = bisect_left(keys, key)
         if at == len(keys) or keys[at] != key:
-            raise _Mismatch(path)  # a dropped key is not where the record index puts it
+            raise LayoutMismatch(path)  # a dropped key is not where the record index puts it
         drops.append(at)
     inserts = [(bisect_left(keys, key), line) for key, line in touch.new]
     gone_lines: list[bytes] = []
@@ -269,11 +336,7 @@ def _patch_raw(
     else:  # an emptied shard: no file, but its lines are still read (their rows are removed)
         deque(text, maxlen=0)
     for at, line in zip(drops, gone_lines, strict=True):
-        items = list(items_of_line(line, where=path))
-        if items[0][1] != keys[at]:
-            raise _Mismatch(path)
-        for item_group, sort_key, value in items:
-            removed[item_group].append((sort_key, value))
+        _remove_rows(line, keys[at], removed, where=path)
     return written
 
 
@@ -284,59 +347,36 @@ def _patch_index(
     shards: Mapping[int, ContentEntry],
     planned: _Group,
     wanted: pa.Array,
-    revisions: list[pa.Table],
+    revisions: pa.Table,
 ) -> list[ContentEntry]:
-    """Rewrite the touched shards of one index, one at a time (``revisions`` fills from the records index)."""
+    """Rewrite the touched shards of one index, one at a time (``revisions``: from the new records index)."""
     name = group[len(INDEX_GROUP) :]
     entries = _links(old, staging, shards, planned.touched)
     for index, touch in sorted(planned.touched.items()):
         previous = shards.get(index)
         table = pq.read_table(old / previous.path) if previous else index_table(name, [])
-        table = _drop_rows(name, table, touch.gone)
+        table = drop_rows(name, table, touch.gone)
         table = pa.concat_tables([table, index_table(name, [json.loads(v) for _k, v in touch.new])])
         if name == "records":
             order = pc.sort_indices(table["key"])
-            revisions.append(_revisions(table, wanted))
         else:
-            order = _key_order(name, table, pa.concat_tables(revisions), wanted)
+            order = _key_order(name, table, revisions, wanted)
         if table.num_rows:
             path = mirror_shard_path(group, index, planned.total)
             entries.append(write_parquet_table(str(staging), path, table, order))
         del table, order
         pa.default_memory_pool().release_unused()  # one shard at a time: give its memory back
-    if name == "records":
-        for index, entry in shards.items():
-            if index not in planned.touched:
-                revisions.append(_revisions(pq.read_table(old / entry.path, columns=_TIMES), wanted))
     return entries
+
+
+def _empty_revisions() -> pa.Table:
+    return index_table("records", []).select(_TIMES)
 
 
 def _revisions(records: pa.Table, wanted: pa.Array) -> pa.Table:
     """The record index's (kind, id, digest, modified) of every record whose (kind, id) is in ``wanted``."""
     mask = pc.is_in(pc.binary_join_element_wise(records["kind"], records["id"], "\x00"), value_set=wanted)
     return records.select(_TIMES).filter(mask)
-
-
-def _identity(name: str, table: pa.Table) -> pa.ChunkedArray:
-    """One value per row that names it: the record key, or every column of the row."""
-    if name == "records":
-        return table["key"]
-    return pc.binary_join_element_wise(*(table[c] for c in table.column_names), "\x00")
-
-
-def _drop_rows(name: str, table: pa.Table, rows: list[Row]) -> pa.Table:
-    """``table`` less exactly ``rows`` (candidates first by document digest, so few rows are joined)."""
-    if not rows:
-        return table
-    values = index_table(name, [json.loads(v) for _k, v in rows])
-    column = "key" if name == "records" else "digest"
-    candidates = pc.indices_nonzero(pc.is_in(table[column], value_set=values[column]))
-    hits = pc.is_in(_identity(name, table.take(candidates)), value_set=_identity(name, values))
-    gone = pc.filter(candidates, hits)
-    if len(gone) != len(rows):
-        raise _Mismatch(name)
-    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.uint64()), value_set=gone))
-    return table.filter(keep)
 
 
 def _key_order(name: str, table: pa.Table, revisions: pa.Table, wanted: pa.Array) -> pa.Array:
@@ -348,7 +388,7 @@ def _key_order(name: str, table: pa.Table, revisions: pa.Table, wanted: pa.Array
     """
     schema = INDEX_SCHEMAS[name]
     size = table.num_rows
-    kind = table["kind"] if "kind" in schema.names else pa.repeat(_KIND_OF_INDEX.get(name, name), size)
+    kind = table["kind"] if "kind" in schema.names else pa.repeat(KIND_OF_INDEX.get(name, name), size)
     wanted_rows = pc.is_in(
         pc.binary_join_element_wise(kind, table["id"], "\x00"), value_set=wanted
     ).combine_chunks()
@@ -359,7 +399,7 @@ def _key_order(name: str, table: pa.Table, revisions: pa.Table, wanted: pa.Array
     found = revisions.append_column("found", pa.repeat(True, revisions.num_rows))
     joined = rows.join(found, keys=["kind", "id", "digest"], join_type="left outer").sort_by("at")
     if joined.num_rows != rows.num_rows or joined["found"].null_count:
-        raise _Mismatch(name)  # a row of no record, or two records with one (kind, id, digest)
+        raise LayoutMismatch(name)  # a row of no record, or two records with one (kind, id, digest)
     blank = pa.repeat("", size)
     keys = pa.table(
         [

@@ -1,8 +1,8 @@
 """Rebuilding a mirror state's files from its records, exactly as the exporter writes them.
 
-When a delta changes a group's shard count (so rows move between shards), or
-:mod:`stella.mirror.patch` finds anything unexpected, the importer regenerates every raw
-shard and index of the new state from its records: :func:`write_sorted` is :class:`transforms.shards.WriteSortedShards`
+When :mod:`stella.mirror.patch` finds the old state laid out otherwise than its record
+index says (a delta that changes shard counts is re-sharded per group, not rebuilt), the
+importer regenerates every raw shard and index of the new state from its records: :func:`write_sorted` is :class:`transforms.shards.WriteSortedShards`
 without Beam (the same runs, the same bucket-to-shard assignment, the same merge and the
 same writers), so the result is byte-identical to a mirror:full export of the same
 records. Memory stays one batch (cut at ``_RUN_ITEMS`` items or ``_RUN_BYTES`` bytes,

@@ -335,3 +335,86 @@ def test_a_delta_over_many_shards_patches_to_the_bytes_of_a_rebuild(
     assert tree_digests(tmp_path / "patched") == tree_digests(tmp_path / "rebuilt")
     assert any(os.path.samefile(tmp_path / "patched" / e.path, tmp_path / "old" / e.path) for e in patched)
     assert not list((tmp_path / "spill").iterdir())  # every spilled piece is removed once used
+
+
+def test_a_delta_that_changes_shard_counts_reshards_only_those_groups(
+    chained: dict[str, Path], tmp_path: Path
+) -> None:
+    """Removals and new revisions that move a raw group and an index group across a multiple of
+    ``recordsPerShard``: those groups are re-sharded (every file new, under the new count), every
+    other group is patched (shards nothing lands in stay the old files), and the state is the bytes
+    of a rebuild from all records. The old importer fell back to rebuilding everything (None)."""
+    state = current_state(chained["full0"])
+    assert state is not None
+    lines = {key_of_envelope(json.loads(line)): line for _where, line in state_lines(state.path)}
+    rng = random.Random(11)
+    keys = sorted(k for k in lines if k.startswith(b"advisory\x00"))
+    changes: dict[bytes, Change] = {}
+    carried: dict[bytes, bytes] = {}
+    for key in rng.sample(keys, 6):  # removals
+        changes[key] = Change(key, REMOVE, None, line_digest(lines[key]))
+    for number, key in enumerate(rng.sample([k for k in keys if k not in changes], 14)):  # new revisions
+        line = dumps({**json.loads(lines[key]), "modified": f"20{number:02d}-01-01T00:00:00Z",
+                      "digest": f"sha256:{number + 1:064x}"})  # fmt: skip
+        new_key = key_of_envelope(json.loads(line))
+        changes[new_key] = Change(new_key, ADD, line_digest(line), None)
+        carried[new_key] = line
+    kept = {k: v for k, v in lines.items() if k not in changes} | carried
+
+    def rows(records: dict[bytes, bytes]) -> Counter[str]:
+        return Counter(
+            group for line in records.values() for group, _k, _v in items_of_line(line, where="state")
+        )
+
+    before, after = rows(lines), rows(kept)
+
+    def moved(size: int) -> set[str]:
+        return {
+            g
+            for g in before | after
+            if shard_count(before[g], records_per_shard=size) != shard_count(after[g], records_per_shard=size)
+        }
+
+    per_shard = next(  # a raw group and an index group move; some group with several shards does not
+        size
+        for size in range(2, max(before.values()))
+        if "advisory" in moved(size)
+        and any(g.startswith("index:") for g in moved(size))
+        and any(shard_count(before[g], records_per_shard=size) > 1 for g in set(before) - moved(size))
+    )
+
+    def rebuild(records: dict[bytes, bytes], out: Path) -> list[ContentEntry]:
+        (out.parent / f"runs-{out.name}").mkdir()
+        items = (item for key in sorted(records) for item in items_of_line(records[key], where="state"))
+        return write_sorted(items, temp_dir=str(out.parent / f"runs-{out.name}"), out_root=str(out),
+                            records_per_shard=per_shard)  # fmt: skip
+
+    old = rebuild(lines, tmp_path / "old")
+    (tmp_path / "spill").mkdir()
+    patched = patch_state(tmp_path / "old", old, changes, carried, tmp_path / "patched",
+                          records_per_shard=per_shard, temp_dir=tmp_path / "spill")  # fmt: skip
+    assert patched is not None  # re-sharded in place, not the whole-state fallback
+    assert patched == rebuild(kept, tmp_path / "rebuilt")
+    assert tree_digests(tmp_path / "patched") == tree_digests(tmp_path / "rebuilt")
+    folders = {"advisory": "raw/advisories", "sbom": "raw/sboms", "vex": "raw/vex"}
+
+    def folder(group: str) -> str:
+        return "data/" + folders.get(group, group.replace("index:", "indexes/")) + "/"
+
+    linked = {
+        e.path
+        for e in patched
+        if (tmp_path / "old" / e.path).exists()
+        and os.path.samefile(tmp_path / "patched" / e.path, tmp_path / "old" / e.path)
+    }
+    for group in moved(per_shard):
+        assert not any(p.startswith(folder(group)) for p in linked), group  # every file rewritten
+        assert all(
+            p.endswith(
+                f"-of-{shard_count(after[group], records_per_shard=per_shard):05d}" + p[p.index(".") :]
+            )
+            for p in (e.path for e in patched)
+            if p.startswith(folder(group))
+        )
+    assert any(not p.startswith(tuple(folder(g) for g in moved(per_shard))) for p in linked)  # others kept
+    assert not list((tmp_path / "spill").iterdir())

@@ -170,3 +170,51 @@ def test_keep_records_applies_the_profile_input_filter(ghsa_ledger: LedgerStore)
             | beam.FlatMap(lambda b: [r.kind.value for r in b])
         )
         assert_that(kinds, equal_to(["vex"] * 7))
+
+
+def _write_sorted(
+    tmp_path: Path, name: str, batches: list[list[tuple[str, bytes, bytes]]], **extra: object
+) -> None:
+    with offline_test_pipeline() as p:
+        _ = (
+            p
+            | beam.Create(batches)
+            | WriteSortedShards(
+                temp_dir=str(tmp_path / name / "runs"),
+                out_root=str(tmp_path / name / "out"),
+                path_for=lambda group, index, total: f"{group}-{index}-of-{total}.jsonl.zst",
+                writer=lambda root, path, pairs: write_jsonl_shard(root, path, (v for _k, v in pairs)),
+                records_per_shard=150,
+                **extra,
+            )
+        )
+
+
+def test_a_known_bound_on_group_sizes_gives_the_same_shards_from_fewer_slices(tmp_path: Path) -> None:
+    # sorted batches, as a ledger segment gives them; 500 in "a" (4 shards), 100 in "b" (1)
+    items = sorted(
+        [("a", b"k%04d" % n, b"a%d" % n) for n in range(500)]
+        + [("b", b"k%04d" % n, b"b%d" % n) for n in range(100)]
+    )
+    batches = [items[start : start + 90] for start in range(0, len(items), 90)]
+    _write_sorted(tmp_path, "buckets", batches)
+    _write_sorted(tmp_path, "ranges", batches, max_items=len(items))
+    shards = {p.name: p.read_bytes() for p in (tmp_path / "buckets" / "out").iterdir()}
+    assert sorted(shards) == [*(f"a-{i}-of-4.jsonl.zst" for i in range(4)), "b-0-of-1.jsonl.zst"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ranges" / "out").iterdir()} == shards
+
+
+def test_a_bound_below_the_real_group_size_fails_instead_of_moving_records(tmp_path: Path) -> None:
+    items = [("a", b"k%04d" % n, b"v") for n in range(400)]
+    with pytest.raises(Exception, match="split by 3 shards"):
+        _write_sorted(tmp_path, "wrong", [items[:200], items[200:]], max_items=100)
+
+
+def test_per_group_bounds_give_the_same_shards_too(tmp_path: Path) -> None:
+    items = sorted([(g, b"k%04d" % n, b"%s%d" % (g.encode(), n)) for g in ("a", "many") for n in range(400)])
+    batches = [items[start : start + 130] for start in range(0, len(items), 130)]
+    _write_sorted(tmp_path, "buckets", batches)
+    _write_sorted(tmp_path, "bounded", batches, max_items={"a": 400})
+    shards = {p.name: p.read_bytes() for p in (tmp_path / "buckets" / "out").iterdir()}
+    assert len(shards) == 6
+    assert {p.name: p.read_bytes() for p in (tmp_path / "bounded" / "out").iterdir()} == shards

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from stella.sorting import (
     BUCKETS,
+    RunSlice,
     bucket_of,
+    bucket_ranges,
     cogroup_sorted,
     merge_slices,
     shard_count,
@@ -255,3 +257,93 @@ def test_a_joins_sides_share_one_fan_in(tmp_path: Path, monkeypatch: pytest.Monk
     out = list(fn.process((0, slices)))
     assert [v for batch, _c in out for _g, _k, v in batch] == [b"abc"] * 120
     assert 0 < peak <= 6
+
+
+@pytest.mark.parametrize("max_shards", [1, 2, 3, 4, 5, 17, 40, 64, 500])
+def test_bucket_ranges_are_never_split_by_a_layout_within_the_bound(max_shards: int) -> None:
+    starts = bucket_ranges(max_shards)
+    assert starts[0] == 0 and list(starts) == sorted(set(starts))
+    ends = [*starts[1:], BUCKETS]
+    for shards in range(1, min(max_shards, BUCKETS) + 1):
+        for start, end in zip(starts, ends, strict=True):
+            assert {shard_of_bucket(b, shards) for b in range(start, end)} == {shard_of_bucket(start, shards)}
+    assert bucket_ranges(1) == (0,)
+    assert bucket_ranges(BUCKETS) == tuple(range(BUCKETS))
+    # the bound matters: just past it, some range is split (for these small bounds)
+    if max_shards <= 5:
+        shards = max_shards + 1
+        assert any(
+            shard_of_bucket(start, shards) != shard_of_bucket(end - 1, shards)
+            for start, end in zip(starts, ends, strict=True)
+        )
+
+
+def _shard_contents(slices: list[RunSlice], shards: int) -> dict[int, list[tuple[bytes, bytes]]]:
+    by_shard: dict[int, list[RunSlice]] = {}
+    for piece in slices:
+        shard = shard_of_bucket(piece.bucket, shards)
+        assert shard_of_bucket(piece.bucket + piece.width - 1, shards) == shard  # whole slices per shard
+        by_shard.setdefault(shard, []).append(piece)
+    return {shard: list(merge_slices(pieces)) for shard, pieces in sorted(by_shard.items())}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.binary(min_size=1, max_size=8), st.binary(max_size=30)),
+        max_size=250,
+    ),
+    st.integers(min_value=1, max_value=6),
+    st.booleans(),
+)
+def test_range_slices_give_every_shard_the_same_pairs_as_bucket_slices(
+    tmp_path_factory: object, items: list[tuple[str, bytes, bytes]], max_shards: int, presorted: bool
+) -> None:
+    directory = tmp_path_factory.mktemp("ranges")  # type: ignore[attr-defined]
+    if presorted:  # the ledger's case: each batch already in key order (the check replaces the sort)
+        items = sorted(items, key=lambda item: (item[1], item[2]))
+    batches = [items[index::3] for index in range(3)]
+    by_bucket = [p for batch in batches for p in write_run(str(directory), batch)]
+    by_range = [p for batch in batches for p in write_run(str(directory), batch, max_shards=max_shards)]
+    assert {p.width for p in by_bucket} <= {1}
+    assert len(by_range) <= len(by_bucket)
+    if max_shards == 1:  # one slice per group and run: nothing left to split
+        assert {p.width for p in by_range} <= {BUCKETS}
+    for shards in range(1, max_shards + 1):
+        for group in ("a", "b"):
+            assert _shard_contents([p for p in by_range if p.group == group], shards) == _shard_contents(
+                [p for p in by_bucket if p.group == group], shards
+            )
+
+
+def test_a_presorted_run_keeps_input_order_and_a_shuffled_one_is_sorted(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    items = sorted(("g", rng.randbytes(5), rng.randbytes(20)) for _ in range(400))
+    items += [("g", items[0][1], b"")]  # an equal key: ordered by value, before its twin
+    (sorted_piece,) = write_run(str(tmp_path), sorted(items, key=lambda i: (i[1], i[2])), max_shards=1)
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    (shuffled_piece,) = write_run(str(tmp_path), shuffled, max_shards=1)
+    expected = sorted((k, v) for _g, k, v in items)
+    assert list(merge_slices([sorted_piece])) == expected
+    assert list(merge_slices([shuffled_piece])) == expected
+    assert (sorted_piece.count, sorted_piece.width) == (len(items), BUCKETS)
+
+
+def test_run_slices_survive_pickling_with_their_width(tmp_path: Path) -> None:
+    import pickle
+
+    pieces = write_run(str(tmp_path), [("g", b"k%d" % n, b"v") for n in range(50)], max_shards=4)
+    assert min(p.width for p in pieces) > 1 and sum(p.width for p in pieces) == BUCKETS
+    assert [pickle.loads(pickle.dumps(p)) for p in pieces] == pieces
+
+
+def test_per_group_bounds_range_only_the_bounded_groups(tmp_path: Path) -> None:
+    items = [(group, b"k%04d" % n, group.encode()) for group in ("kind", "index") for n in range(300)]
+    pieces = write_run(str(tmp_path), items, max_shards={"kind": 1})
+    kind = [p for p in pieces if p.group == "kind"]
+    index = [p for p in pieces if p.group == "index"]
+    assert [(p.bucket, p.width, p.count) for p in kind] == [(0, BUCKETS, 300)]
+    assert {p.width for p in index} == {1} and len(index) > 40  # unbounded: a slice per bucket
+    for group, group_pieces in (("kind", kind), ("index", index)):
+        assert list(merge_slices(group_pieces)) == [(k, v) for g, k, v in items if g == group]
