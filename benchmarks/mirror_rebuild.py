@@ -1,6 +1,7 @@
 """The mirror importer's fallback rebuild (``write_sorted``) alone: CPU time and peak memory.
 
     python -m benchmarks.mirror_rebuild --records 200000
+    python -m benchmarks.mirror_rebuild --state MIRROR/current    # the records of an imported mirror
 
 The rebuild runs when a delta moves a group across a multiple of ``recordsPerShard``
 (docs/mirror.md); ``benchmarks.mirror`` only reaches it at some scales. This feeds it
@@ -8,12 +9,16 @@ The rebuild runs when a delta moves a group across a multiple of ``recordsPerSha
 60 KB), each with its record-index row and four package rows, through ``items_of_line``,
 the importer's producer. Reported: CPU seconds (``resource.getrusage``: the machine is
 shared), the process's peak RSS, and tracemalloc's peak for the run phase (batches
-sorted into run files) and the merge phase (shards written) with ``--trace``.
+sorted into run files) and the merge phase (shards written) with ``--trace``. With
+``--state``, the items are those of a real mirror state's lines instead (what the
+importer feeds the rebuild; e.g. the mixed ledger's SBOM lines of ~160 KB), sharded with
+the state's ``recordsPerShard``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import resource
 import tempfile
@@ -25,6 +30,7 @@ from typing import Any
 from stella.adapters.mirror.items import items_of_line
 from stella.canonical import dumps_plain
 from stella.mirror import rebuild
+from stella.mirror.importer import state_lines
 from stella.sorting import RunSlice, SortItem
 
 __all__ = ["run"]
@@ -55,7 +61,12 @@ def _items(records: int) -> Iterator[SortItem]:
         yield from items_of_line(dumps_plain(envelope), where="bench")
 
 
-def run(records: int, *, trace: bool) -> dict[str, Any]:
+def _state_items(state: Path) -> Iterator[SortItem]:
+    for where, line in state_lines(state):
+        yield from items_of_line(line, where=where)
+
+
+def run(records: int, *, trace: bool, state: Path | None = None) -> dict[str, Any]:
     phases: dict[str, float] = {}
     merge = rebuild.merge_slices
 
@@ -73,8 +84,13 @@ def run(records: int, *, trace: bool) -> dict[str, Any]:
         runs, out = Path(folder, "runs"), Path(folder, "out")
         runs.mkdir()
         out.mkdir()
+        per_shard = 25_000
+        if state is not None:
+            per_shard = int(json.loads((state / "mirror.json").read_bytes())["recordsPerShard"])
+            records = sum(1 for _item in state_lines(state))
+        items = _items(records) if state is None else _state_items(state)
         entries = rebuild.write_sorted(
-            _items(records), temp_dir=str(runs), out_root=str(out), records_per_shard=25_000
+            items, temp_dir=str(runs), out_root=str(out), records_per_shard=per_shard
         )
         run_files = len(list(runs.glob("run-*.bin")))
     after = resource.getrusage(resource.RUSAGE_SELF)
@@ -95,7 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--trace", action="store_true", help="tracemalloc peaks per phase (3-4x slower)")
-    print(run(parser.parse_args().records, trace=parser.parse_args().trace))
+    parser.add_argument("--state", type=Path, help="rebuild the records of this mirror state instead")
+    args = parser.parse_args()
+    print(run(args.records, trace=args.trace, state=args.state))
 
 
 if __name__ == "__main__":

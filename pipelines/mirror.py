@@ -48,7 +48,7 @@ from stella import storage
 from stella.adapters.jsonraw import row_items
 from stella.adapters.mirror.base import BaseBundle, stage_chain
 from stella.adapters.mirror.delta import CHANGES_PATH
-from stella.adapters.mirror.indexes import is_record_index
+from stella.adapters.mirror.indexes import INDEX_GROUP, RECORDS, is_record_index
 from stella.adapters.mirror.items import mirror_row_items, mirror_shard_path, write_mirror_shard
 from stella.adapters.mirror.records import RecordSet
 from stella.bundle.assemble import generated_at
@@ -57,6 +57,7 @@ from stella.bundle.request import ExportRequest
 from stella.errors import BaseMissingError, UsageError
 from stella.guards.ids import check_id
 from stella.ledger.store import SegmentInfo
+from stella.model import Kind
 from stella.profiles import ProfileOption
 from stella.selectors import Selectors, parse_selectors
 from stella.timefmt import format_time, parse_duration
@@ -309,7 +310,9 @@ def _read_selected(pipeline: beam.Pipeline, request: ExportRequest) -> beam.PCol
     )
 
 
-def _write_shards(staging: str, request: ExportRequest) -> WriteSortedShards:
+def _write_shards(
+    staging: str, request: ExportRequest, max_items: Mapping[str, int] | None = None
+) -> WriteSortedShards:
     return WriteSortedShards(
         temp_dir=storage.join(staging, RUNS_DIR),
         out_root=staging,
@@ -317,7 +320,18 @@ def _write_shards(staging: str, request: ExportRequest) -> WriteSortedShards:
         writer=write_mirror_shard,
         records_per_shard=request.records_per_shard,
         trace=request.trace_context,
+        max_items=max_items,
     )
+
+
+def _record_group_bounds(request: ExportRequest) -> dict[str, int]:
+    """mirror:full's groups of one item per selected record, each bounded by the segments' record count.
+
+    The raw lines (one group per kind) and the record index; the other indexes have a
+    row per package, alias or product, so no bound (see ``WriteSortedShards``).
+    """
+    records = sum(segment.records for segment in request.segments)
+    return {**{kind.value: records for kind in Kind}, INDEX_GROUP + RECORDS: records}
 
 
 def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: str) -> beam.PCollection:
@@ -328,7 +342,7 @@ def build_full(pipeline: beam.Pipeline, request: ExportRequest, staging: str) ->
     entries = (
         selected
         | "AdaptRows" >> AdaptRows(mirror_row_items, request.trace_context)
-        | "WriteSortedShards" >> _write_shards(staging, request)
+        | "WriteSortedShards" >> _write_shards(staging, request, _record_group_bounds(request))
     )
 
     def fields(contents: list[ContentEntry], summary: MirrorSummary) -> dict[str, Any]:

@@ -7,8 +7,9 @@ instead each worker sorts what it has and writes it as a *run*; only small run
 descriptors travel through the shuffle; one merge per shard streams the runs back in
 key order. Memory is one batch plus one block per open slice, whatever the data size.
 
-A run file holds, per (group, bucket), a *slice*: ``key``/``value`` pairs sorted by key,
-in blocks of about 32 KiB, each an independent zstd frame of columnar data (lengths,
+A run file holds, per (group, bucket), a *slice*: ``key``/``value`` pairs sorted by key
+(per (group, bucket range) when the caller bounds the group's shard count, see
+:func:`bucket_ranges`), in blocks of about 32 KiB (times the range's width), each an independent zstd frame of columnar data (lengths,
 keys, values) behind a small header. Blocks make both ends cheap: writing joins lists
 in C instead of packing every pair, and a merge decodes a block at a time with one
 shared zstd context and merges whole blocks with ``list.sort`` (see ``_merge_blocks``)
@@ -260,7 +261,11 @@ def _slot_columns(
 
 
 def write_run(
-    directory: str, items: Iterable[SortItem], *, bucketed: bool = True, max_shards: int = BUCKETS
+    directory: str,
+    items: Iterable[SortItem],
+    *,
+    bucketed: bool = True,
+    max_shards: int | Mapping[str, int] = BUCKETS,
 ) -> list[RunSlice]:
     """Sort ``items`` and write them as one run file under ``directory``.
 
@@ -271,9 +276,11 @@ def write_run(
     C calls chained with ``map``, not a Python step per item. ``bucketed=False`` puts a
     whole group in one slice (bucket 0), for outputs that merge every bucket anyway (a
     Trivy DB): fewer, longer slices to merge.
-    ``max_shards``: no group gets more shards than this, so a slice may hold a whole
-    :func:`bucket_ranges` range (its ``width``) instead of one bucket; the merge then
-    opens fewer, longer slices.
+
+    ``max_shards``: no group gets more shards than this (or, a mapping, than its entry;
+    groups not in it are unbounded), so a slice may hold a whole :func:`bucket_ranges`
+    range (its ``width``) instead of one bucket, in blocks as many times larger: the
+    merge then opens fewer, longer slices.
 
     The file name is random: a retried Beam bundle writes a new file, and only the
     slices of the attempt that committed are ever merged.
@@ -283,18 +290,27 @@ def write_run(
         return []
     groups, keys, values = zip(*listed, strict=True)  # columns, transposed in C
     names = sorted(set(groups))
+    limits = [_shard_limit(max_shards, name) if bucketed else 1 for name in names]
     # One int per item orders it by (group, bucket range): group index * BUCKETS + range start.
-    ranges = bucket_ranges(max_shards) if bucketed else (0,)
-    starts = list(map(_range_of_bucket(max_shards).__getitem__, _buckets(keys))) if len(ranges) > 1 else None
-    if len(names) == 1:
-        slots = starts if starts is not None else [0] * len(keys)
+    base = {name: index * BUCKETS for index, name in enumerate(names)}
+    if any(len(bucket_ranges(limit)) > 1 for limit in limits):
+        # group index * BUCKETS + bucket -> group index * BUCKETS + its range's first bucket
+        table = tuple(
+            base[name] + start
+            for name, limit in zip(names, limits, strict=True)
+            for start in _range_of_bucket(limit)
+        )
+        spots = (
+            _buckets(keys)
+            if len(names) == 1
+            else list(map(add, map(base.__getitem__, groups), _buckets(keys)))
+        )
+        slots = list(map(table.__getitem__, spots))
     else:
-        base = list(map({name: index * BUCKETS for index, name in enumerate(names)}.__getitem__, groups))
-        slots = list(map(add, base, starts)) if starts is not None else base
+        slots = [0] * len(keys) if len(names) == 1 else list(map(base.__getitem__, groups))
     # A stable sort of positions by slot (C compares of ints): each slot's items stay in arrival order.
     order = sorted(range(len(slots)), key=slots.__getitem__)
     ordered = list(map(slots.__getitem__, order))
-    block_bytes = min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * BUCKETS // len(ranges)) if bucketed else _BLOCK_BYTES
     path = storage.join(directory, f"run-{uuid.uuid4().hex}.bin")
     slices: list[RunSlice] = []
     compressor = _run_compressor(directory)
@@ -303,12 +319,19 @@ def write_run(
         for slot in sorted(set(slots)):
             positions = order[bisect_left(ordered, slot) : bisect_right(ordered, slot)]
             slot_keys, slot_values = _slot_columns(keys, values, positions)
-            length = _write_blocks(handle, compressor, slot_keys, slot_values, block_bytes)
             group, bucket = names[slot // BUCKETS], slot % BUCKETS
+            ranges = bucket_ranges(limits[slot // BUCKETS])
             width = next((start for start in ranges if start > bucket), BUCKETS) - bucket if bucketed else 1
+            # blocks as many times larger as the slice spans buckets (what _open_cost expects)
+            block_bytes = min(_MAX_BLOCK_BYTES, _BLOCK_BYTES * width)
+            length = _write_blocks(handle, compressor, slot_keys, slot_values, block_bytes)
             slices.append(RunSlice(path, group, bucket, offset, length, len(positions), width))
             offset += length
     return slices
+
+
+def _shard_limit(max_shards: int | Mapping[str, int], group: str) -> int:
+    return max_shards if isinstance(max_shards, int) else max_shards.get(group, BUCKETS)
 
 
 def _slice_blocks(piece: RunSlice, decompressor: zstandard.ZstdDecompressor) -> Iterator[list[Pair]]:

@@ -10,7 +10,7 @@ ever passes through the shuffle, which keeps memory flat on the in-process runne
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 
 import apache_beam as beam
@@ -104,7 +104,9 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
     merges that take every bucket of a group (one output file, no shards).
     """
 
-    def __init__(self, temp_dir: str, *, bucketed: bool = True, max_shards: int = BUCKETS) -> None:
+    def __init__(
+        self, temp_dir: str, *, bucketed: bool = True, max_shards: int | Mapping[str, int] = BUCKETS
+    ) -> None:
         self._temp_dir = temp_dir
         self._bucketed = bucketed
         self._max_shards = max_shards
@@ -158,7 +160,7 @@ class WriteRuns(beam.PTransform):  # type: ignore[misc]
     so each run slice may span a whole :func:`~stella.sorting.bucket_ranges` range.
     """
 
-    def __init__(self, temp_dir: str, *, max_shards: int = BUCKETS) -> None:
+    def __init__(self, temp_dir: str, *, max_shards: int | Mapping[str, int] = BUCKETS) -> None:
         super().__init__()
         self._temp_dir = temp_dir
         self._max_shards = max_shards
@@ -225,10 +227,12 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         records_per_shard: a group with n items gets ceil(n / records_per_shard) shards,
             at most ``sorting.BUCKETS``.
         max_items: an upper bound on the items of any one group, when the caller knows one
-            (json:raw: the selected segments' record count, one item per record). It bounds
-            the shard count before any item is seen, so runs hold one slice per bucket range
-            no shard can split instead of one per bucket: the merges open several times
-            fewer slices. Same bytes either way.
+            (json:raw: the selected segments' record count, one item per record), or a
+            mapping of such bounds for the groups that have one (mirror:full: its record
+            groups; groups not in it are unbounded). It bounds the shard count before any
+            item is seen, so runs hold one slice per bucket range no shard can split instead
+            of one per bucket: the merges open several times fewer slices. Same bytes either
+            way; a bound that proves wrong fails the run instead of moving records.
     """
 
     def __init__(
@@ -240,16 +244,21 @@ class WriteSortedShards(beam.PTransform):  # type: ignore[misc]
         writer: ShardWriter,
         records_per_shard: int,
         trace: TraceContext = (),
-        max_items: int | None = None,
+        max_items: int | Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self._shards = ShardRuns(
             out_root=out_root, path_for=path_for, writer=writer, records_per_shard=records_per_shard,
             temp_dir=temp_dir, trace=trace,
         )  # fmt: skip
-        max_shards = (
-            BUCKETS if max_items is None else shard_count(max_items, records_per_shard=records_per_shard)
-        )
+        per_shard = records_per_shard
+        max_shards: int | dict[str, int] = BUCKETS
+        if isinstance(max_items, int):
+            max_shards = shard_count(max_items, records_per_shard=per_shard)
+        elif max_items is not None:
+            max_shards = {
+                group: shard_count(n, records_per_shard=per_shard) for group, n in max_items.items()
+            }
         self._runs = WriteRuns(temp_dir, max_shards=max_shards)
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:

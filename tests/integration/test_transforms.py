@@ -173,7 +173,7 @@ def test_keep_records_applies_the_profile_input_filter(ghsa_ledger: LedgerStore)
 
 
 def _write_sorted(
-    tmp_path: Path, name: str, batches: list[list[tuple[str, bytes, bytes]]], **extra: int
+    tmp_path: Path, name: str, batches: list[list[tuple[str, bytes, bytes]]], **extra: object
 ) -> None:
     with offline_test_pipeline() as p:
         _ = (
@@ -208,3 +208,13 @@ def test_a_bound_below_the_real_group_size_fails_instead_of_moving_records(tmp_p
     items = [("a", b"k%04d" % n, b"v") for n in range(400)]
     with pytest.raises(Exception, match="split by 3 shards"):
         _write_sorted(tmp_path, "wrong", [items[:200], items[200:]], max_items=100)
+
+
+def test_per_group_bounds_give_the_same_shards_too(tmp_path: Path) -> None:
+    items = sorted([(g, b"k%04d" % n, b"%s%d" % (g.encode(), n)) for g in ("a", "many") for n in range(400)])
+    batches = [items[start : start + 130] for start in range(0, len(items), 130)]
+    _write_sorted(tmp_path, "buckets", batches)
+    _write_sorted(tmp_path, "bounded", batches, max_items={"a": 400})
+    shards = {p.name: p.read_bytes() for p in (tmp_path / "buckets" / "out").iterdir()}
+    assert len(shards) == 6
+    assert {p.name: p.read_bytes() for p in (tmp_path / "bounded" / "out").iterdir()} == shards

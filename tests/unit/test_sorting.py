@@ -111,7 +111,10 @@ def _block_heads(path: Path) -> list[tuple[int, int]]:
     return heads
 
 
-def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(
+    tmp_path: Path, bucketed: bool
+) -> None:
     """A merge holds ~1.5 decoded blocks per open slice, so a block must never exceed
     ``_BLOCK_BYTES`` (but for a single larger pair), however the pair sizes vary: a slice of
     short pairs followed by long ones (Trivy's bucket names, then advisories) used to be cut
@@ -121,12 +124,13 @@ def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(tmp_
     items = [("g", b"a%04d" % n, b"v") for n in range(200)]
     items += [("g", b"b%05d" % n, bytes(2000)) for n in range(3000)]
     items += [("g", b"c", bytes(3 * sorting._BLOCK_BYTES))]
-    (piece,) = write_run(str(tmp_path), items, bucketed=False)
-    heads = _block_heads(Path(piece.path))
+    slices = write_run(str(tmp_path), items, bucketed=bucketed)
+    heads = _block_heads(Path(slices[0].path))  # one run file: every slice's blocks in turn
     assert sum(count for _length, count in heads) == len(items)
-    assert all(length <= sorting._BLOCK_BYTES or count == 1 for length, count in heads)
-    assert len(heads) < 250  # and not one pair per block either
-    assert list(merge_slices([piece])) == sorted((k, v) for _g, k, v in items)
+    bound = max(sorting._BLOCK_BYTES * piece.width for piece in slices)
+    assert all(length <= bound or count == 1 for length, count in heads)
+    assert len(heads) < 250 + (sorting.BUCKETS if bucketed else 0)  # and not one pair per block either
+    assert list(merge_slices(slices)) == sorted((k, v) for _g, k, v in items)
 
 
 def test_a_truncated_run_is_an_error_not_a_short_shard(tmp_path: Path) -> None:
@@ -336,3 +340,14 @@ def test_run_slices_survive_pickling_with_their_width(tmp_path: Path) -> None:
     pieces = write_run(str(tmp_path), [("g", b"k%d" % n, b"v") for n in range(50)], max_shards=4)
     assert min(p.width for p in pieces) > 1 and sum(p.width for p in pieces) == BUCKETS
     assert [pickle.loads(pickle.dumps(p)) for p in pieces] == pieces
+
+
+def test_per_group_bounds_range_only_the_bounded_groups(tmp_path: Path) -> None:
+    items = [(group, b"k%04d" % n, group.encode()) for group in ("kind", "index") for n in range(300)]
+    pieces = write_run(str(tmp_path), items, max_shards={"kind": 1})
+    kind = [p for p in pieces if p.group == "kind"]
+    index = [p for p in pieces if p.group == "index"]
+    assert [(p.bucket, p.width, p.count) for p in kind] == [(0, BUCKETS, 300)]
+    assert {p.width for p in index} == {1} and len(index) > 40  # unbounded: a slice per bucket
+    for group, group_pieces in (("kind", kind), ("index", index)):
+        assert list(merge_slices(group_pieces)) == [(k, v) for g, k, v in items if g == group]

@@ -31,8 +31,9 @@ from stella.canonical import dumps_plain
 from stella.sorting import SortItem
 
 __all__ = [
-    "INDEX_SCHEMAS",
     "INDEX_GROUP",
+    "INDEX_SCHEMAS",
+    "RECORDS",
     "index_items",
     "index_path",
     "index_table",
