@@ -111,7 +111,10 @@ def _block_heads(path: Path) -> list[tuple[int, int]]:
     return heads
 
 
-def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(
+    tmp_path: Path, bucketed: bool
+) -> None:
     """A merge holds ~1.5 decoded blocks per open slice, so a block must never exceed
     ``_BLOCK_BYTES`` (but for a single larger pair), however the pair sizes vary: a slice of
     short pairs followed by long ones (Trivy's bucket names, then advisories) used to be cut
@@ -121,12 +124,13 @@ def test_blocks_stay_within_the_bound_when_pair_sizes_change_within_a_slice(tmp_
     items = [("g", b"a%04d" % n, b"v") for n in range(200)]
     items += [("g", b"b%05d" % n, bytes(2000)) for n in range(3000)]
     items += [("g", b"c", bytes(3 * sorting._BLOCK_BYTES))]
-    (piece,) = write_run(str(tmp_path), items, bucketed=False)
-    heads = _block_heads(Path(piece.path))
+    slices = write_run(str(tmp_path), items, bucketed=bucketed)
+    heads = _block_heads(Path(slices[0].path))  # one run file: every slice's blocks in turn
     assert sum(count for _length, count in heads) == len(items)
-    assert all(length <= sorting._BLOCK_BYTES or count == 1 for length, count in heads)
-    assert len(heads) < 250  # and not one pair per block either
-    assert list(merge_slices([piece])) == sorted((k, v) for _g, k, v in items)
+    bound = max(sorting._BLOCK_BYTES * piece.width for piece in slices)
+    assert all(length <= bound or count == 1 for length, count in heads)
+    assert len(heads) < 250 + (sorting.BUCKETS if bucketed else 0)  # and not one pair per block either
+    assert list(merge_slices(slices)) == sorted((k, v) for _g, k, v in items)
 
 
 def test_a_truncated_run_is_an_error_not_a_short_shard(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ sort sorts them, then fed to the same streaming merges the pipelines use.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,6 +162,33 @@ def test_different_advisories_for_one_bucket_key_are_merged() -> None:
     assert (b"vulnerability", b"CVE-2024-4") in db  # one detail entry for both records
     reversed_db, _, _ = _build([ghsa, pysec])
     assert reversed_db == db
+
+
+def test_a_keys_values_are_held_once_each_not_once_per_advisory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every advisory of an ecosystem gives the same ``data-source`` value: the merge keeps a
+    key's distinct values (arrival order), so what it holds does not grow with the ledger."""
+    import stella.adapters.trivy.dbitems as dbitems
+
+    given: list[int] = []
+    real = dbitems._combine
+
+    def combine(path: tuple[bytes, ...], values: list[bytes]) -> bytes:
+        given.append(len(values))
+        return real(path, values)
+
+    monkeypatch.setattr(dbitems, "_combine", combine)
+    source = json.dumps({"ID": "ghsa", "Name": "GitHub"}, separators=(",", ":")).encode()
+    key = encode_parts((b"data-source", b"pip::GitHub"))
+    pairs = sorted((key, i.to_bytes(32, "big") + source) for i in range(5000))
+    counts: Counter[str] = Counter()
+    ((path, name, value),) = merged_db_entries(pairs, set(), counts)
+    assert (path, name, value) == ((b"data-source",), b"pip::GitHub", source)
+    assert given == [1] and counts["merged"] == 1
+    other = json.dumps({"ID": "osv", "Name": "OSV"}, separators=(",", ":")).encode()
+    pairs = sorted([*pairs, (key, (9999).to_bytes(32, "big") + other)])
+    given.clear()
+    (entry,) = merged_db_entries(pairs, {(7).to_bytes(32, "big")})
+    assert given == [2]
 
 
 # --- java-db items -------------------------------------------------------------------------

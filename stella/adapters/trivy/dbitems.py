@@ -18,7 +18,7 @@ Each selected OSV record becomes items of three sorted streams (groups):
 * ``trivy.untranslated`` -- one per :class:`~.osv.Untranslated`, keyed by reason first,
   so the report file is sorted and grouped by reason.
 
-Memory during the merge: the superseded digests plus the values of one bucket/key.
+Memory during the merge: the superseded digests plus the distinct values of one bucket/key.
 """
 
 from __future__ import annotations
@@ -170,8 +170,7 @@ def _losers(group: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
         yield bytes.fromhex(older["digest"].split(":", 1)[1]), _value_bytes({**older, "supersededBy": winner})
 
 
-def _combine(path: tuple[bytes, ...], values: list[bytes]) -> bytes:
-    unique = list(dict.fromkeys(values))
+def _combine(path: tuple[bytes, ...], unique: list[bytes]) -> bytes:
     if len(unique) == 1:
         return unique[0]
     bucket = tuple(part.decode() for part in path[:-1])
@@ -188,29 +187,38 @@ def merged_db_entries(
 
     Values of superseded revisions are dropped; values several advisories gave one
     bucket/key are merged. ``counts`` (if given) receives ``merged`` and ``superseded``.
+
+    A key's values are held once each, in arrival order, never once per advisory: every
+    advisory of an ecosystem gives the same ``data-source`` entry, so a list of them would
+    grow with the ledger (a third of all advisories on one key, hundreds of megabytes at
+    10M documents).
     """
     tally: Counter[str] = counts if counts is not None else Counter()
     current: bytes | None = None
-    values: list[bytes] = []
+    first = b""
+    more: dict[bytes, None] | None = None  # the key's distinct values, once it has a second one
     for key, value in pairs:
         if value[:_DIGEST_BYTES] in superseded:
             tally["superseded"] += 1
             continue
         if key != current:
             if current is not None:
-                yield _entry(current, values, tally)
-            current, values = key, []
-        values.append(value[_DIGEST_BYTES:])
+                yield _entry(current, first, more, tally)
+            current, first, more = key, value[_DIGEST_BYTES:], None
+        else:
+            if more is None:
+                more = {first: None}
+            more[value[_DIGEST_BYTES:]] = None
     if current is not None:
-        yield _entry(current, values, tally)
+        yield _entry(current, first, more, tally)
 
 
-def _entry(key: bytes, values: list[bytes], tally: Counter[str]) -> Entry:
+def _entry(key: bytes, first: bytes, more: dict[bytes, None] | None, tally: Counter[str]) -> Entry:
     path = decode_parts(key)
-    if len(values) > 1:
+    if more is not None:  # several advisories gave this bucket/key a value
         tally["merged"] += 1
-        return path[:-1], path[-1], _combine(path, values)
-    return path[:-1], path[-1], values[0]
+        return path[:-1], path[-1], _combine(path, list(more))
+    return path[:-1], path[-1], first
 
 
 def untranslated_lines(pairs: Iterable[tuple[bytes, bytes]], superseded: Container[bytes]) -> Iterator[bytes]:
