@@ -7,8 +7,9 @@ instead each worker sorts what it has and writes it as a *run*; only small run
 descriptors travel through the shuffle; one merge per shard streams the runs back in
 key order. Memory is one batch plus one block per open slice, whatever the data size.
 
-A run file holds, per (group, bucket), a *slice*: ``key``/``value`` pairs sorted by key,
-in blocks of about 32 KiB, each an independent zstd frame of columnar data (lengths,
+A run file holds, per (group, bucket), a *slice*: ``key``/``value`` pairs sorted by key
+(per (group, bucket range) when the caller bounds the group's shard count, see
+:func:`bucket_ranges`), in blocks of about 32 KiB (times the range's width), each an independent zstd frame of columnar data (lengths,
 keys, values) behind a small header. Blocks make both ends cheap: writing joins lists
 in C instead of packing every pair, and a merge decodes a block at a time with one
 shared zstd context and merges whole blocks with ``list.sort`` (see ``_merge_blocks``)
