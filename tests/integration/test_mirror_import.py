@@ -35,6 +35,11 @@ def _data(mirror: Path) -> dict[str, str]:
     return tree_digests(mirror / "current" / "data")
 
 
+def _group_rows(records: dict[bytes, bytes]) -> Counter[str]:
+    """Items per group (raw kind or index) that a state of these records holds: shard counts follow them."""
+    return Counter(group for line in records.values() for group, _k, _v in items_of_line(line, where="state"))
+
+
 @pytest.fixture(scope="module")
 def chained(mirror_history: MirrorHistory, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Mirrors after each step of the chain (copies), and the one imported from full2 alone."""
@@ -307,12 +312,7 @@ def test_a_delta_over_many_shards_patches_to_the_bytes_of_a_rebuild(
         carried[new_key] = line
     kept = {k: v for k, v in lines.items() if k not in changes} | carried
 
-    def rows(records: dict[bytes, bytes]) -> Counter[str]:
-        return Counter(
-            group for line in records.values() for group, _k, _v in items_of_line(line, where="state")
-        )
-
-    before, after = rows(lines), rows(kept)
+    before, after = _group_rows(lines), _group_rows(kept)
     per_shard = next(  # the smallest shard size (the most shards) at which no group's shard count changes
         size
         for size in range(1, max(before.values()) + 1)
@@ -362,12 +362,7 @@ def test_a_delta_that_changes_shard_counts_reshards_only_those_groups(
         carried[new_key] = line
     kept = {k: v for k, v in lines.items() if k not in changes} | carried
 
-    def rows(records: dict[bytes, bytes]) -> Counter[str]:
-        return Counter(
-            group for line in records.values() for group, _k, _v in items_of_line(line, where="state")
-        )
-
-    before, after = rows(lines), rows(kept)
+    before, after = _group_rows(lines), _group_rows(kept)
 
     def moved(size: int) -> set[str]:
         return {
