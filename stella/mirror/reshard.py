@@ -14,12 +14,13 @@ order, and written with the exporter's writers, so the bytes are a mirror:full's
   (their index rows are removed from the indexes). Nothing is parsed but the dropped lines.
 * An **index** group: the old shards are read one at a time (Arrow), less the removed
   rows; each row's sort key (its term, then its record key) needs the record key, which
-  an index row does not hold (only kind, id and digest): it is joined from the new
-  record index, held as tables of at most ``_LOOKUP_BYTES``. A new shard is written
-  once the last old shard overlapping it has been read.
+  an index row does not hold (only kind, id and digest): it is looked up in the new
+  record index, held in parts of about ``_LOOKUP_BYTES`` (:class:`_Lookup`). A new shard
+  is written once the last old shard overlapping it has been read.
 
-Memory is a few old shards (bounded by the shard-count function) plus the record
-lookup's cap, whatever the mirror's size; time is the group's size plus the delta. Anything unexpected raises
+Memory is a few old shards (bounded by the shard-count function) plus one lookup part,
+whatever the mirror's size; time is the group's size plus the delta (and, past one
+lookup part, the record index read again per old shard). Anything unexpected raises
 :class:`LayoutMismatch` and the caller rebuilds the whole state.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from hashlib import blake2b
 from heapq import merge
 from itertools import chain
@@ -164,7 +165,7 @@ def reshard_index(
     ``records``: the new state's record-index shards (the record keys of every row).
     """
     old_total, total = totals
-    lookup = [] if name == "records" else list(_record_lookup(records))
+    lookup = _Lookup(records if name != "records" else [])
     gone_by_shard = shards_of_rows(old_total, gone)
     new_by_shard = shards_of_rows(total, new)
     last = {index: _sources(index, total, old_total)[-1] for index in range(total)}
@@ -174,7 +175,7 @@ def reshard_index(
         entry = shards.get(i)
         if entry is not None:
             table = drop_rows(name, pq.read_table(old / entry.path), gone_by_shard.pop(i, []))
-            table = table.append_column(_SORT_KEY, _sort_keys(name, table, lookup))
+            table = table.append_column(_SORT_KEY, _sort_keys(name, table, lookup.parts()))
             buckets = pa.array(_buckets(table[_SORT_KEY].to_pylist()), pa.int32())
             target = pc.divide(pc.multiply(buckets, total), BUCKETS)  # shard_of_bucket, vectorized
             for index in pc.unique(target).to_pylist():
@@ -204,24 +205,40 @@ def _write_shard(
     return [write_parquet_table(str(staging), path, table, order)]
 
 
-def _record_lookup(records: Sequence[Path]) -> Iterator[tuple[pa.Array, pa.Array]]:
-    """The new record index as (kind NUL id NUL digest, record key) arrays of about ``_LOOKUP_BYTES``.
+class _Lookup:
+    """The new record index as (kind NUL id NUL digest, record key) arrays of about ``_LOOKUP_BYTES`` each.
 
-    One pair for a mirror of up to ~1M records: each old index shard is looked up once.
-    A larger mirror takes one lookup per pair, so memory stays bounded.
+    Up to ~1M records that is one pair, read once and kept: each old index shard is
+    looked up once. A larger mirror is read again, a pair at a time, for each old
+    shard, so memory stays one pair whatever the mirror's size.
     """
-    pieces: list[pa.Table] = []
-    size = 0
-    for at, path in enumerate(records, 1):
-        pieces.append(pq.read_table(path, columns=["key", *_JOIN]))
-        size += pieces[-1].nbytes
-        if size >= _LOOKUP_BYTES or at == len(records):
-            table = pa.concat_tables(pieces)
-            names = _names(table["kind"], table)
-            if pc.count_distinct(names).as_py() != len(names):
-                raise LayoutMismatch("two records with one (kind, id, digest)")
-            yield names, table["key"].combine_chunks()
-            pieces, size = [], 0
+
+    def __init__(self, records: Sequence[Path]) -> None:
+        self._records = records
+        parts = self._read()
+        first, second = next(parts, None), next(parts, None)
+        self._kept = [first] if first is not None and second is None else None
+        del first, second
+
+    def parts(self) -> Iterator[tuple[pa.Array, pa.Array]]:
+        return iter(self._kept) if self._kept is not None else self._read()
+
+    def _read(self) -> Iterator[tuple[pa.Array, pa.Array]]:
+        names: list[pa.Array] = []
+        keys: list[pa.Array] = []
+        size = 0
+        for at, path in enumerate(self._records, 1):
+            table = pq.read_table(path, columns=["key", *_JOIN])  # one record-index shard at a time
+            names.append(_names(table["kind"], table))
+            keys.append(table["key"].combine_chunks())
+            del table
+            size += names[-1].nbytes + keys[-1].nbytes
+            if size >= _LOOKUP_BYTES or at == len(self._records):
+                known = pa.concat_arrays(names)
+                if pc.count_distinct(known).as_py() != len(known):
+                    raise LayoutMismatch("two records with one (kind, id, digest)")
+                yield known, pa.concat_arrays(keys)
+                names, keys, size = [], [], 0
 
 
 def _names(kind: pa.Array | pa.ChunkedArray, table: pa.Table) -> pa.Array:
@@ -234,7 +251,7 @@ def _buckets(keys: Sequence[bytes]) -> list[int]:
     return [blake2b(key, digest_size=2).digest()[1] & (BUCKETS - 1) for key in keys]
 
 
-def _sort_keys(name: str, table: pa.Table, lookup: Sequence[tuple[pa.Array, pa.Array]]) -> pa.Array:
+def _sort_keys(name: str, table: pa.Table, lookup: Iterable[tuple[pa.Array, pa.Array]]) -> pa.Array:
     """Each row's sort key: the record key (records), or its term, a NUL and its record's key."""
     if name == "records":
         return table["key"].combine_chunks()

@@ -16,6 +16,7 @@ from stella.adapters.mirror.items import items_of_line
 from stella.adapters.mirror.records import key_of_envelope, line_digest
 from stella.bundle.manifest import ContentEntry
 from stella.canonical import dumps
+from stella.mirror import reshard
 from stella.mirror.importer import state_lines
 from stella.mirror.patch import patch_state
 from stella.mirror.rebuild import write_sorted
@@ -338,7 +339,7 @@ def test_a_delta_over_many_shards_patches_to_the_bytes_of_a_rebuild(
 
 
 def test_a_delta_that_changes_shard_counts_reshards_only_those_groups(
-    chained: dict[str, Path], tmp_path: Path
+    chained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Removals and new revisions that move a raw group and an index group across a multiple of
     ``recordsPerShard``: those groups are re-sharded (every file new, under the new count), every
@@ -418,3 +419,10 @@ def test_a_delta_that_changes_shard_counts_reshards_only_those_groups(
         )
     assert any(not p.startswith(tuple(folder(g) for g in moved(per_shard))) for p in linked)  # others kept
     assert not list((tmp_path / "spill").iterdir())
+    # A record index over the lookup's cap is looked up in parts, read again per old shard: the same bytes.
+    assert sum(1 for e in patched if e.path.startswith("data/indexes/records/")) > 1  # so several parts
+    monkeypatch.setattr(reshard, "_LOOKUP_BYTES", 1)
+    parts = patch_state(tmp_path / "old", old, changes, carried, tmp_path / "parts",
+                        records_per_shard=per_shard, temp_dir=tmp_path / "spill")  # fmt: skip
+    assert parts == patched
+    assert tree_digests(tmp_path / "parts") == tree_digests(tmp_path / "rebuilt")
