@@ -12,13 +12,15 @@ follows the queued run to its end, then reports the fired slot as the server rec
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from stella.cli.remote_cmd import api_client
 from stella.errors import UsageError
 from stella.model import validate_tenant
 from stella.schedules.model import Schedule, validate_name
-from stella.service.client import ApiClient
+
+if TYPE_CHECKING:  # its client is built by remote_cmd.api_client, which imports it when called
+    from stella.service.client import ApiClient
 
 __all__ = ["change", "create", "list_schedules", "run_now", "tick"]
 
