@@ -40,6 +40,15 @@ def _group_rows(records: dict[bytes, bytes]) -> Counter[str]:
     return Counter(group for line in records.values() for group, _k, _v in items_of_line(line, where="state"))
 
 
+def _rebuild(records: dict[bytes, bytes], out: Path, per_shard: int) -> list[ContentEntry]:
+    """A state written from all ``records`` at once: the bytes a patch or re-shard must reproduce."""
+    (out.parent / f"runs-{out.name}").mkdir()
+    items = (item for key in sorted(records) for item in items_of_line(records[key], where="state"))
+    return write_sorted(
+        items, temp_dir=str(out.parent / f"runs-{out.name}"), out_root=str(out), records_per_shard=per_shard
+    )
+
+
 @pytest.fixture(scope="module")
 def chained(mirror_history: MirrorHistory, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Mirrors after each step of the chain (copies), and the one imported from full2 alone."""
@@ -320,19 +329,13 @@ def test_a_delta_over_many_shards_patches_to_the_bytes_of_a_rebuild(
                for g in before | after)
     )  # fmt: skip
 
-    def rebuild(records: dict[bytes, bytes], out: Path) -> list[ContentEntry]:
-        (out.parent / f"runs-{out.name}").mkdir()
-        items = (item for key in sorted(records) for item in items_of_line(records[key], where="state"))
-        return write_sorted(items, temp_dir=str(out.parent / f"runs-{out.name}"), out_root=str(out),
-                            records_per_shard=per_shard)  # fmt: skip
-
-    old = rebuild(lines, tmp_path / "old")
+    old = _rebuild(lines, tmp_path / "old", per_shard)
     assert any(not e.path.endswith("-of-00001.jsonl.zst") for e in old if "/raw/" in e.path)  # several shards
     (tmp_path / "spill").mkdir()
     patched = patch_state(tmp_path / "old", old, changes, carried, tmp_path / "patched",
                           records_per_shard=per_shard, temp_dir=tmp_path / "spill")  # fmt: skip
     assert patched is not None  # shard counts unchanged: the proportional path
-    assert patched == rebuild(kept, tmp_path / "rebuilt")
+    assert patched == _rebuild(kept, tmp_path / "rebuilt", per_shard)
     assert tree_digests(tmp_path / "patched") == tree_digests(tmp_path / "rebuilt")
     assert any(os.path.samefile(tmp_path / "patched" / e.path, tmp_path / "old" / e.path) for e in patched)
     assert not list((tmp_path / "spill").iterdir())  # every spilled piece is removed once used
@@ -379,18 +382,12 @@ def test_a_delta_that_changes_shard_counts_reshards_only_those_groups(
         and any(shard_count(before[g], records_per_shard=size) > 1 for g in set(before) - moved(size))
     )
 
-    def rebuild(records: dict[bytes, bytes], out: Path) -> list[ContentEntry]:
-        (out.parent / f"runs-{out.name}").mkdir()
-        items = (item for key in sorted(records) for item in items_of_line(records[key], where="state"))
-        return write_sorted(items, temp_dir=str(out.parent / f"runs-{out.name}"), out_root=str(out),
-                            records_per_shard=per_shard)  # fmt: skip
-
-    old = rebuild(lines, tmp_path / "old")
+    old = _rebuild(lines, tmp_path / "old", per_shard)
     (tmp_path / "spill").mkdir()
     patched = patch_state(tmp_path / "old", old, changes, carried, tmp_path / "patched",
                           records_per_shard=per_shard, temp_dir=tmp_path / "spill")  # fmt: skip
     assert patched is not None  # re-sharded in place, not the whole-state fallback
-    assert patched == rebuild(kept, tmp_path / "rebuilt")
+    assert patched == _rebuild(kept, tmp_path / "rebuilt", per_shard)
     assert tree_digests(tmp_path / "patched") == tree_digests(tmp_path / "rebuilt")
     folders = {"advisory": "raw/advisories", "sbom": "raw/sboms", "vex": "raw/vex"}
 
