@@ -32,7 +32,18 @@ apt_install() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
 }
 
+# The ledger's row decoder is compiled at install (setup.py, stella/ledger/_rowcodec.pyx): it needs
+# a C compiler and this Python's headers. Without them the install still works, reading more slowly.
+build_tools() {
+  command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev || say "no C compiler: the ledger is read by fastavro alone"
+  local include
+  include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  [ -f "$include/Python.h" ] || apt_install "$(basename "$PYTHON")-dev" \
+    || say "no Python headers in $include: the ledger is read by fastavro alone"
+}
+
 make_venv() {
+  build_tools
   if [ ! -x .venv/bin/python ]; then
     say "creating .venv with $PYTHON"
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then

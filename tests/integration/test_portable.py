@@ -146,13 +146,17 @@ def test_each_profile_converts_to_a_portable_pipeline(
 
 
 def _source_copy(root: Path) -> Path:
-    """The project sources as a fresh clone has them (building writes into the source folder)."""
+    """The project sources as a fresh clone has them (building writes into the source folder; no built decoder)."""
     source = root / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(REPO / name, source / name)
     for package in ("stella", "pipelines", "transforms", "runners", "schemas"):
-        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / package,
+            source / package,
+            ignore=shutil.ignore_patterns("__pycache__", "*.so", "_rowcodec.c"),
+        )
     return source
 
 
@@ -171,6 +175,8 @@ def test_the_package_builds_as_the_artifacts_beam_ships_to_workers(tmp_path: Pat
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"schemas/ledger-record.avsc", "schemas/policy.schema.json"} <= names
     assert {"runners/remote.py", "pipelines/registry.py", "transforms/trivy.py", "stella/storage.py"} <= names
+    # the ledger's row decoder, compiled for this platform (the workers' image must match it)
+    assert any(n.startswith("stella/ledger/_rowcodec.") and n.endswith(".so") for n in names), sorted(names)
     # --setup_file=pyproject.toml: Beam's own stager builds the sdist it uploads as workflow.tar.gz
     staged = tmp_path / "staged"
     staged.mkdir()
@@ -180,3 +186,5 @@ def test_the_package_builds_as_the_artifacts_beam_ships_to_workers(tmp_path: Pat
     with tarfile.open(sdist) as archive:
         members = {m.name.split("/", 1)[1] for m in archive.getmembers() if "/" in m.name}
     assert {"schemas/ledger-record.avsc", "runners/remote.py"} <= members
+    # ...and its source, so a worker installing the sdist compiles the decoder itself
+    assert {"setup.py", "stella/ledger/_rowcodec.pyx", "stella/ledger/_rowcodec.pyi"} <= members

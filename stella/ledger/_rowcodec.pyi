@@ -1,0 +1,3 @@
+from typing import Any
+
+def decode_block(data: memoryview | bytes, count: int, kinds: tuple[str, ...]) -> list[Any]: ...
