@@ -2,8 +2,8 @@
 
     python -m benchmarks.json_raw --records 1000000
 
-* The plain-loop floor reads the same ledger segments with fastavro and writes the same
-  canonical JSON lines through zstd level 3 with sha256, in one loop with no Beam and no
+* The plain-loop floor reads the same ledger segments with the export's reader (the
+  compiled row decoder when it is built, else fastavro) and writes the same canonical JSON lines through zstd level 3 with sha256, in one loop with no Beam and no
   sort, building a ``LedgerRecord`` per row as every profile did until the row read path
   (so its figures compare with earlier runs). Target: the export at >= 0.8x its throughput.
 * The row-path loop is the same loop on the export's row read path (lines spliced from
@@ -13,6 +13,9 @@
   compresses (zstd-3) and hashes (sha256) the export's uncompressed payload bytes in
   large chunks. Target: >= 0.25x.
 * ``--workers 2`` against one worker (target >= 1.6x; the bundles must be identical).
+
+The I/O floor and both exports run ``--repeat`` rounds (default 3), interleaved; their
+medians make the table and the ratios, and each round's ratios are printed too.
 
 ``--export-only`` runs only the one-worker export and prints its row (for 10M documents).
 
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import zstandard
 
-from benchmarks.common import BIN, Measurement, bench_ledger, measure, print_table, ratio_line
+from benchmarks.common import BIN, Measurement, bench_ledger, measure, median_run, print_table, ratio_line
 
 __all__ = ["floor_main", "io_floor_main", "run"]
 
@@ -108,7 +111,7 @@ def _export(ledger: Path, out: Path, records: int, payload_mb: float, workers: i
     )  # fmt: skip
 
 
-def run(records: int, *, export_only: bool = False) -> dict[str, object]:
+def run(records: int, *, export_only: bool = False, repeat: int = 3) -> dict[str, object]:
     ledger = bench_ledger(records)
     work = Path(tempfile.mkdtemp(prefix="stella-bench-"))
     try:
@@ -151,19 +154,32 @@ def run(records: int, *, export_only: bool = False) -> dict[str, object]:
         payload = work / "payload.jsonl"
         with (work / "floor.jsonl.zst").open("rb") as compressed, payload.open("wb") as plain:
             zstandard.ZstdDecompressor().copy_stream(compressed, plain)  # untimed: the I/O floor's input
-        io_floor = measure(
-            "I/O floor: bytes, zstd-3 + sha256",
-            [sys.executable, "-m", "benchmarks.json_raw", "--io-floor", str(ledger), str(payload),
-             str(work / "io.jsonl.zst")],
-            items=records,
-            megabytes=payload_mb,
-        )  # fmt: skip
+        ones, twos, io_floors = [], [], []
+        for _round in range(repeat):  # interleaved, so a slow minute of the VM hits all three alike
+            io_floors.append(
+                measure(
+                    "I/O floor: bytes, zstd-3 + sha256",
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.json_raw",
+                        "--io-floor",
+                        str(ledger),
+                        str(payload),
+                        str(work / "io.jsonl.zst"),
+                    ],
+                    items=records,
+                    megabytes=payload_mb,
+                )  # fmt: skip
+            )
+            for workers, runs in ((1, ones), (2, twos)):
+                runs.append(_export(ledger, work / f"w{workers}", records, payload_mb, workers))
+                shutil.rmtree(work / f"w{workers}")
         payload.unlink()
-        one = _export(ledger, work / "one", records, payload_mb, 1)
-        two = _export(ledger, work / "two", records, payload_mb, 2)
-        summaries = [json.loads(m.output) for m in (one, two)]
+        summaries = [json.loads(m.output) for m in (*ones, *twos)]
         assert all(sum(s["counts"].values()) == records for s in summaries), summaries
-        assert summaries[0]["exportId"] == summaries[1]["exportId"], "worker count changed the bundle"
+        assert len({s["exportId"] for s in summaries}) == 1, "worker count or repetition changed the bundle"
+        io_floor, one, two = median_run(io_floors), median_run(ones), median_run(twos)
         print_table(
             f"json:raw, {records:,} advisories ({payload_mb:,.0f} MB of canonical JSONL)",
             [floor, row_floor, io_floor, one, two],
@@ -175,6 +191,12 @@ def run(records: int, *, export_only: bool = False) -> dict[str, object]:
             ratio_line("--workers 2 / --workers 1", two, one, target=">= 1.6"),
         ]
         print("\n".join(lines))
+        if repeat > 1:
+            each = ", ".join(f"{a.seconds / b.seconds:.2f}x" for a, b in zip(ones, twos, strict=True))
+            floors = ", ".join(
+                f"{f.cpu_seconds / a.cpu_seconds:.2f}x" for a, f in zip(ones, io_floors, strict=True)
+            )
+            print(f"each round: --workers 2 / 1 by wall {each}; export / I/O floor by CPU {floors}")
         print(f"peak RSS: {one.peak_rss_mb:,.0f} MB one worker, {two.peak_rss_mb:,.0f} MB two")
         return {
             "records": records,
@@ -199,6 +221,12 @@ def main() -> None:
         action="store_true",
         help="run only the one-worker export (no floors, no --workers 2)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of I/O floor + both exports; the medians count (default 3)",
+    )
     parser.add_argument("--floor", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--row-floor", nargs=2, metavar=("LEDGER", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--io-floor", nargs=3, metavar=("LEDGER", "PAYLOAD", "OUT"), help=argparse.SUPPRESS)
@@ -209,7 +237,7 @@ def main() -> None:
     if args.io_floor:
         io_floor_main(*args.io_floor)
         return
-    run(args.records, export_only=args.export_only)
+    run(args.records, export_only=args.export_only, repeat=max(1, args.repeat))
 
 
 if __name__ == "__main__":

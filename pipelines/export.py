@@ -24,6 +24,7 @@ from apache_beam.runners.runner import PipelineState
 
 from pipelines.registry import builder_for
 from runners.options import pipeline_options, runner_args
+from runners.warm_runner import runner_for
 from stella import storage
 from stella.bundle.finish import archive_bundle, finish_bundle
 from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, publish
@@ -123,7 +124,9 @@ def run_export(
     work = str(local) if staging is None else _run_folder(staging)
     try:
         with span("export.plan", **{"stella.profile": request.profile.name}):
-            pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+            options = pipeline_options(beam_args)
+            # --workers N on the embedded runner: the worker processes the CLI started ahead
+            pipeline = beam.Pipeline(runner=runner_for(options), options=options)
             builder(pipeline, request, work)
         multi_process = "--direct_running_mode=multi_processing" in runner_args(beam_args)
         with tail_progress(multi_process):  # worker processes' progress, live (transforms.progress)

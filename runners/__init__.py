@@ -1,5 +1,5 @@
-"""Runner selection (offline default, pass-through for Dask, Flink and Dataflow)."""
+"""Runner selection (offline default, pass-through for Dask, Flink and Dataflow) and warm workers.
 
-from runners.options import DASK_RUNNER, OFFLINE_RUNNER, pipeline_options, runner_args
-
-__all__ = ["DASK_RUNNER", "OFFLINE_RUNNER", "pipeline_options", "runner_args"]
+Import the modules themselves (``runners.options``...): this package imports nothing, so
+that ``runners.warm`` can start worker processes before anything imports Beam.
+"""

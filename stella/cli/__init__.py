@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TextIO
 
+from runners.warm import start_for
 from stella.cli.output import Output
 from stella.cli.parser import (
     CommandParser,
@@ -268,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stream = own_stderr()
     progress = Progress.for_terminal(quiet=quiet, stream=stream)
     _configure_logging(progress, stream, verbose=verbose, quiet=quiet)
+    warm = start_for(args_list, verbose=verbose)  # `export run --workers N`: before Beam is imported
     trace_id = uuid.uuid4().hex
     with _interrupt_flag() as interrupted:
         try:
@@ -321,3 +323,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 traceback.print_exc()
             return 1
+        finally:
+            if warm is not None:
+                warm.close()  # the processes no run took exit; a run's own have exited already
