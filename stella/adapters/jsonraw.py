@@ -13,7 +13,7 @@ builder, so both give the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -32,6 +32,12 @@ __all__ = [
 ]
 
 RECORD_SCHEMA = "https://stella-ops.org/export-center/schemas/raw-record/v1"
+
+_compiled_row_items: Callable[[list[LedgerRow]], list[SortItem]] | None
+try:  # json:raw's compiled line builder (setup.py); the Python one below builds the same bytes
+    from stella.adapters._jsonrawc import row_items as _compiled_row_items
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _compiled_row_items = None
 
 
 def _spliced(envelope: dict[str, Any], document: bytes) -> bytes:
@@ -110,9 +116,16 @@ def jsonraw_items(record: LedgerRecord) -> Iterator[SortItem]:
 def row_items(rows: Sequence[LedgerRow]) -> list[SortItem]:
     """:func:`jsonraw_items` of a batch of rows: (kind, record key, line) per row, in row order.
 
-    The hot loop of a json:raw export, so :func:`row_line` is inlined: one orjson call
-    per row; a batch holding a value orjson refuses is redone row by row.
+    The hot loop of a json:raw export. The compiled builder (``_jsonrawc.pyx``) writes the
+    same bytes without an envelope per row; a batch it refuses (a value of another type, a
+    string that is not valid Unicode) is built here: :func:`row_line` inlined, one orjson
+    call per row, and a batch holding a value orjson refuses redone row by row.
     """
+    if _compiled_row_items is not None and isinstance(rows, list):
+        try:
+            return _compiled_row_items(rows)
+        except (TypeError, ValueError, KeyError):
+            pass  # the Python builder below decides: the same bytes, or its own error
     dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
     try:
         lines = [trimmed(dumps(_row_envelope(row), option=sort)) for row in rows]

@@ -155,7 +155,7 @@ def _source_copy(root: Path) -> Path:
         shutil.copytree(
             REPO / package,
             source / package,
-            ignore=shutil.ignore_patterns("__pycache__", "*.so", "_rowcodec.c"),
+            ignore=shutil.ignore_patterns("__pycache__", "*.so", "_rowcodec.c", "_jsonrawc.c"),
         )
     return source
 
@@ -175,8 +175,10 @@ def test_the_package_builds_as_the_artifacts_beam_ships_to_workers(tmp_path: Pat
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"schemas/ledger-record.avsc", "schemas/policy.schema.json"} <= names
     assert {"runners/remote.py", "pipelines/registry.py", "transforms/trivy.py", "stella/storage.py"} <= names
-    # the ledger's row decoder, compiled for this platform (the workers' image must match it)
-    assert any(n.startswith("stella/ledger/_rowcodec.") and n.endswith(".so") for n in names), sorted(names)
+    # the compiled modules (the ledger's row decoder, json:raw's line builder), built for this
+    # platform: the workers' image must match it
+    for module in ("stella/ledger/_rowcodec.", "stella/adapters/_jsonrawc."):
+        assert any(n.startswith(module) and n.endswith(".so") for n in names), (module, sorted(names))
     # --setup_file=pyproject.toml: Beam's own stager builds the sdist it uploads as workflow.tar.gz
     staged = tmp_path / "staged"
     staged.mkdir()
@@ -187,4 +189,4 @@ def test_the_package_builds_as_the_artifacts_beam_ships_to_workers(tmp_path: Pat
         members = {m.name.split("/", 1)[1] for m in archive.getmembers() if "/" in m.name}
     assert {"schemas/ledger-record.avsc", "runners/remote.py"} <= members
     # ...and its source, so a worker installing the sdist compiles the decoder itself
-    assert {"setup.py", "stella/ledger/_rowcodec.pyx", "stella/ledger/_rowcodec.pyi"} <= members
+    assert {"setup.py", "stella/ledger/_rowcodec.pyx", "stella/adapters/_jsonrawc.pyx"} <= members
