@@ -68,15 +68,13 @@ BATCH_BYTES = 32 * 1024 * 1024
 # runs grow with N while buckets per shard shrink) under it, so no record takes a
 # second pass there (the old 512 made most of them take one or two).
 DEFAULT_FAN_IN = 2048
-# ... and at most this many bytes of blocks open in a merge (see ``_open_bytes``): the
-# merge's memory budget, the same at every size, so that peak memory stays flat in N. A
-# block holds at least one pair, so a slice of large records (SBOM lines of ~160 KB on
-# average, up to MBs) costs its records, not ~64 KiB. With small records the slices a shard
-# opens grow with the segments (≈ 640 at 10M json:raw documents, ≈ 55 MB of blocks, which
-# made 10M peak 1.28x the 1M run); past this budget the smallest slices are first merged
-# into intermediate runs, so only the records of those take a second pass (≈ +1.4 µs each).
-# At 128 MiB, the earlier budget, only SBOM-sized records ever took one.
-MERGE_BYTES = 32 * 1024 * 1024
+# ... and at most this many bytes of blocks open in a merge (see ``_open_bytes``). A block
+# holds at least one pair, so a slice of large records (SBOM lines of ~160 KB on average, up
+# to MBs) costs its records, not ~64 KiB: 2048 such slices held ~650 MB, and a small group
+# (one shard, all 64 buckets) of a large ledger has that many (runs x 64). With small
+# records the fan-in binds first (2048 x 2 x ``_BLOCK_BYTES`` is exactly this), so only
+# merges of large records take the extra pass.
+MERGE_BYTES = 128 * 1024 * 1024
 _BLOCK_HEAD = struct.Struct("<IIB")  # stored length, records, codec (_RAW or _ZSTD)
 _RAW, _ZSTD = 0, 1
 # Raw bytes per block: the unit of decompression and of merging. Small enough that

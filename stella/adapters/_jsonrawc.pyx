@@ -115,18 +115,21 @@ cdef int _strings(Buffer* out, object values) except -1:
     return 0
 
 
-cdef bytes _utf8(object value):
+cdef int _raw(Buffer* out, object value) except -1:
+    """A str's UTF-8 bytes, unescaped (the record key's parts)."""
     cdef Py_ssize_t size
     cdef const char* text
     if not PyUnicode_CheckExact(value):
         raise TypeError("not a str")
     text = PyUnicode_AsUTF8AndSize(value, &size)
-    return PyBytes_FromStringAndSize(text, size)
+    _put(out, text, size)
+    return 0
 
 
 def row_items(list rows):
     """(kind, record key, line) of every row, or an exception for anything unexpected."""
     cdef Buffer out
+    cdef Buffer key
     cdef list items = []
     cdef object document
     cdef object modified
@@ -135,6 +138,9 @@ def row_items(list rows):
     out.data = NULL
     out.size = 0
     out.capacity = 0
+    key.data = NULL
+    key.size = 0
+    key.capacity = 0
     try:
         for item in rows:
             if type(item) is not dict:
@@ -183,11 +189,20 @@ def row_items(list rows):
             _put(&out, b',"tenant":', 10)
             _string(&out, row["tenant"])
             _put(&out, b"}", 1)
-            line = PyBytes_FromStringAndSize(out.data, out.size)
-            if modified is not None and not PyUnicode_CheckExact(modified):
-                raise TypeError("modified is not a str")
-            key = _utf8("\x00".join((kind, row["upstream_id"], modified or "", row["digest"])))
-            items.append((kind, key, line))
+            # the record key (stella.model.record_key): kind NUL id NUL modified-or-empty NUL digest
+            key.size = 0
+            _raw(&key, kind)
+            _put(&key, b"\x00", 1)
+            _raw(&key, row["upstream_id"])
+            _put(&key, b"\x00", 1)
+            if modified is not None:
+                _raw(&key, modified)
+            _put(&key, b"\x00", 1)
+            _raw(&key, row["digest"])
+            items.append(
+                (kind, PyBytes_FromStringAndSize(key.data, key.size), PyBytes_FromStringAndSize(out.data, out.size))
+            )
     finally:
         PyMem_Free(out.data)
+        PyMem_Free(key.data)
     return items
