@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +268,20 @@ def assert_trusted(bundle: Path, public: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert checked.returncode == 0 and "Verified OK" in checked.stdout, checked.stdout + checked.stderr
+
+
+def ledger_rows(text: Any, documents: Any, *, kinds: Sequence[str], list_size: int = 4) -> Any:
+    """A hypothesis strategy of ledger rows (the Avro schema's fields, as fastavro decodes them)."""
+    from hypothesis import strategies as st
+
+    strings = st.lists(text, max_size=list_size)
+    optional = st.none() | text
+    return st.fixed_dictionaries(
+        {
+            "tenant": text, "kind": st.sampled_from(list(kinds)), "format": text, "upstream_id": text,
+            "modified": optional, "revision": optional, "source": text, "ingested_at": text, "digest": text,
+            "document": documents, "ecosystems": strings, "packages": strings, "purls": strings,
+            "aliases": st.lists(text, max_size=list_size * 18), "vex_products": strings,
+            "sbom_subject": optional, "withdrawn": optional,
+        }
+    )  # fmt: skip

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from stella.adapters import jsonraw
 from stella.ledger.store import read_rows
-from tests.support import require
+from tests.support import ledger_rows, require
 
 compiled = jsonraw._compiled_row_items
 
@@ -44,26 +44,11 @@ def _python_items(rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -
 _TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=30) | st.sampled_from(
     ['"', "\\", "\x00\x01\x1f", "\b\t\n\f\r", "\x7f", "\u2028\u2029", "é𝄞", "</script>"]
 )
-_ROWS = st.fixed_dictionaries(
-    {
-        "tenant": _TEXT,
-        "kind": st.sampled_from(["advisory", "sbom", "vex", "finding"]),
-        "format": _TEXT,
-        "upstream_id": _TEXT,
-        "modified": st.none() | _TEXT,
-        "revision": st.none() | _TEXT,
-        "source": _TEXT,
-        "ingested_at": _TEXT,
-        "digest": _TEXT,
-        "document": st.sampled_from([b"{}", b'{"a":[1,2,{"b":"\\u0000"}]}', b"null"]),
-        "ecosystems": st.lists(_TEXT, max_size=3),
-        "packages": st.lists(_TEXT, max_size=3),
-        "purls": st.lists(_TEXT, max_size=3),
-        "aliases": st.lists(_TEXT, max_size=3),
-        "vex_products": st.lists(_TEXT, max_size=3),
-        "sbom_subject": st.none() | _TEXT,
-        "withdrawn": st.none() | _TEXT,
-    }
+_ROWS = ledger_rows(
+    _TEXT,
+    st.sampled_from([b"{}", b'{"a":[1,2,{"b":"\\u0000"}]}', b"null"]),
+    kinds=["advisory", "sbom", "vex", "finding"],
+    list_size=3,
 )
 
 

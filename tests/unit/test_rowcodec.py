@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from stella.errors import InputError
 from stella.ledger import store
 from stella.ledger.store import _kind_symbols, _schema, read_rows
-from tests.support import require
+from tests.support import ledger_rows, require
 
 decode_block = store._decode_block
 KINDS = _kind_symbols()
@@ -54,27 +54,7 @@ def _our_rows(path: Path) -> list[dict[str, Any]] | str:
 
 
 _TEXT = st.text(max_size=40)
-_ROWS = st.fixed_dictionaries(
-    {
-        "tenant": _TEXT,
-        "kind": st.sampled_from(KINDS),
-        "format": _TEXT,
-        "upstream_id": _TEXT,
-        "modified": st.none() | _TEXT,
-        "revision": st.none() | _TEXT,
-        "source": _TEXT,
-        "ingested_at": _TEXT,
-        "digest": _TEXT,
-        "document": st.binary(max_size=300),
-        "ecosystems": st.lists(_TEXT, max_size=4),
-        "packages": st.lists(_TEXT, max_size=4),
-        "purls": st.lists(_TEXT, max_size=4),
-        "aliases": st.lists(_TEXT, max_size=70),
-        "vex_products": st.lists(_TEXT, max_size=4),
-        "sbom_subject": st.none() | _TEXT,
-        "withdrawn": st.none() | _TEXT,
-    }
-)
+_ROWS = ledger_rows(_TEXT, st.binary(max_size=300), kinds=KINDS)
 
 
 def _segment(path: Path, rows: list[dict[str, Any]], *, codec: str = "zstandard", schema: Any = None) -> Path:
