@@ -79,12 +79,8 @@ _BLOCK_HEAD = struct.Struct("<IIB")  # stored length, records, codec (_RAW or _Z
 _RAW, _ZSTD = 0, 1
 # Raw bytes per block: the unit of decompression and of merging. Small enough that
 # DEFAULT_FAN_IN pending blocks stay within the bound above, large enough that the
-# per-block costs (a read, a zstd call, a header) vanish next to the bytes. A merge holds
-# about 1.5 decoded blocks of every open slice, and the slices a shard opens grow with the
-# segments: at 32 KiB the 10M-document json:raw merges (≈ 630 one-bucket slices) held
-# ≈ 55 MB more than the 1M ones, which open 40 slices of 16-bucket blocks (those are capped
-# by _MAX_BLOCK_BYTES, not by this, and did not change).
-_BLOCK_BYTES = 1 << 14
+# per-block costs (a read, a zstd call, a header) vanish next to the bytes.
+_BLOCK_BYTES = 1 << 15
 # Runs on object storage are compressed (zstd-1: bytes over the network cost more than
 # CPU); runs on a local disk are not: compressing and decompressing them cost ~4 us per
 # 2 KB record, a tenth of a json:raw export, to save temp disk nobody pays for.
