@@ -17,7 +17,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from stella.adapters.jsonraw import row_line
+from stella.adapters.jsonraw import row_items
 from stella.adapters.mirror.base import BaseLink, base_digests, reselect
 from stella.adapters.mirror.delta import ADD, CHANGE, CHANGES_PATH, REMOVE, Change, diff_pairs
 from stella.adapters.mirror.records import RecordSet, key_fields, line_digest, set_term
@@ -59,7 +59,8 @@ def _row_key(row: LedgerRow) -> bytes:
 
 
 def _row_pairs(batch: Iterable[LedgerRow]) -> Pairs:
-    return [(_row_key(r), line_digest(row_line(r))) for r in batch]
+    """(record key, line digest) of each row: json:raw's items (its compiled builder), digested."""
+    return [(key, line_digest(line)) for _kind, key, line in row_items(list(batch))]
 
 
 class _RecordSetFn(beam.CombineFn):  # type: ignore[misc]
