@@ -8,8 +8,11 @@ one. Here the CLI starts the worker processes first thing (:func:`start_for`); t
 Beam and the transforms while the driver does the same on the other core, then wait on
 their stdin. The export's runner (:func:`runners.warm_runner.runner_for`) gives each of Beam's worker handlers
 one of them, through an environment of ours, with the variables Beam's own spawner sets
-(control and logging endpoints, pipeline options, worker id) on top of the driver's
-environment at that moment (so ``STELLA_PROGRESS_DIR`` & co. arrive as if inherited).
+(control endpoint, pipeline options, worker id) on top of the driver's environment at that
+moment (so ``STELLA_PROGRESS_DIR`` & co. arrive as if inherited). Not the logging endpoint:
+Beam's spawner runs a gRPC server per worker only to log its records again in the driver;
+these workers log to the stderr they inherited (silenced unless ``-v``), and progress
+reaches the driver through ``transforms.progress`` as with Beam's own workers.
 
 The same SDK harness then runs the same bundles: the output is byte-identical (the
 ``--workers`` tests compare bundles). A run this command did not warm (a library call, the

@@ -63,9 +63,21 @@ def _segment(path: Path, rows: list[dict[str, Any]], *, codec: str = "zstandard"
     return path
 
 
-def test_the_compiled_decoder_is_built_and_used() -> None:
-    _require_decoder()
-    assert store._row_blocks.__module__ == "stella.ledger.store"
+def test_the_compiled_decoder_is_built_and_decodes_every_block_of_a_ledger_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoder = _require_decoder()
+    calls: list[int] = []
+
+    def counted(data: memoryview, count: int, kinds: tuple[str, ...]) -> Any:
+        calls.append(count)
+        return decoder(data, count, kinds)
+
+    monkeypatch.setattr(store, "_decode_block", counted)
+    rows = [dict(_minimal(), upstream_id=f"ID-{i:04d}") for i in range(300)]
+    path = _segment(tmp_path / "s.avro", rows)
+    assert _our_rows(path) == rows
+    assert len(calls) > 1 and sum(calls) == len(rows)  # every block, none left to fastavro
 
 
 def test_every_real_document_reads_as_fastavro_reads_it(prepared_ledger: Path) -> None:
