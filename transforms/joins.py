@@ -18,6 +18,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import typehints
 
+from stella.slicetable import SliceTable
 from stella.sorting import (
     BATCH_BYTES,
     DEFAULT_FAN_IN,
@@ -69,11 +70,11 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
         self._batch_size = batch_size
         self._fan_in = max(2, fan_in // max(1, len(self._sides)))
 
-    def process(self, element: tuple[int, Iterable[RunSlice]], context: Any = None) -> Iterator[Any]:
-        _partition, pieces = element
+    def process(self, element: tuple[int, Iterable[SliceTable]], context: Any = None) -> Iterator[Any]:
+        _partition, tables = element
         by_side: dict[str, list[RunSlice]] = {side: [] for side in self._sides}
-        for piece in pieces:
-            by_side[piece.group].append(piece)
+        for table in tables:
+            by_side[table.group] += table.slices()
         streams: Mapping[str, Iterable[tuple[bytes, bytes]]] = {
             side: merge_slices(listed, temp_dir=self._temp_dir, fan_in=self._fan_in)
             for side, listed in by_side.items()
@@ -90,8 +91,12 @@ class JoinBucketFn(beam.DoFn):  # type: ignore[misc]
         yield batch, counts
 
 
+def _partition_of(bucket: int, _width: int) -> int:
+    return shard_of_bucket(bucket, PARTITIONS)
+
+
 class JoinRuns(beam.PTransform):  # type: ignore[misc]
-    """RunSlice descriptors -> ``{"items": ItemBatch, "counts": Counter}`` from ``join`` per key.
+    """Slice tables -> ``{"items": ItemBatch, "counts": Counter}`` from ``join`` per key.
 
     Slices are grouped by partition (``PARTITIONS`` contiguous ranges of buckets; a key's
     bucket is a hash of the key, so a key's values all meet in one partition).
@@ -117,9 +122,7 @@ class JoinRuns(beam.PTransform):  # type: ignore[misc]
         pairs = (
             slices
             | "KeyByPartition"
-            >> beam.FlatMap(
-                lambda p: [(shard_of_bucket(p.bucket, PARTITIONS), p)] if p.group in sides else []
-            )
+            >> beam.FlatMap(lambda table: table.split(_partition_of).items() if table.group in sides else [])
             | "GroupRunsByPartition" >> beam.GroupByKey()
             | "JoinPartitions"
             >> beam.ParDo(self._fn, *self._context).with_output_types(typehints.Tuple[ItemBatch, typing.Any])

@@ -1,10 +1,11 @@
 """``AdaptRecords`` and ``WriteSortedShards``: from records to sorted, hashed payload files.
 
 ``WriteSortedShards`` is an external sort spread over Beam: ``WriteRunsFn`` sorts what
-each worker has into run files and emits only small descriptors; descriptors are keyed
-by shard (a pure function of the record key and the group's size) and grouped; each
-``MergeShardFn`` streams its runs back in key order into one output file. No document
-ever passes through the shuffle, which keeps memory flat on the in-process runner.
+each worker has into run files and emits only small descriptors (one packed
+``SliceTable`` per run file and group); descriptors are split by shard (a pure function
+of the record key and the group's size) and grouped; each ``MergeShardFn`` streams its
+runs back in key order into one output file. No document ever passes through the
+shuffle, which keeps memory flat on the in-process runner.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from stella.adapters.interface import RecordAdapter
 from stella.bundle.manifest import ContentEntry
 from stella.model import LedgerRecord, LedgerRow
 from stella.runtime import tune_gc
+from stella.slicetable import SliceTable, slices_of
 from stella.sorting import (
     BUCKETS,
-    RunSlice,
     SortItem,
     merge_slices,
     shard_count,
@@ -96,7 +97,7 @@ class AdaptRows(beam.PTransform):  # type: ignore[misc]
 
 
 class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
-    """Writes each incoming batch as one sorted run and emits its slice descriptors.
+    """Writes each incoming batch as one sorted run and emits its slices, one table per group.
 
     Deliberately stateless (one run per element, nothing emitted from
     ``finish_bundle``): the Dask runner drops finish_bundle output, and batches are
@@ -114,8 +115,10 @@ class WriteRunsFn(beam.DoFn):  # type: ignore[misc]
     def setup(self) -> None:
         tune_gc()
 
-    def process(self, items: list[SortItem]) -> Iterator[RunSlice]:
-        yield from write_run(self._temp_dir, items, bucketed=self._bucketed, max_shards=self._max_shards)
+    def process(self, items: list[SortItem]) -> Iterator[SliceTable]:
+        yield from SliceTable.pack(
+            write_run(self._temp_dir, items, bucketed=self._bucketed, max_shards=self._max_shards)
+        )
 
 
 class MergeShardFn(beam.DoFn):  # type: ignore[misc]
@@ -134,11 +137,11 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
         tune_gc()
         relay_progress()
 
-    def process(self, element: tuple[tuple[str, int, int], Iterable[RunSlice]]) -> Iterator[ContentEntry]:
-        (group, index, total), slices = element
+    def process(self, element: tuple[tuple[str, int, int], Iterable[SliceTable]]) -> Iterator[ContentEntry]:
+        (group, index, total), tables = element
         path = self._path_for(group, index, total)
         with stage_span("export.write", self._trace, **{"stella.shard": path}):
-            entry = self._writer(self._root, path, merge_slices(list(slices), temp_dir=self._temp_dir))
+            entry = self._writer(self._root, path, merge_slices(slices_of(tables), temp_dir=self._temp_dir))
         _LOG.info(
             "wrote %s: %s records, %d bytes",
             path,
@@ -150,7 +153,7 @@ class MergeShardFn(beam.DoFn):  # type: ignore[misc]
 
 
 class WriteRuns(beam.PTransform):  # type: ignore[misc]
-    """Batches of (group, key, value) -> the RunSlice descriptors of their sorted run files.
+    """Batches of (group, key, value) -> the slice tables of their sorted run files.
 
     Apply it right after each producer and flatten the *descriptors*: the in-process
     runner materializes a multi-input ``Flatten`` in memory, so flattening the batches
@@ -168,11 +171,15 @@ class WriteRuns(beam.PTransform):  # type: ignore[misc]
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return batches | "WriteRunFiles" >> beam.ParDo(
             WriteRunsFn(self._temp_dir, max_shards=self._max_shards)
-        ).with_output_types(RunSlice)
+        ).with_output_types(SliceTable)
 
 
 class ShardRuns(beam.PTransform):  # type: ignore[misc]
-    """RunSlice descriptors -> one ContentEntry per written shard (see ``WriteSortedShards``)."""
+    """Slice tables -> one ContentEntry per written shard (see ``WriteSortedShards``).
+
+    A group's tables are split by shard and joined, so the second shuffle carries one table
+    per shard (see stella.slicetable for why not one element per slice).
+    """
 
     def __init__(
         self, *, out_root: str, path_for: PathFor, writer: ShardWriter, records_per_shard: int, temp_dir: str,
@@ -188,20 +195,28 @@ class ShardRuns(beam.PTransform):  # type: ignore[misc]
         per_shard = self._per_shard
 
         def assign(
-            element: tuple[str, Iterable[RunSlice]],
-        ) -> Iterator[tuple[tuple[str, int, int], RunSlice]]:
-            group, pieces = element
-            listed = list(pieces)
-            total = shard_count(sum(p.count for p in listed), records_per_shard=per_shard)
-            for piece in listed:
-                shard = shard_of_bucket(piece.bucket, total)
-                if shard_of_bucket(piece.bucket + piece.width - 1, total) != shard:
+            element: tuple[str, Iterable[SliceTable]],
+        ) -> Iterator[tuple[tuple[str, int, int], SliceTable]]:
+            group, tables = element
+            listed = list(tables)
+            total = shard_count(sum(table.count for table in listed), records_per_shard=per_shard)
+
+            def shard_of(bucket: int, width: int) -> int:
+                shard = shard_of_bucket(bucket, total)
+                if shard_of_bucket(bucket + width - 1, total) != shard:
                     # a max_shards bound below the real shard count: never guess a layout
                     raise ValueError(
-                        f"run slice of group {group!r} spans buckets {piece.bucket}-"
-                        f"{piece.bucket + piece.width - 1}, split by {total} shards"
+                        f"run slice of group {group!r} spans buckets {bucket}-{bucket + width - 1}, "
+                        f"split by {total} shards"
                     )
-                yield (group, shard, total), piece
+                return shard
+
+            parts: dict[int, list[SliceTable]] = {}
+            for table in listed:
+                for shard, part in table.split(shard_of).items():
+                    parts.setdefault(shard, []).append(part)
+            for shard, pieces in sorted(parts.items()):
+                yield (group, shard, total), SliceTable.join(group, pieces)
 
         # Group sizes come from a GroupByKey of descriptors, not a combiner feeding an
         # AsDict side input: the Dask runner miscounts the latter (seen: 5x), and a

@@ -25,6 +25,7 @@ from stella.adapters.trivy.payload import TrivyLayout, TrivyOptions, artifact_fi
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
+from stella.slicetable import SliceTable, slices_of
 from stella.sorting import RunSlice, merge_slices
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.ledger import RecordSummary
@@ -140,10 +141,10 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         merge_runs, profile_fields, threads = self._merge_runs, self._fields, self._threads
         temp_dir = storage.join(staging, RUNS_DIR)
 
-        def build(slices: list[RunSlice], summary: RecordSummary) -> ArtifactPayload:
+        def build(tables: list[SliceTable], summary: RecordSummary) -> ArtifactPayload:
             updated_at, next_update = artifact_times(request, summary, layout, options)
             with storage.local_folder_for(staging) as root:
-                contents = _merge(slices, str(root), temp_dir, merge_runs, request.trace_context)
+                contents = _merge(slices_of(tables), str(root), temp_dir, merge_runs, request.trace_context)
                 contents += write_artifact_files(
                     root, layout, updated_at=updated_at, next_update=next_update, threads=threads
                 )
@@ -155,7 +156,7 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
 
         payload = (
             items
-            | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir, bucketed=False)).with_output_types(RunSlice)
+            | "WriteRuns" >> beam.ParDo(WriteRunsFn(temp_dir, bucketed=False)).with_output_types(SliceTable)
             | "CollectRuns" >> beam.combiners.ToList()
             | "BuildArtifact"
             >> beam.Map(build, summary=beam.pvalue.AsSingleton(self._summary)).with_output_types(

@@ -33,6 +33,7 @@ from stella.findings.joins import (
 from stella.ledger.ingest import to_record
 from stella.model import LedgerRecord
 from stella.policy.language import parse_policy
+from stella.slicetable import SliceTable
 from stella.sorting import BUCKETS, RunSlice, SortItem, shard_of_bucket, write_run
 from tests.policy.scenario import AS_OF, POLICY, advisories, sbom_a, sbom_b, vex_documents
 from transforms.joins import PARTITIONS, JoinBucketFn, KeyJoin
@@ -105,7 +106,9 @@ def _join(
     out: list[list[SortItem]] = []
     for partition, pieces in order:
         rng.shuffle(pieces)
-        out.extend(batch for batch, _counts in fn.process((partition, pieces), context))
+        tables = SliceTable.pack(pieces)
+        rng.shuffle(tables)
+        out.extend(batch for batch, _counts in fn.process((partition, tables), context))
     return out
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stella.slicetable import SliceTable
 from stella.sorting import (
     BUCKETS,
     RunSlice,
@@ -218,7 +219,7 @@ def test_join_batches_are_cut_by_bytes_as_well_as_by_items(
 
     monkeypatch.setattr(joins, "BATCH_BYTES", 10_000)
     fn = joins.JoinBucketFn(["side"], join, str(tmp_path), batch_size=1_000_000)
-    out = list(fn.process((0, slices)))
+    out = list(fn.process((0, SliceTable.pack(slices))))
     batches = [batch for batch, _counts in out]
     assert sum(len(b) for b in batches) == 200 and len(batches) >= 20
     assert all(sum(len(k) + len(v) for _g, k, v in b) < 10_000 + 1_100 for b in batches)
@@ -258,7 +259,7 @@ def test_a_joins_sides_share_one_fan_in(tmp_path: Path, monkeypatch: pytest.Monk
         return [("out", key, b"".join(v for vs in groups.values() for v in vs))], Counter(joined=1)  # type: ignore[attr-defined]
 
     fn = joins.JoinBucketFn(sides, join, str(tmp_path / "spill"), batch_size=1000, fan_in=6)
-    out = list(fn.process((0, slices)))
+    out = list(fn.process((0, SliceTable.pack(slices))))
     assert [v for batch, _c in out for _g, _k, v in batch] == [b"abc"] * 120
     assert 0 < peak <= 6
 
