@@ -70,6 +70,33 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def _stopped(pids: list[int]) -> Iterator[None]:
+    """``pids`` stopped for the block, and continued once one of them has SIGTERM pending
+    (the worker's answer to a cancel) or after 10 s: a stopped run cannot finish meanwhile."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+        deadline = time.monotonic() + 10
+        while pids and not any(map(_sigterm_pending, pids)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def _sigterm_pending(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return True  # gone: nothing left to wait for
+    masks = (int(line.split()[1], 16) for line in status if line.startswith(("SigPnd:", "ShdPnd:")))
+    return any(mask & (1 << (signal.SIGTERM - 1)) for mask in masks)
+
+
 def _gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,7 +138,7 @@ def test_sigkilled_worker_run_is_retried_and_nothing_partial_is_served(
             assert refused.status_code == 409 and refused.json()["code"] == "ERR_EXPORT_NOT_READY"
         bundles = service.home / "service" / "bundles" / "bulk"
         assert not [p for p in bundles.glob("*") if not p.name.startswith(".stella-staging-")]
-        with _worker(service, bulk_ledger, "worker-b"):
+        with _worker(service, bulk_ledger, "worker-b") as second:
             run = service.wait(token, run_id, timeout=180)
             assert run["status"] == "succeeded", run
             assert run["attempts"] == 2
@@ -123,15 +150,20 @@ def test_sigkilled_worker_run_is_retried_and_nothing_partial_is_served(
             report = verify_bundle(archive).report
             assert report.ok and report.export_id == run["exportId"]
 
-            # On an idle machine a run can finish between "running" and the worker seeing the cancel:
-            # then it stands as succeeded (a cancel is a request). Up to three runs: one must be
-            # cancelled, with no bundle, and none may end otherwise.
+            # A run of this ledger can finish between "running" and the worker's next heartbeat,
+            # and then stands as succeeded (a cancel is a request). So the run's process is
+            # stopped (SIGSTOP) before the cancel and continued only once the worker has sent it
+            # SIGTERM; a run that ended before it could be stopped is submitted again (up to
+            # three runs: one must be cancelled, with no bundle, and none may end otherwise).
             outcomes = []
             for _ in range(3):
                 cancelled_id = service.submit(token, {"profile": "json:raw"}).json()["runId"]
                 service.wait(token, cancelled_id, timeout=60, until=["running"])
-                with service.client(token) as client:
-                    assert client.post(f"/api/export/runs/{cancelled_id}/cancel").status_code in (202, 409)
+                with _stopped(_children(second.pid)), service.client(token) as client:
+                    assert client.post(f"/api/export/runs/{cancelled_id}/cancel").status_code in (
+                        202,
+                        409,
+                    )
                 cancelled = service.wait(token, cancelled_id, timeout=60)
                 outcomes.append(cancelled["status"])
                 assert cancelled["status"] in ("cancelled", "succeeded"), cancelled
