@@ -1,4 +1,4 @@
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-def row_items(rows: list[Mapping[str, Any]]) -> list[tuple[str, bytes, bytes]]: ...
+def row_items(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, bytes, bytes]]: ...

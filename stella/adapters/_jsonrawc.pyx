@@ -126,8 +126,14 @@ cdef int _raw(Buffer* out, object value) except -1:
     return 0
 
 
-def row_items(list rows):
-    """(kind, record key, line) of every row, or an exception for anything unexpected."""
+def row_items(rows):
+    """(kind, record key, line) of every row, or an exception for anything unexpected.
+
+    ``rows`` is any list, a subclass too: the pipeline's batches are ``RowBatch`` objects,
+    which a ``list``-typed argument refused (a TypeError every batch, so the Python builder
+    built every line of every export until this was found).
+    """
+    cdef list batch = rows if type(rows) is list else list(rows)
     cdef Buffer out
     cdef Buffer key
     cdef list items = []
@@ -142,7 +148,7 @@ def row_items(list rows):
     key.size = 0
     key.capacity = 0
     try:
-        for item in rows:
+        for item in batch:
             if type(item) is not dict:
                 raise TypeError("not a dict")
             row = <dict>item

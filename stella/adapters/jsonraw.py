@@ -121,7 +121,7 @@ def row_items(rows: Sequence[LedgerRow]) -> list[SortItem]:
     string that is not valid Unicode) is built here: :func:`row_line` inlined, one orjson
     call per row, and a batch holding a value orjson refuses redone row by row.
     """
-    if _compiled_row_items is not None and isinstance(rows, list):
+    if _compiled_row_items is not None:
         try:
             return _compiled_row_items(rows)
         except (TypeError, ValueError, KeyError):

@@ -70,6 +70,29 @@ def test_real_rows_build_the_same_items(prepared_ledger: Path, monkeypatch: pyte
     assert total > 1000
 
 
+def test_the_pipelines_batches_go_through_the_compiled_loop(
+    prepared_ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export hands ``row_items`` a ``RowBatch`` (a list subclass), decoded by the batch coder
+    when it crosses a stage: the compiled loop must take it, not fall back to the Python builder."""
+    from transforms.coders import BatchCoder, RowBatch
+
+    _require()
+    segment = sorted(prepared_ledger.rglob("*.avro"))[0]
+    rows = next(read_rows(str(segment)))
+    expected = _python_items(rows, monkeypatch)
+    coder = BatchCoder(RowBatch)
+
+    def python_builder_used(row: object) -> None:
+        raise AssertionError("the Python builder built a line")
+
+    monkeypatch.setattr(jsonraw, "_row_envelope", python_builder_used)
+    monkeypatch.setattr(jsonraw, "row_line", python_builder_used)
+    for batch in (RowBatch(rows), coder.decode(coder.encode(RowBatch(rows))), tuple(rows)):
+        assert jsonraw._compiled_row_items(batch) == expected  # type: ignore[misc]
+    assert jsonraw.row_items(RowBatch(rows)) == expected
+
+
 @pytest.mark.parametrize(
     ("field", "value", "error"),
     [
