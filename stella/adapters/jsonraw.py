@@ -33,7 +33,7 @@ __all__ = [
 
 RECORD_SCHEMA = "https://stella-ops.org/export-center/schemas/raw-record/v1"
 
-_compiled_row_items: Callable[[list[LedgerRow]], list[SortItem]] | None
+_compiled_row_items: Callable[[Sequence[LedgerRow]], list[SortItem]] | None
 try:  # json:raw's compiled line builder (setup.py); the Python one below builds the same bytes
     from stella.adapters._jsonrawc import row_items as _compiled_row_items
 except ImportError:  # pragma: no cover - an install without a C compiler
