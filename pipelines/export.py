@@ -31,6 +31,7 @@ from stella.bundle.publish import PublishOutcome, discard_staging, new_staging, 
 from stella.bundle.request import ExportRequest
 from stella.errors import EmptySelectionError, PipelineError, StellaError
 from stella.guards import strictjson
+from stella.runtime import tune_gc
 from stella.signers.interface import Signer
 from stella.targets.distribute import RetryPolicy, check_targets, publish_bundle
 from stella.targets.interface import Target, TargetResult
@@ -130,6 +131,10 @@ def run_export(
             builder(pipeline, request, work)
         multi_process = "--direct_running_mode=multi_processing" in runner_args(beam_args)
         with tail_progress(multi_process):  # worker processes' progress, live (transforms.progress)
+            # Freeze start-up and the plan here too: a multi-process run's driver runs no DoFn,
+            # so it never froze, and its interpreter's last collection walked ~250,000 objects
+            # at exit (0.23 s of 2-worker json:raw; 0.6 s of exit in all, against 0.1 now).
+            tune_gc()
             result = pipeline.run()
             state = result.wait_until_finish()
         if state not in (PipelineState.DONE, None):

@@ -11,7 +11,6 @@ its place).
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,7 +21,7 @@ from apache_beam.transforms import environments
 from google.protobuf import json_format, text_format
 
 from runners.options import OFFLINE_RUNNER
-from runners.warm import WARM_URN, pool, pool_of
+from runners.warm import WARM_URN, WorkerProcess, pool, pool_of
 
 __all__ = ["WarmProcessEnvironment", "WarmRunner", "WarmWorkerHandler", "runner_for"]
 
@@ -64,7 +63,7 @@ class WarmWorkerHandler(worker_handlers.GrpcWorkerHandler):  # type: ignore[misc
     def __init__(self, payload: bytes, state: Any, provision_info: Any, grpc_server: Any) -> None:
         super().__init__(state, provision_info, grpc_server)
         self._pool = pool(payload.decode())
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: WorkerProcess | None = None
 
     def start_worker(self) -> None:
         descriptor = endpoints_pb2.ApiServiceDescriptor(url=self.control_address)

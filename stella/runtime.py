@@ -13,7 +13,9 @@ The count is of allocations net of frees, and a batch's rows are freed as a whol
 at 500,000 a json:raw export hardly ever reaches it: at 50,000 the young passes still
 walked every live batch, 43 passes and 0.27 CPU s of a 200k-record export (1.3 us per
 record, measured with gc.callbacks), against 0.001 s now.
-Applied once per process, on whichever runner's worker the DoFn lands (``tune_gc``).
+Applied once per process, on whichever runner's worker the DoFn lands (``tune_gc``), and
+by the driver before it runs the pipeline: a multi-process run's driver runs no DoFn, and
+unfrozen, its interpreter's last collection at exit walked every start-up object.
 
 Start-up pays too: Beam's imports and the pipeline graph allocate millions of objects
 before any DoFn runs, and the default thresholds walked them over and over (~0.3 CPU s

@@ -285,3 +285,17 @@ def ledger_rows(text: Any, documents: Any, *, kinds: Sequence[str], list_size: i
             "sbom_subject": optional, "withdrawn": optional,
         }
     )  # fmt: skip
+
+
+def processes_naming(text: str) -> set[int]:
+    """The pids of live processes whose command line contains ``text`` (forked workers share the command's)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in command:
+                found.add(int(entry.name))
+    return found

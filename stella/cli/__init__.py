@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TextIO
 
-from runners.warm import start_for
+from runners.warm import WarmPool, start_for
 from stella.cli.output import Output
 from stella.cli.parser import (
     CommandParser,
@@ -269,13 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     stream = own_stderr()
     progress = Progress.for_terminal(quiet=quiet, stream=stream)
     _configure_logging(progress, stream, verbose=verbose, quiet=quiet)
-    warm = start_for(args_list, verbose=verbose)  # `export run --workers N`: before Beam is imported
+    warm: WarmPool | None = None
     trace_id = uuid.uuid4().hex
     with _interrupt_flag() as interrupted:
         try:
             if any("\x00" in arg for arg in args_list):  # no shell can pass one; no path may hold one
                 raise UsageError("an argument contains a NUL character")
             parser = build_parser(command_group(args_list))
+            warm = start_for(args_list, verbose=verbose)  # `export run --workers N`: forked, all imported
             _complete(parser)
             if not args_list:
                 parser.print_help()

@@ -13,11 +13,13 @@ import pytest
 from stella.cli import main
 from tests.cli.conftest import Runner
 from tests.cli.test_misuse import _key_files
-from tests.support import VENV_BIN
+from tests.support import VENV_BIN, processes_naming
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_an_export_exits_130_and_publishes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_during_an_export_exits_130_and_publishes_nothing(workers: str, tmp_path: Path) -> None:
+    """Ctrl-C reaches the terminal's whole process group: the command and, with --workers 2, its workers."""
     # Big enough that the export is surely still running when Ctrl-C comes half a second after its header:
     # the small ledger's export can finish within a fraction of a second on an idle machine.
     ledger = tmp_path / "ledger"
@@ -26,19 +28,20 @@ def test_ctrl_c_during_an_export_exits_130_and_publishes_nothing(tmp_path: Path)
     out = tmp_path / "out"
     process = subprocess.Popen(
         [str(VENV_BIN / "stella"), "export", "run", "--tenant", "acme", "--profile", "trivy:db",
-         "--ledger", str(ledger), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--ledger", str(ledger), "--out", str(out), "--workers", workers],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "STELLA_HOME": str(tmp_path / "home")},
     )  # fmt: skip
     assert process.stderr is not None
     header = process.stderr.readline()  # "exporting acme with trivy:db ..." once the pipeline starts
     assert "exporting acme" in header, header
     time.sleep(0.5)  # into the pipeline, where Beam may turn the KeyboardInterrupt into another error
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not [p for p in out.iterdir() if not p.name.startswith(".")]  # nothing that looks published
+    assert processes_naming(str(out)) == set()  # no worker outlives the command
 
 
 def test_no_trusted_via_after_a_trust_failure(cli: Runner, small_ledger: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``--workers N``: worker processes started with the command (runners/warm.py).
+"""``--workers N``: worker processes forked (or spawned) ahead by the command (runners/warm.py).
 
 The run must be the same run (byte-identical bundle, progress relayed), its workers
 must really be the processes started ahead, and no process may outlive the command,
@@ -7,17 +7,18 @@ whether a run took it or not.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runners.warm import WarmPool, _workers_asked
-from tests.support import REPO, stella_cli, tree_digests
+from runners.warm import _workers_asked
+from tests.support import REPO, processes_naming, stella_cli, tree_digests
 
 
 @pytest.mark.parametrize(
@@ -40,27 +41,93 @@ def test_the_prescan_starts_processes_only_for_an_embedded_multi_worker_run(
     assert _workers_asked(argv) == count
 
 
-def test_processes_no_run_takes_exit_when_the_pool_closes() -> None:
-    pool = WarmPool(2, verbose=False)
-    processes = list(pool._idle)
-    assert all(p.poll() is None for p in processes)
-    pool.close()
-    assert [p.returncode for p in processes] == [0, 0]  # end of input: "not needed", a clean exit
+# Pools are made in a fresh interpreter: forking this test process (its threads, its
+# captured streams) is not what the CLI does, which forks with only its main thread.
+_POOL_SCRIPT = """
+import atexit, json, os, signal, sys, time
+from runners.warm import WarmPool
+
+def scenario(fork):
+    {body}
+
+print("RESULT", json.dumps(scenario({fork})))
+"""
 
 
-def test_a_warm_process_that_died_is_replaced_not_waited_for() -> None:
-    pool = WarmPool(1, verbose=False)
-    (dead,) = pool._idle
-    dead.send_signal(signal.SIGKILL)
-    dead.wait()
-    fresh = pool.attach({"CONTROL_API_SERVICE_DESCRIPTOR": 'url: "127.0.0.1:9"', "PIPELINE_OPTIONS": "{}"})
-    try:
-        assert fresh.pid != dead.pid
-        time.sleep(0.5)
-        assert fresh.poll() is None  # running Beam's harness (dialling the runner that isn't there)
-    finally:
-        fresh.kill()
-        pool.close()
+def _in_fresh_process(body: str, *, fork: bool) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    script = _POOL_SCRIPT.format(body=body.strip().replace("\n", "\n    "), fork=fork)
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    result = ran.stdout.split("RESULT ", 1)[1].splitlines()[0]
+    return json.loads(result), ran
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_each_process_no_run_takes_exits_when_its_own_input_closes(fork: bool) -> None:
+    """Closing one worker's input ends that worker only: no sibling holds its pipe open."""
+    result, _ = _in_fresh_process(
+        """
+pool = WarmPool(2, verbose=False, fork=fork)
+first, second = list(pool._idle)
+alive = [first.poll() is None, second.poll() is None]
+first.stdin.close()
+first_code = first.wait(timeout=10)
+second_alive = second.poll() is None
+pool.close()
+return {"kind": type(first).__name__, "alive": alive, "first": first_code,
+        "second_alive": second_alive, "second": second.returncode}
+""",
+        fork=fork,
+    )
+    assert result == {
+        "kind": "ForkedProcess" if fork else "Popen",
+        "alive": [True, True],
+        "first": 0,  # end of input: "not needed", a clean exit
+        "second_alive": True,
+        "second": 0,
+    }
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_warm_process_that_died_is_replaced_by_a_spawned_one(fork: bool) -> None:
+    """Not waited for, and never forked late: by then the driver runs gRPC threads."""
+    result, _ = _in_fresh_process(
+        """
+pool = WarmPool(1, verbose=False, fork=fork)
+(dead,) = pool._idle
+os.kill(dead.pid, signal.SIGKILL)
+dead.wait()
+fresh = pool.attach({"CONTROL_API_SERVICE_DESCRIPTOR": 'url: "127.0.0.1:9"', "PIPELINE_OPTIONS": "{}"})
+time.sleep(0.5)
+running = fresh.poll() is None  # in Beam's harness, dialling the runner that isn't there
+fresh.kill()
+pool.close()
+return {"dead": dead.returncode, "replaced": fresh.pid != dead.pid, "kind": type(fresh).__name__,
+        "running": running}
+""",
+        fork=fork,
+    )
+    assert result == {"dead": -signal.SIGKILL, "replaced": True, "kind": "Popen", "running": True}
+
+
+def test_a_forked_worker_runs_none_of_the_commands_exit_handlers(tmp_path: Path) -> None:
+    """A worker ends with ``os._exit``: the command's exit handlers (pool, telemetry) run once, in it."""
+    ran = tmp_path / "exit-handlers"
+    result, _ = _in_fresh_process(
+        f"""
+atexit.register(lambda: open({str(ran)!r}, "a").write(f"{{os.getpid()}}\\n"))
+pool = WarmPool(2, verbose=False, fork=fork)
+processes = list(pool._idle)
+pool.close()
+return {{"codes": [p.returncode for p in processes], "pid": os.getpid()}}
+""",
+        fork=True,
+    )
+    assert result["codes"] == [0, 0]
+    assert ran.read_text() == f"{result['pid']}\n"
 
 
 @pytest.mark.slow
@@ -70,39 +137,27 @@ def test_workers_2_runs_on_the_processes_started_ahead_and_gives_the_same_bundle
     out = tmp_path / "out"
     ran = stella_cli(
         "-v", "export", "run", "--tenant", "acme", "--ledger", str(small_ledger), "--profile", "json:raw",
-        "--out", str(out), "--workers", "2", env={"STELLA_HOME": str(tmp_path / "home")},
+        "--out", str(out), "--workers", "2", "--json", env={"STELLA_HOME": str(tmp_path / "home")},
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     lines = ran.stderr.splitlines()
-    (ahead,) = [line.split(": ", 1)[1] for line in lines if "worker processes ahead: " in line]
+    (ahead,) = [line.split(": ", 1)[1] for line in lines if "forked 2 worker processes ahead: " in line]
     attached = [
         line.split("process ")[1].split(",")[0] for line in lines if "started with the command" in line
     ]
     assert sorted(attached) == sorted(ahead.split(", ")), ran.stderr  # both, and none spawned later
     (bundle,) = [path for path in out.iterdir() if path.is_dir()]
     assert tree_digests(bundle) == tree_digests(small_bundle)
+    assert json.loads(ran.stdout)["bundle"] == str(bundle)  # the workers wrote nothing to stdout
 
 
 def test_a_command_that_fails_early_leaves_no_process_behind(tmp_path: Path) -> None:
-    """A usage error after the pre-scan started two processes: both end with the command."""
-    before = _warm_processes()
+    """A bad ledger path after the CLI forked two processes: both end with the command."""
     ran = subprocess.run(
-        [sys.executable, "-m", "stella", "export", "run", "--tenant", "acme", "--profile", "json:raw",
+        [sys.executable, "-m", "stella", "-v", "export", "run", "--tenant", "acme", "--profile", "json:raw",
          "--ledger", str(tmp_path / "none"), "--out", str(tmp_path / "out"), "--workers", "2"],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert ran.returncode != 0
-    assert _warm_processes() <= before, ran.stderr
-
-
-def _warm_processes() -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"runners.warm" in command:
-                found.add(int(entry.name))
-    return found
+    assert "forked 2 worker processes ahead" in ran.stderr
+    assert processes_naming(str(tmp_path)) == set(), ran.stderr  # forked workers share its command line
