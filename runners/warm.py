@@ -48,7 +48,17 @@ import uuid
 from collections.abc import Sequence
 from typing import IO, NoReturn, Protocol
 
-__all__ = ["WARM_URN", "WarmPool", "WorkerProcess", "main", "pool", "pool_of", "start_for"]
+__all__ = [
+    "WARM_URN",
+    "ForkedProcess",
+    "WarmPool",
+    "WorkerProcess",
+    "can_fork",
+    "main",
+    "pool",
+    "pool_of",
+    "start_for",
+]
 
 WARM_URN = "stella:environment:warm-process:v1"
 _POOLS: dict[str, WarmPool] = {}
