@@ -95,6 +95,7 @@ def adapter_main(ledger: str, out: str) -> None:
 
     from stella.adapters.trivy.dbitems import is_osv_advisory, trivy_db_items, write_db_outputs
     from stella.ledger.store import LedgerStore, read_segment
+    from stella.rangemerge import PairLists
 
     groups: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
     count = 0
@@ -106,7 +107,7 @@ def adapter_main(ledger: str, out: str) -> None:
                     groups[group].append((key, value))
     for pairs in groups.values():
         pairs.sort()
-    entries = write_db_outputs(out, lambda group: iter(groups.get(group, [])))
+    entries = write_db_outputs(out, PairLists(groups))
     print(json.dumps({"advisories": count, "files": [e.path for e in entries]}))
 
 

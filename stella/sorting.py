@@ -47,8 +47,10 @@ __all__ = [
     "bucket_ranges",
     "cogroup_sorted",
     "merge_slices",
+    "sample_keys",
     "shard_count",
     "shard_of_bucket",
+    "write_blocks",
     "write_run",
 ]
 
@@ -232,6 +234,21 @@ def _write_blocks(
     return written
 
 
+def write_blocks(handle: IO[bytes], pairs: Iterable[Pair], chunk: int = 1 << 16) -> tuple[int, int]:
+    """Pairs already in key order, written as the uncompressed blocks of one slice.
+
+    For a local run a step writes from a stream (a range helper's output); ``chunk``
+    pairs are held at a time. Returns (bytes written, pairs written).
+    """
+    length = count = 0
+    source = iter(pairs)
+    while batch := list(islice(source, chunk)):
+        keys, values = zip(*batch, strict=True)
+        length += _write_blocks(handle, None, keys, values)
+        count += len(batch)
+    return length, count
+
+
 _BLAKE2B_16 = partial(blake2b, digest_size=2)
 _DIGEST = methodcaller("digest")
 _BIG_ENDIAN = partial(int.from_bytes, byteorder="big")
@@ -334,11 +351,19 @@ def _shard_limit(max_shards: int | Mapping[str, int], group: str) -> int:
     return max_shards if isinstance(max_shards, int) else max_shards.get(group, BUCKETS)
 
 
-def _slice_blocks(piece: RunSlice, decompressor: zstandard.ZstdDecompressor) -> Iterator[list[Pair]]:
+def _slice_blocks(
+    piece: RunSlice,
+    decompressor: zstandard.ZstdDecompressor,
+    lo: bytes | None = None,
+    hi: bytes | None = None,
+) -> Iterator[list[Pair]]:
     """The blocks of one slice in order, one read and one decompression each.
 
     Local files are read a block at a time from an open handle; object storage in one
-    ranged read (its readers buffer 16 MB each, too much per open slice).
+    ranged read (its readers buffer 16 MB each, too much per open slice). With ``lo``
+    and ``hi`` only the pairs whose key lies in ``[lo, hi)`` come out: an uncompressed
+    block wholly below ``lo`` is passed over after reading its last key (a seek, not a
+    decode), and the read stops at the first key at or past ``hi``.
     """
     handle = storage.open_read(piece.path)
     try:
@@ -353,6 +378,11 @@ def _slice_blocks(piece: RunSlice, decompressor: zstandard.ZstdDecompressor) -> 
             if len(head) < _BLOCK_HEAD.size:
                 break
             length, count, codec = _BLOCK_HEAD.unpack(head)
+            if lo is not None and codec == _RAW and _below(source, count, length, lo):
+                source.seek(length, io.SEEK_CUR)
+                remaining -= _BLOCK_HEAD.size + length
+                produced += count
+                continue
             raw = source.read(length)
             remaining -= _BLOCK_HEAD.size + length
             if len(raw) < length or remaining < 0 or produced + count > piece.count:
@@ -367,11 +397,77 @@ def _slice_blocks(piece: RunSlice, decompressor: zstandard.ZstdDecompressor) -> 
             produced += count
             block = _decode_block(raw, count, piece.path)
             del raw  # not held across the yield: a suspended slice keeps its pairs, not their frame
-            yield block
+            if lo is not None:
+                if block[-1][0] < lo:
+                    continue
+                block, lo = block[bisect_left(block, (lo,)) :], None  # blocks are in key order: lo is passed
+            if hi is not None and block and block[-1][0] >= hi:
+                block = block[: bisect_left(block, (hi,))]
+                if block:
+                    yield block
+                return  # the rest of the slice lies past the range: not read, so not checked
+            if block:
+                yield block
         if produced != piece.count or remaining != 0:
             raise OSError(f"run file {piece.path} is truncated")
     finally:
         handle.close()
+
+
+def _below(source: IO[bytes] | io.BytesIO, count: int, length: int, lo: bytes) -> bool:
+    """Whether every key of the uncompressed block at ``source`` (``count`` pairs, ``length`` bytes) is below ``lo``.
+
+    Reads the key lengths and the last key only, then returns to the block's start. A
+    block too short for what its lengths say is not judged here (False): the full read
+    reports it.
+    """
+    start = source.tell()
+    try:
+        lengths = source.read(4 * count)
+        if count == 0 or len(lengths) < 4 * count:
+            return False
+        keys = struct.unpack(f"<{count}I", lengths)
+        last = 8 * count + sum(keys) - keys[-1]
+        if last + keys[-1] > length:
+            return False
+        source.seek(start + last)
+        key = source.read(keys[-1])
+        return len(key) == keys[-1] and key < lo
+    finally:
+        source.seek(start)
+
+
+def sample_keys(piece: RunSlice, every: int) -> list[bytes]:
+    """The first key of every ``every``-th block of ``piece``: an even sample of its key space by bytes.
+
+    What splits a group into key ranges of about equal work (blocks hold about the same
+    bytes each). Uncompressed blocks cost two small reads each; compressed ones are
+    decoded.
+    """
+    keys: list[bytes] = []
+    decompressor = zstandard.ZstdDecompressor()
+    with storage.open_read(piece.path) as handle:
+        handle.seek(piece.offset)
+        remaining, index = piece.length, 0
+        while remaining >= _BLOCK_HEAD.size:
+            head = handle.read(_BLOCK_HEAD.size)
+            if len(head) < _BLOCK_HEAD.size:
+                break
+            length, count, codec = _BLOCK_HEAD.unpack(head)
+            remaining -= _BLOCK_HEAD.size + length
+            start = handle.tell()
+            if index % every == 0 and count:
+                if codec == _RAW:
+                    first = struct.unpack("<I", handle.read(4))[0]
+                    handle.seek(start + 8 * count)
+                    keys.append(handle.read(first))
+                elif codec == _ZSTD:
+                    keys.append(
+                        _decode_block(decompressor.decompress(handle.read(length)), count, piece.path)[0][0]
+                    )
+            handle.seek(start + length)
+            index += 1
+    return keys
 
 
 class _Source:
@@ -446,18 +542,22 @@ def _merge_blocks(streams: Sequence[Iterator[list[Pair]]]) -> Iterator[list[Pair
                 heappush(firsts, (source.pending[source.position], next(tick), source))
 
 
-def _merged_blocks(slices: Sequence[RunSlice]) -> Iterator[list[Pair]]:
+def _merged_blocks(
+    slices: Sequence[RunSlice], lo: bytes | None = None, hi: bytes | None = None
+) -> Iterator[list[Pair]]:
     decompressor = zstandard.ZstdDecompressor()
-    return _merge_blocks([_slice_blocks(s, decompressor) for s in slices])
+    return _merge_blocks([_slice_blocks(s, decompressor, lo, hi) for s in slices])
 
 
-def _spill(slices: Sequence[RunSlice], temp_dir: str) -> RunSlice:
+def _spill(slices: Sequence[RunSlice], temp_dir: str, lo: bytes | None, hi: bytes | None) -> RunSlice:
     """Merge ``slices`` into one new run; its slice (a merge-tree node)."""
     path = storage.join(temp_dir, f"merge-{uuid.uuid4().hex}.bin")
     count = length = 0
     compressor = _run_compressor(temp_dir)
     with storage.open_write(path) as handle:
-        for block in _merged_blocks(slices):
+        for block in _merged_blocks(slices, lo, hi):
+            if not block:
+                continue
             keys, values = zip(*block, strict=True)
             length += _write_blocks(handle, compressor, keys, values)
             count += len(block)
@@ -470,8 +570,10 @@ def merge_slices(
     temp_dir: str | None = None,
     fan_in: int = DEFAULT_FAN_IN,
     max_bytes: int = MERGE_BYTES,
+    lo: bytes | None = None,
+    hi: bytes | None = None,
 ) -> Iterator[Pair]:
-    """All pairs of ``slices`` in (key, value) order, never more than ``fan_in`` open at once
+    """All pairs of ``slices`` (whose key lies in ``[lo, hi)``, when given) in (key, value) order, never more than ``fan_in`` open at once
     nor more than about ``max_bytes`` of their blocks (estimated from each slice's
     descriptor: its block size, or its mean pair size if larger; at least two slices are
     always open, whatever their size).
@@ -494,9 +596,9 @@ def merge_slices(
             )
         take = _spill_take(level, fan_in, max_bytes, remote=storage.is_remote(temp_dir))
         level = sorted(
-            [_spill(level[:take], temp_dir), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
+            [_spill(level[:take], temp_dir, lo, hi), *level[take:]], key=lambda s: (s.count, s.path, s.offset)
         )
-    return chain.from_iterable(_merged_blocks(level))
+    return chain.from_iterable(_merged_blocks(level, lo, hi))
 
 
 def _open_cost(length: int, count: int, width: int, remote: bool) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +25,9 @@ from stella.adapters.trivy.payload import TrivyLayout, TrivyOptions, artifact_fi
 from stella.bundle.assemble import generated_at
 from stella.bundle.manifest import ContentEntry
 from stella.bundle.request import ExportRequest
+from stella.rangemerge import RunGroups, SortedGroups
 from stella.slicetable import SliceTable, slices_of
-from stella.sorting import RunSlice, merge_slices
+from stella.sorting import RunSlice
 from stella.telemetry.tracing import TraceContext, stage_span
 from transforms.ledger import RecordSummary
 from transforms.progress import relay_progress
@@ -36,17 +37,14 @@ __all__ = [
     "ArtifactPayload",
     "MergeRuns",
     "ProfileFields",
-    "SortedStreams",
     "WriteTrivyArtifact",
     "artifact_times",
 ]
 
 _LOG = logging.getLogger(__name__)
 
-SortedStreams = Callable[[str], Iterator[tuple[bytes, bytes]]]
-"""group -> its (key, value) pairs in order (empty for a group without items)."""
-MergeRuns = Callable[[str, SortedStreams], list[ContentEntry]]
-"""(local root, sorted streams) -> entries of the files written: one profile's merge."""
+MergeRuns = Callable[[str, SortedGroups], list[ContentEntry]]
+"""(local root, sorted groups) -> entries of the files written: one profile's merge."""
 ProfileFields = Callable[[Path, dict[str, Any], list[ContentEntry]], dict[str, Any]]
 """(local root, manifest ``trivy`` object so far, contents) -> the profile's manifest fields."""
 
@@ -60,7 +58,7 @@ def artifact_times(
 
 
 def _merge(
-    slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns, trace: TraceContext
+    slices: list[RunSlice], root: str, temp_dir: str, merge: MergeRuns, trace: TraceContext, helpers: int
 ) -> list[ContentEntry]:
     relay_progress()
     by_group: dict[str, list[RunSlice]] = defaultdict(list)
@@ -73,7 +71,7 @@ def _merge(
             ", ".join(f"{g} {n:,} items" for g, n in counts.items()),
         )
     with stage_span("export.write", trace, **{"stella.artifact": "trivy"}):
-        entries = merge(root, lambda group: merge_slices(by_group.get(group, []), temp_dir=temp_dir))
+        entries = merge(root, RunGroups(by_group, temp_dir=temp_dir, helpers=helpers))
     for entry in entries:
         _LOG.info(
             "wrote %s: %d bytes",
@@ -110,8 +108,9 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         merge: writes the DB and reports from the sorted streams.
         fields: (local root, manifest ``trivy`` object so far, contents) -> the profile's manifest fields.
         threads: the run's worker count. The artifact step runs alone once every run is
-            written, so it compresses the tarball on that many threads; the bytes are the
-            same for any count (:mod:`stella.gzipstream`).
+            written, so it merges the database's key ranges on that many helper processes
+            (:mod:`stella.rangemerge`) and compresses the tarball on that many threads; the
+            bytes are the same for any count (:mod:`stella.gzipstream`).
     """
 
     def __init__(
@@ -144,7 +143,9 @@ class WriteTrivyArtifact(beam.PTransform):  # type: ignore[misc]
         def build(tables: list[SliceTable], summary: RecordSummary) -> ArtifactPayload:
             updated_at, next_update = artifact_times(request, summary, layout, options)
             with storage.local_folder_for(staging) as root:
-                contents = _merge(slices_of(tables), str(root), temp_dir, merge_runs, request.trace_context)
+                contents = _merge(
+                    slices_of(tables), str(root), temp_dir, merge_runs, request.trace_context, threads
+                )
                 contents += write_artifact_files(
                     root, layout, updated_at=updated_at, next_update=next_update, threads=threads
                 )

@@ -375,6 +375,24 @@ def test_two_exports_and_two_runners_give_identical_bytes(
         assert sum(path.startswith("data/oci/blobs/") for path in first) == 3
 
 
+def test_workers_2_merge_the_db_in_key_ranges_on_helpers_and_give_the_same_bytes(
+    tmp_path: Path,
+    boltchk: Callable[[Path], str],  # noqa: F811
+) -> None:
+    """Large enough (~250,000 DB items) for the artifact step to reduce key ranges on helper processes."""
+    ledger = tmp_path / "ledger"
+    stella_cli("ledger", "generate", "--tenant", TENANT, "--records", "100000", "--seed", "7", "--ledger", str(ledger), "--ingested-at", T0, "--advisories-only", check=True)  # fmt: skip
+    one = _export(ledger, tmp_path / "one", "trivy:db", "--workers", "1")
+    two = stella_cli(
+        "export", "run", "--tenant", TENANT, "--profile", "trivy:db", "--ledger", str(ledger), "--out", str(tmp_path / "two"), "--workers", "2", "-v",
+        check=True,
+    )  # fmt: skip
+    assert "reducing 6 key ranges on 2 helper processes" in two.stderr
+    assert tree_digests(tmp_path / "two" / one.name) == tree_digests(one)
+    boltchk(tmp_path / "two" / one.name / "data" / "db" / "trivy.db")
+    assert not [p for p in (tmp_path / "two").rglob("*") if "ranges-" in p.name or p.name.startswith(".")]
+
+
 # --- what was not translated -------------------------------------------------------------------------
 
 

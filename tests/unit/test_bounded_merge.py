@@ -40,9 +40,9 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     opened: list[int] = []
     merged = sorting._merged_blocks
 
-    def counting(slices: Sequence[RunSlice]) -> Iterator[list[tuple[bytes, bytes]]]:
+    def counting(slices: Sequence[RunSlice], *bounds: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
         opened.append(len(slices))
-        return merged(slices)
+        return merged(slices, *bounds)
 
     monkeypatch.setattr(sorting, "_merged_blocks", counting)
     return opened

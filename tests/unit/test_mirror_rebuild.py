@@ -70,10 +70,10 @@ def test_merges_open_no_more_than_the_byte_cap_and_the_files_do_not_change(
     opened: list[int] = []  # slices per merge of the raw lines (the index rows are small)
     merged = sorting._merged_blocks
 
-    def counting(slices: Sequence[RunSlice]) -> Iterator[list[tuple[bytes, bytes]]]:
+    def counting(slices: Sequence[RunSlice], *bounds: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
         if slices[0].group == "advisory":
             opened.append(len(slices))
-        return merged(slices)
+        return merged(slices, *bounds)
 
     monkeypatch.setattr(sorting, "_merged_blocks", counting)
     monkeypatch.setattr(rebuild, "_RUN_BYTES", 60_000)  # a few records a run: many slices per shard

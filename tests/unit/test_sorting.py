@@ -235,12 +235,12 @@ def test_a_joins_sides_share_one_fan_in(tmp_path: Path, monkeypatch: pytest.Monk
     open_now = peak = 0
     real = sorting._slice_blocks
 
-    def counted(piece: object, decompressor: object) -> object:
+    def counted(piece: object, decompressor: object, *bounds: object) -> object:
         nonlocal open_now, peak
         open_now += 1
         peak = max(peak, open_now)
         try:
-            yield from real(piece, decompressor)  # type: ignore[arg-type]
+            yield from real(piece, decompressor, *bounds)  # type: ignore[arg-type]
         finally:
             open_now -= 1
 

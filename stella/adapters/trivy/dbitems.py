@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from datetime import datetime
 from itertools import chain, starmap
 from operator import itemgetter
@@ -41,6 +41,7 @@ from stella.bundle.paths import REPORTS_DIR
 from stella.bundle.shards import write_jsonl_shard
 from stella.canonical import dumps_plain
 from stella.model import DocFormat, Kind, LedgerRecord, LedgerRow
+from stella.rangemerge import SortedGroups
 from stella.sorting import SortItem
 
 __all__ = [
@@ -51,7 +52,10 @@ __all__ = [
     "UNTRANSLATED_REPORT",
     "is_osv_advisory",
     "is_osv_row",
+    "db_entry",
     "merged_db_entries",
+    "merged_db_pairs",
+    "reduce_db_range",
     "superseded_lines",
     "trivy_db_items",
     "trivy_db_row_items",
@@ -183,7 +187,14 @@ def _combine(path: tuple[bytes, ...], unique: list[bytes]) -> bytes:
 def merged_db_entries(
     pairs: Iterable[tuple[bytes, bytes]], superseded: Container[bytes], counts: Counter[str] | None = None
 ) -> Iterator[Entry]:
-    """bbolt entries in writer order from the sorted ``trivy.db`` stream.
+    """bbolt entries in writer order from the sorted ``trivy.db`` stream (see :func:`merged_db_pairs`)."""
+    return map(db_entry, merged_db_pairs(pairs, superseded, counts))
+
+
+def merged_db_pairs(
+    pairs: Iterable[tuple[bytes, bytes]], superseded: Container[bytes], counts: Counter[str] | None = None
+) -> Iterator[tuple[bytes, bytes]]:
+    """(encoded bucket path and key, final value) in key order from the sorted ``trivy.db`` stream.
 
     Values of superseded revisions are dropped; values several advisories gave one
     bucket/key are merged. ``counts`` (if given) receives ``merged`` and ``superseded``.
@@ -203,22 +214,40 @@ def merged_db_entries(
             continue
         if key != current:
             if current is not None:
-                yield _entry(current, first, more, tally)
+                yield _final(current, first, more, tally)
             current, first, more = key, value[_DIGEST_BYTES:], None
         else:
             if more is None:
                 more = {first: None}
             more[value[_DIGEST_BYTES:]] = None
     if current is not None:
-        yield _entry(current, first, more, tally)
+        yield _final(current, first, more, tally)
 
 
-def _entry(key: bytes, first: bytes, more: dict[bytes, None] | None, tally: Counter[str]) -> Entry:
-    path = decode_parts(key)
+def reduce_db_range(
+    pairs: Iterator[tuple[bytes, bytes]], superseded: bytes, counts: Counter[str]
+) -> Iterator[tuple[bytes, bytes]]:
+    """:func:`merged_db_pairs` as a range reducer (:mod:`stella.rangemerge`): ``superseded`` packed.
+
+    The superseded digests travel to a helper process as their 32-byte values joined.
+    """
+    digests = {superseded[at : at + _DIGEST_BYTES] for at in range(0, len(superseded), _DIGEST_BYTES)}
+    return merged_db_pairs(pairs, digests, counts)
+
+
+def _final(
+    key: bytes, first: bytes, more: dict[bytes, None] | None, tally: Counter[str]
+) -> tuple[bytes, bytes]:
     if more is not None:  # several advisories gave this bucket/key a value
         tally["merged"] += 1
-        return path[:-1], path[-1], _combine(path, list(more))
-    return path[:-1], path[-1], first
+        return key, _combine(decode_parts(key), list(more))
+    return key, first
+
+
+def db_entry(pair: tuple[bytes, bytes]) -> Entry:
+    """A bbolt entry from an encoded (bucket path and key, value) pair."""
+    path = decode_parts(pair[0])
+    return path[:-1], path[-1], pair[1]
 
 
 def untranslated_lines(pairs: Iterable[tuple[bytes, bytes]], superseded: Container[bytes]) -> Iterator[bytes]:
@@ -230,13 +259,13 @@ def untranslated_lines(pairs: Iterable[tuple[bytes, bytes]], superseded: Contain
         previous = pair
 
 
-def write_db_outputs(
-    root: str, sorted_pairs: Callable[[str], Iterator[tuple[bytes, bytes]]]
-) -> list[ContentEntry]:
+def write_db_outputs(root: str, groups: SortedGroups) -> list[ContentEntry]:
     """Write ``trivy.db`` and the two report files under ``root`` from the sorted groups.
 
     Order matters: revisions first (which records are superseded), then the DB and the
-    untranslated report, both filtered by that answer.
+    untranslated report, both filtered by that answer. The DB's entries are merged and
+    combined by ``groups.reduce``, in key ranges on helper processes when the run has
+    several workers (:mod:`stella.rangemerge`), while this process writes the file.
     """
     superseded: set[bytes] = set()
 
@@ -245,14 +274,15 @@ def write_db_outputs(
             superseded.add(digest)
             yield line
 
-    revisions = sorted_pairs(REVISIONS_GROUP)
+    revisions = groups.pairs(REVISIONS_GROUP)
     report = write_jsonl_shard(root, SUPERSEDED_REPORT, remember(superseded_lines(revisions)))
     db_file = Path(root) / TRIVY_DB_LAYOUT.db_path
     db_file.parent.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
-    stats = write_bolt(db_file, merged_db_entries(sorted_pairs(DB_GROUP), superseded, counts))
+    context = b"".join(sorted(superseded))
+    stats = write_bolt(db_file, map(db_entry, groups.reduce(DB_GROUP, reduce_db_range, context, counts)))
     log.info("trivy.db: %d entries, %d merged across advisories", stats.entries, counts["merged"])
-    untranslated = untranslated_lines(sorted_pairs(UNTRANSLATED_GROUP), superseded)
+    untranslated = untranslated_lines(groups.pairs(UNTRANSLATED_GROUP), superseded)
     return [
         report,
         file_entry(Path(root), TRIVY_DB_LAYOUT.db_path, TRIVY_DB_LAYOUT.db_content_type, stats.entries),

@@ -10,7 +10,7 @@ bytes, not a revision of a document, so every selected SBOM revision contributes
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, starmap
 from operator import itemgetter
 from pathlib import Path
@@ -25,6 +25,7 @@ from stella.bundle.shards import write_jsonl_shard
 from stella.canonical import dumps
 from stella.errors import UsageError
 from stella.model import DocFormat, Kind, LedgerRecord, LedgerRow
+from stella.rangemerge import SortedGroups
 from stella.sorting import SortItem
 
 __all__ = [
@@ -135,19 +136,17 @@ def skipped_lines(pairs: Iterable[tuple[bytes, bytes]], extra: Sequence[SortItem
         previous = pair
 
 
-def write_java_outputs(
-    root: str, sorted_pairs: Callable[[str], Iterator[tuple[bytes, bytes]]]
-) -> list[ContentEntry]:
+def write_java_outputs(root: str, groups: SortedGroups) -> list[ContentEntry]:
     """Write ``trivy-java.db`` and the skipped-components report under ``root`` from the sorted groups.
 
     The rows are held in memory once (``write_java_db`` inserts them in one
     transaction): one small row per distinct jar, far below the SBOMs they came from.
     """
-    rows = list(java_rows(sorted_pairs(ROWS_GROUP)))
+    rows = list(java_rows(groups.pairs(ROWS_GROUP)))
     db_file = Path(root) / JAVA_DB_LAYOUT.db_path
     stats = write_java_db(db_file, rows)
     extra = conflict_items(stats.sha1_conflicts, rows)
-    skipped = skipped_lines(sorted_pairs(SKIPPED_GROUP), extra)
+    skipped = skipped_lines(groups.pairs(SKIPPED_GROUP), extra)
     return [
         file_entry(Path(root), JAVA_DB_LAYOUT.db_path, JAVA_DB_LAYOUT.db_content_type, stats.indices),
         write_jsonl_shard(root, SKIPPED_REPORT, skipped),
