@@ -142,7 +142,10 @@ class WarmPool:
 
     def _spawn(self) -> WorkerProcess:
         stderr = None if self._verbose else subprocess.DEVNULL  # as silenced_stderr does for Beam's
-        return subprocess.Popen([sys.executable, "-m", "runners.warm"], stdin=subprocess.PIPE, stderr=stderr)
+        # -P: the cwd is not put first on sys.path (a checkout there would shadow the installed modules)
+        return subprocess.Popen(
+            [sys.executable, "-P", "-m", "runners.warm"], stdin=subprocess.PIPE, stderr=stderr
+        )
 
     def _fork(self) -> WorkerProcess:
         # Unflushed output would be written twice (the child's copy of the buffers).

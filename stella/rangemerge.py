@@ -205,7 +205,8 @@ class _Helpers:
             if self._stopped:
                 raise OSError("the range merge was stopped")
             process = subprocess.Popen(
-                [self._executable, "-m", "stella.rangemerge", str(task_file)],
+                # -P: not the cwd first on sys.path, where another checkout's ``stella`` would shadow ours
+                [self._executable, "-P", "-m", "stella.rangemerge", str(task_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

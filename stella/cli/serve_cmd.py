@@ -115,6 +115,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _worker_command(args: argparse.Namespace, config: Any) -> list[str]:
     command = [
         sys.executable,
+        "-P",  # the cwd is not put first on sys.path: a checkout there would shadow the installed package
         "-m",
         "stella",
         "worker",

@@ -91,6 +91,27 @@ return {"kind": type(first).__name__, "alive": alive, "first": first_code,
     }
 
 
+def test_a_spawned_worker_imports_this_package_whatever_the_current_folder_holds(tmp_path: Path) -> None:
+    """``python -m`` puts the cwd first on sys.path: another checkout there must not answer for ours."""
+    decoy = tmp_path / "runners"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    (decoy / "warm.py").write_text("import sys\nsys.exit(3)  # another checkout's worker\n")
+    result, _ = _in_fresh_process(
+        f"""
+os.chdir({str(tmp_path)!r})
+pool = WarmPool(1, verbose=False, fork=False)
+(worker,) = pool._idle
+time.sleep(1.0)
+alive = worker.poll() is None  # ours waits for its environment; the decoy exits 3 at once
+pool.close()
+return {{"alive": alive, "code": worker.returncode}}
+""",
+        fork=False,
+    )
+    assert result == {"alive": True, "code": 0}
+
+
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
 def test_a_warm_process_that_died_is_replaced_by_a_spawned_one(fork: bool) -> None:
     """Not waited for, and never forked late: by then the driver runs gRPC threads."""

@@ -108,3 +108,22 @@ def test_oidc_tokens_are_checked_against_the_issuer_jwks(jwks_server: tuple[str,
     ):
         with pytest.raises(UnauthenticatedError):
             auth.authenticate(f"Bearer {bad}", None)
+
+
+def test_the_services_worker_command_imports_this_package_whatever_the_current_folder_holds(
+    tmp_path: Path,
+) -> None:
+    """``python -m`` puts the cwd first on sys.path: another checkout there must not answer for ours."""
+    import argparse
+    import subprocess
+
+    from stella.cli.serve_cmd import _worker_command
+
+    decoy = tmp_path / "stella"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text('raise ImportError("the stella package of another checkout")\n')
+    config = ServiceConfig.from_env({"STELLA_HOME": str(tmp_path / "home")})
+    command = _worker_command(argparse.Namespace(), config)
+    ran = subprocess.run([*command, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert "--store" in ran.stdout and "another checkout" not in ran.stderr

@@ -256,3 +256,16 @@ def test_a_reducer_must_be_importable_by_name(tmp_path: Path, shared_items: list
     with pytest.raises(ValueError, match="module-level function"):
         list(groups.reduce(DB_GROUP, local, b"", Counter()))
     assert not list(Path(str(groups.temp_dir)).glob("ranges-*"))
+
+
+def test_helpers_import_this_package_whatever_the_current_folder_holds(
+    tmp_path: Path, shared_items: list[SortItem], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m`` puts the cwd first on sys.path: another checkout there must not answer for ours."""
+    decoy = tmp_path / "elsewhere" / "stella"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text('raise ImportError("the stella package of another checkout")\n')
+    groups = _groups(tmp_path / "runs", shared_items, helpers=2)
+    expected = list(merged_db_pairs(groups.pairs(DB_GROUP), set()))
+    monkeypatch.chdir(decoy.parent)
+    assert list(groups.reduce(DB_GROUP, reduce_db_range, b"", Counter())) == expected
