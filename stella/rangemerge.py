@@ -153,8 +153,6 @@ def _reduce_ranges(
     assert groups.temp_dir is not None
     name = _reducer_name(reducer)
     work = Path(storage.join(groups.temp_dir, f"ranges-{uuid.uuid4().hex}"))
-    work.mkdir(parents=True)
-    (work / "context").write_bytes(context)
     edges: list[bytes | None] = [None, *bounds, None]
     tasks: list[dict[str, Any]] = [
         {
@@ -171,7 +169,9 @@ def _reduce_ranges(
     _LOG.info("reducing %d key ranges on %d helper processes", len(tasks), groups.helpers)
     helpers = _Helpers(groups.executable, work)
     pool = ThreadPoolExecutor(max_workers=groups.helpers, thread_name_prefix="range-helper")
+    work.mkdir(parents=True)
     try:
+        (work / "context").write_bytes(context)
         futures: list[Future[dict[str, Any]]] = [
             pool.submit(helpers.run, index, task) for index, task in enumerate(tasks)
         ]
