@@ -11,8 +11,10 @@ Every step works on the segments' Avro rows (``rows=True``), as json:raw does: t
 adapters read the few fields they need from the row, so no LedgerRecord is built.
 
 WriteTrivyArtifact merges the sorted items, then writes metadata, the tarball and the
-OCI layout; it runs alone after every other step, so it gets the run's worker count
-and compresses the tarball on that many threads (the bytes do not depend on it).
+OCI layout; it runs alone after every other step, so it gets the run's worker count:
+trivy:db's database is merged in key ranges on that many helper processes while the
+step writes it (:mod:`stella.rangemerge`), and the tarball is compressed on that many
+threads (the bytes depend on neither).
 """
 
 from __future__ import annotations

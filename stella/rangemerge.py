@@ -29,6 +29,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,8 +62,14 @@ class SortedGroups(Protocol):
     def pairs(self, group: str) -> Iterator[Pair]:
         """The group's pairs in (key, value) order (none for a group without items)."""
 
-    def reduce(self, group: str, reducer: Reducer, context: bytes, counts: Counter[str]) -> Iterator[Pair]:
-        """``reducer`` applied to the group's pairs, its output in key order."""
+    def reduce(
+        self, group: str, reducer: Reducer, context: bytes, counts: Counter[str]
+    ) -> AbstractContextManager[Iterator[Pair]]:
+        """``reducer`` applied to the group's pairs, its output in key order, while the context is open.
+
+        Helpers (if any) start on entering, so the caller may do other work while they
+        merge the first ranges; leaving stops them, whether the output was read or not.
+        """
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,10 @@ class PairLists:
     def pairs(self, group: str) -> Iterator[Pair]:
         return iter(self.groups.get(group, ()))
 
-    def reduce(self, group: str, reducer: Reducer, context: bytes, counts: Counter[str]) -> Iterator[Pair]:
-        return iter(reducer(self.pairs(group), context, counts))
+    def reduce(
+        self, group: str, reducer: Reducer, context: bytes, counts: Counter[str]
+    ) -> AbstractContextManager[Iterator[Pair]]:
+        return nullcontext(iter(reducer(self.pairs(group), context, counts)))
 
 
 @dataclass(frozen=True)
@@ -103,15 +112,17 @@ class RunGroups:
     def pairs(self, group: str) -> Iterator[Pair]:
         return merge_slices(self.slices.get(group, ()), temp_dir=self.temp_dir)
 
-    def reduce(self, group: str, reducer: Reducer, context: bytes, counts: Counter[str]) -> Iterator[Pair]:
+    def reduce(
+        self, group: str, reducer: Reducer, context: bytes, counts: Counter[str]
+    ) -> AbstractContextManager[Iterator[Pair]]:
         pieces = list(self.slices.get(group, ()))
         local = self.temp_dir is not None and not storage.is_remote(self.temp_dir)
         local = local and not any(storage.is_remote(piece.path) for piece in pieces)
         if self.helpers <= 1 or not local or sum(p.count for p in pieces) < self.min_pairs:
-            return iter(reducer(self.pairs(group), context, counts))
+            return nullcontext(iter(reducer(self.pairs(group), context, counts)))
         bounds = split_keys(pieces, self.helpers * _RANGES_PER_HELPER)
         if not bounds:
-            return iter(reducer(self.pairs(group), context, counts))
+            return nullcontext(iter(reducer(self.pairs(group), context, counts)))
         assert self.temp_dir is not None
         return _reduce_ranges(pieces, bounds, reducer, context, counts, self)
 
@@ -141,6 +152,7 @@ def _load(name: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+@contextmanager
 def _reduce_ranges(
     pieces: Sequence[RunSlice],
     bounds: Sequence[bytes],
@@ -148,8 +160,8 @@ def _reduce_ranges(
     context: bytes,
     counts: Counter[str],
     groups: RunGroups,
-) -> Iterator[Pair]:
-    """The ranges' outputs in key order, read as each range's helper finishes."""
+) -> Iterator[Iterator[Pair]]:
+    """Starts the helpers; the ranges' outputs in key order, read as each range's helper finishes."""
     assert groups.temp_dir is not None
     name = _reducer_name(reducer)
     work = Path(storage.join(groups.temp_dir, f"ranges-{uuid.uuid4().hex}"))
@@ -175,17 +187,23 @@ def _reduce_ranges(
         futures: list[Future[dict[str, Any]]] = [
             pool.submit(helpers.run, index, task) for index, task in enumerate(tasks)
         ]
-        for future, task in zip(futures, tasks, strict=True):
-            result = future.result()
-            counts.update(result["counts"])
-            out = RunSlice(task["out"], "range", 0, 0, result["length"], result["count"])
-            yield from merge_slices([out])
-            os.unlink(task["out"])
+        yield _outputs(futures, tasks, counts)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         helpers.stop()
         pool.shutdown(wait=True)
         storage.remove_tree(str(work))
+
+
+def _outputs(
+    futures: Sequence[Future[dict[str, Any]]], tasks: Sequence[dict[str, Any]], counts: Counter[str]
+) -> Iterator[Pair]:
+    for future, task in zip(futures, tasks, strict=True):
+        result = future.result()
+        counts.update(result["counts"])
+        out = RunSlice(task["out"], "range", 0, 0, result["length"], result["count"])
+        yield from merge_slices([out])
+        os.unlink(task["out"])
 
 
 class _Helpers:

@@ -180,8 +180,11 @@ def test_helpers_reduce_key_ranges_into_the_serial_pairs_and_db_bytes(
     serial_counts: Counter[str] = Counter()
     expected = list(merged_db_pairs(serial_groups.pairs(DB_GROUP), set(), serial_counts))
     counts: Counter[str] = Counter()
-    with caplog.at_level(logging.INFO, logger="stella.rangemerge"):
-        got = list(parallel_groups.reduce(DB_GROUP, reduce_db_range, b"", counts))
+    with (
+        caplog.at_level(logging.INFO, logger="stella.rangemerge"),
+        parallel_groups.reduce(DB_GROUP, reduce_db_range, b"", counts) as reduced,
+    ):
+        got = list(reduced)
     assert "reducing 6 key ranges on 2 helper processes" in caplog.text
     assert got == expected and counts == serial_counts and counts["merged"] > 100
 
@@ -214,10 +217,12 @@ def test_a_corrupt_run_fails_its_range_by_name_and_leaves_nothing(
     victim = groups.slices[DB_GROUP][-1]
     with open(victim.path, "r+b") as handle:  # cut the slice short: its blocks claim more than is there
         handle.truncate(victim.offset + victim.length // 2)
-    with pytest.raises(
-        OSError, match=r"merging key range \d+ of the sorted runs failed: OSError: run file .*truncated"
+    failed = r"merging key range \d+ of the sorted runs failed: OSError: run file .*truncated"
+    with (
+        pytest.raises(OSError, match=failed),
+        groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()) as reduced,
     ):
-        list(groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()))
+        list(reduced)
     assert not processes_naming(str(tmp_path))
     assert not list(Path(str(groups.temp_dir)).glob("ranges-*"))
 
@@ -226,9 +231,8 @@ def test_an_abandoned_reduction_stops_its_helpers_and_removes_their_files(
     tmp_path: Path, shared_items: list[SortItem]
 ) -> None:
     groups = _groups(tmp_path, shared_items, helpers=2)
-    reduction = groups.reduce(DB_GROUP, reduce_db_range, b"", Counter())
-    assert next(reduction)
-    reduction.close()  # type: ignore[attr-defined]
+    with groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()) as reduced:
+        assert next(reduced)  # then leave, the other ranges unread
     assert not processes_naming(str(tmp_path))
     assert not list(Path(str(groups.temp_dir)).glob("ranges-*"))
 
@@ -237,14 +241,15 @@ def test_small_groups_remote_runs_and_one_worker_reduce_in_this_process(
     tmp_path: Path, shared_items: list[SortItem], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[object] = []
-    monkeypatch.setattr("stella.rangemerge._reduce_ranges", lambda *args: started.append(args) or iter(()))
+    monkeypatch.setattr("stella.rangemerge._reduce_ranges", lambda *args: started.append(args))
     base = _groups(tmp_path, shared_items, helpers=2)
     for groups in (
         RunGroups(base.slices, temp_dir=base.temp_dir, helpers=1, min_pairs=0),
         RunGroups(base.slices, temp_dir=base.temp_dir, helpers=2),  # fewer pairs than the default bound
         RunGroups(base.slices, temp_dir="gs://bucket/runs", helpers=2, min_pairs=0),
     ):
-        assert list(groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()))
+        with groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()) as reduced:
+            assert list(reduced)
     assert not started
 
 
@@ -253,8 +258,11 @@ def test_a_reducer_must_be_importable_by_name(tmp_path: Path, shared_items: list
         return pairs
 
     groups = _groups(tmp_path, shared_items, helpers=2)
-    with pytest.raises(ValueError, match="module-level function"):
-        list(groups.reduce(DB_GROUP, local, b"", Counter()))
+    with (
+        pytest.raises(ValueError, match="module-level function"),
+        groups.reduce(DB_GROUP, local, b"", Counter()),
+    ):
+        pass
     assert not list(Path(str(groups.temp_dir)).glob("ranges-*"))
 
 
@@ -268,4 +276,5 @@ def test_helpers_import_this_package_whatever_the_current_folder_holds(
     groups = _groups(tmp_path / "runs", shared_items, helpers=2)
     expected = list(merged_db_pairs(groups.pairs(DB_GROUP), set()))
     monkeypatch.chdir(decoy.parent)
-    assert list(groups.reduce(DB_GROUP, reduce_db_range, b"", Counter())) == expected
+    with groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()) as reduced:
+        assert list(reduced) == expected

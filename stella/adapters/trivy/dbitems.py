@@ -280,7 +280,10 @@ def write_db_outputs(root: str, groups: SortedGroups) -> list[ContentEntry]:
     db_file.parent.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
     context = b"".join(sorted(superseded))
-    stats = write_bolt(db_file, map(db_entry, groups.reduce(DB_GROUP, reduce_db_range, context, counts)))
+    with groups.reduce(DB_GROUP, reduce_db_range, context, counts) as entries:
+        # (Writing the untranslated report here, while the helpers merge the first ranges,
+        # measured no faster, 45.6-46.2 s against 44.1-44.2 s at 1M: the helpers take every core.)
+        stats = write_bolt(db_file, map(db_entry, entries))
     log.info("trivy.db: %d entries, %d merged across advisories", stats.entries, counts["merged"])
     untranslated = untranslated_lines(groups.pairs(UNTRANSLATED_GROUP), superseded)
     return [
