@@ -84,7 +84,7 @@ class PairLists:
     def reduce(
         self, group: str, reducer: Reducer, context: bytes, counts: Counter[str]
     ) -> AbstractContextManager[Iterator[Pair]]:
-        return nullcontext(iter(reducer(self.pairs(group), context, counts)))
+        return _in_process(self, group, reducer, context, counts)
 
 
 @dataclass(frozen=True)
@@ -119,12 +119,18 @@ class RunGroups:
         local = self.temp_dir is not None and not storage.is_remote(self.temp_dir)
         local = local and not any(storage.is_remote(piece.path) for piece in pieces)
         if self.helpers <= 1 or not local or sum(p.count for p in pieces) < self.min_pairs:
-            return nullcontext(iter(reducer(self.pairs(group), context, counts)))
+            return _in_process(self, group, reducer, context, counts)
         bounds = split_keys(pieces, self.helpers * _RANGES_PER_HELPER)
         if not bounds:
-            return nullcontext(iter(reducer(self.pairs(group), context, counts)))
+            return _in_process(self, group, reducer, context, counts)
         assert self.temp_dir is not None
         return _reduce_ranges(pieces, bounds, reducer, context, counts, self)
+
+
+def _in_process(
+    groups: SortedGroups, group: str, reducer: Reducer, context: bytes, counts: Counter[str]
+) -> AbstractContextManager[Iterator[Pair]]:
+    return nullcontext(iter(reducer(groups.pairs(group), context, counts)))
 
 
 def split_keys(pieces: Sequence[RunSlice], parts: int) -> list[bytes]:

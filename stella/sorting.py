@@ -414,27 +414,32 @@ def _slice_blocks(
         handle.close()
 
 
-def _below(source: IO[bytes] | io.BytesIO, count: int, length: int, lo: bytes) -> bool:
-    """Whether every key of the uncompressed block at ``source`` (``count`` pairs, ``length`` bytes) is below ``lo``.
+def _raw_key(source: IO[bytes] | io.BytesIO, count: int, length: int, index: int) -> bytes | None:
+    """Key ``index`` (0: first, -1: last) of the uncompressed block whose columns start at ``source``'s position.
 
-    Reads the key lengths and the last key only, then returns to the block's start. A
-    block too short for what its lengths say is not judged here (False): the full read
-    reports it.
+    Reads the key lengths and that key only, then returns to the block's start. None
+    for a block shorter than its lengths say (its reader reports it).
     """
     start = source.tell()
     try:
         lengths = source.read(4 * count)
         if count == 0 or len(lengths) < 4 * count:
-            return False
+            return None
         keys = struct.unpack(f"<{count}I", lengths)
-        last = 8 * count + sum(keys) - keys[-1]
-        if last + keys[-1] > length:
-            return False
-        source.seek(start + last)
-        key = source.read(keys[-1])
-        return len(key) == keys[-1] and key < lo
+        at = 8 * count + sum(keys[:index] if index >= 0 else keys[:-1])
+        if at + keys[index] > length:
+            return None
+        source.seek(start + at)
+        key = source.read(keys[index])
+        return key if len(key) == keys[index] else None
     finally:
         source.seek(start)
+
+
+def _below(source: IO[bytes] | io.BytesIO, count: int, length: int, lo: bytes) -> bool:
+    """Whether every key of the uncompressed block at ``source`` is below ``lo`` (its last key is)."""
+    last = _raw_key(source, count, length, -1)
+    return last is not None and last < lo
 
 
 def sample_keys(piece: RunSlice, every: int) -> list[bytes]:
@@ -443,28 +448,36 @@ def sample_keys(piece: RunSlice, every: int) -> list[bytes]:
     What splits a group into key ranges of about equal work (blocks hold about the same
     bytes each). Uncompressed blocks cost two small reads each; compressed ones are
     decoded.
+
+    Raises:
+        OSError: the slice is truncated or corrupt where a sampled key should be.
     """
     keys: list[bytes] = []
     decompressor = zstandard.ZstdDecompressor()
     with storage.open_read(piece.path) as handle:
         handle.seek(piece.offset)
         remaining, index = piece.length, 0
-        while remaining >= _BLOCK_HEAD.size:
+        while remaining > 0:
             head = handle.read(_BLOCK_HEAD.size)
             if len(head) < _BLOCK_HEAD.size:
-                break
+                raise OSError(f"run file {piece.path} is truncated")
             length, count, codec = _BLOCK_HEAD.unpack(head)
             remaining -= _BLOCK_HEAD.size + length
             start = handle.tell()
             if index % every == 0 and count:
+                key: bytes | None = None
                 if codec == _RAW:
-                    first = struct.unpack("<I", handle.read(4))[0]
-                    handle.seek(start + 8 * count)
-                    keys.append(handle.read(first))
+                    key = _raw_key(handle, count, length, 0)
                 elif codec == _ZSTD:
-                    keys.append(
-                        _decode_block(decompressor.decompress(handle.read(length)), count, piece.path)[0][0]
-                    )
+                    try:
+                        key = _decode_block(decompressor.decompress(handle.read(length)), count, piece.path)[
+                            0
+                        ][0]
+                    except zstandard.ZstdError as exc:
+                        raise OSError(f"run file {piece.path} is corrupt: {exc}") from exc
+                if key is None:
+                    raise OSError(f"run file {piece.path} is truncated or corrupt")
+                keys.append(key)
             handle.seek(start + length)
             index += 1
     return keys

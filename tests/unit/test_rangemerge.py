@@ -215,9 +215,12 @@ def test_a_corrupt_run_fails_its_range_by_name_and_leaves_nothing(
 ) -> None:
     groups = _groups(tmp_path, shared_items, helpers=2)
     victim = groups.slices[DB_GROUP][-1]
-    with open(victim.path, "r+b") as handle:  # cut the slice short: its blocks claim more than is there
-        handle.truncate(victim.offset + victim.length // 2)
-    failed = r"merging key range \d+ of the sorted runs failed: OSError: run file .*truncated"
+    with open(victim.path, "r+b") as handle:  # the second block's codec byte: a block no sample reads
+        handle.seek(victim.offset)
+        first_length = int.from_bytes(handle.read(4), "little")
+        handle.seek(victim.offset + 9 + first_length + 8)
+        handle.write(b"\x07")
+    failed = r"merging key range \d+ of the sorted runs failed: OSError: run file .*unknown block codec 7"
     with (
         pytest.raises(OSError, match=failed),
         groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()) as reduced,
@@ -278,3 +281,21 @@ def test_helpers_import_this_package_whatever_the_current_folder_holds(
     monkeypatch.chdir(decoy.parent)
     with groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()) as reduced:
         assert list(reduced) == expected
+
+
+@pytest.mark.parametrize("cut", [3, 20], ids=["inside-a-block-head", "inside-a-block"])
+def test_a_run_cut_short_fails_the_sampling_by_name(
+    tmp_path: Path, shared_items: list[SortItem], cut: int
+) -> None:
+    """Splitting reads the runs before any helper starts: a cut there is an OSError naming the file too."""
+    groups = _groups(tmp_path, shared_items, helpers=2)
+    victim = groups.slices[DB_GROUP][0]
+    with open(victim.path, "r+b") as handle:
+        handle.truncate(victim.offset + cut)
+    with pytest.raises(OSError, match=rf"run file {victim.path} is truncated"):
+        split_keys([victim], 4)
+    with (
+        pytest.raises(OSError, match="is truncated"),
+        groups.reduce(DB_GROUP, reduce_db_range, b"", Counter()),
+    ):
+        pass
